@@ -1,0 +1,141 @@
+"""The ``retrain`` command line. Errors go to stderr as one line naming the problem, exit code 1."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from retrain.dolt import DoltError, DoltRepository
+from retrain.dolt.watermark import CommitWatermark
+from retrain.identifiers import InvalidIdentifierError
+
+Handler = Callable[[argparse.Namespace], object]
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=None, sort_keys=True))
+
+
+def _dolt_head(args: argparse.Namespace) -> None:
+    with DoltRepository.open(args.repo) as repo:
+        print(repo.head(args.branch))
+
+
+def _dolt_log(args: argparse.Namespace) -> None:
+    with DoltRepository.open(args.repo) as repo:
+        for commit in repo.log(since=args.since, until=args.until):
+            print(f"{commit.commit_hash}  {commit.date}  {commit.committer}  {commit.message}")
+
+
+def _dolt_changed(args: argparse.Namespace) -> None:
+    with DoltRepository.open(args.repo) as repo:
+        _print_json(repo.changed_keys(args.table, args.key, args.from_commit, args.to_commit).to_json())
+
+
+def _dolt_sense(args: argparse.Namespace) -> None:
+    with DoltRepository.open(args.repo) as repo:
+        found = CommitWatermark(repo, args.consumer, args.branch).sense(args.table, args.key)
+        _print_json(found.to_payload() if found else None)
+
+
+def _dolt_advance(args: argparse.Namespace) -> None:
+    with DoltRepository.open(args.repo) as repo:
+        print(CommitWatermark(repo, args.consumer, args.branch).advance(args.commit))
+
+
+def _demo_data(args: argparse.Namespace) -> None:
+    from retrain.demo.seed import seed_training_repo, seed_warehouse
+
+    seeded = seed_training_repo(
+        args.repo, customers=args.customers, examples=args.examples, seed=args.seed, force=args.force
+    )
+    result: dict[str, object] = {
+        "repo": str(seeded.path),
+        "customers": seeded.customers,
+        "commits": seeded.commits,
+        "changed_in_last_commit": seeded.changed_in_last_commit,
+        "rows": seeded.rows,
+    }
+    if args.warehouse:
+        warehouse = seed_warehouse(
+            args.warehouse, customers=args.customers, start=args.start, days=args.days, seed=args.seed
+        )
+        result["requests_partitions"] = warehouse.request_days
+        result["labelled_history_partitions"] = warehouse.history_days
+    _print_json(result)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retrain", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dolt = commands.add_parser("dolt", help="inspect a Dolt repository").add_subparsers(
+        dest="dolt_command", required=True
+    )
+    repo_help = "doltlite:///path.db, a file path, or mysql://user@host:port/db ($RETRAIN_DOLT_PASSWORD)"
+
+    def dolt_command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        sub = dolt.add_parser(name, help=help)
+        sub.add_argument("--repo", required=True, help=repo_help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    head = dolt_command("head", _dolt_head, "print the head commit of a branch")
+    head.add_argument("--branch", default="main")
+
+    log_cmd = dolt_command("log", _dolt_log, "list commits, newest first")
+    log_cmd.add_argument("--since", help="exclude this commit and its ancestors")
+    log_cmd.add_argument("--until", default="main", help="commit or branch (default main)")
+
+    changed = dolt_command("changed", _dolt_changed, "print the keys whose rows changed between commits")
+    changed.add_argument("--table", required=True)
+    changed.add_argument("--key", required=True, help="key column, e.g. customer_id")
+    changed.add_argument("--from", dest="from_commit", required=True)
+    changed.add_argument("--to", dest="to_commit", required=True)
+
+    sense = dolt_command("sense", _dolt_sense, "print the new commit range since a watermark, or null")
+    sense.add_argument("--consumer", required=True, help="watermark name, e.g. the DAG id")
+    sense.add_argument("--branch", default="main")
+    sense.add_argument("--table", required=True)
+    sense.add_argument("--key", required=True)
+
+    advance = dolt_command("advance", _dolt_advance, "move a watermark once work up to a commit finished")
+    advance.add_argument("--consumer", required=True)
+    advance.add_argument("--branch", default="main")
+    advance.add_argument("--commit", required=True)
+
+    demo = commands.add_parser("demo-data", help="create the demo training repo and Hive warehouse")
+    demo.add_argument("--repo", required=True, help="doltlite file to create")
+    demo.add_argument("--warehouse", help="Hive warehouse directory (skipped when omitted)")
+    demo.add_argument("--customers", type=int, default=8)
+    demo.add_argument("--examples", type=int, default=200, help="examples per customer")
+    demo.add_argument("--days", type=int, default=3, help="daily partitions of requests and history")
+    demo.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2026, 11, 1))
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--force", action="store_true", help="recreate an existing repo")
+    demo.set_defaults(handler=_demo_data)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        args.handler(args)
+    except (DoltError, InvalidIdentifierError, FileExistsError) as error:
+        print(f"retrain: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Errors raised by the Dolt layer. Each message names the thing that was wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class DoltError(Exception):
+    """Base class for every error of :mod:`retrain.dolt`."""
+
+
+class DoltConnectionError(DoltError):
+    """The repository could not be opened or reached (missing file, not a Dolt database, server down)."""
+
+
+class NotADoltDatabaseError(DoltConnectionError):
+    """The file exists but is not a doltlite database (for example a stock SQLite file)."""
+
+
+class DoltQueryError(DoltError):
+    """The backend rejected a statement; carries the backend's own message."""
+
+
+class UnknownBranchError(DoltError):
+    def __init__(self, branch: str, known: Iterable[str] = ()) -> None:
+        names = sorted(known)
+        hint = f" (branches: {', '.join(names)})" if names else ""
+        super().__init__(f"unknown branch {branch!r}{hint}")
+        self.branch = branch
+
+
+class UnknownCommitError(DoltError):
+    def __init__(self, commit: str, reason: str = "not found in the repository") -> None:
+        super().__init__(f"unknown commit {commit!r}: {reason}")
+        self.commit = commit
+
+
+class UnknownTableError(DoltError):
+    def __init__(self, table: str, commit: str) -> None:
+        super().__init__(f"table {table!r} does not exist at commit {commit}")
+        self.table = table
+        self.commit = commit
+
+
+class UnknownColumnError(DoltError):
+    def __init__(self, column: str, table: str, commit: str, known: Iterable[str]) -> None:
+        super().__init__(
+            f"column {column!r} does not exist in table {table!r} at commit {commit} "
+            f"(columns: {', '.join(known)})"
+        )
+        self.column = column
+        self.table = table
+
+
+class WatermarkError(DoltError):
+    """A watermark move that would lose or replay work (for example moving it backwards)."""
