@@ -1,0 +1,65 @@
+"""DoltHook: opens a :class:`retrain.dolt.DoltRepository` from an Airflow connection of type ``dolt``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from airflow.sdk import BaseHook, Connection
+
+from retrain.dolt import DoltRepository
+
+
+def repository_location(connection: Connection) -> str:
+    """``doltlite:///path`` when the connection's extra names an embedded ``path``, else a mysql:// URL.
+
+    The URL carries the password only in memory; :attr:`DoltRepository.location` is redacted.
+    """
+    path = connection.extra_dejson.get("path")
+    if path:
+        return f"doltlite://{Path(path).resolve()}"
+    if not connection.host:
+        raise ValueError(
+            f"Dolt connection {connection.conn_id!r} needs either extra {{'path': ...}} (embedded doltlite) "
+            "or host/port/schema (dolt sql-server)"
+        )
+    credentials = quote(connection.login or "root", safe="")
+    if connection.password:
+        credentials += ":" + quote(connection.password, safe="")
+    return f"mysql://{credentials}@{connection.host}:{connection.port or 3306}/{connection.schema or ''}"
+
+
+class DoltHook(BaseHook):
+    """Interact with a Dolt repository: an embedded doltlite file or a ``dolt sql-server``.
+
+    :param dolt_conn_id: connection of type ``dolt``: extra ``{"path": "/abs/training.db"}`` for
+        doltlite, or host, port, schema (database), login and password for sql-server.
+    """
+
+    conn_name_attr = "dolt_conn_id"
+    default_conn_name = "dolt_default"
+    conn_type = "dolt"
+    hook_name = "Dolt"
+
+    def __init__(self, dolt_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.dolt_conn_id = dolt_conn_id
+
+    def get_repository(self) -> DoltRepository:
+        return DoltRepository.open(repository_location(self.get_connection(self.dolt_conn_id)))
+
+    async def aget_repository_location(self) -> str:
+        return repository_location(await self.aget_connection(self.dolt_conn_id))
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": [],
+            "relabeling": {"schema": "Database"},
+            "placeholders": {
+                "host": "dolt sql-server host (leave empty for an embedded doltlite file)",
+                "port": "3306",
+                "extra": '{"path": "/data/training.db"}',
+            },
+        }

@@ -1,0 +1,45 @@
+"""DoltAdvanceWatermarkOperator: the last task of a run, recording that its commit range is done."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from retrain.dolt.watermark import CommitWatermark
+from retrain_airflow.hooks.dolt import DoltHook
+
+
+class DoltAdvanceWatermarkOperator(BaseOperator):
+    """Move the consumer's ``done`` watermark to ``commit``. Idempotent; never moves backwards.
+
+    Place it downstream of all the work for the range, with the default ``all_success`` trigger
+    rule, so a failed run leaves the watermark where it was and the next range covers its commits.
+
+    :param commit: the commit whose work finished, e.g. ``{{ ti.xcom_pull('sense')['commit'] }}`` (templated).
+    :param consumer: watermark name (templated); defaults to the DAG id.
+    :param branch: the watched branch (templated).
+    :param dolt_conn_id: Airflow connection of type ``dolt``.
+    """
+
+    template_fields: Sequence[str] = ("commit", "consumer", "branch")
+
+    def __init__(
+        self,
+        *,
+        commit: str,
+        consumer: str = "{{ dag.dag_id }}",
+        branch: str = "main",
+        dolt_conn_id: str = DoltHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.commit = commit
+        self.consumer = consumer
+        self.branch = branch
+        self.dolt_conn_id = dolt_conn_id
+
+    def execute(self, context: Context) -> str:
+        with DoltHook(self.dolt_conn_id).get_repository() as repo:
+            return CommitWatermark(repo, self.consumer, self.branch).advance(self.commit)
