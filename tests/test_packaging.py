@@ -1,0 +1,36 @@
+"""Packaging: setup.cfg lists every package (the provider lives under operators/), and the CLI is installed."""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_package_is_listed_in_setup_cfg() -> None:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "retrain").rglob("__init__.py")
+    } | {
+        ".".join(p.parent.relative_to(ROOT / "operators").parts)
+        for p in (ROOT / "operators" / "retrain_airflow").rglob("__init__.py")
+    }
+    assert listed == found
+
+
+def test_core_does_not_import_airflow() -> None:
+    """Argo pods and Spark executors run retrain/ without Airflow installed."""
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "retrain").rglob("*.py")
+        if any(line.lstrip().startswith(("import airflow", "from airflow")) for line in p.read_text().splitlines())
+    ]
+    assert offenders == []
+
+
+def test_console_script_is_installed() -> None:
+    assert shutil.which("retrain") is not None or (Path(shutil.which("python") or "").parent / "retrain").exists()
