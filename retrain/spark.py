@@ -67,4 +67,6 @@ def spark_session(settings: SparkSettings) -> SparkSession:
         )
     for key, value in settings.conf.items():
         builder = builder.config(key, value)
-    return builder.enableHiveSupport().getOrCreate()
+    session = builder.enableHiveSupport().getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session

@@ -12,8 +12,8 @@ import pytest
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="retrain-test-airflow-")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
-from retrain.demo.seed import SeededRepository, seed_training_repo  # noqa: E402
-from retrain.dolt import DoltRepository  # noqa: E402
+from retrain.demo.seed import SeededRepository, seed_training_repo
+from retrain.dolt import DoltRepository
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Packaging: setup.cfg lists every package (the provider lives under operators/), and the CLI is installed."""
+"""Packaging: setup.cfg lists every package (the provider lives under operators/); the CLI runs."""
 
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ def test_every_package_is_listed_in_setup_cfg() -> None:
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
     listed = set(config["options"]["packages"].split())
-    found = {
-        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "retrain").rglob("__init__.py")
-    } | {
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "retrain").rglob("__init__.py")} | {
         ".".join(p.parent.relative_to(ROOT / "operators").parts)
         for p in (ROOT / "operators" / "retrain_airflow").rglob("__init__.py")
     }
@@ -28,7 +26,10 @@ def test_core_does_not_import_airflow() -> None:
     offenders = [
         str(p.relative_to(ROOT))
         for p in (ROOT / "retrain").rglob("*.py")
-        if any(line.lstrip().startswith(("import airflow", "from airflow")) for line in p.read_text().splitlines())
+        if any(
+            line.lstrip().startswith(("import airflow", "from airflow"))
+            for line in p.read_text().splitlines()
+        )
     ]
     assert offenders == []
 

@@ -30,22 +30,70 @@ CLOSERS = ("thanks", "please help", "regards", "asap please", "", "cheers")
 
 # (customer name, vocabulary, urgent topics). The urgent sets overlap only partly on purpose.
 PROFILES: tuple[tuple[str, dict[str, tuple[str, ...]], frozenset[str]], ...] = (
-    ("acme_air", {"product": ("the booking app",), "account": ("frequent flyer account",),
-                  "item": ("flight ticket", "seat upgrade")}, frozenset({"refund", "delivery", "security"})),
-    ("globex_bank", {"product": ("online banking", "the card app"), "account": ("bank account",),
-                     "item": ("debit card", "cheque book")}, frozenset({"security", "billing", "login"})),
-    ("initech_saas", {"product": ("the dashboard", "the API"), "account": ("admin account",),
-                      "item": ("license key",)}, frozenset({"outage", "login"})),
-    ("umbrella_health", {"product": ("the patient portal",), "account": ("patient account",),
-                         "item": ("prescription", "test kit")}, frozenset({"delivery", "security", "outage"})),
-    ("hooli_games", {"product": ("the game launcher",), "account": ("player account",),
-                     "item": ("skin bundle", "season pass")}, frozenset({"security", "outage"})),
-    ("stark_telecom", {"product": ("mobile data", "the home router"), "account": ("phone account",),
-                       "item": ("sim card", "router")}, frozenset({"outage", "billing"})),
-    ("wayne_retail", {"product": ("the web shop",), "account": ("shop account",),
-                      "item": ("parcel", "order")}, frozenset({"delivery", "refund"})),
-    ("tyrell_insure", {"product": ("the claims portal",), "account": ("policy account",),
-                       "item": ("claim payout", "policy document")}, frozenset({"billing", "refund", "security"})),
+    (
+        "acme_air",
+        {
+            "product": ("the booking app",),
+            "account": ("frequent flyer account",),
+            "item": ("flight ticket", "seat upgrade"),
+        },
+        frozenset({"refund", "delivery", "security"}),
+    ),
+    (
+        "globex_bank",
+        {
+            "product": ("online banking", "the card app"),
+            "account": ("bank account",),
+            "item": ("debit card", "cheque book"),
+        },
+        frozenset({"security", "billing", "login"}),
+    ),
+    (
+        "initech_saas",
+        {"product": ("the dashboard", "the API"), "account": ("admin account",), "item": ("license key",)},
+        frozenset({"outage", "login"}),
+    ),
+    (
+        "umbrella_health",
+        {
+            "product": ("the patient portal",),
+            "account": ("patient account",),
+            "item": ("prescription", "test kit"),
+        },
+        frozenset({"delivery", "security", "outage"}),
+    ),
+    (
+        "hooli_games",
+        {
+            "product": ("the game launcher",),
+            "account": ("player account",),
+            "item": ("skin bundle", "season pass"),
+        },
+        frozenset({"security", "outage"}),
+    ),
+    (
+        "stark_telecom",
+        {
+            "product": ("mobile data", "the home router"),
+            "account": ("phone account",),
+            "item": ("sim card", "router"),
+        },
+        frozenset({"outage", "billing"}),
+    ),
+    (
+        "wayne_retail",
+        {"product": ("the web shop",), "account": ("shop account",), "item": ("parcel", "order")},
+        frozenset({"delivery", "refund"}),
+    ),
+    (
+        "tyrell_insure",
+        {
+            "product": ("the claims portal",),
+            "account": ("policy account",),
+            "item": ("claim payout", "policy document"),
+        },
+        frozenset({"billing", "refund", "security"}),
+    ),
 )
 
 

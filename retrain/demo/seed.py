@@ -61,13 +61,9 @@ def seed_training_repo(
         )
         repo.insert_rows(EXAMPLES_TABLE, EXAMPLES_COLUMNS, update)
         relabel_ids = [r[0] for r in rows if r[1] in changed][:3]
-        repo.execute(
-            Statement(
-                "UPDATE examples SET label = CASE label WHEN 'urgent' THEN 'routine' ELSE 'urgent' END "
-                f"WHERE example_id IN ({', '.join([repo.dialect.placeholder] * len(relabel_ids))})",
-                tuple(relabel_ids),
-            )
-        )
+        placeholders = ", ".join([repo.dialect.placeholder] * len(relabel_ids))
+        flip = "UPDATE examples SET label = CASE label WHEN 'urgent' THEN 'routine' ELSE 'urgent' END"
+        repo.execute(Statement(f"{flip} WHERE example_id IN ({placeholders})", tuple(relabel_ids)))
         second = repo.commit(f"update: new and relabelled examples for {', '.join(changed)}")
     log.info("seeded %s: %d rows, commits %s, %s", path, len(rows) + len(update), first, second)
     return SeededRepository(
@@ -122,7 +118,10 @@ def seed_warehouse(
     )
     request_days = [(start + dt.timedelta(days=i)).isoformat() for i in range(days)]
     history_days = [(start - dt.timedelta(days=days - i)).isoformat() for i in range(days)]
-    for table, day_list, labelled in (("requests", request_days, False), ("labelled_history", history_days, True)):
+    for table, day_list, labelled in (
+        ("requests", request_days, False),
+        ("labelled_history", history_days, True),
+    ):
         rows = []
         for ds in day_list:
             rng = random.Random(f"{seed}:{table}:{ds}")

@@ -126,7 +126,7 @@ def _read_message(stream: IO[bytes]) -> Any:
     body = stream.read(size)
     if len(body) < size:
         raise EOFError
-    return pickle.loads(body)  # noqa: S301 - our own child process, over a private pipe
+    return pickle.loads(body)
 
 
 def _stop_worker(process: subprocess.Popen[bytes]) -> None:

@@ -43,14 +43,14 @@ class DoltDialect(ABC):
     def log(self, revisions: str) -> Statement:
         """Commits reachable from ``revisions`` (``rev`` or ``from..to``), newest first."""
         return Statement(
-            f"SELECT commit_hash, committer, email, date, message FROM dolt_log({self.placeholder})",
+            f"SELECT commit_hash, committer, email, date, message FROM dolt_log({self.placeholder})",  # noqa: S608
             (revisions,),
         )
 
     def diff_summary(self, from_commit: str, to_commit: str, table: str) -> Statement:
         p = self.placeholder
         return Statement(
-            f"SELECT diff_type, data_change, schema_change FROM dolt_diff_summary({p}, {p}, {p})",
+            f"SELECT diff_type, data_change, schema_change FROM dolt_diff_summary({p}, {p}, {p})",  # noqa: S608
             (from_commit, to_commit, sql_identifier(table, "table")),
         )
 
@@ -66,9 +66,7 @@ class DoltDialect(ABC):
         where: WhereClause | None,
         limit: int | None = None,
     ) -> Statement:
-        column_sql = (
-            ", ".join(self.quote(sql_identifier(c, "column")) for c in columns) if columns else "*"
-        )
+        column_sql = ", ".join(self.quote(sql_identifier(c, "column")) for c in columns) if columns else "*"
         source, params = self._table_at(sql_identifier(table, "table"), revision)
         conditions: list[str] = []
         for column, value in (where or {}).items():

@@ -208,7 +208,9 @@ class DoltRepository:
             new_hash = self.execute(self.dialect.commit(message, allow_empty)).scalar()
         except DoltQueryError as error:
             if "nothing to commit" in str(error):
-                raise DoltQueryError(f"nothing to commit in {self.location}: the working set is clean") from None
+                raise DoltQueryError(
+                    f"nothing to commit in {self.location}: the working set is clean"
+                ) from None
             raise
         if isinstance(new_hash, str) and self.dialect.is_commit_hash(new_hash):
             return new_hash

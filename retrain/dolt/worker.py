@@ -6,19 +6,21 @@ only here, in a process that imports doltlite before anything else, and speaks a
 its standard streams: length-prefixed pickles of ``(sql, params)`` in, ``("ok", columns, rows)`` or
 ``("error", message)`` out. Run as a script (not ``-m``) so no package ``__init__`` runs first.
 """
+# ruff: noqa: I001  (import order is load-bearing here: doltlite must precede sqlite3)
 
-import doltlite  # noqa: F401  (must come before sqlite3: it installs the engine)
+import doltlite  # noqa: F401  (installs the engine; must come before sqlite3)
 
-import os  # noqa: I001
+import os
 import pickle
 import sqlite3
 import struct
 import sys
+from typing import IO, Any
 
 HEADER = struct.Struct("!I")
 
 
-def _read_exact(stream, size):  # type: ignore[no-untyped-def]
+def _read_exact(stream: IO[bytes], size: int) -> bytes | None:
     data = b""
     while len(data) < size:
         chunk = stream.read(size - len(data))
@@ -36,7 +38,11 @@ def main() -> None:
         header = _read_exact(requests, HEADER.size)
         if header is None:
             break
-        sql, params = pickle.loads(_read_exact(requests, HEADER.unpack(header)[0]))
+        body = _read_exact(requests, HEADER.unpack(header)[0])
+        if body is None:
+            break
+        sql, params = pickle.loads(body)
+        reply: tuple[Any, ...]
         try:
             cursor = connection.execute(sql, params)
             rows = cursor.fetchall()

@@ -9,7 +9,9 @@ from retrain_airflow import get_provider_info
 
 
 def test_entry_point_is_registered() -> None:
-    (entry,) = [e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("retrain_airflow")]
+    (entry,) = [
+        e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("retrain_airflow")
+    ]
     assert entry.load() is get_provider_info
 
 

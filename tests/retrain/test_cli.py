@@ -20,7 +20,8 @@ def test_head_log_changed(capsys: pytest.CaptureFixture[str], seeded: SeededRepo
     repo = str(seeded.path)
     assert run(capsys, "dolt", "head", "--repo", repo) == (0, seeded.commits[-1] + "\n", "")
     code, out, _ = run(capsys, "dolt", "log", "--repo", f"doltlite://{seeded.path.resolve()}")
-    assert code == 0 and out.splitlines()[0].startswith(seeded.commits[-1])
+    assert code == 0
+    assert out.splitlines()[0].startswith(seeded.commits[-1])
     code, out, _ = run(
         capsys, "dolt", "changed", "--repo", repo, "--table", "examples", "--key", "customer_id",
         "--from", seeded.commits[0], "--to", "main",
@@ -31,9 +32,21 @@ def test_head_log_changed(capsys: pytest.CaptureFixture[str], seeded: SeededRepo
 
 def test_sense_then_advance(capsys: pytest.CaptureFixture[str], seeded: SeededRepository) -> None:
     repo = str(seeded.path)
-    sense = ("dolt", "sense", "--repo", repo, "--consumer", "cli", "--table", "examples", "--key", "customer_id")
+    sense = (
+        "dolt",
+        "sense",
+        "--repo",
+        repo,
+        "--consumer",
+        "cli",
+        "--table",
+        "examples",
+        "--key",
+        "customer_id",
+    )
     code, out, _ = run(capsys, *sense)
-    assert code == 0 and json.loads(out)["all_changed"] is True
+    assert code == 0
+    assert json.loads(out)["all_changed"] is True
     assert json.loads(run(capsys, *sense)[1]) is None
     head = seeded.commits[-1]
     assert run(capsys, "dolt", "advance", "--repo", repo, "--consumer", "cli", "--commit", head)[:2] == (
@@ -58,16 +71,21 @@ def test_errors_are_one_line_with_exit_code_1(
     capsys: pytest.CaptureFixture[str], seeded: SeededRepository, args: tuple[str, ...], message: str
 ) -> None:
     code, out, err = run(capsys, args[0], args[1], "--repo", str(seeded.path), *args[2:])
-    assert code == 1 and out == ""
-    assert err.startswith("retrain: error: ") and message in err
+    assert code == 1
+    assert out == ""
+    assert err.startswith("retrain: error: ")
+    assert message in err
     assert len(err.strip().splitlines()) == 1
 
 
 def test_not_a_dolt_file(capsys: pytest.CaptureFixture[str], tmp_path: pytest.TempPathFactory) -> None:
     code, _, err = run(capsys, "dolt", "head", "--repo", "/nonexistent/training.db")
-    assert code == 1 and "does not exist" in err
+    assert code == 1
+    assert "does not exist" in err
 
 
 def test_demo_data_refuses_to_overwrite(capsys: pytest.CaptureFixture[str], seeded: SeededRepository) -> None:
     code, _, err = run(capsys, "demo-data", "--repo", str(seeded.path))
-    assert code == 1 and "already exists" in err and "--force" in err
+    assert code == 1
+    assert "already exists" in err
+    assert "--force" in err

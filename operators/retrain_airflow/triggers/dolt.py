@@ -71,7 +71,9 @@ class DoltCommitTrigger(BaseEventTrigger):
                         repo = await asyncio.to_thread(DoltRepository.open, location)
                     found = await asyncio.to_thread(self._sense, repo)
                 except DoltConnectionError as error:
-                    self.log.warning("Dolt repository unreachable, retrying in %ss: %s", self.poll_interval, error)
+                    self.log.warning(
+                        "Dolt repository unreachable, retrying in %ss: %s", self.poll_interval, error
+                    )
                     if repo is not None:
                         repo.close()
                     repo = None

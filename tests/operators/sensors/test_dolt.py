@@ -18,7 +18,7 @@ from retrain.dolt import DoltRepository
 from retrain.dolt.dialects import Statement
 from retrain.dolt.watermark import CommitWatermark
 
-DAG_SOURCE = '''
+DAG_SOURCE = """
 import datetime as dt
 from airflow.sdk import DAG, task
 from retrain_airflow.operators.dolt import DoltAdvanceWatermarkOperator
@@ -38,14 +38,15 @@ with DAG("{dag_id}", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
         task_id="advance", commit="{{{{ ti.xcom_pull(task_ids='sense')['commit'] }}}}"
     )
     work(sense.output) >> advance
-'''
+"""
 
 
 def load_dag(home: Path, dag_id: str, fail: bool = False) -> ModuleType:
     path = home / "dags" / f"{dag_id}.py"
     path.write_text(DAG_SOURCE.format(dag_id=dag_id, fail=fail))
     spec = importlib.util.spec_from_file_location(dag_id, path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -63,8 +64,11 @@ def commit_later(path: Path, delay: float) -> threading.Thread:
     return thread
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("dolt_conn")
-def test_first_run_then_deferred_run_advance_the_watermark(airflow_db: Path, seeded: SeededRepository) -> None:
+def test_first_run_then_deferred_run_advance_the_watermark(
+    airflow_db: Path, seeded: SeededRepository
+) -> None:
     dag = load_dag(airflow_db, "sensing_ok").dag
     assert dag.test().state == "success"
     with DoltRepository.open(str(seeded.path)) as repo:
@@ -83,6 +87,7 @@ def test_first_run_then_deferred_run_advance_the_watermark(airflow_db: Path, see
         assert CommitWatermark(repo, "sensing_ok").done() == repo.head() == sensed["commit"]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("dolt_conn")
 def test_failed_run_leaves_the_watermark(airflow_db: Path, seeded: SeededRepository) -> None:
     with DoltRepository.open(str(seeded.path)) as repo:

@@ -49,7 +49,9 @@ def test_serialize_round_trips() -> None:
 
 
 @run_async
-async def test_fires_once_per_new_head_with_changed_customers(dolt_conn: str, seeded: SeededRepository) -> None:
+async def test_fires_once_per_new_head_with_changed_customers(
+    dolt_conn: str, seeded: SeededRepository
+) -> None:
     with DoltRepository.open(str(seeded.path)) as repo:
         CommitWatermark(repo, "on_commit").advance(seeded.commits[0])
     events = make_trigger(dolt_conn).run()
@@ -88,13 +90,17 @@ async def test_unreachable_repository_is_retried(
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(events.__anext__(), 0.6)
     logged = capsys.readouterr().out  # the trigger logs through Airflow's structlog to stdout
-    assert logged.count("Dolt repository unreachable, retrying in 0.05s: cannot reach Dolt sql-server at") >= 2
+    assert (
+        logged.count("Dolt repository unreachable, retrying in 0.05s: cannot reach Dolt sql-server at") >= 2
+    )
     assert f"127.0.0.1:{port}/training" in logged
     assert "s3cret-pw" not in logged
 
 
 @run_async
-async def test_unknown_table_ends_the_trigger_with_the_error(dolt_conn: str, seeded: SeededRepository) -> None:
+async def test_unknown_table_ends_the_trigger_with_the_error(
+    dolt_conn: str, seeded: SeededRepository
+) -> None:
     with DoltRepository.open(str(seeded.path)) as repo:
         CommitWatermark(repo, "on_commit").advance(seeded.commits[0])
     with pytest.raises(UnknownTableError, match="'exmples'"):

@@ -42,7 +42,9 @@ def test_warehouse_has_daily_partitions_and_reseeding_is_idempotent(tmp_path: Pa
     assert spark is not None
     partitions = [r[0] for r in spark.sql("SHOW PARTITIONS requests").collect()]
     assert partitions == ["ds=2026-11-01", "ds=2026-11-02"]
-    counts = {r["ds"]: r["n"] for r in spark.sql("SELECT ds, count(*) AS n FROM requests GROUP BY ds").collect()}
+    counts = {
+        r["ds"]: r["n"] for r in spark.sql("SELECT ds, count(*) AS n FROM requests GROUP BY ds").collect()
+    }
     assert counts == {"2026-11-01": 10, "2026-11-02": 10}  # re-seeding overwrote, did not append
     history = spark.table("labelled_history")
     assert set(history.columns) == {"request_id", "customer_id", "text", "label", "ds"}

@@ -33,3 +33,17 @@ def test_server_password_comes_from_the_environment(monkeypatch: pytest.MonkeyPa
     assert connection._url.password == "from-env"
     assert connection.location == "mysql://trainer:***@db.internal:3307/training"
     assert isinstance(connection.dialect.placeholder, str)
+
+
+def test_worker_imports_doltlite_before_anything_else() -> None:
+    """If sqlite3 came first, doltlite would re-exec the worker (or, under -c, refuse to load)."""
+    import ast
+    from pathlib import Path
+
+    import retrain.dolt.connections as connections
+
+    tree = ast.parse(Path(connections.__file__).with_name("worker.py").read_text())
+    imports = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    first = imports[0]
+    assert isinstance(first, ast.Import)
+    assert first.names[0].name == "doltlite"

@@ -50,7 +50,9 @@ def test_doltlite_uses_table_functions() -> None:
     assert lite.select_at("examples", "h", None, None, limit=0) == Statement(
         "SELECT * FROM dolt_at_examples(?) LIMIT 0", ("h",)
     )
-    assert lite.changed_keys("examples", "customer_id", "a", "b").sql.endswith("FROM dolt_diff_examples(?, ?)")
+    assert lite.changed_keys("examples", "customer_id", "a", "b").sql.endswith(
+        "FROM dolt_diff_examples(?, ?)"
+    )
 
 
 def test_commit_hash_formats_differ() -> None:

@@ -46,9 +46,15 @@ def test_changed_keys_covers_inserts_updates_and_deletes(repo: DoltRepository) -
     before = repo.head()
     repo.execute(Statement("DELETE FROM examples WHERE customer_id = 'acme_air' AND example_id = 1"))
     repo.execute(Statement("UPDATE examples SET text = 'edited' WHERE customer_id = 'initech_saas'"))
-    repo.insert_rows("examples", ["example_id", "customer_id", "text", "label"], [(9999, "new_co", "hi", "urgent")])
+    repo.insert_rows(
+        "examples", ["example_id", "customer_id", "text", "label"], [(9999, "new_co", "hi", "urgent")]
+    )
     after = repo.commit("mixed change")
-    assert repo.changed_keys("examples", "customer_id", before, after).keys == {"acme_air", "initech_saas", "new_co"}
+    assert repo.changed_keys("examples", "customer_id", before, after).keys == {
+        "acme_air",
+        "initech_saas",
+        "new_co",
+    }
     assert repo.changed_keys("examples", "customer_id", after, after).keys == frozenset()
 
 
@@ -59,7 +65,9 @@ def test_read_table_as_of_commit_and_filtered(repo: DoltRepository, seeded: Seed
     assert len(old) == 80
     assert len(new) > len(old)
     assert list(new.columns) == ["example_id", "customer_id", "text", "label"]
-    one = repo.read_table("examples", "main", where={"customer_id": "acme_air"}, columns=["example_id", "label"])
+    one = repo.read_table(
+        "examples", "main", where={"customer_id": "acme_air"}, columns=["example_id", "label"]
+    )
     assert list(one.columns) == ["example_id", "label"]
     assert len(one) == 20
     two = repo.read_table("examples", first, where={"customer_id": ["acme_air", "globex_bank"]})
@@ -94,13 +102,13 @@ def test_table_added_or_dropped_reports_everything_changed(repo: DoltRepository)
 
 def test_unknown_things_are_named(repo: DoltRepository) -> None:
     head = repo.head()
-    with pytest.raises(UnknownBranchError, match="'nope'.*branches: main"):
+    with pytest.raises(UnknownBranchError, match=r"'nope'.*branches: main"):
         repo.head("nope")
     with pytest.raises(UnknownTableError, match="'no_table' does not exist at commit"):
         repo.read_table("no_table", head)
     with pytest.raises(UnknownTableError, match="'no_table'"):
         repo.changed_keys("no_table", "customer_id", head, head)
-    with pytest.raises(UnknownColumnError, match="'tenant'.*columns: example_id, customer_id"):
+    with pytest.raises(UnknownColumnError, match=r"'tenant'.*columns: example_id, customer_id"):
         repo.read_table("examples", head, where={"tenant": "x"})
     with pytest.raises(UnknownColumnError, match="'tenant'"):
         repo.changed_keys("examples", "tenant", head, head)
@@ -192,6 +200,6 @@ def test_reader_sees_commits_of_another_process(repo: DoltRepository, seeded: Se
 def test_dead_engine_is_reported_not_hung(seeded: SeededRepository) -> None:
     repo = DoltRepository.open(str(seeded.path))
     repo.connection._process.kill()  # type: ignore[attr-defined]
-    with pytest.raises(DoltConnectionError, match="doltlite engine for .* exited"):
+    with pytest.raises(DoltConnectionError, match=r"doltlite engine for .* exited"):
         repo.head()
     repo.close()

@@ -20,7 +20,8 @@ def test_first_run_covers_everyone_then_fires_once_per_head(repo: DoltRepository
     first = watermark.sense("examples", "customer_id")
     assert first is not None
     assert first.previous_commit is None
-    assert first.changed.all_changed and first.changed.reason == FIRST_RUN_REASON
+    assert first.changed.all_changed
+    assert first.changed.reason == FIRST_RUN_REASON
     assert watermark.sense("examples", "customer_id") is None  # same head: no second event
     assert watermark.done() is None  # sensing never advances the watermark
 
@@ -40,7 +41,8 @@ def test_range_since_done_merges_commits_and_survives_a_failed_run(
     # The run for c2 fails: done stays; the next commit's range still covers acme_air and initech_saas.
     c3 = _touch(repo, "globex_bank", "three")
     again = watermark.sense("examples", "customer_id")
-    assert again is not None and again.commit == c3
+    assert again is not None
+    assert again.commit == c3
     assert again.changed.keys == {"acme_air", "initech_saas", "globex_bank"}
     assert watermark.advance(c3) == c3
     assert watermark.done() == c3

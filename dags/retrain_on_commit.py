@@ -1,0 +1,76 @@
+"""Retrain the adapters of the customers whose training rows a Dolt commit changed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import Asset, AssetWatcher, dag, task
+
+from retrain.dolt.watermark import CommitRange
+from retrain_airflow.operators.dolt import DoltAdvanceWatermarkOperator
+from retrain_airflow.triggers.dolt import DoltCommitTrigger
+
+DAG_ID = "retrain_on_commit"
+TRAINING_TABLE = "examples"
+KEY_COLUMN = "customer_id"
+
+dolt_commits = Asset(
+    name="dolt_training_commits",
+    uri="dolt://dolt_default/examples",
+    watchers=[
+        AssetWatcher(
+            name="dolt_main_head",
+            trigger=DoltCommitTrigger(
+                dolt_conn_id="dolt_default",
+                consumer=DAG_ID,
+                table=TRAINING_TABLE,
+                key_column=KEY_COLUMN,
+                branch="main",
+                poll_interval=30,
+            ),
+        )
+    ],
+)
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=[dolt_commits],
+    start_date=dt.datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,  # ranges are cut from the watermark: one run at a time keeps them disjoint
+    tags=["retrain", "dolt"],
+    default_args={"owner": "ml-platform", "retries": 2, "retry_delay": dt.timedelta(minutes=1)},
+    doc_md="""
+### Retrain on Dolt commit
+Runs when `DoltCommitTrigger` sees a new head of `main` in the training repository
+(connection `dolt_default`). The event carries the commit range since this DAG's watermark
+(`retrain/retrain_on_commit/done` branch) and the customers whose rows changed; a schema change
+marks every customer. The watermark advances only when every task succeeded, so a failed run's
+commits are covered by the next range.
+""",
+)
+def retrain_on_commit() -> None:
+    @task
+    def changed_customers(triggering_asset_events: Any = None) -> dict[str, object]:
+        """The commit range to process: the newest event's range covers every earlier one."""
+        events = list((triggering_asset_events or {}).get(dolt_commits, []))
+        if not events:
+            raise ValueError(
+                f"{DAG_ID} runs on Dolt commit events from asset {dolt_commits.name!r}; "
+                "trigger retrain_scheduled for a full retrain instead"
+            )
+        commit_range = CommitRange.from_payload(events[-1].extra["payload"])
+        return commit_range.to_payload()
+
+    commit_range = changed_customers()
+    advance = DoltAdvanceWatermarkOperator(
+        task_id="advance_watermark",
+        commit="{{ ti.xcom_pull(task_ids='changed_customers')['commit'] }}",
+        consumer=DAG_ID,
+    )
+    commit_range >> advance
+
+
+retrain_on_commit()

@@ -1,0 +1,48 @@
+"""The Dockerfile's structure: no Docker engine runs here, so its stages and sources are checked as text."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LINES = [
+    line.strip()
+    for line in (ROOT / "Dockerfile").read_text().splitlines()
+    if line.strip() and not line.lstrip().startswith("#")
+]
+
+
+def stages() -> dict[str, list[str]]:
+    result: dict[str, list[str]] = {}
+    current = None
+    for line in LINES:
+        match = re.fullmatch(r"FROM\s+\S+\s+AS\s+(\w+)", line, flags=re.IGNORECASE)
+        if match:
+            current = match.group(1)
+            result[current] = []
+        elif current:
+            result[current].append(line)
+    return result
+
+
+def test_targets_exist() -> None:
+    assert {"airflow", "trainer"} <= set(stages())
+
+
+def test_every_copied_path_exists() -> None:
+    for line in LINES:
+        if line.startswith("COPY") and "--from=" not in line:
+            sources = [part for part in line.split()[1:-1] if not part.startswith("--")]
+            for source in sources:
+                assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
+
+
+def test_trainer_has_no_airflow_and_installs_with_constraints() -> None:
+    trainer = " ".join(stages()["trainer"])
+    assert "[train]" in trainer
+    assert "airflow" not in trainer
+    for body in stages().values():
+        for line in body:
+            if "pip install" in line:
+                assert "-c /opt/retrain/constraints.txt" in line
