@@ -1,0 +1,159 @@
+"""Validate a Dolt table as of a commit with Great Expectations (pandas), and build Data Docs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+import great_expectations as gx
+import pandas as pd
+from great_expectations.core.run_identifier import RunIdentifier
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
+from retrain.dolt import DoltRepository
+from retrain.validation.report import ExpectationFailure, ValidationReport
+from retrain.validation.suite import PER_CUSTOMER_COLUMNS, SuiteFile, expectation_columns, load_suite
+
+log = logging.getLogger(__name__)
+SAMPLE_VALUES = 5
+
+
+class ValidationInputError(ValueError):
+    """Nothing to validate: an empty table, or none of the requested customers' rows."""
+
+
+def customer_statistics(
+    rows: pd.DataFrame, key_column: str, label_column: str, labels: list[str] | None = None
+) -> pd.DataFrame:
+    """Per-customer columns, repeated on each of the customer's rows (see :mod:`retrain.validation.suite`).
+
+    Class balance is measured over ``labels`` (default: every label seen): a customer lacking one
+    of them has a minority share of 0. Rows with other labels count in ``customer_examples`` only.
+    """
+    counts = rows.groupby(key_column, dropna=True)[label_column].value_counts().unstack(fill_value=0)
+    totals = counts.sum(axis=1)
+    classes = counts.reindex(columns=labels if labels is not None else counts.columns, fill_value=0)
+    minority_share = classes.min(axis=1) / totals if classes.shape[1] > 1 else totals * 0.0
+    stats = pd.DataFrame(
+        {
+            "customer_examples": totals,
+            "customer_distinct_labels": (counts > 0).sum(axis=1),
+            "customer_minority_label_share": minority_share,
+        }
+    )
+    return rows.join(stats, on=key_column)
+
+
+def validate_commit(
+    repo: DoltRepository,
+    table: str,
+    commit: str,
+    suite: str | Path | SuiteFile,
+    *,
+    customers: Collection[str] | None = None,
+    docs_dir: str | Path | None = None,
+) -> ValidationReport:
+    """Check ``table`` as of ``commit`` against ``suite``; only ``customers``' rows when given.
+
+    :param docs_dir: build GX Data Docs there; the report's ``docs_page`` is this commit's page.
+    """
+    suite_file = suite if isinstance(suite, SuiteFile) else load_suite(suite)
+    commit_hash = repo.resolve(commit)
+    suite_file.check_columns(repo.columns(table, commit_hash), f"table {table!r} at commit {commit_hash}")
+    where = {suite_file.key_column: sorted(customers)} if customers is not None else None
+    started = time.perf_counter()
+    rows = repo.read_table(table, commit_hash, where=where)
+    if rows.empty:
+        scope = f"rows of customers {', '.join(sorted(customers))}" if customers is not None else "rows"
+        raise ValidationInputError(
+            f"table {table!r} has no {scope} at commit {commit_hash}: nothing to validate"
+        )
+    read_seconds = time.perf_counter() - started
+    batch = customer_statistics(rows, suite_file.key_column, suite_file.label_column, suite_file.labels)
+    result, docs_page = _run_gx(batch, suite_file, commit_hash, docs_dir)
+    failures = [_failure(r, suite_file.key_column) for r in result.results if not r.success]
+    report = ValidationReport(
+        table=table,
+        commit=commit_hash,
+        suite=suite_file.name,
+        rows_validated=len(rows),
+        customers_validated=sorted(str(c) for c in rows[suite_file.key_column].dropna().unique()),
+        expectations_evaluated=len(result.results),
+        failures=failures,
+        docs_page=docs_page,
+    )
+    elapsed = time.perf_counter() - started
+    log.info(
+        "validated %d rows of %s at %s in %.2fs (read %.2fs, %.0f rows/s): %d of %d expectations failed",
+        len(rows), table, commit_hash, elapsed, read_seconds, len(rows) / elapsed,
+        len(failures), report.expectations_evaluated,
+    )  # fmt: skip
+    return report
+
+
+def _run_gx(
+    batch: pd.DataFrame, suite_file: SuiteFile, commit: str, docs_dir: str | Path | None
+) -> tuple[Any, str | None]:
+    """Run the suite on ``batch``; with ``docs_dir``, in a file context whose Data Docs keep every commit."""
+    context = (
+        gx.get_context(mode="file", project_root_dir=str(docs_dir))
+        if docs_dir is not None
+        else gx.get_context(mode="ephemeral")
+    )
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    asset_name = f"{suite_file.name}_rows"
+    source = context.data_sources.add_or_update_pandas("dolt")
+    asset = source.add_dataframe_asset(asset_name)
+    batch_definition = asset.add_batch_definition_whole_dataframe("as_of_commit")
+    suite = context.suites.add_or_update(gx.ExpectationSuite(name=suite_file.name, expectations=[
+        e.configuration.to_domain_obj() for e in suite_file.suite.expectations
+    ]))  # fmt: skip
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=suite_file.name, data=batch_definition, suite=suite)
+    )
+    result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [suite_file.key_column]}
+    if docs_dir is None:
+        return definition.run(batch_parameters={"dataframe": batch}, result_format=result_format), None
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=f"{suite_file.name}_gate",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format=result_format,
+        )
+    )
+    run = checkpoint.run(batch_parameters={"dataframe": batch}, run_id=RunIdentifier(run_name=commit))
+    ((identifier, result),) = run.run_results.items()
+    urls = context.get_docs_sites_urls(resource_identifier=identifier)
+    return result, (urls[0]["site_url"] if urls else None)
+
+
+def _failure(result: Any, key_column: str) -> ExpectationFailure:
+    configuration = result.expectation_config
+    columns = expectation_columns(configuration)
+    outcome = result.result or {}
+    customers = sorted(
+        {
+            str(row[key_column])
+            for row in outcome.get("unexpected_index_list") or []
+            if row.get(key_column) is not None
+        }
+    )
+    per_customer = any(c in PER_CUSTOMER_COLUMNS for c in columns)
+    if result.exception_info and result.exception_info.get("raised_exception"):
+        message = str(result.exception_info.get("exception_message", "")).splitlines()[0]
+        samples = [f"error: {message}"]
+    else:
+        samples = [repr(v) for v in (outcome.get("partial_unexpected_list") or [])[:SAMPLE_VALUES]]
+    return ExpectationFailure(
+        expectation=configuration.type,
+        column=columns[0] if columns else None,
+        unexpected_count=len(customers) if per_customer else int(outcome.get("unexpected_count") or 0),
+        sample_values=samples,
+        customers=customers,
+        per_customer=per_customer,
+        notes=(configuration.meta or {}).get("notes"),
+    )
