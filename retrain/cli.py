@@ -11,9 +11,10 @@ from collections.abc import Callable, Sequence
 
 from retrain.dolt import DoltError, DoltRepository
 from retrain.dolt.watermark import CommitWatermark
-from retrain.identifiers import InvalidIdentifierError
+from retrain.errors import InputError
 
-Handler = Callable[[argparse.Namespace], object]
+Handler = Callable[[argparse.Namespace], int | None]
+VALIDATION_FAILED = 2  # distinct from 1 (bad input) so schedulers can tell bad data from bad calls
 
 
 def _print_json(value: object) -> None:
@@ -45,6 +46,24 @@ def _dolt_sense(args: argparse.Namespace) -> None:
 def _dolt_advance(args: argparse.Namespace) -> None:
     with DoltRepository.open(args.repo) as repo:
         print(CommitWatermark(repo, args.consumer, args.branch).advance(args.commit))
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from retrain.validation.gate import validate_commit
+
+    customers = [c for c in args.customers.split(",") if c] if args.customers else None
+    with DoltRepository.open(args.repo) as repo:
+        report = validate_commit(
+            repo, args.table, args.commit, args.suite, customers=customers, docs_dir=args.docs
+        )
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        print(report.summary())
+        if args.quarantine and report.quarantined:
+            healthy = ", ".join(report.healthy_customers)
+            print(f"quarantined: {', '.join(report.quarantined)}; healthy: {healthy}")
+    return 0 if report.passes(quarantine=args.quarantine) else VALIDATION_FAILED
 
 
 def _demo_data(args: argparse.Namespace) -> None:
@@ -109,6 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
     advance.add_argument("--branch", default="main")
     advance.add_argument("--commit", required=True)
 
+    validate = commands.add_parser(
+        "validate", help="check a table as of a commit against an expectation suite (exit 2 when it fails)"
+    )
+    validate.add_argument("--repo", required=True, help=repo_help)
+    validate.add_argument("--table", required=True)
+    validate.add_argument("--commit", required=True, help="commit hash or branch")
+    validate.add_argument("--suite", required=True, help="suite JSON, e.g. expectations/examples.json")
+    validate.add_argument("--customers", help="comma-separated: validate only these customers' rows")
+    validate.add_argument("--docs", help="build Great Expectations Data Docs in this folder")
+    validate.add_argument("--quarantine", action="store_true", help="pass when only some customers fail")
+    validate.add_argument("--json", action="store_true", help="print the structured result as JSON")
+    validate.set_defaults(handler=_validate)
+
     demo = commands.add_parser("demo-data", help="create the demo training repo and Hive warehouse")
     demo.add_argument("--repo", required=True, help="doltlite file to create")
     demo.add_argument("--warehouse", help="Hive warehouse directory (skipped when omitted)")
@@ -129,12 +161,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for noisy in ("great_expectations", "py4j"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        args.handler(args)
-    except (DoltError, InvalidIdentifierError, FileExistsError) as error:
+        return args.handler(args) or 0
+    except (DoltError, InputError, FileExistsError) as error:
         print(f"retrain: error: {error}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

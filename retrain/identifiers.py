@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import re
 
+from retrain.errors import InputError
+
 _SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 # Git-style ref names, restricted to a safe alphabet: no "..", no "//", no trailing "/" or ".lock".
 _BRANCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 
 
-class InvalidIdentifierError(ValueError):
+class InvalidIdentifierError(InputError):
     """A table, column or branch name that is not allowed to reach SQL."""
 
 

@@ -20,6 +20,12 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [{"integration-name": "Dolt", "python-modules": ["retrain_airflow.hooks.dolt"]}],
         "triggers": [{"integration-name": "Dolt", "python-modules": ["retrain_airflow.triggers.dolt"]}],
         "sensors": [{"integration-name": "Dolt", "python-modules": ["retrain_airflow.sensors.dolt"]}],
-        "operators": [{"integration-name": "Dolt", "python-modules": ["retrain_airflow.operators.dolt"]}],
+        "operators": [
+            {
+                "integration-name": "Dolt",
+                "python-modules": ["retrain_airflow.operators.dolt", "retrain_airflow.operators.validation"],
+            }
+        ],
+        "extra-links": ["retrain_airflow.links.DataDocsLink"],
         "integrations": [{"integration-name": "Dolt", "external-doc-url": "https://docs.dolthub.com/"}],
     }

@@ -10,10 +10,12 @@ from typing import Any
 
 import great_expectations as gx
 import pandas as pd
+from great_expectations.checkpoint.actions import UpdateDataDocsAction
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from retrain.dolt import DoltRepository
+from retrain.errors import InputError
 from retrain.validation.report import ExpectationFailure, ValidationReport
 from retrain.validation.suite import PER_CUSTOMER_COLUMNS, SuiteFile, expectation_columns, load_suite
 
@@ -21,7 +23,7 @@ log = logging.getLogger(__name__)
 SAMPLE_VALUES = 5
 
 
-class ValidationInputError(ValueError):
+class ValidationInputError(InputError):
     """Nothing to validate: an empty table, or none of the requested customers' rows."""
 
 
@@ -33,9 +35,9 @@ def customer_statistics(
     Class balance is measured over ``labels`` (default: every label seen): a customer lacking one
     of them has a minority share of 0. Rows with other labels count in ``customer_examples`` only.
     """
+    totals = rows.groupby(key_column, dropna=True).size()
     counts = rows.groupby(key_column, dropna=True)[label_column].value_counts().unstack(fill_value=0)
-    totals = counts.sum(axis=1)
-    classes = counts.reindex(columns=labels if labels is not None else counts.columns, fill_value=0)
+    classes = counts.reindex(index=totals.index, columns=labels or counts.columns, fill_value=0)
     minority_share = classes.min(axis=1) / totals if classes.shape[1] > 1 else totals * 0.0
     stats = pd.DataFrame(
         {
@@ -121,7 +123,7 @@ def _run_gx(
         gx.Checkpoint(
             name=f"{suite_file.name}_gate",
             validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            actions=[UpdateDataDocsAction(name="data_docs")],
             result_format=result_format,
         )
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+SUMMARY_CUSTOMERS = 10  # the summary names this many customers per failure; the JSON has them all
+
 
 @dataclass(frozen=True)
 class ExpectationFailure:
@@ -23,7 +25,9 @@ class ExpectationFailure:
         samples = (
             f"; e.g. {', '.join(self.sample_values)}" if self.sample_values and not self.per_customer else ""
         )
-        whose = f"; customers: {', '.join(self.customers)}" if self.customers else ""
+        named = ", ".join(self.customers[:SUMMARY_CUSTOMERS])
+        hidden = len(self.customers) - SUMMARY_CUSTOMERS
+        whose = f"; customers: {named}{f' and {hidden} more' if hidden > 0 else ''}" if self.customers else ""
         why = f" ({self.notes})" if self.notes else ""
         return f"{self.expectation}{where}: {self.unexpected_count} unexpected {unit}{samples}{whose}{why}"
 

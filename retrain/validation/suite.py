@@ -26,12 +26,14 @@ from typing import Any
 import great_expectations as gx
 from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
+from retrain.errors import InputError
+
 # Columns computed per customer that ``per_customer`` expectations may use.
 PER_CUSTOMER_COLUMNS = ("customer_examples", "customer_distinct_labels", "customer_minority_label_share")
 _COLUMN_KWARGS = ("column", "column_A", "column_B")
 
 
-class SuiteError(ValueError):
+class SuiteError(InputError):
     """A suite file that cannot be used; the message names the file and what is wrong."""
 
 

@@ -1,0 +1,75 @@
+"""DoltValidateOperator: the Great Expectations gate on a Dolt commit, before anything trains."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException
+
+from retrain.validation.gate import validate_commit
+from retrain_airflow.hooks.dolt import DoltHook
+from retrain_airflow.links import DataDocsLink
+
+
+class DoltValidateOperator(BaseOperator):
+    """Validate ``table`` as of ``commit`` with an expectation suite; fail the task when it fails.
+
+    Returns (and pushes to XCom) the structured result: ``success``, ``failures`` (expectation,
+    column, unexpected count, samples, customers), ``quarantined`` and ``healthy_customers``. The
+    Data Docs page of the commit is pushed under ``data_docs_url`` for the operator's extra link.
+
+    :param table: training table (templated).
+    :param commit: commit hash or branch, e.g. ``{{ ti.xcom_pull('sense')['commit'] }}`` (templated).
+    :param suite: path of the suite JSON file (templated).
+    :param customers: validate only these customers' rows; None validates the whole table (templated).
+    :param docs_dir: folder of the GX Data Docs site; None builds no docs (templated).
+    :param quarantine: when only some customers fail, succeed and pass the healthy ones downstream
+        (``healthy_customers``); a failure no customer can be blamed for still fails the task.
+    :param dolt_conn_id: Airflow connection of type ``dolt``.
+    """
+
+    template_fields: Sequence[str] = ("table", "commit", "suite", "customers", "docs_dir")
+    operator_extra_links = (DataDocsLink(),)
+
+    def __init__(
+        self,
+        *,
+        table: str,
+        commit: str,
+        suite: str,
+        customers: Sequence[str] | None = None,
+        docs_dir: str | None = None,
+        quarantine: bool = False,
+        dolt_conn_id: str = DoltHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+        self.commit = commit
+        self.suite = suite
+        self.customers = customers
+        self.docs_dir = docs_dir
+        self.quarantine = quarantine
+        self.dolt_conn_id = dolt_conn_id
+
+    def execute(self, context: Context) -> dict[str, object]:
+        with DoltHook(self.dolt_conn_id).get_repository() as repo:
+            report = validate_commit(
+                repo,
+                self.table,
+                self.commit,
+                Path(self.suite),
+                customers=list(self.customers) if self.customers is not None else None,
+                docs_dir=self.docs_dir,
+            )
+        if report.docs_page:
+            context["ti"].xcom_push(key=DataDocsLink.source_key, value=report.docs_page)
+        self.log.info("%s", report.summary())
+        if not report.passes(quarantine=self.quarantine):
+            raise AirflowException(report.summary())
+        if report.quarantined:
+            self.log.warning("quarantined customers (not trained): %s", report.quarantined)
+        return report.to_json()

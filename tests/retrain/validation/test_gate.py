@@ -1,0 +1,162 @@
+"""The validation gate on real doltlite data with real Great Expectations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from retrain.demo.seed import SeededRepository
+from retrain.dolt import DoltRepository
+from retrain.dolt.dialects import Statement
+from retrain.validation.gate import ValidationInputError, validate_commit
+from retrain.validation.report import ValidationReport
+from retrain.validation.suite import SuiteError
+
+SUITE = Path(__file__).resolve().parents[3] / "expectations" / "examples.json"
+
+
+@pytest.fixture
+def sheet(repo: DoltRepository) -> DoltRepository:
+    """A copy of ``examples`` without constraints, like a spreadsheet synced into Dolt."""
+    repo.execute(
+        Statement("CREATE TABLE sheet (example_id INTEGER, customer_id TEXT, text TEXT, label TEXT)")
+    )
+    repo.execute(Statement("INSERT INTO sheet SELECT example_id, customer_id, text, label FROM examples"))
+    repo.commit("sheet copy")
+    return repo
+
+
+def broken(repo: DoltRepository, *statements: str) -> str:
+    for sql in statements:
+        repo.execute(Statement(sql))
+    return repo.commit("break the sheet")
+
+
+def failed(report: ValidationReport) -> dict[tuple[str, str | None], list[str]]:
+    return {(f.expectation, f.column): f.customers for f in report.failures}
+
+
+def test_clean_commit_passes(sheet: DoltRepository) -> None:
+    report = validate_commit(sheet, "sheet", "main", SUITE)
+    assert report.success, report.summary()
+    assert report.rows_validated == 84
+    assert report.customers_validated == ["acme_air", "globex_bank", "initech_saas", "umbrella_health"]
+    assert report.expectations_evaluated == 8
+
+
+@pytest.mark.parametrize(
+    ("statements", "expectation", "column", "customers"),
+    [
+        (["UPDATE sheet SET text = NULL WHERE example_id = 1"],
+         "expect_column_values_to_not_be_null", "text", ["acme_air"]),
+        (["UPDATE sheet SET text = '' WHERE example_id = 25"],
+         "expect_column_value_lengths_to_be_between", "text", ["globex_bank"]),
+        (["UPDATE sheet SET label = NULL WHERE example_id = 41"],
+         "expect_column_values_to_not_be_null", "label", ["initech_saas"]),
+        (["UPDATE sheet SET label = 'maybe' WHERE example_id = 61"],
+         "expect_column_values_to_be_in_set", "label", ["umbrella_health"]),
+        (["INSERT INTO sheet SELECT * FROM sheet WHERE example_id = 2"],
+         "expect_column_values_to_be_unique", "example_id", ["acme_air"]),
+        (["UPDATE sheet SET customer_id = NULL WHERE example_id = 81"],  # globex_bank keeps 21 rows
+         "expect_column_values_to_not_be_null", "customer_id", []),
+        (["DELETE FROM sheet WHERE customer_id = 'globex_bank' AND example_id > 25"],
+         "expect_column_values_to_be_between", "customer_examples", ["globex_bank"]),
+        (["UPDATE sheet SET label = 'urgent' WHERE customer_id = 'initech_saas'"],
+         "expect_column_values_to_be_between", "customer_minority_label_share", ["initech_saas"]),
+    ],
+)  # fmt: skip
+def test_each_shipped_expectation_catches_its_breakage(
+    sheet: DoltRepository, statements: list[str], expectation: str, column: str, customers: list[str]
+) -> None:
+    commit = broken(sheet, *statements)
+    report = validate_commit(sheet, "sheet", commit, SUITE)
+    assert not report.success
+    assert failed(report) == {(expectation, column): customers}
+    assert expectation in report.summary()
+    assert f"on column {column}" in report.summary()
+    assert commit in report.summary()
+
+
+def test_only_changed_customers_rows_are_validated(repo: DoltRepository, seeded: SeededRepository) -> None:
+    changed = repo.changed_keys("examples", "customer_id", *seeded.commits).keys
+    report = validate_commit(repo, "examples", seeded.commits[-1], SUITE, customers=changed)
+    assert report.customers_validated == sorted(changed)
+    assert report.rows_validated == 2 * 22
+
+
+def test_quarantine_splits_healthy_from_broken_customers(sheet: DoltRepository) -> None:
+    commit = broken(
+        sheet,
+        "UPDATE sheet SET label = 'maybe' WHERE example_id = 1",
+        "UPDATE sheet SET label = 'urgent' WHERE customer_id = 'initech_saas'",
+    )
+    report = validate_commit(sheet, "sheet", commit, SUITE)
+    assert not report.passes()
+    assert report.passes(quarantine=True)
+    assert list(report.quarantined) == ["acme_air", "initech_saas"]
+    assert report.quarantined["acme_air"] == ["expect_column_values_to_be_in_set on label"]
+    assert report.healthy_customers == ["globex_bank", "umbrella_health"]
+    assert report.to_json()["healthy_customers"] == ["globex_bank", "umbrella_health"]
+
+
+def test_unattributable_failure_blocks_even_in_quarantine(sheet: DoltRepository) -> None:
+    commit = broken(sheet, "UPDATE sheet SET customer_id = NULL WHERE example_id = 1")
+    report = validate_commit(sheet, "sheet", commit, SUITE)
+    assert not report.passes(quarantine=True)
+    assert [f.column for f in report.unattributed_failures] == ["customer_id"]
+
+
+def test_data_docs_page_per_commit(sheet: DoltRepository, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    good = validate_commit(sheet, "sheet", "main", SUITE, docs_dir=docs)
+    commit = broken(sheet, "UPDATE sheet SET label = 'maybe' WHERE example_id = 1")
+    bad = validate_commit(sheet, "sheet", commit, SUITE, docs_dir=docs)
+    pages = [good.docs_page, bad.docs_page]
+    assert all(p is not None and p.startswith("file://") for p in pages)
+    paths = [Path(str(p).removeprefix("file://")) for p in pages]
+    assert all(p.is_file() for p in paths)
+    assert good.commit in str(paths[0])
+    assert commit in str(paths[1])
+    assert "values must belong to this set" in paths[1].read_text()
+    assert "maybe" in paths[1].read_text()
+    index = (docs / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").read_text()
+    assert good.commit in index
+    assert commit in index
+
+
+def test_bad_inputs_are_clear_errors(sheet: DoltRepository, tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match="does not exist"):
+        validate_commit(sheet, "sheet", "main", tmp_path / "missing.json")
+    sheet.execute(
+        Statement("CREATE TABLE empty_sheet (example_id INTEGER, customer_id TEXT, text TEXT, label TEXT)")
+    )
+    commit = sheet.commit("empty table")
+    with pytest.raises(ValidationInputError, match=r"'empty_sheet' has no rows at commit"):
+        validate_commit(sheet, "empty_sheet", commit, SUITE)
+    with pytest.raises(ValidationInputError, match="no rows of customers ghost_co"):
+        validate_commit(sheet, "sheet", commit, SUITE, customers=["ghost_co"])
+    sheet.execute(Statement("CREATE TABLE narrow (example_id INTEGER, customer_id TEXT, label TEXT)"))
+    commit = sheet.commit("no text column")
+    with pytest.raises(SuiteError, match=r"names column 'text', which table 'narrow' at commit"):
+        validate_commit(sheet, "narrow", commit, SUITE)
+
+
+def test_summary_names_at_most_ten_customers_per_failure(repo: DoltRepository, tmp_path: Path) -> None:
+    suite = tmp_path / "strict.json"
+    suite.write_text(
+        SUITE.read_text().replace(
+            '"customer_examples", "min_value": 20', '"customer_examples", "min_value": 999'
+        )
+    )
+    repo.insert_rows(
+        "examples",
+        ["example_id", "customer_id", "text", "label"],
+        [(1000 + i, f"extra_{i:02d}", "a new customer", ("urgent", "routine")[i % 2]) for i in range(12)],
+    )
+    report = validate_commit(repo, "examples", repo.commit("12 tiny customers"), suite)
+    (failure,) = [f for f in report.failures if f.column == "customer_examples"]
+    assert len(failure.customers) == 16
+    named = failure.describe().split("customers: ")[1].split(" and ")[0].split(", ")
+    assert named == failure.customers[:10]
+    assert " and 6 more" in failure.describe()
