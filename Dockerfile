@@ -12,6 +12,7 @@ WORKDIR /src
 COPY pyproject.toml setup.cfg constraints.txt README.md ./
 COPY retrain ./retrain
 COPY operators ./operators
+COPY expectations ./expectations
 
 FROM ${AIRFLOW_IMAGE} AS airflow
 USER root

@@ -36,6 +36,7 @@ lint: venv
 
 bench: venv
 	$(BIN)/python bench/dolt_diff.py
+	$(BIN)/python bench/validate.py
 
 # Re-pin after changing setup.cfg's ranges: resolves into a scratch venv and freezes it.
 constraints:

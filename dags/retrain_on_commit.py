@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset, AssetWatcher, dag, task
 
 from retrain.dolt.watermark import CommitRange
 from retrain_airflow.operators.dolt import DoltAdvanceWatermarkOperator
+from retrain_airflow.operators.validation import DoltValidateOperator
 from retrain_airflow.triggers.dolt import DoltCommitTrigger
 
 DAG_ID = "retrain_on_commit"
 TRAINING_TABLE = "examples"
 KEY_COLUMN = "customer_id"
+# Variables override these embedded defaults (the repo checkout's suite and a local Data Docs site).
+SUITE = "{{ var.value.get('retrain_suite_path', '%s') }}" % (
+    Path(__file__).parents[1] / "expectations/examples.json"
+)
+DATA_DOCS = "{{ var.value.get('retrain_data_docs_dir', '%s') }}" % (
+    Path(__file__).parents[1] / "var/data_docs"
+)
 
 dolt_commits = Asset(
     name="dolt_training_commits",
@@ -47,8 +56,10 @@ dolt_commits = Asset(
 Runs when `DoltCommitTrigger` sees a new head of `main` in the training repository
 (connection `dolt_default`). The event carries the commit range since this DAG's watermark
 (`retrain/retrain_on_commit/done` branch) and the customers whose rows changed; a schema change
-marks every customer. The watermark advances only when every task succeeded, so a failed run's
-commits are covered by the next range.
+marks every customer. The changed customers' rows are validated with the Great Expectations suite
+(Variable `retrain_suite_path`) as of the new commit; customers whose rows fail are quarantined
+(named in the task log and its XCom) while the healthy ones go on. The watermark advances only
+when every task succeeded, so a failed run's commits are covered by the next range.
 """,
 )
 def retrain_on_commit() -> None:
@@ -65,12 +76,22 @@ def retrain_on_commit() -> None:
         return commit_range.to_payload()
 
     commit_range = changed_customers()
+    validate = DoltValidateOperator(
+        task_id="validate",
+        table=TRAINING_TABLE,
+        commit="{{ ti.xcom_pull(task_ids='changed_customers')['commit'] }}",
+        # None (every customer) after a schema change or on the first run.
+        customers=commit_range["changed_keys"],
+        suite=SUITE,
+        docs_dir=DATA_DOCS,
+        quarantine=True,
+    )
     advance = DoltAdvanceWatermarkOperator(
         task_id="advance_watermark",
         commit="{{ ti.xcom_pull(task_ids='changed_customers')['commit'] }}",
         consumer=DAG_ID,
     )
-    commit_range >> advance
+    validate >> advance
 
 
 retrain_on_commit()

@@ -31,7 +31,15 @@ def test_demo_runs_and_retrains_only_the_edited_customer(tmp_path: Path) -> None
     out = result.stdout
     assert "{'keys': ['globex_bank']}" in out  # the second seed commit changed customer #2 of 3
     assert "sensing again before the run finishes: None" in out
-    assert "retrain only ['initech_saas']" in out  # the analyst's edit touched one customer
+    assert "changed ['acme_air', 'initech_saas']" in out
+    assert (
+        "FAILED expect_column_values_to_be_in_set on column label: 1 unexpected row(s); e.g. 'Urgent!'" in out
+    )
+    assert "quarantined (not retrained): {'acme_air': ['expect_column_values_to_be_in_set on label']}" in out
+    assert "retrain only: ['initech_saas']" in out
     assert "watermark              retrain/demo/done = " in out
     assert (tmp_path / "training.db").read_bytes()[:4] == b"CTLD"
     assert (tmp_path / "warehouse" / "requests").is_dir()
+    assert (
+        tmp_path / "data_docs" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    ).is_file()
