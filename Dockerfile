@@ -12,7 +12,6 @@ WORKDIR /src
 COPY pyproject.toml setup.cfg constraints.txt README.md ./
 COPY retrain ./retrain
 COPY operators ./operators
-COPY expectations ./expectations
 
 FROM ${AIRFLOW_IMAGE} AS airflow
 USER root
@@ -24,6 +23,7 @@ COPY --from=source --chown=airflow:root /src /opt/retrain
 RUN pip install --no-cache-dir -c /opt/retrain/constraints.txt "/opt/retrain[spark]"
 COPY --chown=airflow:root dags /opt/airflow/dags
 COPY --chown=airflow:root plugins /opt/airflow/plugins
+COPY --chown=airflow:root expectations /opt/airflow/expectations
 
 FROM ${PYTHON_IMAGE} AS trainer
 RUN useradd --create-home --uid 1000 retrain
