@@ -48,7 +48,8 @@ dolt_commits = Asset(
     schedule=[dolt_commits],
     start_date=dt.datetime(2026, 1, 1),
     catchup=False,
-    max_active_runs=1,  # ranges are cut from the watermark: one run at a time keeps them disjoint
+    max_active_runs=1,
+    render_template_as_native_obj=True,  # templated customer lists stay lists (or None)  # ranges are cut from the watermark: one run at a time keeps them disjoint
     tags=["retrain", "dolt"],
     default_args={"owner": "ml-platform", "retries": 2, "retry_delay": dt.timedelta(minutes=1)},
     doc_md="""
@@ -81,7 +82,7 @@ def retrain_on_commit() -> None:
         table=TRAINING_TABLE,
         commit="{{ ti.xcom_pull(task_ids='changed_customers')['commit'] }}",
         # None (every customer) after a schema change or on the first run.
-        customers=commit_range["changed_keys"],
+        customers="{{ ti.xcom_pull(task_ids='changed_customers')['changed_keys'] }}",
         suite=SUITE,
         docs_dir=DATA_DOCS,
         quarantine=True,
@@ -91,7 +92,7 @@ def retrain_on_commit() -> None:
         commit="{{ ti.xcom_pull(task_ids='changed_customers')['commit'] }}",
         consumer=DAG_ID,
     )
-    validate >> advance
+    commit_range >> validate >> advance
 
 
 retrain_on_commit()
