@@ -8,10 +8,14 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from retrain.dolt import DoltError, DoltRepository
 from retrain.dolt.watermark import CommitWatermark
 from retrain.errors import InputError
+
+if TYPE_CHECKING:
+    from retrain.adapters.training import TrainingParams
 
 Handler = Callable[[argparse.Namespace], int | None]
 VALIDATION_FAILED = 2  # distinct from 1 (bad input) so schedulers can tell bad data from bad calls
@@ -64,6 +68,45 @@ def _validate(args: argparse.Namespace) -> int:
             healthy = ", ".join(report.healthy_customers)
             print(f"quarantined: {', '.join(report.quarantined)}; healthy: {healthy}")
     return 0 if report.passes(quarantine=args.quarantine) else VALIDATION_FAILED
+
+
+def _training_params(args: argparse.Namespace) -> TrainingParams:
+    from retrain.adapters.training import TrainingParams
+
+    return TrainingParams(epochs=args.epochs)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from retrain.adapters.registry import train_and_register
+
+    with DoltRepository.open(args.repo) as repo:
+        registered = train_and_register(
+            repo, table=args.table, commit=args.commit, customer=args.customer, key_column=args.key,
+            params=_training_params(args), base_model=args.base_model, mlflow_uri=args.mlflow_uri,
+            parent_run_id=args.parent_run_id, force=args.force,
+        )  # fmt: skip
+    _print_json(registered.to_json())
+
+
+def _train_all(args: argparse.Namespace) -> int:
+    from retrain.fanout.local import train_customers
+
+    if args.customers:
+        customers = sorted({c for c in args.customers.split(",") if c})
+    else:
+        with DoltRepository.open(args.repo) as repo:
+            frame = repo.read_table(args.table, args.commit, columns=[args.key])
+        customers = sorted(str(c) for c in frame[args.key].dropna().unique())
+    result = train_customers(
+        args.repo, table=args.table, commit=args.commit, customers=customers, key_column=args.key,
+        parallelism=args.parallelism, retries=args.retries, params=_training_params(args),
+        base_model=args.base_model, mlflow_uri=args.mlflow_uri, force=args.force,
+    )  # fmt: skip
+    print(result.table())
+    counts = f"{len(result.succeeded)} adapters registered, {len(result.failed)} failed"
+    print(f"{counts} in {result.seconds:.1f}s "
+          f"(parent run {result.parent_run_id})")  # fmt: skip
+    return 1 if result.failed and not args.allow_partial else 0
 
 
 def _demo_data(args: argparse.Namespace) -> None:
@@ -141,6 +184,35 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="print the structured result as JSON")
     validate.set_defaults(handler=_validate)
 
+    def training_command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help)
+        sub.add_argument("--repo", required=True, help=repo_help)
+        sub.add_argument("--table", required=True)
+        sub.add_argument("--commit", required=True, help="commit hash or branch")
+        sub.add_argument("--key", default="customer_id", help="customer column (default customer_id)")
+        sub.add_argument("--mlflow-uri", help="tracking URI (default $MLFLOW_TRACKING_URI or var/mlflow)")
+        sub.add_argument(
+            "--base-model", help="base model folder (default $RETRAIN_BASE_MODEL or the packaged one)"
+        )
+        sub.add_argument("--epochs", type=int, default=4)
+        sub.add_argument(
+            "--force", action="store_true", help="retrain even if this exact training is registered"
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    train = training_command("train", _train, "train and register one customer's adapter; prints its version")
+    train.add_argument("--customer", required=True)
+    train.add_argument(
+        "--parent-run-id", help="MLflow run of the pipeline: the adapter's run becomes its child"
+    )
+
+    train_all = training_command("train-all", _train_all, "train many adapters on local worker processes")
+    train_all.add_argument("--customers", help="comma-separated (default: every customer at the commit)")
+    train_all.add_argument("--parallelism", type=int, default=2, help="worker processes (default 2)")
+    train_all.add_argument("--retries", type=int, default=1, help="retries per adapter after an error")
+    train_all.add_argument("--allow-partial", action="store_true", help="exit 0 even if some adapters failed")
+
     demo = commands.add_parser("demo-data", help="create the demo training repo and Hive warehouse")
     demo.add_argument("--repo", required=True, help="doltlite file to create")
     demo.add_argument("--warehouse", help="Hive warehouse directory (skipped when omitted)")
@@ -161,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("great_expectations", "py4j"):
+    for noisy in ("great_expectations", "py4j", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.handler(args) or 0

@@ -1,0 +1,153 @@
+"""Train many customers' adapters on local worker processes: the embedded default fan-out.
+
+Each worker process imports the training stack once and runs :func:`train_and_register`, the
+same code an Argo pod runs through ``retrain train``. Failed adapters are retried; progress is
+logged with counts, rate and ETA; the pipeline is one MLflow parent run with a child per adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from typing import Any
+
+from retrain.adapters.registry import EXPERIMENT, RegisteredAdapter, train_and_register
+from retrain.adapters.training import TrainingParams
+from retrain.dolt import DoltRepository
+from retrain.tracking import ensure_experiment, tracking_uri
+
+log = logging.getLogger(__name__)
+METRICS = ("accuracy", "f1", "roc_auc")
+
+
+@dataclass(frozen=True)
+class FanoutResult:
+    parent_run_id: str
+    commit: str
+    succeeded: list[RegisteredAdapter] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # customer -> error message
+    seconds: float = 0.0
+
+    def table(self) -> str:
+        """A plain-text table of versions and metrics, one row per customer."""
+        header = ("customer", "model version", "accuracy", "f1", "roc_auc", "status")
+        rows = [
+            (a.customer, f"{a.model_name} v{a.version}", *(_fmt(a.metrics.get(m)) for m in METRICS),
+             "reused" if a.reused else "trained")
+            for a in sorted(self.succeeded, key=lambda a: a.customer)
+        ] + [(c, "-", "-", "-", "-", f"FAILED: {e}") for c, e in sorted(self.failed.items())]  # fmt: skip
+        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+        lines = ["  ".join(str(v).ljust(w) for v, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+                 for r in [header, *rows]]  # fmt: skip
+        return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+_worker_repo: DoltRepository | None = None
+
+
+def _init_worker(repo_location: str, threads: int) -> None:
+    """Per worker process: share the cores fairly and keep one repository connection."""
+    import torch
+
+    global _worker_repo
+    torch.set_num_threads(threads)
+    _worker_repo = DoltRepository.open(repo_location)
+
+
+def _train_one(kwargs: dict[str, Any]) -> RegisteredAdapter:
+    assert _worker_repo is not None
+    return train_and_register(_worker_repo, **kwargs)
+
+
+def train_customers(
+    repo_location: str,
+    *,
+    table: str,
+    commit: str,
+    customers: Sequence[str],
+    key_column: str = "customer_id",
+    parallelism: int = 2,
+    retries: int = 1,
+    params: TrainingParams | None = None,
+    base_model: str | None = None,
+    mlflow_uri: str | None = None,
+    parent_run_id: str | None = None,
+    force: bool = False,
+) -> FanoutResult:
+    """Train and register one adapter per customer with at most ``parallelism`` worker processes."""
+    import mlflow
+
+    uri = tracking_uri(mlflow_uri)
+    with DoltRepository.open(repo_location) as repo:
+        commit_hash = repo.resolve(commit)
+    if parent_run_id is None:
+        mlflow.set_tracking_uri(uri)
+        parent = mlflow.MlflowClient(uri).create_run(
+            ensure_experiment(EXPERIMENT, uri),
+            run_name=f"train-{commit_hash[:12]}",
+            tags={"retrain.commit": commit_hash, "retrain.table": table, "retrain.backend": "local",
+                  "retrain.customers": str(len(customers))},
+        )  # fmt: skip
+        parent_run_id = parent.info.run_id
+    started = time.perf_counter()
+    succeeded: list[RegisteredAdapter] = []
+    failed: dict[str, str] = {}
+    attempts = dict.fromkeys(customers, 0)
+    threads = max(1, (os.cpu_count() or 2) // max(1, parallelism))
+    common = {
+        "table": table, "commit": commit_hash, "key_column": key_column, "params": params,
+        "base_model": base_model, "mlflow_uri": uri, "parent_run_id": parent_run_id, "force": force,
+    }  # fmt: skip
+    log.info("training %d adapters at %s with %d worker(s)", len(customers), commit_hash, parallelism)
+    with ProcessPoolExecutor(
+        max_workers=parallelism, mp_context=get_context("spawn"), initializer=_init_worker,
+        initargs=(repo_location, threads),
+    ) as pool:  # fmt: skip
+        pending: dict[Future[RegisteredAdapter], str] = {}
+
+        def submit(customer: str) -> None:
+            attempts[customer] += 1
+            pending[pool.submit(_train_one, {**common, "customer": customer})] = customer
+
+        for customer in customers:
+            submit(customer)
+        while pending:
+            done = next(iter(wait(pending, return_when=FIRST_COMPLETED).done))
+            customer = pending.pop(done)
+            try:
+                succeeded.append(done.result())
+            except BrokenProcessPool as error:
+                failed[customer] = f"worker process died: {error}"
+            except Exception as error:
+                # Bad input (no rows, one class, no base model) fails the same way again: no retry.
+                if attempts[customer] <= retries and not isinstance(error, (ValueError, FileNotFoundError)):
+                    log.warning(
+                        "customer %s failed (attempt %d), retrying: %s", customer, attempts[customer], error
+                    )
+                    submit(customer)
+                    continue
+                failed[customer] = f"{type(error).__name__}: {error}"
+            _progress(len(succeeded) + len(failed), len(customers), started, customer, customer in failed)
+    result = FanoutResult(parent_run_id, commit_hash, succeeded, failed, time.perf_counter() - started)
+    mlflow.MlflowClient(uri).set_terminated(parent_run_id, status="FAILED" if failed else "FINISHED")
+    return result
+
+
+def _progress(done: int, total: int, started: float, customer: str, failed: bool) -> None:
+    elapsed = time.perf_counter() - started
+    rate = done / elapsed if elapsed else 0.0
+    eta = (total - done) / rate if rate else 0.0
+    log.info(
+        "[%d/%d] %s %s - %.2f adapters/min, elapsed %.0fs, ETA %.0fs",
+        done, total, "FAILED" if failed else "done", customer, rate * 60, elapsed, eta,
+    )  # fmt: skip
