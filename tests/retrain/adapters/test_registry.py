@@ -1,0 +1,97 @@
+"""Training registered in a real MLflow store (SQLite): lineage, parent/child, pyfunc, idempotency."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from retrain.adapters.model import BaseModelError
+from retrain.adapters.registry import TrackingUnreachableError, model_name, train_and_register
+from retrain.adapters.training import TrainingDataError, rows_fingerprint
+from retrain.demo.seed import SeededRepository
+from retrain.dolt import DoltRepository
+from retrain.dolt.dialects import Statement
+
+from .conftest import FAST
+
+
+def test_lineage_parent_child_and_pyfunc(
+    repo: DoltRepository, seeded: SeededRepository, mlflow_uri: str
+) -> None:
+    client = MlflowClient(mlflow_uri)
+    parent = client.create_run(client.create_experiment("pipeline"), run_name="pipeline").info.run_id
+    registered = train_and_register(
+        repo, table="examples", commit=seeded.commits[0], customer="acme_air", params=FAST,
+        mlflow_uri=mlflow_uri, parent_run_id=parent,
+    )  # fmt: skip
+    assert (registered.model_name, registered.version, registered.reused) == ("adapter-acme_air", "1", False)
+    version = client.get_model_version("adapter-acme_air", "1")
+    rows = repo.read_table("examples", seeded.commits[0], where={"customer_id": "acme_air"})
+    assert version.tags["retrain.commit"] == seeded.commits[0]
+    assert version.tags["retrain.customer"] == "acme_air"
+    assert version.tags["retrain.table"] == "examples"
+    assert version.tags["retrain.row_count"] == str(len(rows))
+    assert version.tags["retrain.rows_fingerprint"] == rows_fingerprint(rows)
+    assert version.tags["retrain.dolt_repo"] == f"doltlite://{seeded.path.resolve()}"
+    assert version.tags["retrain.code_version"]
+    run = client.get_run(registered.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == parent
+    assert run.info.experiment_id == client.get_run(parent).info.experiment_id
+    assert set(run.data.metrics) >= {"accuracy", "f1", "train_rows", "holdout_rows"}
+    assert "reference_scores.json" in [a.path for a in client.list_artifacts(registered.run_id)]
+
+    mlflow.set_tracking_uri(mlflow_uri)
+    model = mlflow.pyfunc.load_model(f"models:/adapter-acme_air/{registered.version}")
+    scored = model.predict(pd.DataFrame({"text": ["my flight ticket refund", "the booking app looks nice"]}))
+    assert list(scored.columns) == ["label", "p_routine", "p_urgent"]
+    assert scored[["p_routine", "p_urgent"]].sum(axis=1).round(5).tolist() == [1.0, 1.0]
+
+
+def test_same_training_is_reused_unless_forced(repo: DoltRepository, mlflow_uri: str) -> None:
+    first = train_and_register(repo, table="examples", commit="main", customer="acme_air", params=FAST,
+                               mlflow_uri=mlflow_uri)  # fmt: skip
+    again = train_and_register(repo, table="examples", commit="main", customer="acme_air", params=FAST,
+                               mlflow_uri=mlflow_uri)  # fmt: skip
+    assert again.reused
+    assert (again.version, again.run_id) == (first.version, first.run_id)
+    forced = train_and_register(repo, table="examples", commit="main", customer="acme_air", params=FAST,
+                                mlflow_uri=mlflow_uri, force=True)  # fmt: skip
+    assert forced.version == "2"
+    assert not forced.reused
+
+
+def test_bad_input_registers_nothing(repo: DoltRepository, mlflow_uri: str, tmp_path: Path) -> None:
+    repo.execute(Statement("UPDATE examples SET label = 'urgent' WHERE customer_id = 'initech_saas'"))
+    commit = repo.commit("one class")
+    with pytest.raises(
+        TrainingDataError, match=f"customer 'initech_saas' at commit {commit} has a single class"
+    ):
+        train_and_register(repo, table="examples", commit=commit, customer="initech_saas", params=FAST,
+                           mlflow_uri=mlflow_uri)  # fmt: skip
+    with pytest.raises(TrainingDataError, match="customer 'ghost' at commit .* has no training rows"):
+        train_and_register(repo, table="examples", commit=commit, customer="ghost", params=FAST,
+                           mlflow_uri=mlflow_uri)  # fmt: skip
+    with pytest.raises(BaseModelError, match="not found"):
+        train_and_register(repo, table="examples", commit=commit, customer="acme_air", params=FAST,
+                           mlflow_uri=mlflow_uri, base_model=str(tmp_path / "missing"))  # fmt: skip
+    client = MlflowClient(mlflow_uri)
+    assert client.search_model_versions(f"name = '{model_name('initech_saas')}'") == []
+    assert client.search_model_versions(f"name = '{model_name('ghost')}'") == []
+    failed = client.search_runs(client.get_experiment_by_name("retrain-adapters").experiment_id)
+    assert {r.info.status for r in failed} == {"FAILED"}  # runs record the failure; no version points at them
+
+
+def test_unreachable_tracking_server_is_named(repo: DoltRepository) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(
+        TrackingUnreachableError, match=f"cannot reach MLflow tracking server http://127.0.0.1:{port}"
+    ):
+        train_and_register(repo, table="examples", commit="main", customer="acme_air", params=FAST,
+                           mlflow_uri=f"http://127.0.0.1:{port}")  # fmt: skip

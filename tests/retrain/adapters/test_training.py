@@ -1,0 +1,80 @@
+"""Training one adapter for real on a few rows of the demo corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrain.adapters.model import AdapterClassifier, BaseModelError, default_base_model
+from retrain.adapters.training import (
+    TrainingDataError,
+    TrainingParams,
+    check_rows,
+    holdout_mask,
+    holdout_metrics,
+    rows_fingerprint,
+    train_adapter,
+)
+from retrain.dolt import DoltRepository
+
+PARAMS = TrainingParams(epochs=1, min_examples=10)
+
+
+def test_bad_rows_name_the_customer_and_commit() -> None:
+    empty = pd.DataFrame(columns=["example_id", "text", "label"])
+    with pytest.raises(TrainingDataError, match="customer 'acme' at commit c1 has no training rows"):
+        check_rows(empty, "acme", "c1", PARAMS)
+    few = pd.DataFrame({"example_id": [1, 2], "text": ["a", "b"], "label": ["urgent", "routine"]})
+    with pytest.raises(TrainingDataError, match="has 2 training rows; at least 10 are needed"):
+        check_rows(few, "acme", "c1", PARAMS)
+    one_class = pd.DataFrame({"example_id": range(12), "text": ["t"] * 12, "label": ["urgent"] * 12})
+    with pytest.raises(TrainingDataError, match=r"single class \(urgent\)"):
+        check_rows(one_class, "acme", "c1", PARAMS)
+
+
+def test_split_depends_only_on_ids() -> None:
+    ids = pd.Series(range(1000))
+    mask = holdout_mask(ids, 20, seed=13)
+    assert 150 < mask.sum() < 250
+    assert (holdout_mask(ids[500:], 20, seed=13) == mask[500:]).all()  # removing rows moves no other row
+
+
+def test_fingerprint_ignores_order_but_not_content() -> None:
+    rows = pd.DataFrame({"example_id": [1, 2], "text": ["a", "b"], "label": ["x", "y"]})
+    assert rows_fingerprint(rows) == rows_fingerprint(rows.iloc[::-1])
+    assert rows_fingerprint(rows) != rows_fingerprint(rows.assign(label=["x", "x"]))
+
+
+def test_metrics() -> None:
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    metrics = holdout_metrics(["routine", "urgent", "urgent", "urgent"], probabilities, ["routine", "urgent"])
+    assert metrics == pytest.approx({"accuracy": 0.75, "f1": 0.8, "roc_auc": 1.0})
+    assert "roc_auc" not in holdout_metrics(["urgent"], probabilities[:1], ["routine", "urgent"])
+
+
+def test_train_save_load_and_score(repo: DoltRepository, tmp_path: Path) -> None:
+    rows = repo.read_table("examples", "main", where={"customer_id": "globex_bank"})
+    result = train_adapter(
+        rows, customer="globex_bank", commit="c", base_model=default_base_model(), params=PARAMS,
+        out_dir=tmp_path / "adapter",
+    )  # fmt: skip
+    assert result.labels == ["routine", "urgent"]
+    assert result.train_rows + result.holdout_rows == len(rows)
+    assert set(result.metrics) >= {"accuracy", "f1"}
+    assert {"adapter_model.safetensors", "adapter_config.json", "labels.json"} <= {
+        p.name for p in (tmp_path / "adapter").iterdir()
+    }
+    assert (
+        sum(p.stat().st_size for p in (tmp_path / "adapter").iterdir()) < 2_000_000
+    )  # the base is not copied
+    reloaded = AdapterClassifier.load(tmp_path / "adapter", default_base_model())
+    probabilities = reloaded.predict_proba(result.holdout["text"].tolist())
+    np.testing.assert_allclose(probabilities, result.holdout[["p_routine", "p_urgent"]].to_numpy(), atol=1e-5)
+
+
+def test_missing_base_model_is_named(tmp_path: Path) -> None:
+    with pytest.raises(BaseModelError, match=f"base model {tmp_path / 'nope'} not found"):
+        AdapterClassifier.new(tmp_path / "nope", ["a", "b"])

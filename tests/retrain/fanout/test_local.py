@@ -1,0 +1,42 @@
+"""Local fan-out on real worker processes: one customer fails, the others register."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from retrain.adapters.training import TrainingParams
+from retrain.demo.seed import SeededRepository
+from retrain.dolt import DoltRepository
+from retrain.dolt.dialects import Statement
+from retrain.fanout.local import train_customers
+
+
+@pytest.mark.slow
+def test_one_failing_customer_does_not_stop_the_others(seeded: SeededRepository, tmp_path: Path) -> None:
+    with DoltRepository.open(str(seeded.path)) as repo:
+        repo.execute(Statement("UPDATE examples SET label = 'urgent' WHERE customer_id = 'initech_saas'"))
+        commit = repo.commit("initech_saas has one class")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = train_customers(
+        str(seeded.path), table="examples", commit=commit, customers=["acme_air", "globex_bank", "initech_saas"],
+        parallelism=2, retries=1, params=TrainingParams(epochs=1, min_examples=10), mlflow_uri=uri,
+    )  # fmt: skip
+    assert sorted(a.customer for a in result.succeeded) == ["acme_air", "globex_bank"]
+    assert list(result.failed) == ["initech_saas"]
+    assert "TrainingDataError" in result.failed["initech_saas"]
+    assert "single class" in result.failed["initech_saas"]
+    table = result.table()
+    assert "adapter-acme_air v1" in table
+    assert "FAILED: TrainingDataError" in table
+    client = MlflowClient(uri)
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["retrain.commit"] == commit
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'"
+    )
+    assert len(children) == 3  # two finished, one failed: every attempt is visible under the pipeline run
+    assert sorted(r.info.status for r in children) == ["FAILED", "FINISHED", "FINISHED"]
