@@ -20,9 +20,10 @@ def test_one_failing_customer_does_not_stop_the_others(seeded: SeededRepository,
         repo.execute(Statement("UPDATE examples SET label = 'urgent' WHERE customer_id = 'initech_saas'"))
         commit = repo.commit("initech_saas has one class")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    customers = ["acme_air", "globex_bank", "initech_saas"]
     result = train_customers(
-        str(seeded.path), table="examples", commit=commit, customers=["acme_air", "globex_bank", "initech_saas"],
-        parallelism=2, retries=1, params=TrainingParams(epochs=1, min_examples=10), mlflow_uri=uri,
+        str(seeded.path), table="examples", commit=commit, customers=customers, parallelism=2, retries=1,
+        params=TrainingParams(epochs=1, min_examples=10), mlflow_uri=uri,
     )  # fmt: skip
     assert sorted(a.customer for a in result.succeeded) == ["acme_air", "globex_bank"]
     assert list(result.failed) == ["initech_saas"]
