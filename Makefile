@@ -8,7 +8,7 @@ VAR := var
 export PYTHONPATH := $(CURDIR)
 export AIRFLOW_HOME ?= $(CURDIR)/$(VAR)/airflow
 
-.PHONY: venv demo test test-fast test-slow lint bench constraints clean
+.PHONY: venv demo test test-fast test-slow lint bench argo-templates constraints clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,10 @@ lint: venv
 bench: venv
 	$(BIN)/python bench/dolt_diff.py
 	$(BIN)/python bench/validate.py
+
+# WorkflowTemplates are generated from retrain/fanout/argo.py; a test fails when they differ.
+argo-templates: venv
+	$(BIN)/python -m retrain.fanout.argo argo_templates
 
 # Re-pin after changing setup.cfg's ranges: resolves into a scratch venv and freezes it.
 constraints:

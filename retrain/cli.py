@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -109,6 +110,34 @@ def _train_all(args: argparse.Namespace) -> int:
     return 1 if result.failed and not args.allow_partial else 0
 
 
+def _train_shard(args: argparse.Namespace) -> int:
+    """One Argo pod's work: its share of the customers, one after another, failures named at the end."""
+    from retrain.adapters.registry import train_and_register
+    from retrain.fanout.argo import resolve_selection, shard_of
+
+    customers = shard_of(
+        resolve_selection(args.selection, args.parent_run_id, args.mlflow_uri), args.shard, args.shards
+    )
+    failed: dict[str, str] = {}
+    with DoltRepository.open(args.repo) as repo:
+        for done, customer in enumerate(customers, start=1):
+            try:
+                registered = train_and_register(
+                    repo, table=args.table, commit=args.commit, customer=customer, key_column=args.key,
+                    params=_training_params(args), base_model=args.base_model, mlflow_uri=args.mlflow_uri,
+                    parent_run_id=args.parent_run_id or None, force=args.force,
+                )  # fmt: skip
+                _print_json(registered.to_json())
+            except (DoltError, InputError, FileNotFoundError) as error:
+                failed[customer] = str(error)
+            print(f"shard {args.shard}/{args.shards}: {done}/{len(customers)} customers", file=sys.stderr)
+    if failed:
+        # The node message Argo shows: which customers failed and why.
+        print("failed customers: " + "; ".join(f"{c}: {e}" for c, e in failed.items()), file=sys.stderr)
+        return 1
+    return 0
+
+
 def _demo_data(args: argparse.Namespace) -> None:
     from retrain.demo.seed import seed_training_repo, seed_warehouse
 
@@ -186,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def training_command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help)
-        sub.add_argument("--repo", required=True, help=repo_help)
+        sub.add_argument("--repo", default=os.environ.get("RETRAIN_DOLT_REPO"), required=not os.environ.get(
+            "RETRAIN_DOLT_REPO"), help=f"{repo_help}; default $RETRAIN_DOLT_REPO")  # fmt: skip
         sub.add_argument("--table", required=True)
         sub.add_argument("--commit", required=True, help="commit hash or branch")
         sub.add_argument("--key", default="customer_id", help="customer column (default customer_id)")
@@ -206,6 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--parent-run-id", help="MLflow run of the pipeline: the adapter's run becomes its child"
     )
+
+    shard = training_command(
+        "train-shard", _train_shard, "train one Argo shard's customers (run inside pods)"
+    )
+    shard.add_argument("--selection", required=True, help="JSON customer selection from the workflow")
+    shard.add_argument("--shard", type=int, required=True)
+    shard.add_argument("--shards", type=int, required=True)
+    shard.add_argument("--parent-run-id", default="")
 
     train_all = training_command("train-all", _train_all, "train many adapters on local worker processes")
     train_all.add_argument("--customers", help="comma-separated (default: every customer at the commit)")

@@ -1,0 +1,264 @@
+"""Argo Workflows fan-out, built with Hera: one WorkflowTemplate, and small Workflows that submit it.
+
+The template's DAG fans out with ``withParam`` over shard numbers ``[0, 1, ..., S-1]``; each shard
+pod runs ``retrain train-shard``, which trains its share of the customers one after another with
+the same :func:`~retrain.adapters.registry.train_and_register` as the local backend (one GPU pod
+loads the base model once for several small adapters). The submitted object therefore holds no
+per-customer spec: customers travel as one parameter (inline while small, else as a
+``customers.json`` artifact of the pipeline's MLflow parent run), so it stays far below Argo's
+1 MiB object limit, and the number of pods is capped by ``max_pods`` whatever N is. Results are
+read back from MLflow by tags, never from Argo outputs (256 kB limit).
+
+``make argo-templates`` writes the template to ``argo_templates/``; never edit that YAML by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hera.workflows import (
+    DAG,
+    Container,
+    Env,
+    Parameter,
+    Resources,
+    RetryStrategy,
+    SecretEnv,
+    WorkflowTemplate,
+)
+from hera.workflows import models as m
+
+TEMPLATE_NAME = "retrain-train-adapters"
+INLINE_SELECTION_LIMIT = 16_384  # bytes of customer JSON kept inline in the Workflow's parameters
+CUSTOMERS_ARTIFACT = "customers.json"
+
+
+@dataclass(frozen=True)
+class ArgoTrainingSpec:
+    """Cluster settings for training pods; the defaults suit a GPU node pool with the NVIDIA plugin.
+
+    Secrets are referenced by name, never inlined: ``mlflow_secret`` holds ``tracking-uri`` (and
+    optionally ``tracking-token``), ``dolt_secret`` holds ``repo`` (a ``mysql://user@host/db``
+    location) and ``password``.
+    """
+
+    image: str = "ghcr.io/retrain-suite/trainer:latest"
+    namespace: str = "ml-training"
+    service_account: str = "retrain-trainer"
+    gpus: int = 1
+    memory: str = "8Gi"
+    node_selector: dict[str, str] = field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
+    tolerations: list[dict[str, str]] = field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    )
+    parallelism: int = 16  # pods of one workflow running at once
+    gpu_semaphore: tuple[str, str] = (
+        "retrain-gpu-quota",
+        "training-pods",
+    )  # ConfigMap name, key: cluster quota
+    max_pods: int = 500  # shards per workflow, whatever the number of customers
+    retry_limit: int = 2
+    active_deadline_seconds: int = 6 * 3600
+    mlflow_secret: str = "retrain-mlflow"
+    dolt_secret: str = "retrain-dolt"
+
+
+def build_template(spec: ArgoTrainingSpec) -> WorkflowTemplate:
+    """The WorkflowTemplate every training submission references."""
+    with WorkflowTemplate(
+        name=TEMPLATE_NAME,
+        namespace=spec.namespace,
+        entrypoint="train-adapters",
+        service_account_name=spec.service_account,
+        labels={"app.kubernetes.io/part-of": "retrain"},
+        annotations={"retrain/generated-by": "retrain.fanout.argo (make argo-templates); do not edit"},
+        arguments=[
+            Parameter(name="table", value="examples"),
+            Parameter(name="commit"),
+            Parameter(
+                name="selection", description="JSON: {'customers': [...]} or {'parent_run_artifact': ...}"
+            ),
+            Parameter(name="shards", value="1"),
+            Parameter(name="shard-numbers", value="[0]"),
+            Parameter(name="parent-run-id", value=""),
+        ],
+        pod_gc=m.PodGC(strategy="OnPodSuccess"),
+        active_deadline_seconds=spec.active_deadline_seconds,
+        ttl_strategy=m.TTLStrategy(seconds_after_completion=7 * 24 * 3600),
+    ) as template:
+        train = Container(
+            name="train-shard",
+            image=spec.image,
+            image_pull_policy="IfNotPresent",
+            inputs=[Parameter(name="shard")],
+            command=["retrain"],
+            args=[
+                "-v",
+                "train-shard",
+                "--table",
+                "{{workflow.parameters.table}}",
+                "--commit",
+                "{{workflow.parameters.commit}}",
+                "--selection",
+                "{{workflow.parameters.selection}}",
+                "--shard",
+                "{{inputs.parameters.shard}}",
+                "--shards",
+                "{{workflow.parameters.shards}}",
+                "--parent-run-id",
+                "{{workflow.parameters.parent-run-id}}",
+            ],
+            env=[
+                SecretEnv(
+                    name="MLFLOW_TRACKING_URI", secret_name=spec.mlflow_secret, secret_key="tracking-uri"
+                ),
+                SecretEnv(
+                    name="MLFLOW_TRACKING_TOKEN",
+                    secret_name=spec.mlflow_secret,
+                    secret_key="tracking-token",
+                    optional=True,
+                ),
+                SecretEnv(name="RETRAIN_DOLT_REPO", secret_name=spec.dolt_secret, secret_key="repo"),
+                SecretEnv(name="RETRAIN_DOLT_PASSWORD", secret_name=spec.dolt_secret, secret_key="password"),
+                Env(name="RETRAIN_CODE_VERSION", value=spec.image.rsplit(":", 1)[-1]),
+                Env(name="PYTHONUNBUFFERED", value="1"),
+            ],
+            resources=Resources(gpus=spec.gpus, memory_request=spec.memory, memory_limit=spec.memory),
+            node_selector=spec.node_selector,
+            tolerations=[
+                m.Toleration(
+                    key=t.get("key"), operator=t.get("operator"), value=t.get("value"), effect=t.get("effect")
+                )
+                for t in spec.tolerations
+            ],
+            retry_strategy=RetryStrategy(
+                limit=spec.retry_limit,
+                retry_policy="OnError",  # pod evictions, node loss; a shard's bad data fails for good
+                backoff=m.Backoff(duration="30s", factor=m.IntOrString(root=2), max_duration="10m"),
+            ),
+            synchronization=m.Synchronization(
+                semaphores=[
+                    m.SemaphoreRef(
+                        config_map_key_ref=m.ConfigMapKeySelector(
+                            name=spec.gpu_semaphore[0], key=spec.gpu_semaphore[1]
+                        )
+                    )
+                ]
+            ),
+        )
+        with DAG(name="train-adapters", parallelism=spec.parallelism):
+            train(
+                name="train",
+                arguments=[Parameter(name="shard", value="{{item}}")],
+                with_param="{{workflow.parameters.shard-numbers}}",
+                continue_on=m.ContinueOn(
+                    failed=True
+                ),  # the other shards finish; failures are read from MLflow
+            )
+    return template
+
+
+def shard_count(customers: int, max_pods: int) -> int:
+    """One pod per customer up to ``max_pods``; above it, several customers per pod."""
+    return max(1, min(customers, max_pods))
+
+
+def shard_of(customers: Sequence[str], shard: int, shards: int) -> list[str]:
+    """The customers shard ``shard`` of ``shards`` trains: a stable round-robin over the sorted list."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is outside 0..{shards - 1}")
+    return sorted(customers)[shard::shards]
+
+
+def selection_parameter(customers: Sequence[str], store_artifact: Callable[[str, str], None]) -> str:
+    """Customers as a Workflow parameter: inline while small, else stored as a parent-run artifact."""
+    inline = json.dumps({"customers": sorted(customers)}, separators=(",", ":"))
+    if len(inline) <= INLINE_SELECTION_LIMIT:
+        return inline
+    store_artifact(CUSTOMERS_ARTIFACT, json.dumps(sorted(customers)))
+    return json.dumps({"parent_run_artifact": CUSTOMERS_ARTIFACT})
+
+
+def resolve_selection(selection: str, parent_run_id: str | None, mlflow_uri: str | None) -> list[str]:
+    """The customer list a ``selection`` parameter stands for (read inside the pods)."""
+    data = json.loads(selection)
+    if "customers" in data:
+        return [str(c) for c in data["customers"]]
+    if not parent_run_id:
+        raise ValueError(
+            f"selection {selection} reads the parent run's artifact, but no parent run id was given"
+        )
+    import mlflow
+    from mlflow.artifacts import load_text
+
+    from retrain.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(mlflow_uri))
+    return [str(c) for c in json.loads(load_text(f"runs:/{parent_run_id}/{data['parent_run_artifact']}"))]
+
+
+def build_submission(
+    spec: ArgoTrainingSpec,
+    *,
+    table: str,
+    commit: str,
+    customers: Sequence[str],
+    parent_run_id: str,
+    store_artifact: Callable[[str, str], None],
+) -> dict[str, Any]:
+    """The Workflow object to POST: a reference to the template plus this run's parameters."""
+    shards = shard_count(len(customers), spec.max_pods)
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {
+            "generateName": "retrain-train-",
+            "namespace": spec.namespace,
+            "labels": {"app.kubernetes.io/part-of": "retrain", "retrain/commit": commit[:63]},
+        },
+        "spec": {
+            "workflowTemplateRef": {"name": TEMPLATE_NAME},
+            "arguments": {
+                "parameters": [
+                    {"name": "table", "value": table},
+                    {"name": "commit", "value": commit},
+                    {"name": "selection", "value": selection_parameter(customers, store_artifact)},
+                    {"name": "shards", "value": str(shards)},
+                    {
+                        "name": "shard-numbers",
+                        "value": json.dumps(list(range(shards)), separators=(",", ":")),
+                    },
+                    {"name": "parent-run-id", "value": parent_run_id},
+                ]
+            },
+        },
+    }
+
+
+def write_templates(out_dir: Path, spec: ArgoTrainingSpec | None = None) -> list[Path]:
+    """Render every generated template into ``out_dir`` (``make argo-templates``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{TEMPLATE_NAME}.yaml"
+    header = "# Generated by `make argo-templates` from retrain/fanout/argo.py. Do not edit by hand.\n"
+    path.write_text(header + build_template(spec or ArgoTrainingSpec()).to_yaml())
+    return [path]
+
+
+def pods_for(customers: int, spec: ArgoTrainingSpec) -> int:
+    """How many pods a submission of ``customers`` runs (for capacity planning and the benchmark)."""
+    return shard_count(customers, spec.max_pods) if customers else 0
+
+
+def customers_per_pod(customers: int, spec: ArgoTrainingSpec) -> int:
+    return math.ceil(customers / max(1, pods_for(customers, spec))) if customers else 0
+
+
+if __name__ == "__main__":
+    for written in write_templates(Path(sys.argv[1] if len(sys.argv) > 1 else "argo_templates")):
+        print(written)

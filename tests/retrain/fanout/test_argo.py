@@ -1,0 +1,130 @@
+"""The Argo WorkflowTemplate and submissions: golden YAML, Hera round trip, Argo's JSON Schema."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from hera.workflows import WorkflowTemplate
+
+from retrain.fanout.argo import (
+    CUSTOMERS_ARTIFACT,
+    TEMPLATE_NAME,
+    ArgoTrainingSpec,
+    build_submission,
+    build_template,
+    resolve_selection,
+    shard_count,
+    shard_of,
+    write_templates,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+SCHEMA = ROOT.parent / "shared" / "argo-workflows" / "schema.json"
+
+
+@pytest.fixture(scope="module")
+def definitions() -> dict[str, Any]:
+    if not SCHEMA.is_file():
+        pytest.skip(f"Argo's JSON Schema is provided beside the checkout at {SCHEMA}; it is not there")
+    definitions = copy.deepcopy(json.loads(SCHEMA.read_text())["definitions"])
+    # The schema types IntOrString as string only; Argo accepts integers there (retryStrategy.limit...).
+    definitions["io.k8s.apimachinery.pkg.util.intstr.IntOrString"] = {"type": ["string", "integer"]}
+    return definitions
+
+
+def validate(definitions: dict[str, Any], kind: str, document: dict[str, Any]) -> None:
+    schema = {"$ref": f"#/definitions/io.argoproj.workflow.v1alpha1.{kind}", "definitions": definitions}
+    jsonschema.Draft202012Validator(schema).validate(document)
+
+
+def submission(customers: list[str], stored: dict[str, str] | None = None) -> dict[str, Any]:
+    store = stored if stored is not None else {}
+    return build_submission(
+        ArgoTrainingSpec(), table="examples", commit="a" * 40, customers=customers, parent_run_id="p1",
+        store_artifact=store.__setitem__,
+    )  # fmt: skip
+
+
+def test_committed_yaml_is_what_the_code_generates(tmp_path: Path) -> None:
+    (generated,) = write_templates(tmp_path)
+    committed = ROOT / "argo_templates" / generated.name
+    assert committed.read_text() == generated.read_text(), "run `make argo-templates` and commit the result"
+
+
+def test_hera_round_trip() -> None:
+    template = build_template(ArgoTrainingSpec())
+    assert WorkflowTemplate.from_yaml(template.to_yaml()).to_dict() == template.to_dict()
+
+
+def test_template_validates_against_argo_schema(definitions: dict[str, Any]) -> None:
+    validate(definitions, "WorkflowTemplate", build_template(ArgoTrainingSpec()).to_dict())
+    broken = build_template(ArgoTrainingSpec()).to_dict()
+    broken["spec"]["templates"][0]["retryStrategy"]["limit"] = {"not": "a number"}
+    with pytest.raises(jsonschema.ValidationError):
+        validate(definitions, "WorkflowTemplate", broken)
+
+
+@pytest.mark.parametrize("count", [1, 10, 1000, 10_000])
+def test_submissions_validate_and_stay_small(definitions: dict[str, Any], count: int) -> None:
+    document = submission([f"customer_{i:05d}" for i in range(count)])
+    validate(definitions, "Workflow", document)
+    assert len(json.dumps(document)) < 32_000
+
+
+def test_template_fans_out_on_gpus_with_limits_and_no_inlined_secrets() -> None:
+    spec = build_template(ArgoTrainingSpec()).to_dict()["spec"]
+    pod, dag = spec["templates"]
+    assert pod["container"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["synchronization"]["semaphores"][0]["configMapKeyRef"]["name"] == "retrain-gpu-quota"
+    assert pod["retryStrategy"]["backoff"]["duration"] == "30s"
+    assert dag["parallelism"] == 16
+    assert dag["dag"]["tasks"][0]["withParam"] == "{{workflow.parameters.shard-numbers}}"
+    assert spec["podGC"] == {"strategy": "OnPodSuccess"}
+    assert spec["activeDeadlineSeconds"] == 21600
+    secret_env = [e for e in pod["container"]["env"] if "valueFrom" in e]
+    assert {e["name"] for e in secret_env} >= {
+        "MLFLOW_TRACKING_URI",
+        "RETRAIN_DOLT_REPO",
+        "RETRAIN_DOLT_PASSWORD",
+    }
+    assert all("value" not in e for e in secret_env)
+
+
+def test_pods_are_capped_and_customers_partitioned() -> None:
+    assert [shard_count(n, 500) for n in (1, 10, 500, 10_000)] == [1, 10, 500, 500]
+    customers = [f"c{i}" for i in range(23)]
+    shards = [shard_of(customers, i, 5) for i in range(5)]
+    assert sorted(c for shard in shards for c in shard) == sorted(customers)
+    assert max(len(s) for s in shards) - min(len(s) for s in shards) <= 1
+    with pytest.raises(ValueError, match="shard 5 is outside 0..4"):
+        shard_of(customers, 5, 5)
+
+
+def test_large_selections_travel_as_a_parent_run_artifact() -> None:
+    stored: dict[str, str] = {}
+    small = submission(["a", "b"], stored)
+    params = {p["name"]: p["value"] for p in small["spec"]["arguments"]["parameters"]}
+    assert json.loads(params["selection"]) == {"customers": ["a", "b"]}
+    assert stored == {}
+    many = [f"customer_{i:05d}" for i in range(10_000)]
+    large = submission(many, stored)
+    params = {p["name"]: p["value"] for p in large["spec"]["arguments"]["parameters"]}
+    assert json.loads(params["selection"]) == {"parent_run_artifact": CUSTOMERS_ARTIFACT}
+    assert json.loads(stored[CUSTOMERS_ARTIFACT]) == many
+    assert params["shards"] == "500"
+    assert large["spec"]["workflowTemplateRef"] == {"name": TEMPLATE_NAME}
+    assert resolve_selection(json.dumps({"customers": ["x"]}), None, None) == ["x"]
+    with pytest.raises(ValueError, match="no parent run id"):
+        resolve_selection(params["selection"], None, None)
+
+
+def test_yaml_is_plain_kubernetes_yaml() -> None:
+    document = yaml.safe_load((ROOT / "argo_templates" / f"{TEMPLATE_NAME}.yaml").read_text())
+    assert (document["kind"], document["metadata"]["name"]) == ("WorkflowTemplate", TEMPLATE_NAME)

@@ -1,0 +1,85 @@
+"""ArgoClient against the local Argo Server stand-in (no cluster can run here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from retrain.fanout.argo_client import ArgoAuthError, ArgoClient, ArgoError, ArgoNotFoundError
+
+from .argo_server_stand_in import StandInState, argo_server_stand_in
+
+WORKFLOW = {"metadata": {"generateName": "retrain-train-"}, "spec": {"workflowTemplateRef": {"name": "t"}}}
+
+
+def client(url: str, token: str = "good-token") -> ArgoClient:
+    return ArgoClient(url, token=token, namespace="ml-training", retries=2, backoff=0.01)
+
+
+def test_submit_and_poll_to_success() -> None:
+    state = StandInState(token="good-token")
+    with argo_server_stand_in(state) as url:
+        argo = client(url)
+        name = argo.submit(WORKFLOW)
+        phases = [argo.status(name) for _ in range(4)]
+    assert name == "retrain-train-00000"
+    assert [s.phase for s in phases] == ["Pending", "Running", "Succeeded", "Succeeded"]
+    assert [s.finished for s in phases] == [False, False, True, True]
+    assert phases[-1].progress == "3/3"
+    assert state.submitted[0]["spec"] == WORKFLOW["spec"]
+    assert "fields=metadata.name" in state.requests[1]  # polls ask only for phase and progress
+    assert argo.workflow_url(name) == f"{url}/workflows/ml-training/{name}"
+
+
+def test_failed_workflow_names_its_failed_nodes() -> None:
+    state = StandInState(
+        token="good-token", phases=["Running", "Failed"], failed_nodes={"train(3:3)": "Error (exit code 1)"}
+    )
+    with argo_server_stand_in(state) as url:
+        argo = client(url)
+        name = argo.submit(WORKFLOW)
+        argo.status(name)
+        assert argo.status(name).phase == "Failed"
+        assert argo.failed_nodes(name) == {"train(3:3)": "Error (exit code 1)"}
+
+
+def test_stop() -> None:
+    state = StandInState(token="good-token", phases=["Running"])
+    with argo_server_stand_in(state) as url:
+        argo = client(url)
+        name = argo.submit(WORKFLOW)
+        argo.stop(name)
+        assert argo.status(name).phase == "Failed"
+    assert state.stopped == [name]
+
+
+def test_401_names_the_endpoint_and_hides_the_token() -> None:
+    with argo_server_stand_in(StandInState(token="good-token")) as url:
+        with pytest.raises(ArgoAuthError, match=r"rejected the token \(401\)") as raised:
+            client(url, token="wrong-secret-token").submit(WORKFLOW)
+    assert url in str(raised.value)
+    assert "wrong-secret-token" not in str(raised.value)
+    assert "wrong-secret-token" not in repr(client(url, token="wrong-secret-token"))
+
+
+def test_404_for_an_unknown_workflow() -> None:
+    with (
+        argo_server_stand_in(StandInState(token="good-token")) as url,
+        pytest.raises(ArgoNotFoundError, match="/api/v1/workflows/ml-training/nope not found"),
+    ):
+        client(url).status("nope")
+
+
+def test_5xx_is_retried_then_reported() -> None:
+    state = StandInState(token="good-token", server_errors=2)
+    with argo_server_stand_in(state) as url:
+        assert client(url).submit(WORKFLOW).startswith("retrain-train-")
+        state.server_errors = 10
+        with pytest.raises(ArgoError, match="failed with 503 after 3 attempts"):
+            client(url).submit(WORKFLOW)
+
+
+def test_unreachable_server() -> None:
+    with argo_server_stand_in(StandInState(token="t")) as url:
+        pass  # the server is shut down again
+    with pytest.raises(ArgoError, match=f"cannot reach Argo Server at {url}"):
+        client(url).status("x")
