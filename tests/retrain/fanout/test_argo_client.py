@@ -53,9 +53,11 @@ def test_stop() -> None:
 
 
 def test_401_names_the_endpoint_and_hides_the_token() -> None:
-    with argo_server_stand_in(StandInState(token="good-token")) as url:
-        with pytest.raises(ArgoAuthError, match=r"rejected the token \(401\)") as raised:
-            client(url, token="wrong-secret-token").submit(WORKFLOW)
+    with (
+        argo_server_stand_in(StandInState(token="good-token")) as url,
+        pytest.raises(ArgoAuthError, match=r"rejected the token \(401\)") as raised,
+    ):
+        client(url, token="wrong-secret-token").submit(WORKFLOW)
     assert url in str(raised.value)
     assert "wrong-secret-token" not in str(raised.value)
     assert "wrong-secret-token" not in repr(client(url, token="wrong-secret-token"))
