@@ -16,16 +16,34 @@ def get_provider_info() -> dict[str, Any]:
         "versions": [retrain.__version__],
         "connection-types": [
             {"connection-type": "dolt", "hook-class-name": "retrain_airflow.hooks.dolt.DoltHook"},
+            {"connection-type": "argo", "hook-class-name": "retrain_airflow.hooks.argo.ArgoHook"},
         ],
-        "hooks": [{"integration-name": "Dolt", "python-modules": ["retrain_airflow.hooks.dolt"]}],
-        "triggers": [{"integration-name": "Dolt", "python-modules": ["retrain_airflow.triggers.dolt"]}],
+        "hooks": [
+            {"integration-name": "Dolt", "python-modules": ["retrain_airflow.hooks.dolt"]},
+            {"integration-name": "Argo Workflows", "python-modules": ["retrain_airflow.hooks.argo"]},
+        ],
+        "triggers": [
+            {"integration-name": "Dolt", "python-modules": ["retrain_airflow.triggers.dolt"]},
+            {"integration-name": "Argo Workflows", "python-modules": ["retrain_airflow.triggers.argo"]},
+        ],
         "sensors": [{"integration-name": "Dolt", "python-modules": ["retrain_airflow.sensors.dolt"]}],
         "operators": [
             {
                 "integration-name": "Dolt",
                 "python-modules": ["retrain_airflow.operators.dolt", "retrain_airflow.operators.validation"],
-            }
+            },
+            {"integration-name": "Argo Workflows", "python-modules": ["retrain_airflow.operators.training"]},
         ],
-        "extra-links": ["retrain_airflow.links.DataDocsLink"],
-        "integrations": [{"integration-name": "Dolt", "external-doc-url": "https://docs.dolthub.com/"}],
+        "extra-links": [
+            "retrain_airflow.links.DataDocsLink",
+            "retrain_airflow.links.ArgoWorkflowLink",
+            "retrain_airflow.links.MLflowRunLink",
+        ],
+        "integrations": [
+            {"integration-name": "Dolt", "external-doc-url": "https://docs.dolthub.com/"},
+            {
+                "integration-name": "Argo Workflows",
+                "external-doc-url": "https://argoproj.github.io/workflows/",
+            },
+        ],
     }

@@ -27,3 +27,17 @@ class DataDocsLink(XComUrlLink):
 
     name = "Data Docs"
     source_key = "data_docs_url"
+
+
+class ArgoWorkflowLink(XComUrlLink):
+    """The training workflow in the Argo UI."""
+
+    name = "Argo workflow"
+    source_key = "argo_workflow_url"
+
+
+class MLflowRunLink(XComUrlLink):
+    """The pipeline's MLflow parent run (each adapter is a child run under it)."""
+
+    name = "MLflow run"
+    source_key = "mlflow_run_url"

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,27 @@ def train_and_register(
     return RegisteredAdapter(
         customer, version.name, str(version.version), run.info.run_id, commit_hash, result.metrics
     )
+
+
+def versions_for_commit(client: Any, commit: str, customers: Sequence[str]) -> dict[str, RegisteredAdapter]:
+    """The newest registered version of each customer trained at ``commit``, found by lineage tags.
+
+    This is how a remote fan-out's results are collected: from MLflow, not from Argo outputs.
+    """
+    wanted = set(customers)
+    found: dict[str, Any] = {}
+    for version in client.search_model_versions(f"tags.`{TAG_PREFIX}commit` = '{commit}'"):
+        customer = version.tags.get(f"{TAG_PREFIX}customer")
+        if customer in wanted and (
+            customer not in found or int(version.version) > int(found[customer].version)
+        ):
+            found[customer] = version
+    return {
+        customer: RegisteredAdapter(
+            customer, v.name, str(v.version), str(v.run_id), commit, _metrics(client, str(v.run_id))
+        )
+        for customer, v in sorted(found.items())
+    }
 
 
 def _metrics(client: Any, run_id: str) -> dict[str, float]:

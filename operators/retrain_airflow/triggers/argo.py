@@ -1,0 +1,68 @@
+"""ArgoWorkflowTrigger: waits for an Argo workflow to finish, polling only its phase and progress."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from retrain.fanout.argo_client import ArgoError
+from retrain_airflow.hooks.argo import ArgoHook
+
+
+class ArgoWorkflowTrigger(BaseTrigger):
+    """Poll ``workflow`` until it reaches Succeeded, Failed or Error, then fire once.
+
+    Events: ``{"status": "finished", "phase", "progress", "message", "workflow"}`` or, when the
+    Argo Server keeps failing, ``{"status": "error", "message"}``. A user killing the deferred
+    task stops the workflow (:meth:`on_kill`); triggerer restarts do not.
+
+    :param argo_conn_id: Airflow connection of type ``argo``.
+    :param workflow: the workflow's name.
+    :param poll_interval: seconds between polls.
+    """
+
+    def __init__(self, *, argo_conn_id: str, workflow: str, poll_interval: float = 30.0) -> None:
+        super().__init__()
+        self.argo_conn_id = argo_conn_id
+        self.workflow = workflow
+        self.poll_interval = poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "argo_conn_id": self.argo_conn_id,
+                "workflow": self.workflow,
+                "poll_interval": self.poll_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        client = await ArgoHook(self.argo_conn_id).aget_client()
+        last_progress = None
+        while True:
+            try:
+                status = await asyncio.to_thread(client.status, self.workflow)
+            except ArgoError as error:
+                yield TriggerEvent({"status": "error", "workflow": self.workflow, "message": str(error)})
+                return
+            if status.progress != last_progress:
+                self.log.info(
+                    "workflow %s: %s, progress %s", self.workflow, status.phase or "New", status.progress
+                )
+                last_progress = status.progress
+            if status.finished:
+                yield TriggerEvent(
+                    {"status": "finished", "workflow": self.workflow, "phase": status.phase,
+                     "progress": status.progress, "message": status.message}
+                )  # fmt: skip
+                return
+            await asyncio.sleep(self.poll_interval)
+
+    async def on_kill(self) -> None:
+        client = await ArgoHook(self.argo_conn_id).aget_client()
+        await asyncio.to_thread(client.stop, self.workflow, "Airflow task was killed")
+        self.log.info("stopped workflow %s", self.workflow)
