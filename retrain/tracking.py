@@ -62,6 +62,6 @@ def code_version() -> str:
 
 
 def run_url(uri: str, experiment_id: str, run_id: str) -> str | None:
-    """The run's page in the MLflow UI: the tracking server, or ``$RETRAIN_MLFLOW_UI_URL`` for a local store."""
+    """The run's page in the MLflow UI: the tracking server, or ``$RETRAIN_MLFLOW_UI_URL`` (local store)."""
     base = uri if uri.startswith(("http://", "https://")) else os.environ.get("RETRAIN_MLFLOW_UI_URL")
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}" if base else None

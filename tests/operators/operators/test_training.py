@@ -21,6 +21,7 @@ from retrain_airflow.triggers.argo import ArgoWorkflowTrigger
 
 from ...retrain.fanout.argo_server_stand_in import StandInState, argo_server_stand_in
 
+TOKEN = "argo-token-123"
 DAG_SOURCE = """
 import datetime as dt
 from airflow.sdk import DAG
@@ -38,7 +39,8 @@ def load_dag(home: Path, dag_id: str, **values: object) -> ModuleType:
     path = home / "dags" / f"{dag_id}.py"
     path.write_text(DAG_SOURCE.format(dag_id=dag_id, **values))
     spec = importlib.util.spec_from_file_location(dag_id, path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -72,13 +74,13 @@ def test_argo_backend_collects_versions_from_mlflow_and_names_failures(
         trained = train_and_register(repo, table="examples", commit="main", customer="acme_air",
                                      params=TrainingParams(epochs=1, min_examples=10))  # fmt: skip
     state = StandInState(
-        token="argo-token-123", phases=["Pending", "Running", "Failed"],
+        token=TOKEN, phases=["Pending", "Running", "Failed"],
         failed_nodes={"train(1:1)": "Error (exit code 1): failed customers: globex_bank"},
     )  # fmt: skip
     with argo_server_stand_in(state) as url:
         host, port = url.removeprefix("http://").split(":")
         monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", json.dumps({
-            "conn_type": "argo", "host": host, "port": int(port), "schema": "http", "password": "argo-token-123",
+            "conn_type": "argo", "host": host, "port": int(port), "schema": "http", "password": TOKEN,
             "extra": {"namespace": "ml-training"},
         }))  # fmt: skip
         run = load_dag(airflow_db, "train_argo", customers=["acme_air", "globex_bank"], backend="argo",
@@ -101,11 +103,11 @@ def test_argo_backend_collects_versions_from_mlflow_and_names_failures(
 
 
 def test_trigger_serializes_and_on_kill_stops_the_workflow(monkeypatch: pytest.MonkeyPatch) -> None:
-    state = StandInState(token="argo-token-123", phases=["Running"])
+    state = StandInState(token=TOKEN, phases=["Running"])
     with argo_server_stand_in(state) as url:
         host, port = url.removeprefix("http://").split(":")
         monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", json.dumps({
-            "conn_type": "argo", "host": host, "port": int(port), "schema": "http", "password": "argo-token-123",
+            "conn_type": "argo", "host": host, "port": int(port), "schema": "http", "password": TOKEN,
         }))  # fmt: skip
         from retrain_airflow.hooks.argo import ArgoHook
 
