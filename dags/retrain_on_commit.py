@@ -48,8 +48,8 @@ dolt_commits = Asset(
     schedule=[dolt_commits],
     start_date=dt.datetime(2026, 1, 1),
     catchup=False,
-    max_active_runs=1,
-    render_template_as_native_obj=True,  # templated customer lists stay lists (or None)  # ranges are cut from the watermark: one run at a time keeps them disjoint
+    max_active_runs=1,  # ranges are cut from the watermark: one run at a time keeps them disjoint
+    render_template_as_native_obj=True,  # templated customer lists stay lists (or None)
     tags=["retrain", "dolt"],
     default_args={"owner": "ml-platform", "retries": 2, "retry_delay": dt.timedelta(minutes=1)},
     doc_md="""
