@@ -10,6 +10,7 @@ from airflow.sdk import Asset, AssetWatcher, dag, task
 
 from retrain.dolt.watermark import CommitRange
 from retrain_airflow.operators.dolt import DoltAdvanceWatermarkOperator
+from retrain_airflow.operators.training import AdapterTrainingOperator
 from retrain_airflow.operators.validation import DoltValidateOperator
 from retrain_airflow.triggers.dolt import DoltCommitTrigger
 
@@ -59,8 +60,10 @@ Runs when `DoltCommitTrigger` sees a new head of `main` in the training reposito
 (`retrain/retrain_on_commit/done` branch) and the customers whose rows changed; a schema change
 marks every customer. The changed customers' rows are validated with the Great Expectations suite
 (Variable `retrain_suite_path`) as of the new commit; customers whose rows fail are quarantined
-(named in the task log and its XCom) while the healthy ones go on. The watermark advances only
-when every task succeeded, so a failed run's commits are covered by the next range.
+(named in the task log and its XCom) while the healthy ones go on to training: one LoRA adapter
+each, on local processes or Argo (Variable `retrain_training_backend`), every adapter an MLflow
+child run carrying its data commit. The watermark advances only when every task succeeded, so a
+failed run's commits are covered by the next range.
 """,
 )
 def retrain_on_commit() -> None:
@@ -87,12 +90,19 @@ def retrain_on_commit() -> None:
         docs_dir=DATA_DOCS,
         quarantine=True,
     )
+    train = AdapterTrainingOperator(
+        task_id="train",
+        table=TRAINING_TABLE,
+        commit="{{ ti.xcom_pull(task_ids='changed_customers')['commit'] }}",
+        customers="{{ ti.xcom_pull(task_ids='validate')['healthy_customers'] }}",
+        backend="{{ var.value.get('retrain_training_backend', 'local') }}",
+    )
     advance = DoltAdvanceWatermarkOperator(
         task_id="advance_watermark",
         commit="{{ ti.xcom_pull(task_ids='changed_customers')['commit'] }}",
         consumer=DAG_ID,
     )
-    commit_range >> validate >> advance
+    commit_range >> validate >> train >> advance
 
 
 retrain_on_commit()

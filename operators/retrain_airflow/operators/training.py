@@ -31,7 +31,7 @@ class AdapterTrainingOperator(BaseOperator):
     :param table: training table (templated).
     :param commit: commit hash or branch (templated).
     :param customers: customers to train (templated); an empty list trains nothing.
-    :param backend: ``local`` (worker processes on this machine) or ``argo`` (GPU pods).
+    :param backend: ``local`` (worker processes on this machine) or ``argo`` (GPU pods) (templated).
     :param parallelism: local worker processes.
     :param retries_per_adapter: local retries of a failed adapter.
     :param allow_partial: succeed when only some customers failed.
@@ -41,7 +41,7 @@ class AdapterTrainingOperator(BaseOperator):
     :param poll_interval: seconds between workflow polls while deferred.
     """
 
-    template_fields: Sequence[str] = ("table", "commit", "customers")
+    template_fields: Sequence[str] = ("table", "commit", "customers", "backend")
     operator_extra_links = (ArgoWorkflowLink(), MLflowRunLink())
 
     def __init__(
@@ -50,7 +50,7 @@ class AdapterTrainingOperator(BaseOperator):
         table: str,
         commit: str,
         customers: Sequence[str],
-        backend: Literal["local", "argo"] = "local",
+        backend: Literal["local", "argo"] | str = "local",
         key_column: str = "customer_id",
         parallelism: int = 2,
         retries_per_adapter: int = 1,
@@ -63,8 +63,6 @@ class AdapterTrainingOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if backend not in ("local", "argo"):
-            raise ValueError(f"backend must be 'local' or 'argo', not {backend!r}")
         self.table, self.commit, self.customers = table, commit, customers
         self.backend, self.key_column = backend, key_column
         self.parallelism, self.retries_per_adapter, self.allow_partial = (
@@ -77,6 +75,8 @@ class AdapterTrainingOperator(BaseOperator):
         self.poll_interval = poll_interval
 
     def execute(self, context: Context) -> dict[str, Any] | None:
+        if self.backend not in ("local", "argo"):
+            raise ValueError(f"backend must be 'local' or 'argo', not {self.backend!r}")
         customers = sorted(set(self.customers or []))
         location = repository_location(DoltHook.get_connection(self.dolt_conn_id))
         with DoltHook(self.dolt_conn_id).get_repository() as repo:
