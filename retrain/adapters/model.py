@@ -6,6 +6,8 @@ directory holds only the LoRA weights, the classifier head and ``labels.json``.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -61,11 +63,13 @@ class AdapterClassifier:
 
     @classmethod
     def new(
-        cls, base_model: str | Path, labels: list[str], *, rank: int = 8, alpha: int = 16
+        cls, base_model: str | Path, labels: list[str], *, rank: int = 8, alpha: int = 16, seed: int = 13
     ) -> AdapterClassifier:
+        import torch
         from peft import LoraConfig, TaskType, get_peft_model
 
         tokenizer, base, device = _load_base(base_model, len(labels))
+        torch.manual_seed(seed)  # LoRA's initial weights: the same whatever this process trained before
         config = LoraConfig(
             task_type=TaskType.SEQ_CLS,
             r=rank,
@@ -110,13 +114,23 @@ class AdapterClassifier:
 
 
 def _load_base(base_model: str | Path, num_labels: int) -> tuple[Any, Any, str]:
+    """A fresh copy of the base model: deep-copied from a per-process cache, so a worker or an Argo
+    shard pod reads the weights from disk once however many adapters it trains."""
+    tokenizer, pristine, device = _cached_base(str(check_base_model(base_model)), num_labels)
+    return tokenizer, copy.deepcopy(pristine), device
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_base(path: str, num_labels: int) -> tuple[Any, Any, str]:
+    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # "classifier weights newly initialized" is expected for a new head
     hf_logging.disable_progress_bar()
-    path = check_base_model(base_model)
     device, dtype = pick_device()
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=num_labels, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    # The new classifier head is initialised from torch's global RNG: seed it so every copy starts alike.
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, dtype=dtype)
     return tokenizer, model, device

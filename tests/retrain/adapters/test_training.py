@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain.adapters.model import AdapterClassifier, BaseModelError, default_base_model
+from retrain.adapters.model import AdapterClassifier, BaseModelError, _cached_base, default_base_model
 from retrain.adapters.training import (
     TrainingDataError,
     TrainingParams,
@@ -78,3 +78,19 @@ def test_train_save_load_and_score(repo: DoltRepository, tmp_path: Path) -> None
 def test_missing_base_model_is_named(tmp_path: Path) -> None:
     with pytest.raises(BaseModelError, match=f"base model {tmp_path / 'nope'} not found"):
         AdapterClassifier.new(tmp_path / "nope", ["a", "b"])
+
+
+def test_training_is_deterministic_within_one_process(repo: DoltRepository, tmp_path: Path) -> None:
+    """The base model is cached per process; a second adapter must not depend on the first."""
+    _cached_base.cache_clear()  # the first training below loads the base model cold
+    rows = repo.read_table("examples", "main", where={"customer_id": "acme_air"})
+    other = repo.read_table("examples", "main", where={"customer_id": "initech_saas"})
+    common = {"customer": "acme_air", "commit": "c", "base_model": default_base_model(), "params": PARAMS}
+    first = train_adapter(rows, out_dir=tmp_path / "a", **common)  # type: ignore[arg-type]
+    train_adapter(other, customer="initech_saas", commit="c", base_model=default_base_model(), params=PARAMS,
+                  out_dir=tmp_path / "b")  # fmt: skip
+    again = train_adapter(rows, out_dir=tmp_path / "c", **common)  # type: ignore[arg-type]
+    columns = ["p_routine", "p_urgent"]
+    np.testing.assert_allclose(
+        first.holdout[columns].to_numpy(), again.holdout[columns].to_numpy(), atol=1e-6
+    )
