@@ -37,6 +37,7 @@ lint: venv
 bench: venv
 	$(BIN)/python bench/dolt_diff.py
 	$(BIN)/python bench/validate.py
+	$(BIN)/python bench/fanout.py
 
 # WorkflowTemplates are generated from retrain/fanout/argo.py; a test fails when they differ.
 argo-templates: venv
