@@ -65,7 +65,10 @@ def local_fanout(workdir: Path) -> None:
 
 
 def entrypoint_overhead(repo: Path, customer: str, workdir: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
     uri = f"sqlite:///{workdir / 'mlflow-entrypoint.db'}"
+    MlflowClient(uri).search_experiments()  # a deployment's store exists: keep its one-off migration out
     retrain = Path(sys.executable).with_name("retrain")
     started = time.perf_counter()
     out = subprocess.run(
