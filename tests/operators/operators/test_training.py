@@ -4,10 +4,9 @@ against the local Argo Server stand-in (no cluster can run here), collecting ver
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -20,6 +19,7 @@ from retrain_airflow.links import ArgoWorkflowLink
 from retrain_airflow.triggers.argo import ArgoWorkflowTrigger
 
 from ...retrain.fanout.argo_server_stand_in import StandInState, argo_server_stand_in
+from ..dag_files import load_dag
 
 TOKEN = "argo-token-123"
 DAG_SOURCE = """
@@ -35,15 +35,8 @@ with DAG("{dag_id}", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
 """
 
 
-def load_dag(home: Path, dag_id: str, **values: object) -> ModuleType:
-    path = home / "dags" / f"{dag_id}.py"
-    path.write_text(DAG_SOURCE.format(dag_id=dag_id, **values))
-    spec = importlib.util.spec_from_file_location(dag_id, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def dag_with(home: Path, dag_id: str, **values: object) -> Any:
+    return load_dag(home, dag_id, DAG_SOURCE.format(dag_id=dag_id, **values))
 
 
 @pytest.fixture
@@ -59,8 +52,8 @@ def test_local_backend_fails_naming_the_customer_unless_partial_allowed(
     airflow_db: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RETRAIN_BASE_MODEL", "/nonexistent/base-model")  # every adapter fails the same way
-    strict = load_dag(airflow_db, "train_local_strict", customers=["acme_air"], backend="local",
-                      allow_partial=False).dag.test()  # fmt: skip
+    strict = dag_with(airflow_db, "train_local_strict", customers=["acme_air"], backend="local",
+                      allow_partial=False).test()  # fmt: skip
     assert strict.state == "failed"
     assert MlflowClient(mlflow_uri).search_model_versions("name = 'adapter-acme_air'") == []
 
@@ -83,8 +76,8 @@ def test_argo_backend_collects_versions_from_mlflow_and_names_failures(
             "conn_type": "argo", "host": host, "port": int(port), "schema": "http", "password": TOKEN,
             "extra": {"namespace": "ml-training"},
         }))  # fmt: skip
-        run = load_dag(airflow_db, "train_argo", customers=["acme_air", "globex_bank"], backend="argo",
-                       allow_partial=True).dag.test()  # fmt: skip
+        run = dag_with(airflow_db, "train_argo", customers=["acme_air", "globex_bank"], backend="argo",
+                       allow_partial=True).test()  # fmt: skip
     assert run.state == "success"
     ti = run.get_task_instance("train")
     result = ti.xcom_pull(task_ids="train")

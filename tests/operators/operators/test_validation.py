@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -12,6 +11,8 @@ from retrain.demo.seed import SeededRepository
 from retrain.dolt import DoltRepository
 from retrain.dolt.dialects import Statement
 from retrain_airflow.links import DataDocsLink
+
+from ..dag_files import load_dag
 
 SUITE = Path(__file__).resolve().parents[3] / "expectations" / "examples.json"
 
@@ -28,15 +29,9 @@ with DAG("{dag_id}", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
 """
 
 
-def load_dag(home: Path, dag_id: str, docs: Path, quarantine: bool) -> ModuleType:
-    path = home / "dags" / f"{dag_id}.py"
-    path.write_text(DAG_SOURCE.format(dag_id=dag_id, suite=str(SUITE), docs=str(docs), quarantine=quarantine))
-    spec = importlib.util.spec_from_file_location(dag_id, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def dag_with(home: Path, dag_id: str, docs: Path, quarantine: bool) -> Any:
+    source = DAG_SOURCE.format(dag_id=dag_id, suite=str(SUITE), docs=str(docs), quarantine=quarantine)
+    return load_dag(home, dag_id, source)
 
 
 @pytest.fixture
@@ -49,7 +44,7 @@ def broken_label(seeded: SeededRepository) -> None:
 @pytest.mark.slow
 @pytest.mark.usefixtures("dolt_conn", "broken_label")
 def test_strict_gate_fails_the_task_and_links_the_docs(airflow_db: Path, tmp_path: Path) -> None:
-    run = load_dag(airflow_db, "validate_strict", tmp_path / "docs", quarantine=False).dag.test()
+    run = dag_with(airflow_db, "validate_strict", tmp_path / "docs", quarantine=False).test()
     assert run.state == "failed"
     ti = run.get_task_instance("validate")
     assert ti.state == "failed"
@@ -63,7 +58,7 @@ def test_strict_gate_fails_the_task_and_links_the_docs(airflow_db: Path, tmp_pat
 @pytest.mark.slow
 @pytest.mark.usefixtures("dolt_conn", "broken_label")
 def test_quarantine_passes_healthy_customers_downstream(airflow_db: Path, tmp_path: Path) -> None:
-    run = load_dag(airflow_db, "validate_quarantine", tmp_path / "docs", quarantine=True).dag.test()
+    run = dag_with(airflow_db, "validate_quarantine", tmp_path / "docs", quarantine=True).test()
     assert run.state == "success"
     result = run.get_task_instance("validate").xcom_pull(task_ids="validate")
     assert result["success"] is False

@@ -5,11 +5,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 import time
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -17,6 +16,8 @@ from retrain.demo.seed import SeededRepository
 from retrain.dolt import DoltRepository
 from retrain.dolt.dialects import Statement
 from retrain.dolt.watermark import CommitWatermark
+
+from ..dag_files import load_dag
 
 DAG_SOURCE = """
 import datetime as dt
@@ -41,15 +42,8 @@ with DAG("{dag_id}", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
 """
 
 
-def load_dag(home: Path, dag_id: str, fail: bool = False) -> ModuleType:
-    path = home / "dags" / f"{dag_id}.py"
-    path.write_text(DAG_SOURCE.format(dag_id=dag_id, fail=fail))
-    spec = importlib.util.spec_from_file_location(dag_id, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def dag_with(home: Path, dag_id: str, fail: bool = False) -> Any:
+    return load_dag(home, dag_id, DAG_SOURCE.format(dag_id=dag_id, fail=fail))
 
 
 def commit_later(path: Path, delay: float) -> threading.Thread:
@@ -69,7 +63,7 @@ def commit_later(path: Path, delay: float) -> threading.Thread:
 def test_first_run_then_deferred_run_advance_the_watermark(
     airflow_db: Path, seeded: SeededRepository
 ) -> None:
-    dag = load_dag(airflow_db, "sensing_ok").dag
+    dag = dag_with(airflow_db, "sensing_ok")
     assert dag.test().state == "success"
     with DoltRepository.open(str(seeded.path)) as repo:
         assert CommitWatermark(repo, "sensing_ok").done() == seeded.commits[-1]
@@ -92,7 +86,7 @@ def test_first_run_then_deferred_run_advance_the_watermark(
 def test_failed_run_leaves_the_watermark(airflow_db: Path, seeded: SeededRepository) -> None:
     with DoltRepository.open(str(seeded.path)) as repo:
         CommitWatermark(repo, "sensing_fails").advance(seeded.commits[0])
-    run = load_dag(airflow_db, "sensing_fails", fail=True).dag.test()
+    run = dag_with(airflow_db, "sensing_fails", fail=True).test()
     assert run.state == "failed"
     with DoltRepository.open(str(seeded.path)) as repo:
         watermark = CommitWatermark(repo, "sensing_fails")
