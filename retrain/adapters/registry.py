@@ -29,6 +29,8 @@ MODEL_PREFIX = "adapter-"
 REFERENCE_SAMPLE = 20  # holdout rows stored with their scores: the adapter's golden sample
 # Lineage tags, set on the run and on the model version (MLflow's dotted naming style).
 TAG_PREFIX = "retrain."
+# Holdout metrics copied onto the model version, so releases read them without one call per model.
+METRIC_TAG_PREFIX = "retrain.metric."
 
 
 def model_name(customer: str) -> str:
@@ -106,7 +108,7 @@ def train_and_register(
         )
         return RegisteredAdapter(
             customer, existing.name, str(existing.version), str(existing.run_id), commit_hash,
-            _metrics(client, str(existing.run_id)), reused=True,
+            version_metrics(existing), reused=True,
         )  # fmt: skip
 
     rows = repo.read_table(table, commit_hash, where={sql_identifier(key_column, "column"): customer})
@@ -157,11 +159,13 @@ def train_and_register(
         )
         # Registration last: one call, every lineage tag included, nothing half-registered.
         _ensure_registered_model(client, model_name(customer))
+        metric_tags = {f"{METRIC_TAG_PREFIX}{k}": f"{v:.6f}" for k, v in result.metrics.items()}
+        metric_tags[f"{TAG_PREFIX}artifact_uri"] = mlflow.get_logged_model(logged.model_id).artifact_location
         version = client.create_model_version(
             model_name(customer),
             logged.model_uri,
             run_id=run.info.run_id,
-            tags=tags,
+            tags={**tags, **metric_tags},
             model_id=logged.model_id,
         )
     log.info(
@@ -188,15 +192,18 @@ def versions_for_commit(client: Any, commit: str, customers: Sequence[str]) -> d
             found[customer] = version
     return {
         customer: RegisteredAdapter(
-            customer, v.name, str(v.version), str(v.run_id), commit, _metrics(client, str(v.run_id))
+            customer, v.name, str(v.version), str(v.run_id), commit, version_metrics(v)
         )
         for customer, v in sorted(found.items())
     }
 
 
-def _metrics(client: Any, run_id: str) -> dict[str, float]:
+def version_metrics(version: Any) -> dict[str, float]:
+    """Holdout metrics recorded on a model version's tags."""
     return {
-        k: v for k, v in client.get_run(run_id).data.metrics.items() if k in ("accuracy", "f1", "roc_auc")
+        key.removeprefix(METRIC_TAG_PREFIX): float(value)
+        for key, value in version.tags.items()
+        if key.startswith(METRIC_TAG_PREFIX)
     }
 
 
