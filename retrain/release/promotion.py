@@ -56,9 +56,8 @@ def promote(
     else:
         promoted, reason = (
             False,
-            (
-                f"{used} {ours:.4f} is worse than production v{champion.version} {theirs:.4f} by more than {tolerance}"
-            ),
+            f"{used} {ours:.4f} is worse than production v{champion.version} {theirs:.4f} "
+            f"by more than {tolerance}",
         )
     if promoted:
         client.set_registered_model_alias(name, PRODUCTION_ALIAS, str(version))

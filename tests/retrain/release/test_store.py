@@ -145,7 +145,7 @@ def test_missing_or_corrupted_artifacts_register_nothing(repo: DoltRepository, s
     ):
         store.register(store.production_manifest())
     weights.unlink()
-    with pytest.raises(ReleaseError, match="adapter_model.safetensors"):
+    with pytest.raises(ReleaseError, match=r"adapter_model\.safetensors"):
         store.register(store.production_manifest())
     assert store.events() == []
     with pytest.raises(ReleaseError, match="empty release"):
