@@ -33,3 +33,14 @@ RUN pip install --no-cache-dir -c /opt/retrain/constraints.txt "/opt/retrain[tra
 USER retrain
 ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 ENTRYPOINT ["retrain"]
+
+# serving: exactly one release's adapters and its manifest, tagged and labelled with the release id
+# (the manifest's MD5). Context: `retrain release context --release MD5 --out build/release`, then
+# docker build --target serving --build-arg RELEASE_ID=MD5 --build-context release=build/release \
+#     -t retrain-serving:MD5 .
+FROM trainer AS serving
+ARG RELEASE_ID
+LABEL org.opencontainers.image.version="${RELEASE_ID}" io.retrain.release-id="${RELEASE_ID}"
+COPY --from=release --chown=retrain:retrain . /opt/release
+ENV RETRAIN_RELEASE_DIR=/opt/release RETRAIN_RELEASE_ID="${RELEASE_ID}"
+RUN test "$(cat /opt/release/RELEASE_ID)" = "${RELEASE_ID}"

@@ -17,6 +17,13 @@ from retrain.errors import InputError
 
 if TYPE_CHECKING:
     from retrain.adapters.training import TrainingParams
+    from retrain.release.store import ReleaseStore
+
+
+def _timestamp(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
 
 Handler = Callable[[argparse.Namespace], int | None]
 VALIDATION_FAILED = 2  # distinct from 1 (bad input) so schedulers can tell bad data from bad calls
@@ -138,6 +145,87 @@ def _train_shard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _release_store(args: argparse.Namespace) -> ReleaseStore:
+    from mlflow.tracking import MlflowClient
+
+    from retrain.release.store import ReleaseStore
+    from retrain.tracking import tracking_uri
+
+    uri = tracking_uri(args.mlflow_uri)
+    return ReleaseStore(MlflowClient(uri), uri)
+
+
+def _release_build(args: argparse.Namespace) -> None:
+    from retrain.release.manifest import diff
+    from retrain.release.promotion import promote
+
+    store = _release_store(args)
+    if args.promote:
+        for customer, version in store.challengers().items():
+            decision = promote(store.client, customer, version, metric=args.metric, tolerance=args.tolerance)
+            print(
+                f"{'promoted' if decision.promoted else 'rejected'} {customer} v{version}: {decision.reason}"
+            )
+    previous = store.latest()
+    event = store.register(store.production_manifest())
+    print(f"release {event.release_id} ({event.event}, {event.adapter_count} adapters, {event.changes})")
+    if previous is not None and previous.release_id != event.release_id:
+        print("\n".join(diff(store.manifest(previous.release_id), store.manifest(event.release_id)).lines()))
+
+
+def _release_list(args: argparse.Namespace) -> None:
+    for event in _release_store(args).events():
+        extra = f" {event.pinned_from}..{event.pinned_to}" if event.event == "pin" else f" {event.changes}"
+        when = f"{event.time:%Y-%m-%d %H:%M:%S}"
+        print(f"{when}  {event.release_id}  {event.event:<8} {event.adapter_count:>4} adapters  "
+              f"commits {event.commits or '-'} {extra} {event.note}".rstrip())  # fmt: skip
+
+
+def _release_show(args: argparse.Namespace) -> None:
+    store = _release_store(args)
+    release_id = args.release
+    if args.as_of:
+        found = store.as_of(args.as_of)
+        if found is None:
+            raise InputError(f"no release was in production at {args.as_of.isoformat()}")
+        release_id = found.release_id
+    manifest = store.manifest(release_id)
+    if args.json:
+        print(manifest.canonical_json())
+        return
+    commits = ", ".join(manifest.commits)
+    print(f"release {manifest.release_id}: {len(manifest.adapters)} adapters, commits {commits}")
+    for a in manifest.adapters:
+        metrics = ", ".join(f"{k}={v:.3f}" for k, v in sorted(a.metrics.items()))
+        print(f"  {a.customer}: {a.model_name} v{a.version}  commit {a.commit[:12]}  {metrics}")
+
+
+def _release_diff(args: argparse.Namespace) -> None:
+    from retrain.release.manifest import diff
+
+    store = _release_store(args)
+    print("\n".join(diff(store.manifest(args.old), store.manifest(args.new)).lines()))
+
+
+def _release_rollback(args: argparse.Namespace) -> None:
+    store = _release_store(args)
+    if bool(args.release) == bool(args.customer):
+        raise InputError("give either a release id (whole release) or --customer (one adapter)")
+    event = store.rollback_customer(args.customer) if args.customer else store.rollback(args.release)
+    print(f"release {event.release_id} ({event.event}) {event.note}")
+
+
+def _release_pin(args: argparse.Namespace) -> None:
+    event = _release_store(args).pin(args.release, args.start, args.end)
+    print(f"release {event.release_id} pinned to {event.pinned_from}..{event.pinned_to}")
+
+
+def _release_context(args: argparse.Namespace) -> None:
+    from retrain.release.context import write_context
+
+    print(write_context(_release_store(args), args.release, args.out))
+
+
 def _demo_data(args: argparse.Namespace) -> None:
     from retrain.demo.seed import seed_training_repo, seed_warehouse
 
@@ -251,6 +339,41 @@ def build_parser() -> argparse.ArgumentParser:
     train_all.add_argument("--retries", type=int, default=1, help="retries per adapter after an error")
     train_all.add_argument("--allow-partial", action="store_true", help="exit 0 even if some adapters failed")
 
+    release = commands.add_parser(
+        "release", help="release manifests: build, inspect, roll back, pin"
+    ).add_subparsers(dest="release_command", required=True)
+
+    def release_command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        sub = release.add_parser(name, help=help)
+        sub.add_argument("--mlflow-uri", help="tracking URI (default $MLFLOW_TRACKING_URI or var/mlflow)")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    build = release_command("build", _release_build, "register the production adapters as a release")
+    build.add_argument(
+        "--promote", action="store_true", help="run the promotion gate on newer versions first"
+    )
+    build.add_argument("--metric", default="roc_auc", help="promotion metric (default roc_auc)")
+    build.add_argument("--tolerance", type=float, default=0.01, help="how much worse a challenger may be")
+    release_command("list", _release_list, "release events, newest first")
+    show = release_command("show", _release_show, "a release's adapters")
+    show.add_argument("release", nargs="?", help="release id (MD5)")
+    show.add_argument("--as-of", type=_timestamp, help="the release in production at this time (ISO 8601)")
+    show.add_argument("--json", action="store_true", help="print the canonical manifest")
+    release_diff = release_command("diff", _release_diff, "added, removed and changed adapters")
+    release_diff.add_argument("old")
+    release_diff.add_argument("new")
+    rollback = release_command("rollback", _release_rollback, "roll back a whole release or one customer")
+    rollback.add_argument("release", nargs="?")
+    rollback.add_argument("--customer", help="re-point this customer to its last released version")
+    pin = release_command("pin", _release_pin, "pin a release to a date range (retro-tests)")
+    pin.add_argument("release")
+    pin.add_argument("--from", dest="start", type=dt.date.fromisoformat, required=True)
+    pin.add_argument("--to", dest="end", type=dt.date.fromisoformat, required=True)
+    context = release_command("context", _release_context, "write the serving image's build context")
+    context.add_argument("--release", required=True)
+    context.add_argument("--out", required=True)
+
     demo = commands.add_parser("demo-data", help="create the demo training repo and Hive warehouse")
     demo.add_argument("--repo", required=True, help="doltlite file to create")
     demo.add_argument("--warehouse", help="Hive warehouse directory (skipped when omitted)")
@@ -271,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr stays one-line errors
     for noisy in ("great_expectations", "py4j", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

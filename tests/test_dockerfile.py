@@ -46,3 +46,11 @@ def test_trainer_has_no_airflow_and_installs_with_constraints() -> None:
         for line in body:
             if "pip install" in line:
                 assert "-c /opt/retrain/constraints.txt" in line
+
+
+def test_serving_target_is_built_from_one_release_context() -> None:
+    serving = stages()["serving"]
+    assert "ARG RELEASE_ID" in serving
+    assert any(line.startswith("LABEL") and "${RELEASE_ID}" in line for line in serving)
+    assert any(line.startswith("COPY --from=release") for line in serving)
+    assert any('test "$(cat /opt/release/RELEASE_ID)" = "${RELEASE_ID}"' in line for line in serving)

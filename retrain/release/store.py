@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from retrain.adapters.registry import MODEL_PREFIX, TAG_PREFIX, version_metrics
+from retrain.errors import InputError
 from retrain.release.manifest import AdapterEntry, Manifest, diff
 from retrain.tracking import ensure_experiment
 
@@ -31,7 +32,7 @@ SERVING_EVENTS = ("register", "rollback")
 REQUIRED_ARTIFACTS = ("MLmodel", "artifacts/adapter/adapter_model.safetensors")
 
 
-class ReleaseError(Exception):
+class ReleaseError(InputError):
     """A release cannot be built or changed; the message names the release, customer or artifact."""
 
 
@@ -88,6 +89,20 @@ class ReleaseStore:
         versions = _all_pages(self.client.search_model_versions, f"name LIKE '{MODEL_PREFIX}%'", 10000)
         entries = [_entry(v) for v in versions if serving.get(v.name) == str(v.version)]
         return Manifest(tuple(entries))
+
+    def challengers(self) -> dict[str, str]:
+        """Customer -> its newest version when that is newer than its production version (or it has none)."""
+        models = _all_pages(self.client.search_registered_models, f"name LIKE '{MODEL_PREFIX}%'", 1000)
+        serving = {m.name: int(m.aliases[PRODUCTION_ALIAS]) for m in models if PRODUCTION_ALIAS in m.aliases}
+        newest: dict[str, Any] = {}
+        for version in _all_pages(self.client.search_model_versions, f"name LIKE '{MODEL_PREFIX}%'", 10000):
+            if version.name not in newest or int(version.version) > int(newest[version.name].version):
+                newest[version.name] = version
+        return {
+            _entry(v).customer: str(v.version)
+            for name, v in sorted(newest.items())
+            if int(v.version) > serving.get(name, 0)
+        }
 
     def register(self, manifest: Manifest, *, event: str = "register", note: str = "") -> ReleaseEvent:
         """Record ``manifest`` as the release in production.
