@@ -38,6 +38,7 @@ bench: venv
 	$(BIN)/python bench/dolt_diff.py
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/release.py
 
 # WorkflowTemplates are generated from retrain/fanout/argo.py; a test fails when they differ.
 argo-templates: venv

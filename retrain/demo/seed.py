@@ -55,7 +55,8 @@ def seed_training_repo(
         rows = _example_rows(profiles, examples, seed, first_id=1)
         repo.insert_rows(EXAMPLES_TABLE, EXAMPLES_COLUMNS, rows)
         first = repo.commit(f"seed: {len(rows)} examples for {customers} customers")
-        changed = [p.customer_id for p in profiles[1 : min(customers, 4) : 2]]
+        # The second and fourth customer (the only one when there is one) change in the second commit.
+        changed = [p.customer_id for p in profiles[1 : min(customers, 4) : 2]] or [profiles[0].customer_id]
         update = _example_rows(
             [p for p in profiles if p.customer_id in changed], max(1, examples // 10), seed + 1, len(rows) + 1
         )

@@ -50,3 +50,9 @@ def test_warehouse_has_daily_partitions_and_reseeding_is_idempotent(tmp_path: Pa
     assert set(history.columns) == {"request_id", "customer_id", "text", "label", "ds"}
     assert {r["label"] for r in history.select("label").distinct().collect()} <= {"urgent", "routine"}
     assert history.select("request_id").distinct().count() == history.count() == 20
+
+
+def test_a_single_customer_still_gets_two_commits(tmp_path: Path) -> None:
+    seeded = seed_training_repo(tmp_path / "one.db", customers=1, examples=20)
+    assert len(seeded.commits) == 2
+    assert seeded.changed_in_last_commit == ["acme_air"]
