@@ -10,6 +10,7 @@ from airflow.sdk import Asset, AssetWatcher, dag, task
 
 from retrain.dolt.watermark import CommitRange
 from retrain_airflow.operators.dolt import DoltAdvanceWatermarkOperator
+from retrain_airflow.operators.release import ReleaseManifestOperator
 from retrain_airflow.operators.training import AdapterTrainingOperator
 from retrain_airflow.operators.validation import DoltValidateOperator
 from retrain_airflow.triggers.dolt import DoltCommitTrigger
@@ -62,8 +63,10 @@ marks every customer. The changed customers' rows are validated with the Great E
 (Variable `retrain_suite_path`) as of the new commit; customers whose rows fail are quarantined
 (named in the task log and its XCom) while the healthy ones go on to training: one LoRA adapter
 each, on local processes or Argo (Variable `retrain_training_backend`), every adapter an MLflow
-child run carrying its data commit. The watermark advances only when every task succeeded, so a
-failed run's commits are covered by the next range.
+child run carrying its data commit. The promotion gate then lets each new adapter replace its
+customer's production version unless it is worse on holdout ROC AUC, and the production set is
+registered as a release (its manifest MD5 is the serving image tag). The watermark advances
+only when every task succeeded, so a failed run's commits are covered by the next range.
 """,
 )
 def retrain_on_commit() -> None:
@@ -97,12 +100,17 @@ def retrain_on_commit() -> None:
         customers="{{ ti.xcom_pull(task_ids='validate')['healthy_customers'] }}",
         backend="{{ var.value.get('retrain_training_backend', 'local') }}",
     )
+    release = ReleaseManifestOperator(
+        task_id="release",
+        action="build",
+        candidates="{{ ti.xcom_pull(task_ids='train')['adapters'] }}",
+    )
     advance = DoltAdvanceWatermarkOperator(
         task_id="advance_watermark",
         commit="{{ ti.xcom_pull(task_ids='changed_customers')['commit'] }}",
         consumer=DAG_ID,
     )
-    commit_range >> validate >> train >> advance
+    commit_range >> validate >> train >> release >> advance
 
 
 retrain_on_commit()

@@ -33,6 +33,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["retrain_airflow.operators.dolt", "retrain_airflow.operators.validation"],
             },
             {"integration-name": "Argo Workflows", "python-modules": ["retrain_airflow.operators.training"]},
+            {"integration-name": "MLflow", "python-modules": ["retrain_airflow.operators.release"]},
         ],
         "extra-links": [
             "retrain_airflow.links.DataDocsLink",
@@ -45,5 +46,6 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Argo Workflows",
                 "external-doc-url": "https://argoproj.github.io/workflows/",
             },
+            {"integration-name": "MLflow", "external-doc-url": "https://mlflow.org/docs/latest/"},
         ],
     }

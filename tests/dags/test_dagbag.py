@@ -24,7 +24,8 @@ def test_retrain_on_commit_is_scheduled_by_the_dolt_watcher(dagbag: DagBag) -> N
     assert dag is not None
     assert dag.task_dict["changed_customers"].downstream_task_ids == {"validate"}
     assert dag.task_dict["validate"].downstream_task_ids == {"train"}
-    assert dag.task_dict["train"].downstream_task_ids == {"advance_watermark"}
+    assert dag.task_dict["train"].downstream_task_ids == {"release"}
+    assert dag.task_dict["release"].downstream_task_ids == {"advance_watermark"}
     assert dag.task_dict["validate"].quarantine is True
     assert dag.max_active_runs == 1
     (asset,) = dag.timetable.asset_condition.objects

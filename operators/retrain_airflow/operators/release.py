@@ -1,0 +1,107 @@
+"""ReleaseManifestOperator: promote trained adapters through the gate and register the release."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from airflow.sdk import BaseOperator, Context
+
+from retrain.release.manifest import diff
+from retrain.release.promotion import promote
+from retrain.release.store import ReleaseStore
+from retrain.tracking import tracking_uri
+
+Action = Literal["build", "rollback", "rollback_customer", "pin"]
+
+
+class ReleaseManifestOperator(BaseOperator):
+    """Run one release action against the MLflow registry and return what happened.
+
+    ``build`` first passes ``candidates`` (customer -> model version, e.g. the ``adapters`` of an
+    :class:`~retrain_airflow.operators.training.AdapterTrainingOperator`) through the promotion
+    gate, then registers the production adapters as a release: ``{"release_id", "event",
+    "changes", "diff", "promotions"}``. The release id (the manifest's MD5) is the serving image tag.
+
+    :param action: ``build``, ``rollback`` (to ``release_id``), ``rollback_customer`` or ``pin``.
+    :param candidates: customer -> version (or a training result's ``adapters`` mapping) (templated).
+    :param metric: promotion metric; ``tolerance``: how much worse a challenger may be.
+    :param release_id: the release to roll back to or pin (templated).
+    :param customer: the customer to roll back (templated).
+    :param pin_from: first day of a pin, ISO date (templated); ``pin_to``: last day (templated).
+    :param mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI``, else the embedded store).
+    """
+
+    template_fields: Sequence[str] = ("candidates", "release_id", "customer", "pin_from", "pin_to")
+
+    def __init__(
+        self,
+        *,
+        action: Action = "build",
+        candidates: Mapping[str, Any] | str | None = None,
+        metric: str = "roc_auc",
+        tolerance: float = 0.01,
+        release_id: str | None = None,
+        customer: str | None = None,
+        pin_from: str | None = None,
+        pin_to: str | None = None,
+        mlflow_uri: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.action, self.candidates, self.metric, self.tolerance = action, candidates, metric, tolerance
+        self.release_id, self.customer, self.pin_from, self.pin_to = release_id, customer, pin_from, pin_to
+        self.mlflow_uri = mlflow_uri
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlflow.tracking import MlflowClient
+
+        uri = tracking_uri(self.mlflow_uri)
+        store = ReleaseStore(MlflowClient(uri), uri)
+        promotions: list[dict[str, Any]] = []
+        if self.action == "build":
+            if self.candidates is not None and not isinstance(self.candidates, Mapping):
+                raise ValueError(
+                    f"candidates must map customers to versions, got {type(self.candidates).__name__}; "
+                    "render it natively (DAG render_template_as_native_obj=True) or pass an XComArg"
+                )
+            candidates: Mapping[str, Any] = self.candidates or {}
+            for customer, candidate in sorted(candidates.items()):
+                version = candidate["version"] if isinstance(candidate, Mapping) else str(candidate)
+                decision = promote(
+                    store.client, customer, version, metric=self.metric, tolerance=self.tolerance
+                )
+                verdict = "promoted" if decision.promoted else "rejected"
+                self.log.info("%s %s v%s: %s", verdict, customer, version, decision.reason)
+                promotions.append({"customer": customer, "version": version, "promoted": decision.promoted,
+                                   "reason": decision.reason})  # fmt: skip
+            previous = store.latest()
+            event = store.register(store.production_manifest())
+        elif self.action == "rollback":
+            previous, event = store.latest(), store.rollback(self._required("release_id", self.release_id))
+        elif self.action == "rollback_customer":
+            previous, event = (
+                store.latest(),
+                store.rollback_customer(self._required("customer", self.customer)),
+            )
+        elif self.action == "pin":
+            start = dt.date.fromisoformat(self._required("pin_from", self.pin_from))
+            end = dt.date.fromisoformat(self._required("pin_to", self.pin_to))
+            previous, event = None, store.pin(self._required("release_id", self.release_id), start, end)
+        else:
+            raise ValueError(f"unknown release action {self.action!r}")
+        changes: list[str] = []
+        if previous is not None and previous.release_id != event.release_id:
+            changes = diff(store.manifest(previous.release_id), store.manifest(event.release_id)).lines()
+        for line in changes:
+            self.log.info("%s", line)
+        return {
+            "release_id": event.release_id, "event": event.event, "changes": event.changes, "diff": changes,
+            "promotions": promotions, "note": event.note,
+        }  # fmt: skip
+
+    def _required(self, name: str, value: str | None) -> str:
+        if not value:
+            raise ValueError(f"release action {self.action!r} needs {name}")
+        return value
