@@ -1,13 +1,16 @@
 """``make demo``: the suite's main job on embedded defaults, narrated step by step.
 
-Today it covers the Dolt and validation stages: seed the training repo and the Hive warehouse,
-show which customers a commit changed, sense new commits against a persisted watermark and
-validate the changed customers' rows with Great Expectations, the way ``retrain_on_commit`` does.
+Seed the training repo and the Hive warehouse; on the first run train every customer's adapter
+(validate -> train on local processes -> promotion gate -> release); then an analyst commit
+changes two customers, one of them badly: only the healthy changed customer retrains and a new
+release is cut, its manifest diff printed, the way ``retrain_on_commit`` does it.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -15,8 +18,12 @@ from retrain.demo.seed import EXAMPLES_TABLE, seed_training_repo, seed_warehouse
 from retrain.dolt import DoltRepository
 from retrain.dolt.dialects import Statement
 from retrain.dolt.watermark import CommitWatermark
+from retrain.fanout.local import train_customers
+from retrain.release.manifest import diff
+from retrain.release.promotion import promote
+from retrain.release.store import ReleaseStore
 from retrain.validation.gate import validate_commit
-from retrain.validation.suite import load_suite
+from retrain.validation.suite import SuiteFile, load_suite
 
 CONSUMER = "demo"
 SUITE = Path(__file__).resolve().parents[2] / "expectations" / "examples.json"
@@ -26,10 +33,44 @@ def step(title: str) -> None:
     print(f"\n== {title}")
 
 
+def release_store(uri: str) -> ReleaseStore:
+    from mlflow.tracking import MlflowClient
+
+    return ReleaseStore(MlflowClient(uri), uri)
+
+
+def cycle(repo: DoltRepository, commit: str, customers: list[str] | None, suite: SuiteFile, docs: Path,
+          uri: str) -> str:  # fmt: skip
+    """Validate -> train the healthy customers -> promotion gate -> release; returns the release id."""
+    report = validate_commit(repo, EXAMPLES_TABLE, commit, suite, customers=customers, docs_dir=docs)
+    print(report.summary())
+    if report.quarantined:
+        print(f"quarantined (not retrained): {report.quarantined}")
+    print(f"retrain only: {report.healthy_customers}")
+    step(f"Train {len(report.healthy_customers)} adapter(s) at {commit[:12]} on local worker processes")
+    trained = train_customers(
+        repo.location, table=EXAMPLES_TABLE, commit=commit, customers=report.healthy_customers, parallelism=2,
+        mlflow_uri=uri,
+    )  # fmt: skip
+    print(trained.table())
+    step("Promotion gate and release")
+    store = release_store(uri)
+    for adapter in trained.succeeded:
+        decision = promote(store.client, adapter.customer, adapter.version)
+        print(f"{'promoted' if decision.promoted else 'rejected'} {adapter.customer} v{adapter.version}: "
+              f"{decision.reason}")  # fmt: skip
+    event = store.register(store.production_manifest())
+    print(f"release {event.release_id} ({event.adapter_count} adapters, {event.changes})")
+    return event.release_id
+
+
 def run(workdir: Path, customers: int, examples: int) -> None:
     started = time.perf_counter()
     repo_path, warehouse, docs = workdir / "training.db", workdir / "warehouse", workdir / "data_docs"
     suite = load_suite(SUITE)
+    shutil.rmtree(workdir / "mlflow", ignore_errors=True)  # a fresh store each demo, like the fresh repo
+    (workdir / "mlflow").mkdir(parents=True)
+    uri = f"sqlite:///{(workdir / 'mlflow' / 'mlflow.db').resolve()}"
 
     step(f"Seed a doltlite training repo ({customers} customers x {examples} examples) and a Hive warehouse")
     seeded = seed_training_repo(repo_path, customers=customers, examples=examples, force=True)
@@ -46,18 +87,13 @@ def run(workdir: Path, customers: int, examples: int) -> None:
         changed = repo.changed_keys(EXAMPLES_TABLE, "customer_id", *seeded.commits)
         print(changed.to_json())
 
-        step("Validate the whole table at head with Great Expectations")
-        report = validate_commit(repo, EXAMPLES_TABLE, "main", suite, docs_dir=docs)
-        print(report.summary())
-
-        step(f"Sense against watermark '{CONSUMER}' (as if the first commit was already trained)")
         watermark = CommitWatermark(repo, CONSUMER)
-        watermark.advance(seeded.commits[0])
+        step(f"First run: no watermark '{CONSUMER}' yet, so every customer is in range")
         found = watermark.sense(EXAMPLES_TABLE, "customer_id")
         assert found is not None
-        retrain = sorted(found.changed.keys)
-        print(f"new head {found.commit[:12]}: {found.commit_count} commit(s), retrain {retrain}")
+        print(f"head {found.commit[:12]}: {found.commit_count} commit(s); {found.changed.reason}")
         print(f"sensing again before the run finishes: {watermark.sense(EXAMPLES_TABLE, 'customer_id')}")
+        first = cycle(repo, found.commit, None, suite, docs, uri)
         watermark.advance(found.commit)
         print(f"run finished: watermark {watermark.done_branch} -> {found.commit[:12]}")
 
@@ -78,13 +114,12 @@ def run(workdir: Path, customers: int, examples: int) -> None:
         assert found is not None
         assert found.commit == edit
         print(f"new head {edit[:12]}: changed {sorted(found.changed.keys)}")
-        report = validate_commit(
-            repo, EXAMPLES_TABLE, edit, suite, customers=found.changed.keys, docs_dir=docs
-        )
-        print(report.summary())
-        print(f"quarantined (not retrained): {report.quarantined}")
-        print(f"retrain only: {report.healthy_customers}")
+        second = cycle(repo, edit, sorted(found.changed.keys), suite, docs, uri)
         watermark.advance(edit)
+
+        step(f"Release diff {first[:12]} -> {second[:12]}")
+        store = release_store(uri)
+        print("\n".join(diff(store.manifest(first), store.manifest(second)).lines()))
 
         step("Summary")
         rows = [
@@ -95,6 +130,8 @@ def run(workdir: Path, customers: int, examples: int) -> None:
             ),
             ("commits", str(len(repo.log()))),
             ("watermark", f"{watermark.done_branch} = {str(watermark.done())[:12]}"),
+            ("releases", f"{first} -> {second} (serving image tags)"),
+            ("mlflow", uri),
             ("data docs", str(docs / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html")),
             ("elapsed", f"{time.perf_counter() - started:.1f}s"),
         ]
@@ -109,6 +146,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=8)
     parser.add_argument("--examples", type=int, default=200)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("great_expectations", "py4j", "mlflow", "alembic", "urllib3", "retrain.adapters"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     run(args.workdir, args.customers, args.examples)
 
 

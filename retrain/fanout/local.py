@@ -7,12 +7,16 @@ logged with counts, rate and ETA; the pipeline is one MLflow parent run with a c
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import sys
 import time
-from collections.abc import Sequence
+import types
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
@@ -69,6 +73,25 @@ def _train_one(kwargs: dict[str, Any]) -> RegisteredAdapter:
     return train_and_register(_worker_repo, **kwargs)
 
 
+@contextmanager
+def _spawn_with_this_module_as_main() -> Iterator[None]:
+    """Spawned workers re-import the parent's ``__main__``; point them at this module instead.
+
+    The caller's script may import Great Expectations, which imports PySpark's connect module,
+    whose doctest check calls ``sys.exit(0)`` in a spawned child still running the ``-c``
+    bootstrap: every worker would die before training. Workers need nothing from the caller's
+    main module, so while a worker may be spawned (inside ``submit``), ``__main__`` names this one.
+    """
+    original = sys.modules["__main__"]
+    stand_in = types.ModuleType("__main__")
+    stand_in.__spec__ = importlib.util.find_spec(__name__)
+    sys.modules["__main__"] = stand_in
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = original
+
+
 def train_customers(
     repo_location: str,
     *,
@@ -117,7 +140,8 @@ def train_customers(
 
         def submit(customer: str) -> None:
             attempts[customer] += 1
-            pending[pool.submit(_train_one, {**common, "customer": customer})] = customer
+            with _spawn_with_this_module_as_main():
+                pending[pool.submit(_train_one, {**common, "customer": customer})] = customer
 
         for customer in customers:
             submit(customer)

@@ -10,7 +10,7 @@ import pytest
 
 
 @pytest.mark.slow
-def test_demo_runs_and_retrains_only_the_edited_customer(tmp_path: Path) -> None:
+def test_demo_retrains_only_the_healthy_edited_customer_and_releases(tmp_path: Path) -> None:
     result = subprocess.run(
         [
             sys.executable,
@@ -36,7 +36,11 @@ def test_demo_runs_and_retrains_only_the_edited_customer(tmp_path: Path) -> None
         "FAILED expect_column_values_to_be_in_set on column label: 1 unexpected row(s); e.g. 'Urgent!'" in out
     )
     assert "quarantined (not retrained): {'acme_air': ['expect_column_values_to_be_in_set on label']}" in out
+    assert "retrain only: ['acme_air', 'globex_bank', 'initech_saas']" in out  # the first run trains everyone
     assert "retrain only: ['initech_saas']" in out
+    assert "adapter-initech_saas v2" in out
+    assert "~ initech_saas: v1 -> v2" in out  # the second release differs by exactly that adapter
+    assert "+0 ~1 -0" in out
     assert "watermark              retrain/demo/done = " in out
     assert (tmp_path / "training.db").read_bytes()[:4] == b"CTLD"
     assert (tmp_path / "warehouse" / "requests").is_dir()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,23 @@ def test_one_failing_customer_does_not_stop_the_others(seeded: SeededRepository,
     )
     assert len(children) == 3  # two finished, one failed: every attempt is visible under the pipeline run
     assert sorted(r.info.status for r in children) == ["FAILED", "FINISHED", "FINISHED"]
+
+
+@pytest.mark.slow
+def test_workers_survive_a_main_script_that_imports_great_expectations(
+    seeded: SeededRepository, tmp_path: Path
+) -> None:
+    """A caller's script importing GX (and so PySpark's connect module) must not kill spawned workers."""
+    script = tmp_path / "pipeline.py"
+    script.write_text(
+        "import great_expectations  # noqa: F401\n"
+        "from retrain.adapters.training import TrainingParams\n"
+        "from retrain.fanout.local import train_customers\n"
+        "if __name__ == '__main__':\n"
+        f"    result = train_customers({str(seeded.path)!r}, table='examples', commit='main',\n"
+        "        customers=['acme_air'], parallelism=1, params=TrainingParams(epochs=1, min_examples=10),\n"
+        f"        mlflow_uri={('sqlite:///' + str(tmp_path / 'mlflow.db'))!r})\n"
+        "    print('FAILED' if result.failed else 'OK', result.failed)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.stdout.startswith("OK"), out.stdout + out.stderr[-2000:]
