@@ -65,7 +65,11 @@ class DoltDialect(ABC):
         columns: Sequence[str] | None,
         where: WhereClause | None,
         limit: int | None = None,
+        order_by: str | None = None,
+        after: SqlValue = None,
     ) -> Statement:
+        """``SELECT columns FROM table AS OF revision WHERE ...``; with ``order_by``, rows sorted by
+        that column and, given ``after``, only those past it (keyset pagination)."""
         column_sql = ", ".join(self.quote(sql_identifier(c, "column")) for c in columns) if columns else "*"
         source, params = self._table_at(sql_identifier(table, "table"), revision)
         conditions: list[str] = []
@@ -80,9 +84,14 @@ class DoltDialect(ABC):
                 continue
             conditions.append(f"{quoted} IN ({', '.join([self.placeholder] * len(values))})")
             params += tuple(values)
+        if order_by is not None and after is not None:
+            conditions.append(f"{self.quote(sql_identifier(order_by, 'column'))} > {self.placeholder}")
+            params += (after,)
         sql = f"SELECT {column_sql} FROM {source}"  # noqa: S608 - identifiers validated above
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
+        if order_by is not None:
+            sql += f" ORDER BY {self.quote(sql_identifier(order_by, 'column'))}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return Statement(sql, params)

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -174,6 +174,39 @@ class DoltRepository:
                 raise UnknownColumnError(column, table, commit_hash, known)
         result = self.execute(self.dialect.select_at(table, commit_hash, columns, where))
         return pd.DataFrame.from_records(result.rows, columns=result.columns)
+
+    def iter_table(
+        self,
+        table: str,
+        commit: str,
+        *,
+        key_column: str,
+        batch_size: int = 100_000,
+        where: WhereClause | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """``read_table`` in batches of at most ``batch_size`` rows, for tables too large for memory.
+
+        Keyset pagination on ``key_column`` (unique, e.g. the primary key) at one fixed commit, so
+        the batches are consistent and none is read twice.
+        """
+        commit_hash = self.resolve(commit)
+        known = self.columns(table, commit_hash)
+        for column in [key_column, *(where or {})]:
+            if column not in known:
+                raise UnknownColumnError(column, table, commit_hash, known)
+        after: SqlValue = None
+        while True:
+            statement = self.dialect.select_at(
+                table, commit_hash, None, where, limit=batch_size, order_by=key_column, after=after
+            )
+            result = self.execute(statement)
+            if not result.rows:
+                return
+            batch = pd.DataFrame.from_records(result.rows, columns=result.columns)
+            yield batch
+            if len(batch) < batch_size:
+                return
+            after = batch[key_column].tolist()[-1]  # a plain Python value, ready to bind
 
     def changed_keys(self, table: str, key_column: str, from_commit: str, to_commit: str) -> ChangedKeys:
         """Distinct ``key_column`` values of rows added, modified or deleted between two commits.

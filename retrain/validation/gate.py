@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import great_expectations as gx
 import pandas as pd
@@ -16,8 +17,15 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from retrain.dolt import DoltRepository
 from retrain.errors import InputError
+from retrain.spark import SparkSettings, spark_session
 from retrain.validation.report import ExpectationFailure, ValidationReport
-from retrain.validation.suite import PER_CUSTOMER_COLUMNS, SuiteFile, expectation_columns, load_suite
+from retrain.validation.suite import (
+    PER_CUSTOMER_COLUMNS,
+    SuiteError,
+    SuiteFile,
+    expectation_columns,
+    load_suite,
+)
 
 log = logging.getLogger(__name__)
 SAMPLE_VALUES = 5
@@ -57,47 +65,115 @@ def validate_commit(
     *,
     customers: Collection[str] | None = None,
     docs_dir: str | Path | None = None,
+    engine: Literal["pandas", "spark"] = "pandas",
+    spark: SparkSettings | None = None,
+    batch_rows: int = 200_000,
 ) -> ValidationReport:
     """Check ``table`` as of ``commit`` against ``suite``; only ``customers``' rows when given.
 
     :param docs_dir: build GX Data Docs there; the report's ``docs_page`` is this commit's page.
+    :param engine: ``pandas`` reads the rows into memory; ``spark`` streams them from Dolt in
+        batches of ``batch_rows`` (ordered by the suite's ``id_column``) into Parquet and validates
+        with GX's Spark datasource, for tables too large for memory.
+    :param spark: Spark settings for the ``spark`` engine (default: from the environment).
     """
     suite_file = suite if isinstance(suite, SuiteFile) else load_suite(suite)
     commit_hash = repo.resolve(commit)
     suite_file.check_columns(repo.columns(table, commit_hash), f"table {table!r} at commit {commit_hash}")
     where = {suite_file.key_column: sorted(customers)} if customers is not None else None
+    scope = f"rows of customers {', '.join(sorted(customers))}" if customers is not None else "rows"
+    empty = ValidationInputError(
+        f"table {table!r} has no {scope} at commit {commit_hash}: nothing to validate"
+    )
     started = time.perf_counter()
-    rows = repo.read_table(table, commit_hash, where=where)
-    if rows.empty:
-        scope = f"rows of customers {', '.join(sorted(customers))}" if customers is not None else "rows"
-        raise ValidationInputError(
-            f"table {table!r} has no {scope} at commit {commit_hash}: nothing to validate"
-        )
-    read_seconds = time.perf_counter() - started
-    batch = customer_statistics(rows, suite_file.key_column, suite_file.label_column, suite_file.labels)
-    result, docs_page = _run_gx(batch, suite_file, commit_hash, docs_dir)
+    with tempfile.TemporaryDirectory(prefix="retrain-validate-") as staging:
+        if engine == "spark":
+            if suite_file.id_column is None:
+                raise SuiteError(
+                    f"{suite_file.path}: the spark engine needs 'id_column' to stream rows in order"
+                )
+            batches = repo.iter_table(
+                table, commit_hash, key_column=suite_file.id_column, batch_size=batch_rows, where=where
+            )
+            if not _write_parquet(batches, Path(staging)):
+                raise empty
+            frame = spark_session(spark or SparkSettings.from_env()).read.parquet(staging)
+            key, label = suite_file.key_column, suite_file.label_column
+            batch = customer_statistics_spark(frame, key, label, suite_file.labels)
+            rows = frame.count()
+            customers_seen = [str(r[0]) for r in frame.select(key).distinct().collect() if r[0] is not None]
+        else:
+            in_memory = repo.read_table(table, commit_hash, where=where)
+            if in_memory.empty:
+                raise empty
+            batch = customer_statistics(
+                in_memory, suite_file.key_column, suite_file.label_column, suite_file.labels
+            )
+            rows = len(in_memory)
+            customers_seen = [str(c) for c in in_memory[suite_file.key_column].dropna().unique()]
+        read_seconds = time.perf_counter() - started
+        result, docs_page = _run_gx(batch, suite_file, commit_hash, docs_dir, engine)
     failures = [_failure(r, suite_file.key_column) for r in result.results if not r.success]
     report = ValidationReport(
         table=table,
         commit=commit_hash,
         suite=suite_file.name,
-        rows_validated=len(rows),
-        customers_validated=sorted(str(c) for c in rows[suite_file.key_column].dropna().unique()),
+        rows_validated=rows,
+        customers_validated=sorted(customers_seen),
         expectations_evaluated=len(result.results),
         failures=failures,
         docs_page=docs_page,
     )
     elapsed = time.perf_counter() - started
     log.info(
-        "validated %d rows of %s at %s in %.2fs (read %.2fs, %.0f rows/s): %d of %d expectations failed",
-        len(rows), table, commit_hash, elapsed, read_seconds, len(rows) / elapsed,
+        "validated %d rows of %s at %s (%s) in %.2fs (read %.2fs, %.0f rows/s): %d of %d expectations failed",
+        rows, table, commit_hash, engine, elapsed, read_seconds, rows / elapsed,
         len(failures), report.expectations_evaluated,
     )  # fmt: skip
     return report
 
 
+def _write_parquet(batches: Iterable[pd.DataFrame], directory: Path) -> int:
+    """Stream batches into Parquet part files with one schema; returns the number of rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema, written = None, 0
+    for index, batch in enumerate(batches):
+        table = pa.Table.from_pandas(batch, schema=schema, preserve_index=False, safe=False)
+        schema = schema or table.schema
+        pq.write_table(table, directory / f"part-{index:05d}.parquet")
+        written += len(batch)
+        log.info("staged %d rows for Spark validation (%d batches)", written, index + 1)
+    return written
+
+
+def customer_statistics_spark(
+    frame: Any, key_column: str, label_column: str, labels: list[str] | None
+) -> Any:
+    """:func:`customer_statistics` for a Spark DataFrame: the same three columns, joined onto each row."""
+    from pyspark.sql import functions as F
+
+    classes = labels or sorted(
+        str(r[0]) for r in frame.select(label_column).distinct().collect() if r[0] is not None
+    )
+    per_class = [F.sum(F.when(F.col(label_column) == c, 1).otherwise(0)) for c in classes]
+    total = F.count(F.lit(1))
+    minority = F.least(*per_class) if len(per_class) > 1 else F.lit(0)
+    stats = (
+        frame.where(F.col(key_column).isNotNull())
+        .groupBy(key_column)
+        .agg(
+            total.alias("customer_examples"),
+            F.countDistinct(label_column).alias("customer_distinct_labels"),
+            (minority / total).alias("customer_minority_label_share"),
+        )
+    )
+    return frame.join(stats, on=key_column, how="left")
+
+
 def _run_gx(
-    batch: pd.DataFrame, suite_file: SuiteFile, commit: str, docs_dir: str | Path | None
+    batch: Any, suite_file: SuiteFile, commit: str, docs_dir: str | Path | None, engine: str
 ) -> tuple[Any, str | None]:
     """Run the suite on ``batch``; with ``docs_dir``, in a file context whose Data Docs keep every commit."""
     context = (
@@ -107,7 +183,11 @@ def _run_gx(
     )
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     asset_name = f"{suite_file.name}_rows"
-    source = context.data_sources.add_or_update_pandas("dolt")
+    source = (
+        context.data_sources.add_or_update_spark("dolt_spark")
+        if engine == "spark"
+        else context.data_sources.add_or_update_pandas("dolt")
+    )
     asset = source.add_dataframe_asset(asset_name)
     batch_definition = asset.add_batch_definition_whole_dataframe("as_of_commit")
     suite = context.suites.add_or_update(gx.ExpectationSuite(name=suite_file.name, expectations=[

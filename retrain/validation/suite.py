@@ -6,6 +6,7 @@ A suite file holds::
       "name": "examples",
       "key_column": "customer_id",        # whose rows each failure is attributed to
       "label_column": "label",            # used to compute per-customer class balance
+      "id_column": "example_id",          # optional: unique row id, needed by the Spark engine
       "expectations": [ ...GX expectation configurations on the table's rows... ],
       "per_customer": [ ...GX expectations on the per-customer columns below... ]
     }
@@ -44,6 +45,7 @@ class SuiteFile:
     key_column: str
     label_column: str
     suite: gx.ExpectationSuite  # row expectations, then per-customer ones
+    id_column: str | None = None  # a unique row id: the Spark engine streams rows in its order
 
     @property
     def labels(self) -> list[str] | None:
@@ -102,6 +104,7 @@ def load_suite(path: str | Path) -> SuiteFile:
         key_column=str(raw["key_column"]),
         label_column=str(raw["label_column"]),
         suite=suite,
+        id_column=str(raw["id_column"]) if raw.get("id_column") else None,
     )
 
 

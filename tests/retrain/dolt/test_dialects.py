@@ -78,3 +78,13 @@ def test_branch_names_are_validated(bad: str) -> None:
     with pytest.raises(InvalidIdentifierError, match="invalid branch name"):
         branch_name(bad)
     assert branch_name("retrain/retrain_on_commit/done") == "retrain/retrain_on_commit/done"
+
+
+def test_keyset_pagination_sql() -> None:
+    statement = server.select_at("examples", "main", None, {"customer_id": "a"}, limit=10, order_by="example_id",
+                                 after=41)  # fmt: skip
+    assert statement == Statement(
+        "SELECT * FROM `examples` AS OF %s WHERE `customer_id` IN (%s) AND `example_id` > %s "
+        "ORDER BY `example_id` LIMIT 10",
+        ("main", "a", 41),
+    )

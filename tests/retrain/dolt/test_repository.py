@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from retrain.demo.seed import SeededRepository
@@ -203,3 +204,17 @@ def test_dead_engine_is_reported_not_hung(seeded: SeededRepository) -> None:
     with pytest.raises(DoltConnectionError, match=r"doltlite engine for .* exited"):
         repo.head()
     repo.close()
+
+
+def test_iter_table_pages_through_one_commit_without_gaps_or_repeats(repo: DoltRepository) -> None:
+    head = repo.head()
+    whole = repo.read_table("examples", head).sort_values("example_id").reset_index(drop=True)
+    batches = list(repo.iter_table("examples", head, key_column="example_id", batch_size=7))
+    assert max(len(b) for b in batches) == 7
+    paged = pd.concat(batches).reset_index(drop=True)
+    assert paged.equals(whole)
+    one = list(repo.iter_table("examples", head, key_column="example_id", where={"customer_id": "acme_air"}))
+    assert len(one) == 1
+    assert set(one[0]["customer_id"]) == {"acme_air"}
+    with pytest.raises(UnknownColumnError, match="'id'"):
+        list(repo.iter_table("examples", head, key_column="id"))

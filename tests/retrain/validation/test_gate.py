@@ -160,3 +160,34 @@ def test_summary_names_at_most_ten_customers_per_failure(repo: DoltRepository, t
     named = failure.describe().split("customers: ")[1].split(" and ")[0].split(", ")
     assert named == failure.customers[:10]
     assert " and 6 more" in failure.describe()
+
+
+def test_spark_engine_streams_batches_and_agrees_with_pandas(sheet: DoltRepository, tmp_path: Path) -> None:
+    from retrain.spark import SparkSettings
+
+    commit = broken(
+        sheet,
+        "UPDATE sheet SET label = 'maybe' WHERE example_id = 1",
+        "UPDATE sheet SET label = 'urgent' WHERE customer_id = 'initech_saas'",
+        "UPDATE sheet SET text = NULL WHERE example_id = 25",
+    )
+    settings = SparkSettings(warehouse=str(tmp_path / "warehouse"))
+    spark = validate_commit(sheet, "sheet", commit, SUITE, engine="spark", spark=settings, batch_rows=10)
+    pandas = validate_commit(sheet, "sheet", commit, SUITE)
+    assert failed(spark) == failed(pandas) == {
+        ("expect_column_values_to_be_in_set", "label"): ["acme_air"],
+        ("expect_column_values_to_not_be_null", "text"): ["globex_bank"],
+        ("expect_column_values_to_be_between", "customer_minority_label_share"): ["initech_saas"],
+    }
+    assert (spark.rows_validated, spark.customers_validated) == (pandas.rows_validated, pandas.customers_validated)
+    only = validate_commit(sheet, "sheet", commit, SUITE, customers=["umbrella_health"], engine="spark",
+                           spark=settings)  # fmt: skip
+    assert only.success
+    assert only.customers_validated == ["umbrella_health"]
+
+
+def test_spark_engine_needs_an_id_column(sheet: DoltRepository, tmp_path: Path) -> None:
+    suite = tmp_path / "no_id.json"
+    suite.write_text(SUITE.read_text().replace('"id_column": "example_id",', ""))
+    with pytest.raises(SuiteError, match="the spark engine needs 'id_column'"):
+        validate_commit(sheet, "sheet", "main", suite, engine="spark")
