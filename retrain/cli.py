@@ -66,7 +66,13 @@ def _validate(args: argparse.Namespace) -> int:
     customers = [c for c in args.customers.split(",") if c] if args.customers else None
     with DoltRepository.open(args.repo) as repo:
         report = validate_commit(
-            repo, args.table, args.commit, args.suite, customers=customers, docs_dir=args.docs
+            repo,
+            args.table,
+            args.commit,
+            args.suite,
+            customers=customers,
+            docs_dir=args.docs,
+            engine=args.engine,
         )
     if args.json:
         _print_json(report.to_json())
@@ -299,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--docs", help="build Great Expectations Data Docs in this folder")
     validate.add_argument("--quarantine", action="store_true", help="pass when only some customers fail")
     validate.add_argument("--json", action="store_true", help="print the structured result as JSON")
+    validate.add_argument("--engine", choices=["pandas", "spark"], default="pandas",
+                          help="spark: stream the rows into Spark, for tables too large for memory")  # fmt: skip
     validate.set_defaults(handler=_validate)
 
     def training_command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:

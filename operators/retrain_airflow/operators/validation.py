@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
@@ -28,6 +28,7 @@ class DoltValidateOperator(BaseOperator):
     :param docs_dir: folder of the GX Data Docs site; None builds no docs (templated).
     :param quarantine: when only some customers fail, succeed and pass the healthy ones downstream
         (``healthy_customers``); a failure no customer can be blamed for still fails the task.
+    :param engine: ``pandas`` (in memory) or ``spark`` (rows streamed into Spark, for large tables).
     :param dolt_conn_id: Airflow connection of type ``dolt``.
     """
 
@@ -43,6 +44,7 @@ class DoltValidateOperator(BaseOperator):
         customers: Sequence[str] | None = None,
         docs_dir: str | None = None,
         quarantine: bool = False,
+        engine: Literal["pandas", "spark"] = "pandas",
         dolt_conn_id: str = DoltHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -53,6 +55,7 @@ class DoltValidateOperator(BaseOperator):
         self.customers = customers
         self.docs_dir = docs_dir
         self.quarantine = quarantine
+        self.engine: Literal["pandas", "spark"] = engine
         self.dolt_conn_id = dolt_conn_id
 
     def execute(self, context: Context) -> dict[str, object]:
@@ -64,6 +67,7 @@ class DoltValidateOperator(BaseOperator):
                 Path(self.suite),
                 customers=list(self.customers) if self.customers is not None else None,
                 docs_dir=self.docs_dir,
+                engine=self.engine,
             )
         if report.docs_page:
             context["ti"].xcom_push(key=DataDocsLink.source_key, value=report.docs_page)

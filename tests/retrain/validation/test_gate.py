@@ -174,12 +174,17 @@ def test_spark_engine_streams_batches_and_agrees_with_pandas(sheet: DoltReposito
     settings = SparkSettings(warehouse=str(tmp_path / "warehouse"))
     spark = validate_commit(sheet, "sheet", commit, SUITE, engine="spark", spark=settings, batch_rows=10)
     pandas = validate_commit(sheet, "sheet", commit, SUITE)
-    assert failed(spark) == failed(pandas) == {
-        ("expect_column_values_to_be_in_set", "label"): ["acme_air"],
-        ("expect_column_values_to_not_be_null", "text"): ["globex_bank"],
-        ("expect_column_values_to_be_between", "customer_minority_label_share"): ["initech_saas"],
-    }
-    assert (spark.rows_validated, spark.customers_validated) == (pandas.rows_validated, pandas.customers_validated)
+    assert (
+        failed(spark)
+        == failed(pandas)
+        == {
+            ("expect_column_values_to_be_in_set", "label"): ["acme_air"],
+            ("expect_column_values_to_not_be_null", "text"): ["globex_bank"],
+            ("expect_column_values_to_be_between", "customer_minority_label_share"): ["initech_saas"],
+        }
+    )
+    assert spark.rows_validated == pandas.rows_validated
+    assert spark.customers_validated == pandas.customers_validated
     only = validate_commit(sheet, "sheet", commit, SUITE, customers=["umbrella_health"], engine="spark",
                            spark=settings)  # fmt: skip
     assert only.success
