@@ -305,8 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--docs", help="build Great Expectations Data Docs in this folder")
     validate.add_argument("--quarantine", action="store_true", help="pass when only some customers fail")
     validate.add_argument("--json", action="store_true", help="print the structured result as JSON")
-    validate.add_argument("--engine", choices=["pandas", "spark"], default="pandas",
-                          help="spark: stream the rows into Spark, for tables too large for memory")  # fmt: skip
+    validate.add_argument(
+        "--engine",
+        choices=["pandas", "spark"],
+        default="pandas",
+        help="spark: for tables too large for memory",
+    )
     validate.set_defaults(handler=_validate)
 
     def training_command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:

@@ -81,8 +81,8 @@ def test_branch_names_are_validated(bad: str) -> None:
 
 
 def test_keyset_pagination_sql() -> None:
-    statement = server.select_at("examples", "main", None, {"customer_id": "a"}, limit=10, order_by="example_id",
-                                 after=41)  # fmt: skip
+    where = {"customer_id": "a"}
+    statement = server.select_at("examples", "main", None, where, limit=10, order_by="example_id", after=41)
     assert statement == Statement(
         "SELECT * FROM `examples` AS OF %s WHERE `customer_id` IN (%s) AND `example_id` > %s "
         "ORDER BY `example_id` LIMIT 10",
