@@ -52,14 +52,6 @@ class ChangedKeys:
             return {"all": True, "reason": self.reason}
         return {"keys": sorted(self.keys)}
 
-    @classmethod
-    def from_json(cls, data: dict[str, object]) -> ChangedKeys:
-        if data.get("all"):
-            return cls.everything(str(data.get("reason")))
-        keys = data.get("keys", [])
-        assert isinstance(keys, list)
-        return cls(keys=frozenset(str(k) for k in keys))
-
 
 class DoltRepository:
     """Read and version training tables in Dolt. Commit arguments accept a hash or a branch name."""

@@ -15,7 +15,6 @@ read back from MLflow by tags, never from Argo outputs (256 kB limit).
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -253,10 +252,6 @@ def write_templates(out_dir: Path, spec: ArgoTrainingSpec | None = None) -> list
 def pods_for(customers: int, spec: ArgoTrainingSpec) -> int:
     """How many pods a submission of ``customers`` runs (for capacity planning and the benchmark)."""
     return shard_count(customers, spec.max_pods) if customers else 0
-
-
-def customers_per_pod(customers: int, spec: ArgoTrainingSpec) -> int:
-    return math.ceil(customers / max(1, pods_for(customers, spec))) if customers else 0
 
 
 if __name__ == "__main__":
