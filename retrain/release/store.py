@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,9 +185,10 @@ class ReleaseStore:
         event = self.find(release_id)
         if event is None:
             raise ReleaseError(f"unknown release {release_id!r}")
-        from mlflow.artifacts import load_text
-
-        return Manifest.from_json(load_text(f"runs:/{event.run_id}/{MANIFEST_FILE}"))
+        # Through this store's client: mlflow.artifacts would resolve runs:/ against the global URI.
+        with tempfile.TemporaryDirectory() as scratch:
+            local = self.client.download_artifacts(event.run_id, MANIFEST_FILE, scratch)
+            return Manifest.from_json(Path(local).read_text())
 
     def as_of(self, when: dt.datetime) -> ReleaseEvent | None:
         """The release in production at ``when``: the newest register or rollback event by then."""

@@ -6,6 +6,7 @@ import datetime as dt
 import time
 from pathlib import Path
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -38,7 +39,7 @@ def set_metric(store: ReleaseStore, adapter: RegisteredAdapter, value: float) ->
     )
 
 
-def test_release_lifecycle(repo: DoltRepository, store: ReleaseStore) -> None:
+def test_release_lifecycle(repo: DoltRepository, store: ReleaseStore, tmp_path: Path) -> None:
     first = {c: train(repo, store, c) for c in ("acme_air", "globex_bank")}
     for adapter in first.values():
         assert promote(store.client, adapter.customer, adapter.version).promoted
@@ -60,6 +61,7 @@ def test_release_lifecycle(repo: DoltRepository, store: ReleaseStore) -> None:
     release_2 = store.register(store.production_manifest())
     assert release_2.release_id != release_1.release_id
     assert release_2.changes == "+0 ~1 -0"
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")  # the store must not rely on the global URI
     changes = diff(store.manifest(release_1.release_id), store.manifest(release_2.release_id))
     assert [(o.version, n.version) for o, n in changes.changed] == [("1", "2")]
 
