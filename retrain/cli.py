@@ -232,6 +232,18 @@ def _release_context(args: argparse.Namespace) -> None:
     print(write_context(_release_store(args), args.release, args.out))
 
 
+def _score(args: argparse.Namespace) -> None:
+    from retrain.scoring.job import score_partition
+    from retrain.spark import SparkSettings, spark_session
+
+    spark = spark_session(SparkSettings.from_env(warehouse=args.warehouse))
+    report = score_partition(
+        spark, _release_store(args), release_id=args.release, input_table=args.table, ds=args.ds,
+        output_table=args.out, workdir=args.workdir,
+    )  # fmt: skip
+    print(report.summary())
+
+
 def _demo_data(args: argparse.Namespace) -> None:
     from retrain.demo.seed import seed_training_repo, seed_warehouse
 
@@ -385,6 +397,16 @@ def build_parser() -> argparse.ArgumentParser:
     context = release_command("context", _release_context, "write the serving image's build context")
     context.add_argument("--release", required=True)
     context.add_argument("--out", required=True)
+
+    score = commands.add_parser("score", help="score a Hive partition with a release (spark-submit-able)")
+    score.add_argument("--release", required=True, help="release id (manifest MD5)")
+    score.add_argument("--table", required=True, help="input Hive table with request_id, customer_id, text")
+    score.add_argument("--ds", required=True, help="input partition, YYYY-MM-DD")
+    score.add_argument("--out", required=True, help="output Hive table, partitioned by ds and release")
+    score.add_argument("--warehouse", help="Hive warehouse (default $RETRAIN_WAREHOUSE or var/warehouse)")
+    score.add_argument("--workdir", default="var/scoring", help="local cache of the release's adapters")
+    score.add_argument("--mlflow-uri", help="tracking URI (default $MLFLOW_TRACKING_URI or var/mlflow)")
+    score.set_defaults(handler=_score)
 
     demo = commands.add_parser("demo-data", help="create the demo training repo and Hive warehouse")
     demo.add_argument("--repo", required=True, help="doltlite file to create")

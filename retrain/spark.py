@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +51,10 @@ def spark_session(settings: SparkSettings) -> SparkSession:
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .config("hive.exec.dynamic.partition.mode", "nonstrict")
     )
+    if settings.master.startswith("local"):
+        # Local Python workers must run this interpreter (its venv), not whatever python3 is on PATH;
+        # PySpark reads it from the environment when the context starts.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if settings.metastore_uri:
         builder = builder.config("hive.metastore.uris", settings.metastore_uri)
         builder = builder.config("spark.sql.warehouse.dir", settings.warehouse)

@@ -61,7 +61,9 @@ def test_release_lifecycle(repo: DoltRepository, store: ReleaseStore, tmp_path: 
     release_2 = store.register(store.production_manifest())
     assert release_2.release_id != release_1.release_id
     assert release_2.changes == "+0 ~1 -0"
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")  # the store must not rely on the global URI
+    mlflow.set_tracking_uri(
+        f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    )  # the store must not rely on the global URI
     changes = diff(store.manifest(release_1.release_id), store.manifest(release_2.release_id))
     assert [(o.version, n.version) for o, n in changes.changed] == [("1", "2")]
 

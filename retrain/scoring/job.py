@@ -1,0 +1,173 @@
+"""Score a Hive partition with a release's adapters and write the scores atomically.
+
+The scores of (``ds``, ``release``) are written into a new attempt directory; only when that
+write finished is the partition pointed at it in the metastore (one ``ALTER TABLE ... SET
+LOCATION``). A failed or killed job therefore leaves the previous partition exactly as it was,
+and re-running replaces the partition instead of appending to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retrain.adapters.model import default_base_model
+from retrain.errors import InputError
+from retrain.identifiers import sql_identifier
+from retrain.release.context import write_context
+from retrain.release.store import MANIFEST_FILE, ReleaseStore
+from retrain.scoring.inference import OUTPUT_SCHEMA, scorer
+
+log = logging.getLogger(__name__)
+
+INPUT_COLUMNS = ("request_id", "customer_id", "text")
+_DS = re.compile(r"\d{4}-\d{2}-\d{2}")
+_RELEASE = re.compile(r"[0-9a-f]{32}")
+
+
+class ScoringError(InputError):
+    """The job cannot run as asked; the message names the table, partition, column or release."""
+
+
+@dataclass(frozen=True)
+class ScoringReport:
+    release_id: str
+    input_table: str
+    ds: str
+    output_table: str
+    rows_scored: int
+    seconds: float
+    customers_scored: dict[str, int] = field(default_factory=dict)
+    missing_customers: dict[str, int] = field(default_factory=dict)  # no adapter in the release: not scored
+
+    def summary(self) -> str:
+        rate = self.rows_scored / self.seconds if self.seconds else 0.0
+        lines = [
+            f"scored {self.rows_scored} rows of {self.input_table} ds={self.ds} "
+            f"with release {self.release_id} "
+            f"into {self.output_table} in {self.seconds:.1f}s ({rate:.0f} rows/s), "
+            f"{len(self.customers_scored)} customers"
+        ]
+        if self.missing_customers:
+            missing = ", ".join(f"{c} ({n} rows)" for c, n in sorted(self.missing_customers.items()))
+            lines.append(f"NOT SCORED, no adapter in the release: {missing}")
+        return "\n".join(lines)
+
+
+def score_partition(
+    spark: Any,
+    store: ReleaseStore,
+    *,
+    release_id: str,
+    input_table: str,
+    ds: str,
+    output_table: str,
+    workdir: str | Path,
+    batch_size: int = 64,
+) -> ScoringReport:
+    """Score ``input_table`` partition ``ds`` with release ``release_id`` into ``output_table``."""
+    from pyspark.sql import functions as F
+
+    sql_identifier(input_table, "table")
+    sql_identifier(output_table, "table")
+    if not _DS.fullmatch(ds):
+        raise ScoringError(f"partition value ds={ds!r} is not a date (YYYY-MM-DD)")
+    if not _RELEASE.fullmatch(release_id):
+        raise ScoringError(f"release {release_id!r} is not a release id (32 hex characters)")
+    started = time.perf_counter()
+    frame = _input_partition(spark, input_table, ds)
+    adapters_root = _release_context(store, release_id, Path(workdir))
+    manifest = store.manifest(release_id)
+    adapters = {
+        a.customer: (str(adapters_root / a.customer / "artifacts" / "adapter"), a.version)
+        for a in manifest.adapters
+    }
+    counts = {str(r["customer_id"]): int(r["count"]) for r in frame.groupBy("customer_id").count().collect()}
+    missing = {c: n for c, n in counts.items() if c not in adapters}
+    if missing:
+        log.warning("customers without an adapter in release %s (not scored): %s", release_id, missing)
+    scored = (
+        frame.where(F.col("customer_id").isin(list(adapters)))
+        .select(*INPUT_COLUMNS)
+        .groupBy("customer_id")
+        .applyInPandas(scorer(adapters, default_base_model(), batch_size), schema=OUTPUT_SCHEMA)
+    )
+    _overwrite_partition(spark, scored, output_table, ds, release_id)
+    written = spark.table(output_table).where((F.col("ds") == ds) & (F.col("release") == release_id))
+    per_customer = {
+        str(r["customer_id"]): int(r["count"]) for r in written.groupBy("customer_id").count().collect()
+    }
+    report = ScoringReport(
+        release_id, input_table, ds, output_table, sum(per_customer.values()), time.perf_counter() - started,
+        per_customer, missing,
+    )  # fmt: skip
+    log.info("%s", report.summary())
+    return report
+
+
+def _input_partition(spark: Any, table: str, ds: str) -> Any:
+    from pyspark.errors import AnalysisException
+    from pyspark.sql import functions as F
+
+    try:
+        partitions = [r[0] for r in spark.sql(f"SHOW PARTITIONS {table}").collect()]
+    except AnalysisException as error:
+        raise ScoringError(f"cannot read Hive table {table!r}: {str(error).splitlines()[0]}") from None
+    if f"ds={ds}" not in partitions:
+        raise ScoringError(
+            f"table {table!r} has no partition ds={ds} (partitions: {', '.join(partitions) or 'none'})"
+        )
+    frame = spark.table(table).where(F.col("ds") == ds)
+    lacking = [c for c in INPUT_COLUMNS if c not in frame.columns]
+    if lacking:
+        raise ScoringError(
+            f"table {table!r} lacks column(s) {', '.join(lacking)} needed for scoring "
+            f"(has: {', '.join(frame.columns)})"
+        )
+    return frame
+
+
+def _release_context(store: ReleaseStore, release_id: str, workdir: Path) -> Path:
+    """The release's adapters on local disk, downloaded once per release (reused when present)."""
+    context = workdir / release_id
+    marker = context / "RELEASE_ID"
+    if not (
+        marker.is_file() and marker.read_text().strip() == release_id and (context / MANIFEST_FILE).is_file()
+    ):
+        write_context(store, release_id, context)
+    return context / "adapters"
+
+
+def _overwrite_partition(spark: Any, frame: Any, table: str, ds: str, release_id: str) -> None:
+    spark.sql(
+        f"CREATE TABLE IF NOT EXISTS {table} (request_id STRING, customer_id STRING, score DOUBLE, "
+        "label STRING, adapter_version STRING) PARTITIONED BY (ds STRING, release STRING) STORED AS PARQUET"
+    )
+    root = _location(spark, f"DESCRIBE FORMATTED {table}")
+    attempt = f"{root}/ds={ds}/release={release_id}/attempt-{uuid.uuid4().hex}"
+    frame.write.mode("errorifexists").parquet(attempt)
+    spec = f"ds='{ds}', release='{release_id}'"  # both validated against strict patterns above
+    existing = [r[0] for r in spark.sql(f"SHOW PARTITIONS {table}").collect()]
+    previous = None
+    if f"ds={ds}/release={release_id}" in existing:
+        previous = _location(spark, f"DESCRIBE FORMATTED {table} PARTITION ({spec})")
+        spark.sql(f"ALTER TABLE {table} PARTITION ({spec}) SET LOCATION '{attempt}'")
+    else:
+        spark.sql(f"ALTER TABLE {table} ADD PARTITION ({spec}) LOCATION '{attempt}'")
+    spark.sql(f"REFRESH TABLE {table}")
+    if previous and "/attempt-" in previous:  # only ever delete what an earlier run of this job wrote
+        jvm_path = spark._jvm.org.apache.hadoop.fs.Path(previous)
+        jvm_path.getFileSystem(spark._jsc.hadoopConfiguration()).delete(jvm_path, True)
+    log.info("partition %s of %s now at %s", spec, table, attempt)
+
+
+def _location(spark: Any, describe: str) -> str:
+    for row in spark.sql(describe).collect():
+        if str(row[0]).strip() == "Location":
+            return str(row[1]).strip()
+    raise ScoringError(f"no Location in `{describe}`")

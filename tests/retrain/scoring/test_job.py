@@ -1,0 +1,124 @@
+"""Scoring a Hive partition for real: local Spark with Hive support, real adapters, a real MLflow store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from retrain.adapters.registry import train_and_register
+from retrain.adapters.training import TrainingParams
+from retrain.demo.seed import SeededRepository, seed_warehouse
+from retrain.dolt import DoltRepository
+from retrain.release.promotion import promote
+from retrain.release.store import ReleaseStore
+from retrain.scoring.job import ScoringError, score_partition
+
+DS = "2026-11-01"
+
+
+@pytest.fixture
+def released(
+    repo: DoltRepository, seeded: SeededRepository, tmp_path: Path
+) -> Iterator[tuple[Any, ReleaseStore, str]]:
+    """acme_air and globex_bank released; the warehouse also has initech_saas, which has no adapter."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = ReleaseStore(MlflowClient(uri), uri)
+    for customer in ("acme_air", "globex_bank"):
+        adapter = train_and_register(repo, table="examples", commit="main", customer=customer, mlflow_uri=uri,
+                                     params=TrainingParams(epochs=1, min_examples=10))  # fmt: skip
+        promote(store.client, customer, adapter.version)
+    release = store.register(store.production_manifest())
+    seed_warehouse(
+        tmp_path / "warehouse", customers=3, start=dt.date(2026, 11, 1), days=1, rows_per_customer=5
+    )
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    assert spark is not None
+    yield spark, store, release.release_id
+    spark.sql("DROP TABLE IF EXISTS scores")
+    spark.sql("DROP TABLE IF EXISTS requests")
+    spark.sql("DROP TABLE IF EXISTS labelled_history")
+
+
+def score(spark: Any, store: ReleaseStore, release_id: str, workdir: Path, **overrides: str) -> Any:
+    arguments = {"input_table": "requests", "ds": DS, "output_table": "scores", **overrides}
+    return score_partition(spark, store, release_id=release_id, workdir=workdir, **arguments)  # type: ignore[arg-type]
+
+
+def partition_rows(spark: Any, release_id: str) -> list[tuple[str, str, float]]:
+    rows = spark.sql(
+        f"SELECT request_id, customer_id, score FROM scores WHERE ds = '{DS}' AND release = '{release_id}'"
+    )
+    return sorted((r[0], r[1], r[2]) for r in rows.collect())
+
+
+@pytest.mark.slow
+def test_scores_a_partition_reports_missing_customers_and_reruns_cleanly(
+    released: tuple[Any, ReleaseStore, str], tmp_path: Path
+) -> None:
+    spark, store, release_id = released
+    report = score(spark, store, release_id, tmp_path / "cache")
+    assert report.customers_scored == {"acme_air": 5, "globex_bank": 5}
+    assert report.missing_customers == {"initech_saas": 5}  # counted and reported, not silently dropped
+    assert "NOT SCORED, no adapter in the release: initech_saas (5 rows)" in report.summary()
+    first = partition_rows(spark, release_id)
+    assert len(first) == 10
+    assert all(0.0 <= s <= 1.0 for _, _, s in first)
+    versions = {r[0] for r in spark.sql("SELECT DISTINCT adapter_version FROM scores").collect()}
+    assert versions == {"1"}
+
+    again = score(spark, store, release_id, tmp_path / "cache")
+    assert again.rows_scored == 10
+    assert partition_rows(spark, release_id) == first  # replaced, not appended; same scores
+    partition_dir = tmp_path / "warehouse" / "scores" / f"ds={DS}" / f"release={release_id}"
+    assert (
+        len([p for p in partition_dir.iterdir() if p.name.startswith("attempt-")]) == 1
+    )  # old attempt removed
+
+
+@pytest.mark.slow
+def test_a_failed_job_keeps_the_previous_partition(
+    released: tuple[Any, ReleaseStore, str], tmp_path: Path
+) -> None:
+    spark, store, release_id = released
+    score(spark, store, release_id, tmp_path / "cache")
+    before = partition_rows(spark, release_id)
+    # A fresh copy of the adapters with a broken file: Spark's reused workers must load it and fail.
+    shutil.copytree(tmp_path / "cache", tmp_path / "broken")
+    weights = tmp_path / "broken" / release_id / "adapters" / "acme_air" / "artifacts" / "adapter"
+    (weights / "adapter_model.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(Exception, match=r"(?i)safetensor|header|deserializ"):
+        score(spark, store, release_id, tmp_path / "broken")
+    assert partition_rows(spark, release_id) == before
+
+
+@pytest.mark.slow
+def test_bad_requests_are_named(released: tuple[Any, ReleaseStore, str], tmp_path: Path) -> None:
+    spark, store, release_id = released
+    with pytest.raises(
+        ScoringError, match=r"'requests' has no partition ds=2026-12-24 \(partitions: ds=2026-11-01\)"
+    ):
+        score(spark, store, release_id, tmp_path, ds="2026-12-24")
+    with pytest.raises(ScoringError, match="not a date"):
+        score(spark, store, release_id, tmp_path, ds="yesterday")
+    with pytest.raises(ScoringError, match="not a release id"):
+        score(spark, store, "latest", tmp_path)
+    with pytest.raises(ScoringError, match="cannot read Hive table 'nope'"):
+        score(spark, store, release_id, tmp_path, input_table="nope")
+    spark.sql(
+        "CREATE TABLE narrow (request_id STRING, customer_id STRING) "
+        "PARTITIONED BY (ds STRING) STORED AS PARQUET"
+    )
+    spark.sql(f"INSERT INTO narrow PARTITION (ds='{DS}') VALUES ('r1', 'acme_air')")
+    try:
+        with pytest.raises(ScoringError, match=r"'narrow' lacks column\(s\) text needed for scoring"):
+            score(spark, store, release_id, tmp_path, input_table="narrow")
+    finally:
+        spark.sql("DROP TABLE narrow")
