@@ -236,6 +236,16 @@ def _score(args: argparse.Namespace) -> None:
     from retrain.scoring.job import score_partition
     from retrain.spark import SparkSettings, spark_session
 
+    if args.check_reference:
+        from retrain.scoring.reference import check_reference
+
+        checked = check_reference(_release_store(args), args.release, args.workdir, tolerance=args.tolerance)
+        for customer, rows in checked.checked_rows.items():
+            worst = checked.max_difference[customer]
+            print(f"{customer}: {rows} reference rows match (max difference {worst:.1e})")
+        return
+    if not (args.table and args.ds and args.out):
+        raise InputError("retrain score needs --table, --ds and --out (or --check-reference)")
     spark = spark_session(SparkSettings.from_env(warehouse=args.warehouse))
     report = score_partition(
         spark, _release_store(args), release_id=args.release, input_table=args.table, ds=args.ds,
@@ -400,9 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser("score", help="score a Hive partition with a release (spark-submit-able)")
     score.add_argument("--release", required=True, help="release id (manifest MD5)")
-    score.add_argument("--table", required=True, help="input Hive table with request_id, customer_id, text")
-    score.add_argument("--ds", required=True, help="input partition, YYYY-MM-DD")
-    score.add_argument("--out", required=True, help="output Hive table, partitioned by ds and release")
+    score.add_argument("--table", help="input Hive table with request_id, customer_id, text")
+    score.add_argument("--ds", help="input partition, YYYY-MM-DD")
+    score.add_argument("--out", help="output Hive table, partitioned by ds and release")
+    score.add_argument("--check-reference", action="store_true", help="rescore each adapter's golden sample")
+    score.add_argument("--tolerance", type=float, default=1e-4, help="golden-score tolerance")
     score.add_argument("--warehouse", help="Hive warehouse (default $RETRAIN_WAREHOUSE or var/warehouse)")
     score.add_argument("--workdir", default="var/scoring", help="local cache of the release's adapters")
     score.add_argument("--mlflow-uri", help="tracking URI (default $MLFLOW_TRACKING_URI or var/mlflow)")

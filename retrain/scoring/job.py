@@ -81,12 +81,9 @@ def score_partition(
         raise ScoringError(f"release {release_id!r} is not a release id (32 hex characters)")
     started = time.perf_counter()
     frame = _input_partition(spark, input_table, ds)
-    adapters_root = _release_context(store, release_id, Path(workdir))
     manifest = store.manifest(release_id)
-    adapters = {
-        a.customer: (str(adapters_root / a.customer / "artifacts" / "adapter"), a.version)
-        for a in manifest.adapters
-    }
+    paths = release_adapters(store, release_id, Path(workdir))
+    adapters = {a.customer: (paths[a.customer], a.version) for a in manifest.adapters}
     counts = {str(r["customer_id"]): int(r["count"]) for r in frame.groupBy("customer_id").count().collect()}
     missing = {c: n for c, n in counts.items() if c not in adapters}
     if missing:
@@ -132,15 +129,15 @@ def _input_partition(spark: Any, table: str, ds: str) -> Any:
     return frame
 
 
-def _release_context(store: ReleaseStore, release_id: str, workdir: Path) -> Path:
-    """The release's adapters on local disk, downloaded once per release (reused when present)."""
+def release_adapters(store: ReleaseStore, release_id: str, workdir: Path) -> dict[str, str]:
+    """Customer -> local folder of its released adapter, downloaded once per release (reused when present)."""
     context = workdir / release_id
     marker = context / "RELEASE_ID"
     if not (
         marker.is_file() and marker.read_text().strip() == release_id and (context / MANIFEST_FILE).is_file()
     ):
         write_context(store, release_id, context)
-    return context / "adapters"
+    return {p.name: str(p / "artifacts" / "adapter") for p in sorted((context / "adapters").iterdir())}
 
 
 def _overwrite_partition(spark: Any, frame: Any, table: str, ds: str, release_id: str) -> None:

@@ -18,6 +18,7 @@ from retrain.dolt import DoltRepository
 from retrain.release.promotion import promote
 from retrain.release.store import ReleaseStore
 from retrain.scoring.job import ScoringError, score_partition
+from retrain.scoring.reference import ReferenceMismatchError, check_reference
 
 DS = "2026-11-01"
 
@@ -122,3 +123,24 @@ def test_bad_requests_are_named(released: tuple[Any, ReleaseStore, str], tmp_pat
             score(spark, store, release_id, tmp_path, input_table="narrow")
     finally:
         spark.sql("DROP TABLE narrow")
+
+
+@pytest.mark.slow
+def test_golden_scores_pass_and_a_swapped_adapter_fails_naming_customer_and_rows(
+    released: tuple[Any, ReleaseStore, str], tmp_path: Path
+) -> None:
+    _, store, release_id = released
+    checked = check_reference(store, release_id, tmp_path / "cache")
+    assert sorted(checked.checked_rows) == ["acme_air", "globex_bank"]
+    assert all(n > 0 for n in checked.checked_rows.values())
+    assert max(checked.max_difference.values()) < 1e-4
+    adapters = tmp_path / "cache" / release_id / "adapters"
+    shutil.copy(  # acme_air's files now hold globex_bank's weights
+        adapters / "globex_bank" / "artifacts" / "adapter" / "adapter_model.safetensors",
+        adapters / "acme_air" / "artifacts" / "adapter" / "adapter_model.safetensors",
+    )
+    with pytest.raises(
+        ReferenceMismatchError, match=r"acme_air \(adapter-acme_air v1\): \d+ of \d+ rows differ"
+    ) as raised:
+        check_reference(store, release_id, tmp_path / "cache")
+    assert "globex_bank (" not in str(raised.value)
