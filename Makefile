@@ -39,6 +39,7 @@ bench: venv
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/release.py
+	$(BIN)/python bench/scoring.py
 
 # WorkflowTemplates are generated from retrain/fanout/argo.py; a test fails when they differ.
 argo-templates: venv

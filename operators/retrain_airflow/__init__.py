@@ -34,6 +34,7 @@ def get_provider_info() -> dict[str, Any]:
             },
             {"integration-name": "Argo Workflows", "python-modules": ["retrain_airflow.operators.training"]},
             {"integration-name": "MLflow", "python-modules": ["retrain_airflow.operators.release"]},
+            {"integration-name": "Apache Hive", "python-modules": ["retrain_airflow.operators.scoring"]},
         ],
         "extra-links": [
             "retrain_airflow.links.DataDocsLink",

@@ -1,0 +1,121 @@
+"""Benchmark: scoring rows with a release's adapters, three ways, on the same rows in one run.
+
+1. ceiling: plain in-process batched inference of the same adapters, no Spark;
+2. the Spark job (``retrain.scoring.job.score_partition``: applyInPandas, models cached per worker);
+3. a naive row-at-a-time Python UDF (each row scored alone; the model cache is kept, so this
+   measures only the row-at-a-time cost). It runs on a sample, since it is slow; rows/s compare.
+
+Targets: Spark >= 0.6x the ceiling, and >= 10x the naive UDF.
+
+Run: ``.venv/bin/python bench/scoring.py [--rows-per-customer 5000] [--naive-rows 1000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from retrain.adapters.model import AdapterClassifier, default_base_model
+from retrain.adapters.registry import train_and_register
+from retrain.adapters.training import TrainingParams
+from retrain.demo.seed import seed_training_repo, seed_warehouse
+from retrain.dolt import DoltRepository
+from retrain.release.promotion import promote
+from retrain.release.store import ReleaseStore
+from retrain.scoring.job import release_adapters, score_partition
+
+CUSTOMERS = 4
+DS = "2026-11-01"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows-per-customer", type=int, default=5000)
+    parser.add_argument("--naive-rows", type=int, default=1000)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        uri = f"sqlite:///{work / 'mlflow.db'}"
+        store = ReleaseStore(MlflowClient(uri), uri)
+        seeded = seed_training_repo(work / "training.db", customers=CUSTOMERS, examples=200)
+        with DoltRepository.open(str(seeded.path)) as repo:
+            for customer in seeded.customers:
+                adapter = train_and_register(repo, table="examples", commit="main", customer=customer,
+                                             mlflow_uri=uri, params=TrainingParams(epochs=1))  # fmt: skip
+                promote(store.client, customer, adapter.version)
+        release_id = store.register(store.production_manifest()).release_id
+        seed_warehouse(work / "warehouse", customers=CUSTOMERS, start=dt.date(2026, 11, 1), days=1,
+                       rows_per_customer=args.rows_per_customer)  # fmt: skip
+        from pyspark.sql import SparkSession
+        from pyspark.sql import functions as F
+
+        spark = SparkSession.getActiveSession()
+        assert spark is not None
+        rows: pd.DataFrame = (
+            spark.table("requests").where(F.col("ds") == DS).select("customer_id", "text").toPandas()
+        )
+        print(f"{len(rows):,} rows of {CUSTOMERS} customers, release {release_id}")
+
+        adapters = release_adapters(store, release_id, work / "cache")
+        base = default_base_model()
+        started = time.perf_counter()
+        for customer, group in rows.groupby("customer_id"):
+            AdapterClassifier.load(adapters[str(customer)], base).predict_proba(
+                group["text"].tolist(), batch_size=64
+            )
+        ceiling = len(rows) / (time.perf_counter() - started)
+
+        score_partition(
+            spark,
+            store,
+            release_id=release_id,
+            input_table="requests",
+            ds=DS,
+            output_table="warmup",
+            workdir=work / "cache",
+        )  # fmt: skip  (starts Spark's Python workers; not timed)
+        started = time.perf_counter()
+        report = score_partition(spark, store, release_id=release_id, input_table="requests", ds=DS,
+                                 output_table="scores", workdir=work / "cache")  # fmt: skip
+        spark_rate = report.rows_scored / (time.perf_counter() - started)
+
+        sample = spark.table("requests").where(F.col("ds") == DS).limit(args.naive_rows)
+        naive = _naive_udf(adapters, base)
+        started = time.perf_counter()
+        sample.select(naive("customer_id", "text").alias("score")).agg(F.sum("score")).collect()
+        naive_rate = args.naive_rows / (time.perf_counter() - started)
+
+    print(f"  ceiling (in-process, batched, no Spark): {ceiling:8.0f} rows/s")
+    ratio = spark_rate / ceiling
+    print(f"  Spark job (applyInPandas, cached models): {spark_rate:8.0f} rows/s = {ratio:.2f}x ceiling")
+    print("    (target >= 0.6x the ceiling)")
+    print(f"  naive row-at-a-time UDF ({args.naive_rows:,} rows):  {naive_rate:8.0f} rows/s; Spark job = "
+          f"{spark_rate / naive_rate:.1f}x naive (target >= 10x)")  # fmt: skip
+
+
+def _naive_udf(adapters: dict[str, str], base: str):  # type: ignore[no-untyped-def]
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType
+
+    cache: dict[str, AdapterClassifier] = {}
+
+    def score_one(customer: str, text: str) -> float:
+        if customer not in cache:
+            cache[customer] = AdapterClassifier.load(adapters[customer], base)
+        return float(cache[customer].predict_proba([text])[0, -1])
+
+    return F.udf(score_one, DoubleType())
+
+
+if __name__ == "__main__":
+    main()
