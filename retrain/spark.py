@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -10,6 +11,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,5 +76,12 @@ def spark_session(settings: SparkSettings) -> SparkSession:
     for key, value in settings.conf.items():
         builder = builder.config(key, value)
     session = builder.enableHiveSupport().getOrCreate()
+    active = str(session.conf.get("spark.sql.warehouse.dir"))
+    if (
+        not settings.metastore_uri
+        and Path(active.removeprefix("file:")).resolve() != Path(settings.warehouse).resolve()
+    ):
+        # A session's warehouse cannot change once it started: say so instead of writing elsewhere quietly.
+        log.warning("Spark session already running with warehouse %s, not %s", active, settings.warehouse)
     session.sparkContext.setLogLevel("ERROR")
     return session

@@ -78,10 +78,14 @@ def test_scores_a_partition_reports_missing_customers_and_reruns_cleanly(
     again = score(spark, store, release_id, tmp_path / "cache")
     assert again.rows_scored == 10
     assert partition_rows(spark, release_id) == first  # replaced, not appended; same scores
-    partition_dir = tmp_path / "warehouse" / "scores" / f"ds={DS}" / f"release={release_id}"
-    assert (
-        len([p for p in partition_dir.iterdir() if p.name.startswith("attempt-")]) == 1
-    )  # old attempt removed
+    described = spark.sql(
+        f"DESCRIBE FORMATTED scores PARTITION (ds='{DS}', release='{release_id}')"
+    ).collect()
+    location = next(str(r[1]).strip() for r in described if str(r[0]).strip() == "Location")
+    partition_dir = Path(location.removeprefix("file:")).parent
+    assert [p.name.startswith("attempt-") for p in partition_dir.iterdir()] == [
+        True
+    ]  # the old attempt is gone
 
 
 @pytest.mark.slow
