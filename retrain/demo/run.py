@@ -3,7 +3,8 @@
 Seed the training repo and the Hive warehouse; on the first run train every customer's adapter
 (validate -> train on local processes -> promotion gate -> release); then an analyst commit
 changes two customers, one of them badly: only the healthy changed customer retrains and a new
-release is cut, its manifest diff printed, the way ``retrain_on_commit`` does it.
+release is cut, its manifest diff printed, the way ``retrain_on_commit`` does it. Finally the
+day's Hive partition is scored with the new release.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from retrain.fanout.local import train_customers
 from retrain.release.manifest import diff
 from retrain.release.promotion import promote
 from retrain.release.store import ReleaseStore
+from retrain.scoring.job import score_partition
+from retrain.spark import SparkSettings, spark_session
 from retrain.validation.gate import validate_commit
 from retrain.validation.suite import SuiteFile, load_suite
 
@@ -121,6 +124,14 @@ def run(workdir: Path, customers: int, examples: int) -> None:
         store = release_store(uri)
         print("\n".join(diff(store.manifest(first), store.manifest(second)).lines()))
 
+        step(f"Score Hive partition requests ds={hive.request_days[0]} with release {second[:12]}")
+        scored = score_partition(
+            spark_session(SparkSettings(warehouse=str(warehouse))), store, release_id=second,
+            input_table="requests", ds=hive.request_days[0], output_table="scores",
+            workdir=workdir / "scoring",
+        )  # fmt: skip
+        print(scored.summary())
+
         step("Summary")
         rows = [
             ("customers", str(len(seeded.customers))),
@@ -131,6 +142,7 @@ def run(workdir: Path, customers: int, examples: int) -> None:
             ("commits", str(len(repo.log()))),
             ("watermark", f"{watermark.done_branch} = {str(watermark.done())[:12]}"),
             ("releases", f"{first} -> {second} (serving image tags)"),
+            ("scores", f"Hive table scores ds={scored.ds} release={second[:12]}: {scored.rows_scored} rows"),
             ("mlflow", uri),
             ("data docs", str(docs / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html")),
             ("elapsed", f"{time.perf_counter() - started:.1f}s"),

@@ -41,6 +41,7 @@ def test_demo_retrains_only_the_healthy_edited_customer_and_releases(tmp_path: P
     assert "adapter-initech_saas v2" in out
     assert "~ initech_saas: v1 -> v2" in out  # the second release differs by exactly that adapter
     assert "+0 ~1 -0" in out
+    assert "scored 60 rows of requests ds=2026-11-01" in out  # 3 customers x 20 rows, all released
     assert "watermark              retrain/demo/done = " in out
     assert (tmp_path / "training.db").read_bytes()[:4] == b"CTLD"
     assert (tmp_path / "warehouse" / "requests").is_dir()
