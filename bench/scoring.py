@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from retrain.adapters.model import AdapterClassifier, default_base_model
 from retrain.adapters.registry import train_and_register
@@ -46,7 +45,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         uri = f"sqlite:///{work / 'mlflow.db'}"
-        store = ReleaseStore(MlflowClient(uri), uri)
+        store = ReleaseStore.open(uri)
         seeded = seed_training_repo(work / "training.db", customers=CUSTOMERS, examples=200)
         with DoltRepository.open(str(seeded.path)) as repo:
             for customer in seeded.customers:
@@ -66,7 +65,7 @@ def main() -> None:
         )
         print(f"{len(rows):,} rows of {CUSTOMERS} customers, release {release_id}")
 
-        adapters = release_adapters(store, release_id, work / "cache")
+        _, adapters = release_adapters(store, release_id, work / "cache")
         base = default_base_model()
         started = time.perf_counter()
         for customer, group in rows.groupby("customer_id"):

@@ -152,13 +152,9 @@ def _train_shard(args: argparse.Namespace) -> int:
 
 
 def _release_store(args: argparse.Namespace) -> ReleaseStore:
-    from mlflow.tracking import MlflowClient
-
     from retrain.release.store import ReleaseStore
-    from retrain.tracking import tracking_uri
 
-    uri = tracking_uri(args.mlflow_uri)
-    return ReleaseStore(MlflowClient(uri), uri)
+    return ReleaseStore.open(args.mlflow_uri)
 
 
 def _release_build(args: argparse.Namespace) -> None:

@@ -36,12 +36,6 @@ def step(title: str) -> None:
     print(f"\n== {title}")
 
 
-def release_store(uri: str) -> ReleaseStore:
-    from mlflow.tracking import MlflowClient
-
-    return ReleaseStore(MlflowClient(uri), uri)
-
-
 def cycle(repo: DoltRepository, commit: str, customers: list[str] | None, suite: SuiteFile, docs: Path,
           uri: str) -> str:  # fmt: skip
     """Validate -> train the healthy customers -> promotion gate -> release; returns the release id."""
@@ -57,7 +51,7 @@ def cycle(repo: DoltRepository, commit: str, customers: list[str] | None, suite:
     )  # fmt: skip
     print(trained.table())
     step("Promotion gate and release")
-    store = release_store(uri)
+    store = ReleaseStore.open(uri)
     for adapter in trained.succeeded:
         decision = promote(store.client, adapter.customer, adapter.version)
         print(f"{'promoted' if decision.promoted else 'rejected'} {adapter.customer} v{adapter.version}: "
@@ -121,7 +115,7 @@ def run(workdir: Path, customers: int, examples: int) -> None:
         watermark.advance(edit)
 
         step(f"Release diff {first[:12]} -> {second[:12]}")
-        store = release_store(uri)
+        store = ReleaseStore.open(uri)
         print("\n".join(diff(store.manifest(first), store.manifest(second)).lines()))
 
         step(f"Score Hive partition requests ds={hive.request_days[0]} with release {second[:12]}")

@@ -22,7 +22,7 @@ from typing import Any
 from retrain.adapters.registry import MODEL_PREFIX, TAG_PREFIX, version_metrics
 from retrain.errors import InputError
 from retrain.release.manifest import AdapterEntry, Manifest, diff
-from retrain.tracking import ensure_experiment
+from retrain.tracking import ensure_experiment, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,14 @@ class ReleaseStore:
         self.client = client
         self.tracking_uri = tracking_uri
         self._experiment_id: str | None = None
+
+    @classmethod
+    def open(cls, mlflow_uri: str | None = None) -> ReleaseStore:
+        """The store at ``mlflow_uri``, else ``$MLFLOW_TRACKING_URI``, else the embedded one."""
+        from mlflow.tracking import MlflowClient
+
+        uri = tracking_uri(mlflow_uri)
+        return cls(MlflowClient(uri), uri)
 
     @property
     def experiment_id(self) -> str:

@@ -20,6 +20,7 @@ from retrain.adapters.model import default_base_model
 from retrain.errors import InputError
 from retrain.identifiers import sql_identifier
 from retrain.release.context import write_context
+from retrain.release.manifest import Manifest
 from retrain.release.store import MANIFEST_FILE, ReleaseStore
 from retrain.scoring.inference import OUTPUT_SCHEMA, scorer
 
@@ -81,8 +82,7 @@ def score_partition(
         raise ScoringError(f"release {release_id!r} is not a release id (32 hex characters)")
     started = time.perf_counter()
     frame = _input_partition(spark, input_table, ds)
-    manifest = store.manifest(release_id)
-    paths = release_adapters(store, release_id, Path(workdir))
+    manifest, paths = release_adapters(store, release_id, Path(workdir))
     adapters = {a.customer: (paths[a.customer], a.version) for a in manifest.adapters}
     counts = {str(r["customer_id"]): int(r["count"]) for r in frame.groupBy("customer_id").count().collect()}
     missing = {c: n for c, n in counts.items() if c not in adapters}
@@ -129,15 +129,20 @@ def _input_partition(spark: Any, table: str, ds: str) -> Any:
     return frame
 
 
-def release_adapters(store: ReleaseStore, release_id: str, workdir: Path) -> dict[str, str]:
-    """Customer -> local folder of its released adapter, downloaded once per release (reused when present)."""
+def release_adapters(store: ReleaseStore, release_id: str, workdir: Path) -> tuple[Manifest, dict[str, str]]:
+    """The release's manifest and, per customer, the local folder of its adapter.
+
+    Downloaded once per release into ``workdir`` and read from there afterwards.
+    """
     context = workdir / release_id
     marker = context / "RELEASE_ID"
     if not (
         marker.is_file() and marker.read_text().strip() == release_id and (context / MANIFEST_FILE).is_file()
     ):
         write_context(store, release_id, context)
-    return {p.name: str(p / "artifacts" / "adapter") for p in sorted((context / "adapters").iterdir())}
+    manifest = Manifest.from_json((context / MANIFEST_FILE).read_text())
+    root = context / "adapters"
+    return manifest, {a.customer: str(root / a.customer / "artifacts" / "adapter") for a in manifest.adapters}
 
 
 def _overwrite_partition(spark: Any, frame: Any, table: str, ds: str, release_id: str) -> None:

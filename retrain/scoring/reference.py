@@ -39,8 +39,7 @@ def check_reference(
     store: ReleaseStore, release_id: str, workdir: str | Path, *, tolerance: float = 1e-4
 ) -> ReferenceCheck:
     """Rescore every adapter's reference sample; raise :class:`ReferenceMismatchError` on any mismatch."""
-    manifest = store.manifest(release_id)
-    adapters = release_adapters(store, release_id, Path(workdir))
+    manifest, adapters = release_adapters(store, release_id, Path(workdir))
     base = default_base_model()
     checked, worst, problems = {}, {}, []
     for entry in manifest.adapters:

@@ -11,7 +11,6 @@ from airflow.sdk import BaseOperator, Context
 from retrain.release.manifest import diff
 from retrain.release.promotion import promote
 from retrain.release.store import ReleaseStore
-from retrain.tracking import tracking_uri
 
 Action = Literal["build", "rollback", "rollback_customer", "pin"]
 
@@ -55,10 +54,7 @@ class ReleaseManifestOperator(BaseOperator):
         self.mlflow_uri = mlflow_uri
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlflow.tracking import MlflowClient
-
-        uri = tracking_uri(self.mlflow_uri)
-        store = ReleaseStore(MlflowClient(uri), uri)
+        store = ReleaseStore.open(self.mlflow_uri)
         promotions: list[dict[str, Any]] = []
         if self.action == "build":
             if self.candidates is not None and not isinstance(self.candidates, Mapping):

@@ -10,7 +10,6 @@ from airflow.sdk import BaseOperator, Context
 from retrain.release.store import ReleaseStore
 from retrain.scoring.job import score_partition
 from retrain.spark import SparkSettings, spark_session
-from retrain.tracking import tracking_uri
 
 
 class HiveScoringOperator(BaseOperator):
@@ -56,15 +55,12 @@ class HiveScoringOperator(BaseOperator):
         self.workdir, self.mlflow_uri = workdir, mlflow_uri
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlflow.tracking import MlflowClient
-
         defaults = SparkSettings.from_env(warehouse=self.warehouse)
         settings = SparkSettings(
             master=self.spark_master, warehouse=defaults.warehouse, metastore_uri=self.metastore_uri
         )
-        uri = tracking_uri(self.mlflow_uri)
         report = score_partition(
-            spark_session(settings), ReleaseStore(MlflowClient(uri), uri), release_id=self.release_id,
+            spark_session(settings), ReleaseStore.open(self.mlflow_uri), release_id=self.release_id,
             input_table=self.input_table, ds=self.ds, output_table=self.output_table, workdir=self.workdir,
         )  # fmt: skip
         self.log.info("%s", report.summary())

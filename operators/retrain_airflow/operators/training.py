@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from retrain.adapters.registry import EXPERIMENT, RegisteredAdapter, versions_for_commit
+from retrain.dolt import DoltRepository
 from retrain.fanout.argo import ArgoTrainingSpec, build_submission
 from retrain.tracking import ensure_experiment, run_url, tracking_uri
 from retrain_airflow.hooks.argo import ArgoHook
@@ -79,7 +80,7 @@ class AdapterTrainingOperator(BaseOperator):
             raise ValueError(f"backend must be 'local' or 'argo', not {self.backend!r}")
         customers = sorted(set(self.customers or []))
         location = repository_location(DoltHook.get_connection(self.dolt_conn_id))
-        with DoltHook(self.dolt_conn_id).get_repository() as repo:
+        with DoltRepository.open(location) as repo:
             commit = repo.resolve(self.commit)
         uri = tracking_uri(self.mlflow_uri)
         if not customers:
