@@ -16,6 +16,7 @@ from retrain.adapters.training import TrainingDataError, rows_fingerprint
 from retrain.demo.seed import SeededRepository
 from retrain.dolt import DoltRepository
 from retrain.dolt.dialects import Statement
+from retrain.tracking import ensure_experiment
 
 from .conftest import FAST
 
@@ -24,7 +25,7 @@ def test_lineage_parent_child_and_pyfunc(
     repo: DoltRepository, seeded: SeededRepository, mlflow_uri: str
 ) -> None:
     client = MlflowClient(mlflow_uri)
-    parent = client.create_run(client.create_experiment("pipeline"), run_name="pipeline").info.run_id
+    parent = client.create_run(ensure_experiment("pipeline", mlflow_uri), run_name="pipeline").info.run_id
     registered = train_and_register(
         repo, table="examples", commit=seeded.commits[0], customer="acme_air", params=FAST,
         mlflow_uri=mlflow_uri, parent_run_id=parent,
