@@ -1,5 +1,7 @@
 """Benchmark: scoring rows with a release's adapters, three ways, on the same rows in one run.
 
+Every way loads the adapters the same way (merged into the base model, as scoring does).
+
 1. ceiling: plain in-process batched inference of the same adapters, no Spark;
 2. the Spark job (``retrain.scoring.job.score_partition``: applyInPandas, models cached per worker);
 3. a naive row-at-a-time Python UDF (each row scored alone; the model cache is kept, so this
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +45,7 @@ def main() -> None:
     parser.add_argument("--naive-rows", type=int, default=1000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         uri = f"sqlite:///{work / 'mlflow.db'}"
@@ -69,7 +73,7 @@ def main() -> None:
         base = default_base_model()
         started = time.perf_counter()
         for customer, group in rows.groupby("customer_id"):
-            AdapterClassifier.load(adapters[str(customer)], base).predict_proba(
+            AdapterClassifier.load(adapters[str(customer)], base, merged=True).predict_proba(
                 group["text"].tolist(), batch_size=64
             )
         ceiling = len(rows) / (time.perf_counter() - started)
@@ -88,7 +92,9 @@ def main() -> None:
                                  output_table="scores", workdir=work / "cache")  # fmt: skip
         spark_rate = report.rows_scored / (time.perf_counter() - started)
 
-        sample = spark.table("requests").where(F.col("ds") == DS).limit(args.naive_rows)
+        # Spread over every core, as the Spark job is.
+        slots = int(spark.sparkContext.defaultParallelism)
+        sample = spark.table("requests").where(F.col("ds") == DS).limit(args.naive_rows).repartition(slots)
         naive = _naive_udf(adapters, base)
         started = time.perf_counter()
         sample.select(naive("customer_id", "text").alias("score")).agg(F.sum("score")).collect()
@@ -109,8 +115,11 @@ def _naive_udf(adapters: dict[str, str], base: str):  # type: ignore[no-untyped-
     cache: dict[str, AdapterClassifier] = {}
 
     def score_one(customer: str, text: str) -> float:
+        from retrain.scoring.inference import _use_task_cores
+
+        _use_task_cores()  # the same torch threads per task as the Spark job: only batching differs
         if customer not in cache:
-            cache[customer] = AdapterClassifier.load(adapters[customer], base)
+            cache[customer] = AdapterClassifier.load(adapters[customer], base, merged=True)
         return float(cache[customer].predict_proba([text])[0, -1])
 
     return F.udf(score_one, DoubleType())

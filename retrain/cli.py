@@ -9,6 +9,8 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from retrain.dolt import DoltError, DoltRepository
@@ -242,12 +244,23 @@ def _score(args: argparse.Namespace) -> None:
         return
     if not (args.table and args.ds and args.out):
         raise InputError("retrain score needs --table, --ds and --out (or --check-reference)")
-    spark = spark_session(SparkSettings.from_env(warehouse=args.warehouse))
+    settings = SparkSettings.from_env(warehouse=args.warehouse)
+    spark = spark_session(replace(settings, conf=dict(_key_value(item) for item in args.conf)))
     report = score_partition(
         spark, _release_store(args), release_id=args.release, input_table=args.table, ds=args.ds,
-        output_table=args.out, workdir=args.workdir,
+        output_table=args.out, workdir=args.workdir, customers=args.customer or None,
+        if_missing=args.if_missing,
     )  # fmt: skip
     print(report.summary())
+    if args.report_json:
+        Path(args.report_json).write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise InputError(f"--conf takes KEY=VALUE, got {item!r}")
+    return key, value
 
 
 def _demo_data(args: argparse.Namespace) -> None:
@@ -414,6 +427,18 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--warehouse", help="Hive warehouse (default $RETRAIN_WAREHOUSE or var/warehouse)")
     score.add_argument("--workdir", default="var/scoring", help="local cache of the release's adapters")
     score.add_argument("--mlflow-uri", help="tracking URI (default $MLFLOW_TRACKING_URI or var/mlflow)")
+    score.add_argument(
+        "--conf", action="append", default=[], metavar="KEY=VALUE",
+        help="a Spark setting (repeatable); under spark-submit pass them to spark-submit instead",
+    )  # fmt: skip
+    score.add_argument("--report-json", help="also write the scoring report to this JSON file")
+    score.add_argument(
+        "--customer", action="append", help="score only this customer's rows (repeatable); others are kept"
+    )
+    score.add_argument(
+        "--if-missing", choices=("error", "skip"), default="error",
+        help="when the input partition does not exist: fail (default) or report it and exit 0",
+    )  # fmt: skip
     score.set_defaults(handler=_score)
 
     demo = commands.add_parser("demo-data", help="create the demo training repo and Hive warehouse")

@@ -19,14 +19,15 @@ log = logging.getLogger(__name__)
 class SparkSettings:
     """Where Spark runs and which Hive metastore it uses.
 
-    :param master: ``local[*]`` by default; ``yarn`` or ``k8s://...`` in production.
+    :param master: None leaves it to ``spark-submit --master`` (``local[*]`` when run without it);
+        ``yarn`` or ``k8s://...`` in production.
     :param warehouse: the Hive warehouse directory (embedded default) or URI.
     :param metastore_uri: a ``thrift://host:9083`` Hive metastore; None uses embedded Derby kept
         beside the warehouse, so the demo's tables survive between sessions.
     :param conf: extra Spark settings (executor memory, cores...).
     """
 
-    master: str = "local[2]"
+    master: str | None = None
     warehouse: str = "var/warehouse"
     metastore_uri: str | None = None
     app_name: str = "retrain"
@@ -36,7 +37,7 @@ class SparkSettings:
     def from_env(cls, warehouse: str | None = None) -> SparkSettings:
         """Settings from ``RETRAIN_SPARK_MASTER``, ``RETRAIN_WAREHOUSE`` and ``RETRAIN_HIVE_METASTORE``."""
         return cls(
-            master=os.environ.get("RETRAIN_SPARK_MASTER", cls.master),
+            master=os.environ.get("RETRAIN_SPARK_MASTER") or None,
             warehouse=warehouse or os.environ.get("RETRAIN_WAREHOUSE", cls.warehouse),
             metastore_uri=os.environ.get("RETRAIN_HIVE_METASTORE") or None,
         )
@@ -47,16 +48,20 @@ def spark_session(settings: SparkSettings) -> SparkSession:
     from pyspark.sql import SparkSession
 
     builder = (
-        SparkSession.builder.master(settings.master)
-        .appName(settings.app_name)
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
+        SparkSession.builder.appName(settings.app_name)
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         .config("hive.exec.dynamic.partition.mode", "nonstrict")
     )
-    if settings.master.startswith("local"):
+    under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    if not under_spark_submit:
+        # Sized for one machine; under spark-submit its --conf settings decide.
+        builder = builder.config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4")
+    if settings.master:
+        builder = builder.master(settings.master)
+    if not under_spark_submit and (settings.master or "local").startswith("local"):
         # Local Python workers must run this interpreter (its venv), not whatever python3 is on PATH;
-        # PySpark reads it from the environment when the context starts.
+        # PySpark reads it from the environment when the context starts. Under spark-submit its
+        # environment decides.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if settings.metastore_uri:
         builder = builder.config("hive.metastore.uris", settings.metastore_uri)

@@ -8,13 +8,17 @@ and re-running replaces the partition instead of appending to it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from retrain.adapters.model import default_base_model
 from retrain.errors import InputError
@@ -35,6 +39,10 @@ class ScoringError(InputError):
     """The job cannot run as asked; the message names the table, partition, column or release."""
 
 
+class MissingPartitionError(ScoringError):
+    """The input table has no such partition (yet)."""
+
+
 @dataclass(frozen=True)
 class ScoringReport:
     release_id: str
@@ -45,8 +53,11 @@ class ScoringReport:
     seconds: float
     customers_scored: dict[str, int] = field(default_factory=dict)
     missing_customers: dict[str, int] = field(default_factory=dict)  # no adapter in the release: not scored
+    skipped: str = ""  # why nothing was scored (``if_missing="skip"`` and no input partition)
 
     def summary(self) -> str:
+        if self.skipped:
+            return f"skipped: {self.skipped}"
         rate = self.rows_scored / self.seconds if self.seconds else 0.0
         lines = [
             f"scored {self.rows_scored} rows of {self.input_table} ds={self.ds} "
@@ -59,6 +70,13 @@ class ScoringReport:
             lines.append(f"NOT SCORED, no adapter in the release: {missing}")
         return "\n".join(lines)
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScoringReport:
+        return cls(**data)
+
 
 def score_partition(
     spark: Any,
@@ -69,9 +87,19 @@ def score_partition(
     ds: str,
     output_table: str,
     workdir: str | Path,
+    customers: list[str] | None = None,
+    if_missing: Literal["error", "skip"] = "error",
     batch_size: int = 64,
 ) -> ScoringReport:
-    """Score ``input_table`` partition ``ds`` with release ``release_id`` into ``output_table``."""
+    """Score ``input_table`` partition ``ds`` with release ``release_id`` into ``output_table``.
+
+    :param customers: score only these customers' rows (a partner's retro-test). The partition's
+        rows of other customers are kept: the new partition is their rows plus the new scores,
+        flipped in atomically like a full one.
+    :param if_missing: a missing input partition raises :class:`MissingPartitionError` (``error``)
+        or returns a report saying why nothing was scored (``skip``: today's requests may not
+        have landed when a retrain finishes).
+    """
     from pyspark.sql import functions as F
 
     sql_identifier(input_table, "table")
@@ -81,21 +109,43 @@ def score_partition(
     if not _RELEASE.fullmatch(release_id):
         raise ScoringError(f"release {release_id!r} is not a release id (32 hex characters)")
     started = time.perf_counter()
-    frame = _input_partition(spark, input_table, ds)
-    manifest, paths = release_adapters(store, release_id, Path(workdir))
-    adapters = {a.customer: (paths[a.customer], a.version) for a in manifest.adapters}
+    try:
+        frame = _input_partition(spark, input_table, ds)
+    except MissingPartitionError as error:
+        if if_missing == "error":
+            raise
+        log.warning("not scoring: %s", error)
+        return ScoringReport(release_id, input_table, ds, output_table, 0, 0.0, skipped=str(error))
+    if customers is not None:
+        frame = frame.where(F.col("customer_id").isin(customers))
+    context = release_context(store, release_id, Path(workdir))
+    manifest = Manifest.from_json((context / MANIFEST_FILE).read_text())
+    shipped = _ship(spark, context)
+    adapters = {a.customer: (adapter_subdir(a.customer), a.version) for a in manifest.adapters}
     counts = {str(r["customer_id"]): int(r["count"]) for r in frame.groupBy("customer_id").count().collect()}
     missing = {c: n for c, n in counts.items() if c not in adapters}
     if missing:
         log.warning("customers without an adapter in release %s (not scored): %s", release_id, missing)
+    # Groups are (customer, bucket of rows), so one big customer spreads over every core too.
+    slots = int(spark.sparkContext.defaultParallelism)
     scored = (
         frame.where(F.col("customer_id").isin(list(adapters)))
         .select(*INPUT_COLUMNS)
-        .groupBy("customer_id")
-        .applyInPandas(scorer(adapters, default_base_model(), batch_size), schema=OUTPUT_SCHEMA)
+        .withColumn("bucket", F.abs(F.hash("request_id")) % slots)
+        .groupBy("customer_id", "bucket")
+        .applyInPandas(scorer(shipped, adapters, default_base_model(), batch_size), schema=OUTPUT_SCHEMA)
     )
-    _overwrite_partition(spark, scored, output_table, ds, release_id)
+    # Scoring is compute-bound on few bytes: Spark's size-based coalescing would put the groups
+    # of a partition into one task and leave cores idle.
+    with _conf(spark, {"spark.sql.adaptive.coalescePartitions.enabled": "false",
+                       "spark.sql.shuffle.partitions": str(max(slots, len(adapters)))}):  # fmt: skip
+        try:
+            _overwrite_partition(spark, scored, output_table, ds, release_id, keep_others_than=customers)
+        finally:  # executors fetched their copy while the job ran
+            shutil.rmtree(context.parent / ".shipped" / shipped, ignore_errors=True)
     written = spark.table(output_table).where((F.col("ds") == ds) & (F.col("release") == release_id))
+    if customers is not None:
+        written = written.where(F.col("customer_id").isin(customers))
     per_customer = {
         str(r["customer_id"]): int(r["count"]) for r in written.groupBy("customer_id").count().collect()
     }
@@ -116,7 +166,7 @@ def _input_partition(spark: Any, table: str, ds: str) -> Any:
     except AnalysisException as error:
         raise ScoringError(f"cannot read Hive table {table!r}: {str(error).splitlines()[0]}") from None
     if f"ds={ds}" not in partitions:
-        raise ScoringError(
+        raise MissingPartitionError(
             f"table {table!r} has no partition ds={ds} (partitions: {', '.join(partitions) or 'none'})"
         )
     frame = spark.table(table).where(F.col("ds") == ds)
@@ -129,32 +179,62 @@ def _input_partition(spark: Any, table: str, ds: str) -> Any:
     return frame
 
 
-def release_adapters(store: ReleaseStore, release_id: str, workdir: Path) -> tuple[Manifest, dict[str, str]]:
-    """The release's manifest and, per customer, the local folder of its adapter.
-
-    Downloaded once per release into ``workdir`` and read from there afterwards.
-    """
+def release_context(store: ReleaseStore, release_id: str, workdir: Path) -> Path:
+    """The release's files (manifest and adapters) in ``workdir/<release id>``, downloaded once."""
     context = workdir / release_id
     marker = context / "RELEASE_ID"
     if not (
         marker.is_file() and marker.read_text().strip() == release_id and (context / MANIFEST_FILE).is_file()
     ):
         write_context(store, release_id, context)
+    return context
+
+
+def _ship(spark: Any, context: Path) -> str:
+    """Send the release's files to every executor (no shared file system needed); returns their name.
+
+    Each job ships under a name of its own: Spark refuses a second ``addFile`` of the same name
+    from another path or with other contents, as a re-downloaded cache would be.
+    """
+    name = f"{context.name}-{uuid.uuid4().hex[:12]}"
+    shipped = context.parent / ".shipped" / name
+    shipped.parent.mkdir(exist_ok=True)
+    shutil.copytree(context, shipped, copy_function=os.link)  # hard links: no bytes copied
+    spark.sparkContext.addFile(str(shipped), recursive=True)
+    return name
+
+
+def adapter_subdir(customer: str) -> str:
+    """Where a customer's adapter lies inside a release context."""
+    return f"adapters/{customer}/artifacts/adapter"
+
+
+def release_adapters(store: ReleaseStore, release_id: str, workdir: Path) -> tuple[Manifest, dict[str, str]]:
+    """The release's manifest and, per customer, the local folder of its adapter."""
+    context = release_context(store, release_id, workdir)
     manifest = Manifest.from_json((context / MANIFEST_FILE).read_text())
-    root = context / "adapters"
-    return manifest, {a.customer: str(root / a.customer / "artifacts" / "adapter") for a in manifest.adapters}
+    return manifest, {a.customer: str(context / adapter_subdir(a.customer)) for a in manifest.adapters}
 
 
-def _overwrite_partition(spark: Any, frame: Any, table: str, ds: str, release_id: str) -> None:
+def _overwrite_partition(
+    spark: Any, frame: Any, table: str, ds: str, release_id: str, keep_others_than: list[str] | None
+) -> None:
+    from pyspark.sql import functions as F
+
     spark.sql(
         f"CREATE TABLE IF NOT EXISTS {table} (request_id STRING, customer_id STRING, score DOUBLE, "
         "label STRING, adapter_version STRING) PARTITIONED BY (ds STRING, release STRING) STORED AS PARQUET"
     )
     root = _location(spark, f"DESCRIBE FORMATTED {table}")
     attempt = f"{root}/ds={ds}/release={release_id}/attempt-{uuid.uuid4().hex}"
-    frame.write.mode("errorifexists").parquet(attempt)
     spec = f"ds='{ds}', release='{release_id}'"  # both validated against strict patterns above
     existing = [r[0] for r in spark.sql(f"SHOW PARTITIONS {table}").collect()]
+    if keep_others_than is not None and f"ds={ds}/release={release_id}" in existing:
+        # Read from the current location, written to the new one: the flip stays atomic.
+        this_partition = (F.col("ds") == ds) & (F.col("release") == release_id)
+        others = spark.table(table).where(this_partition & ~F.col("customer_id").isin(keep_others_than))
+        frame = frame.unionByName(others.select(*frame.columns))
+    frame.write.mode("errorifexists").parquet(attempt)
     previous = None
     if f"ds={ds}/release={release_id}" in existing:
         previous = _location(spark, f"DESCRIBE FORMATTED {table} PARTITION ({spec})")
@@ -166,6 +246,22 @@ def _overwrite_partition(spark: Any, frame: Any, table: str, ds: str, release_id
         jvm_path = spark._jvm.org.apache.hadoop.fs.Path(previous)
         jvm_path.getFileSystem(spark._jsc.hadoopConfiguration()).delete(jvm_path, True)
     log.info("partition %s of %s now at %s", spec, table, attempt)
+
+
+@contextlib.contextmanager
+def _conf(spark: Any, settings: dict[str, str]) -> Iterator[None]:
+    """Session settings for one job, restored afterwards."""
+    previous = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def _location(spark: Any, describe: str) -> str:

@@ -44,7 +44,7 @@ def check_reference(
     checked, worst, problems = {}, {}, []
     for entry in manifest.adapters:
         reference = _reference(store, entry.run_id)
-        classifier = AdapterClassifier.load(adapters[entry.customer], base)
+        classifier = AdapterClassifier.load(adapters[entry.customer], base, merged=True)  # as scoring does
         columns = [f"p_{label}" for label in classifier.labels]
         rescored = classifier.predict_proba(reference["text"].astype(str).tolist())
         difference = np.abs(rescored - reference[columns].to_numpy(dtype=float)).max(axis=1)

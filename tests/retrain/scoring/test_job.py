@@ -24,17 +24,21 @@ DS = "2026-11-01"
 
 
 @pytest.fixture
-def released(
-    repo: DoltRepository, seeded: SeededRepository, tmp_path: Path
-) -> Iterator[tuple[Any, ReleaseStore, str]]:
-    """acme_air and globex_bank released; the warehouse also has initech_saas, which has no adapter."""
+def release(repo: DoltRepository, seeded: SeededRepository, tmp_path: Path) -> tuple[ReleaseStore, str]:
+    """A release of acme_air and globex_bank (the warehouse also has initech_saas, without adapter)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     store = ReleaseStore(MlflowClient(uri), uri)
     for customer in ("acme_air", "globex_bank"):
         adapter = train_and_register(repo, table="examples", commit="main", customer=customer, mlflow_uri=uri,
                                      params=TrainingParams(epochs=1, min_examples=10))  # fmt: skip
         promote(store.client, customer, adapter.version)
-    release = store.register(store.production_manifest())
+    return store, store.register(store.production_manifest()).release_id
+
+
+@pytest.fixture
+def released(release: tuple[ReleaseStore, str], tmp_path: Path) -> Iterator[tuple[Any, ReleaseStore, str]]:
+    """The release, and this process's Spark session over a warehouse with requests of 3 customers."""
+    store, release_id = release
     seed_warehouse(
         tmp_path / "warehouse", customers=3, start=dt.date(2026, 11, 1), days=1, rows_per_customer=5
     )
@@ -42,15 +46,15 @@ def released(
 
     spark = SparkSession.getActiveSession()
     assert spark is not None
-    yield spark, store, release.release_id
+    yield spark, store, release_id
     spark.sql("DROP TABLE IF EXISTS scores")
     spark.sql("DROP TABLE IF EXISTS requests")
     spark.sql("DROP TABLE IF EXISTS labelled_history")
 
 
-def score(spark: Any, store: ReleaseStore, release_id: str, workdir: Path, **overrides: str) -> Any:
+def score(spark: Any, store: ReleaseStore, release_id: str, workdir: Path, **overrides: Any) -> Any:
     arguments = {"input_table": "requests", "ds": DS, "output_table": "scores", **overrides}
-    return score_partition(spark, store, release_id=release_id, workdir=workdir, **arguments)  # type: ignore[arg-type]
+    return score_partition(spark, store, release_id=release_id, workdir=workdir, **arguments)
 
 
 def partition_rows(spark: Any, release_id: str) -> list[tuple[str, str, float]]:
@@ -148,3 +152,16 @@ def test_golden_scores_pass_and_a_swapped_adapter_fails_naming_customer_and_rows
     ) as raised:
         check_reference(store, release_id, tmp_path / "cache")
     assert "globex_bank (" not in str(raised.value)
+
+
+@pytest.mark.slow
+def test_scoring_some_customers_keeps_the_other_customers_rows(
+    released: tuple[Any, ReleaseStore, str], tmp_path: Path
+) -> None:
+    spark, store, release_id = released
+    score(spark, store, release_id, tmp_path / "cache")
+    before = partition_rows(spark, release_id)
+    report = score(spark, store, release_id, tmp_path / "cache", customers=["acme_air"])
+    assert report.customers_scored == {"acme_air": 5}
+    assert report.missing_customers == {}
+    assert partition_rows(spark, release_id) == before  # globex_bank's rows kept, acme_air's replaced
