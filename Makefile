@@ -41,9 +41,9 @@ bench: venv
 	$(BIN)/python bench/release.py
 	$(BIN)/python bench/scoring.py
 
-# WorkflowTemplates are generated from retrain/fanout/argo.py; a test fails when they differ.
+# WorkflowTemplates are generated from the Hera code (retrain/argo_templates.py); a test fails when they differ.
 argo-templates: venv
-	$(BIN)/python -m retrain.fanout.argo argo_templates
+	$(BIN)/python -m retrain.argo_templates argo_templates
 
 # Re-pin after changing setup.cfg's ranges: resolves into a scratch venv and freezes it.
 constraints:

@@ -1,16 +1,11 @@
-"""The Argo WorkflowTemplate and submissions: golden YAML, Hera round trip, Argo's JSON Schema."""
+"""The training WorkflowTemplate's shape and its submissions (YAML: tests/retrain/test_argo_templates.py)."""
 
 from __future__ import annotations
 
-import copy
 import json
-from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
-import yaml
-from hera.workflows import WorkflowTemplate
 
 from retrain.fanout.argo import (
     CUSTOMERS_ARTIFACT,
@@ -21,26 +16,9 @@ from retrain.fanout.argo import (
     resolve_selection,
     shard_count,
     shard_of,
-    write_templates,
 )
 
-ROOT = Path(__file__).resolve().parents[3]
-SCHEMA = ROOT.parent / "shared" / "argo-workflows" / "schema.json"
-
-
-@pytest.fixture(scope="module")
-def definitions() -> dict[str, Any]:
-    if not SCHEMA.is_file():
-        pytest.skip(f"Argo's JSON Schema is provided beside the checkout at {SCHEMA}; it is not there")
-    definitions = copy.deepcopy(json.loads(SCHEMA.read_text())["definitions"])
-    # The schema types IntOrString as string only; Argo accepts integers there (retryStrategy.limit...).
-    definitions["io.k8s.apimachinery.pkg.util.intstr.IntOrString"] = {"type": ["string", "integer"]}
-    return definitions
-
-
-def validate(definitions: dict[str, Any], kind: str, document: dict[str, Any]) -> None:
-    schema = {"$ref": f"#/definitions/io.argoproj.workflow.v1alpha1.{kind}", "definitions": definitions}
-    jsonschema.Draft202012Validator(schema).validate(document)
+from ..argo_schema import validate
 
 
 def submission(customers: list[str], stored: dict[str, str] | None = None) -> dict[str, Any]:
@@ -51,29 +29,10 @@ def submission(customers: list[str], stored: dict[str, str] | None = None) -> di
     )  # fmt: skip
 
 
-def test_committed_yaml_is_what_the_code_generates(tmp_path: Path) -> None:
-    (generated,) = write_templates(tmp_path)
-    committed = ROOT / "argo_templates" / generated.name
-    assert committed.read_text() == generated.read_text(), "run `make argo-templates` and commit the result"
-
-
-def test_hera_round_trip() -> None:
-    template = build_template(ArgoTrainingSpec())
-    assert WorkflowTemplate.from_yaml(template.to_yaml()).to_dict() == template.to_dict()
-
-
-def test_template_validates_against_argo_schema(definitions: dict[str, Any]) -> None:
-    validate(definitions, "WorkflowTemplate", build_template(ArgoTrainingSpec()).to_dict())
-    broken = build_template(ArgoTrainingSpec()).to_dict()
-    broken["spec"]["templates"][0]["retryStrategy"]["limit"] = {"not": "a number"}
-    with pytest.raises(jsonschema.ValidationError):
-        validate(definitions, "WorkflowTemplate", broken)
-
-
 @pytest.mark.parametrize("count", [1, 10, 1000, 10_000])
-def test_submissions_validate_and_stay_small(definitions: dict[str, Any], count: int) -> None:
+def test_submissions_validate_and_stay_small(argo_definitions: dict[str, Any], count: int) -> None:
     document = submission([f"customer_{i:05d}" for i in range(count)])
-    validate(definitions, "Workflow", document)
+    validate(argo_definitions, "Workflow", document)
     assert len(json.dumps(document)) < 32_000
 
 
@@ -123,8 +82,3 @@ def test_large_selections_travel_as_a_parent_run_artifact() -> None:
     assert resolve_selection(json.dumps({"customers": ["x"]}), None, None) == ["x"]
     with pytest.raises(ValueError, match="no parent run id"):
         resolve_selection(params["selection"], None, None)
-
-
-def test_yaml_is_plain_kubernetes_yaml() -> None:
-    document = yaml.safe_load((ROOT / "argo_templates" / f"{TEMPLATE_NAME}.yaml").read_text())
-    assert (document["kind"], document["metadata"]["name"]) == ("WorkflowTemplate", TEMPLATE_NAME)
