@@ -34,12 +34,16 @@ def get_provider_info() -> dict[str, Any]:
             },
             {"integration-name": "Argo Workflows", "python-modules": ["retrain_airflow.operators.training"]},
             {"integration-name": "MLflow", "python-modules": ["retrain_airflow.operators.release"]},
-            {"integration-name": "Apache Hive", "python-modules": ["retrain_airflow.operators.scoring"]},
+            {
+                "integration-name": "Apache Hive",
+                "python-modules": ["retrain_airflow.operators.scoring", "retrain_airflow.operators.reports"],
+            },
         ],
         "extra-links": [
             "retrain_airflow.links.DataDocsLink",
             "retrain_airflow.links.ArgoWorkflowLink",
             "retrain_airflow.links.MLflowRunLink",
+            "retrain_airflow.links.DoltCommitDiffLink",
         ],
         "integrations": [
             {"integration-name": "Dolt", "external-doc-url": "https://docs.dolthub.com/"},

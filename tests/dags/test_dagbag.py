@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.exceptions import ParamValidationError
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
+PIPELINE = {"validate": {"train"}, "train": {"release"}, "release": {"score_today"}}
 
 
 @pytest.fixture(scope="module")
@@ -15,22 +18,62 @@ def dagbag() -> DagBag:
     return DagBag(dag_folder=str(DAGS))
 
 
-def test_no_import_errors(dagbag: DagBag) -> None:
+def downstream(dag: Any) -> dict[str, set[str]]:
+    return {task_id: set(task.downstream_task_ids) for task_id, task in dag.task_dict.items()}
+
+
+def test_no_import_errors_and_every_dag_documented(dagbag: DagBag) -> None:
     assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == {
+        "retrain_on_commit", "retrain_scheduled", "score_daily", "partner_retro_test",
+    }  # fmt: skip
+    for dag in dagbag.dags.values():
+        assert dag.doc_md, dag.dag_id
+        assert "retrain" in dag.tags, dag.dag_id
+        assert all(task.owner == "ml-platform" for task in dag.tasks), dag.dag_id
+        assert all(task.retries >= 1 for task in dag.tasks), dag.dag_id
 
 
 def test_retrain_on_commit_is_scheduled_by_the_dolt_watcher(dagbag: DagBag) -> None:
-    dag = dagbag.dags.get("retrain_on_commit")
-    assert dag is not None
-    assert dag.task_dict["changed_customers"].downstream_task_ids == {"validate"}
-    assert dag.task_dict["validate"].downstream_task_ids == {"train"}
-    assert dag.task_dict["train"].downstream_task_ids == {"release"}
-    assert dag.task_dict["release"].downstream_task_ids == {"advance_watermark"}
+    dag = dagbag.dags["retrain_on_commit"]
+    assert downstream(dag) == {
+        "changed_customers": {"validate"}, **PIPELINE,
+        "score_today": {"advance_watermark"}, "advance_watermark": set(),
+    }  # fmt: skip
     assert dag.task_dict["validate"].quarantine is True
+    assert dag.task_dict["score_today"].if_missing == "skip"
+    assert dag.task_dict["advance_watermark"].trigger_rule == "none_failed"
     assert dag.max_active_runs == 1
     (asset,) = dag.timetable.asset_condition.objects
     assert [w.trigger.serialize()[0] for w in asset.watchers] == [
         "retrain_airflow.triggers.dolt.DoltCommitTrigger"
     ]
-    assert dag.doc_md
     assert "watermark" in dag.doc_md
+
+
+def test_retrain_scheduled_runs_the_same_pipeline_on_the_head(dagbag: DagBag) -> None:
+    dag = dagbag.dags["retrain_scheduled"]
+    assert downstream(dag) == {"head_commit": {"validate"}, **PIPELINE, "score_today": set()}
+    assert dag.schedule == "@weekly"
+    assert "advance_watermark" not in dag.task_dict
+
+
+def test_score_daily_picks_the_days_release_and_scores(dagbag: DagBag) -> None:
+    dag = dagbag.dags["score_daily"]
+    assert downstream(dag) == {"release_for_day": {"score"}, "score": set()}
+    assert dag.task_dict["release_for_day"].action == "resolve"
+    assert dag.task_dict["score"].ds == "{{ ds }}"
+    assert dag.catchup is False  # backfilled on request, not on deploy
+
+
+def test_partner_retro_test_validates_its_params(dagbag: DagBag) -> None:
+    dag = dagbag.dags["partner_retro_test"]
+    assert downstream(dag) == {
+        "release_for_day": {"score_history"}, "score_history": {"report"}, "report": set(),
+    }  # fmt: skip
+    assert dag.params["release"] == "as-of"
+    assert dag.params.get_param("release").resolve("0" * 32) == "0" * 32
+    bad_values = {"release": "not-a-release", "customer": "acme; DROP TABLE x", "output_table": "a-b"}
+    for name, bad in bad_values.items():
+        with pytest.raises(ParamValidationError, match="does not match"):
+            dag.params.get_param(name).resolve(bad)

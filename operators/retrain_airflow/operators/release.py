@@ -10,9 +10,9 @@ from airflow.sdk import BaseOperator, Context
 
 from retrain.release.manifest import diff
 from retrain.release.promotion import promote
-from retrain.release.store import ReleaseStore
+from retrain.release.store import SERVING_EVENTS, ReleaseError, ReleaseEvent, ReleaseStore
 
-Action = Literal["build", "rollback", "rollback_customer", "pin"]
+Action = Literal["build", "resolve", "rollback", "rollback_customer", "pin"]
 
 
 class ReleaseManifestOperator(BaseOperator):
@@ -23,16 +23,22 @@ class ReleaseManifestOperator(BaseOperator):
     gate, then registers the production adapters as a release: ``{"release_id", "event",
     "changes", "diff", "promotions"}``. The release id (the manifest's MD5) is the serving image tag.
 
-    :param action: ``build``, ``rollback`` (to ``release_id``), ``rollback_customer`` or ``pin``.
+    ``resolve`` finds the release to score ``day`` with: ``release_id`` when given (checked to
+    exist), else a pin covering the day, else the release in production that day, so a rerun or
+    backfill of a day picks the same release.
+
+    :param action: ``build``, ``resolve``, ``rollback`` (to ``release_id``), ``rollback_customer``
+        or ``pin``.
     :param candidates: customer -> version (or a training result's ``adapters`` mapping) (templated).
     :param metric: promotion metric; ``tolerance``: how much worse a challenger may be.
     :param release_id: the release to roll back to or pin (templated).
     :param customer: the customer to roll back (templated).
     :param pin_from: first day of a pin, ISO date (templated); ``pin_to``: last day (templated).
+    :param day: the day ``resolve`` picks a release for, ISO date (templated).
     :param mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI``, else the embedded store).
     """
 
-    template_fields: Sequence[str] = ("candidates", "release_id", "customer", "pin_from", "pin_to")
+    template_fields: Sequence[str] = ("candidates", "release_id", "customer", "pin_from", "pin_to", "day")
 
     def __init__(
         self,
@@ -45,13 +51,14 @@ class ReleaseManifestOperator(BaseOperator):
         customer: str | None = None,
         pin_from: str | None = None,
         pin_to: str | None = None,
+        day: str | None = None,
         mlflow_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.action, self.candidates, self.metric, self.tolerance = action, candidates, metric, tolerance
         self.release_id, self.customer, self.pin_from, self.pin_to = release_id, customer, pin_from, pin_to
-        self.mlflow_uri = mlflow_uri
+        self.day, self.mlflow_uri = day, mlflow_uri
 
     def execute(self, context: Context) -> dict[str, Any]:
         store = ReleaseStore.open(self.mlflow_uri)
@@ -74,6 +81,8 @@ class ReleaseManifestOperator(BaseOperator):
                                    "reason": decision.reason})  # fmt: skip
             previous = store.latest()
             event = store.register(store.production_manifest())
+        elif self.action == "resolve":
+            previous, event = None, self._resolve(store)
         elif self.action == "rollback":
             previous, event = store.latest(), store.rollback(self._required("release_id", self.release_id))
         elif self.action == "rollback_customer":
@@ -96,6 +105,19 @@ class ReleaseManifestOperator(BaseOperator):
             "release_id": event.release_id, "event": event.event, "changes": event.changes, "diff": changes,
             "promotions": promotions, "note": event.note,
         }  # fmt: skip
+
+    def _resolve(self, store: ReleaseStore) -> ReleaseEvent:
+        if self.release_id:
+            found = store.find(self.release_id, events=(*SERVING_EVENTS, "pin"))
+            if found is None:
+                raise ReleaseError(f"release {self.release_id!r} was never registered")
+            return found
+        day = dt.date.fromisoformat(self._required("day", self.day))
+        found = store.for_day(day)
+        if found is None:
+            raise ReleaseError(f"no release was in production on {day} and no pin covers it")
+        self.log.info("release for %s: %s (%s)", day, found.release_id, found.event)
+        return found
 
     def _required(self, name: str, value: str | None) -> str:
         if not value:

@@ -1,0 +1,48 @@
+"""Retrain every customer's adapter on the head of the training data, on a schedule."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from airflow.sdk import dag, task
+
+from retrain_airflow.hooks.dolt import DoltHook
+from retrain_airflow.pipelines import retrain_release_and_score
+
+SCHEDULE = os.environ.get("RETRAIN_FULL_RETRAIN_SCHEDULE", "@weekly")
+
+
+@dag(
+    dag_id="retrain_scheduled",
+    schedule=SCHEDULE,
+    start_date=dt.datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,
+    tags=["retrain", "dolt"],
+    default_args={"owner": "ml-platform", "retries": 2, "retry_delay": dt.timedelta(minutes=5)},
+    doc_md=f"""
+### Scheduled full retrain
+Every customer, on the head of `main` (connection `dolt_default`), through the same tasks as
+`retrain_on_commit`: validate (quarantining failing customers) -> train -> promotion gate and
+release -> score today's partition. For drift in the base model or training code rather than
+in the data. Schedule: `{SCHEDULE}` (environment `RETRAIN_FULL_RETRAIN_SCHEDULE`, read when the
+DAG file is parsed). It does not move `retrain_on_commit`'s watermark.
+""",
+)
+def retrain_scheduled() -> None:
+    @task
+    def head_commit() -> dict[str, object]:
+        """The head of ``main`` now: every run trains on one fixed commit, whatever lands meanwhile."""
+        with DoltHook().get_repository() as repo:
+            return {"commit": repo.head("main"), "changed_keys": None}
+
+    first, _ = retrain_release_and_score(
+        commit="{{ ti.xcom_pull(task_ids='head_commit')['commit'] }}",
+        customers="{{ ti.xcom_pull(task_ids='head_commit')['changed_keys'] }}",
+    )
+    head_commit() >> first
+
+
+retrain_scheduled()

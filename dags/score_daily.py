@@ -1,0 +1,45 @@
+"""Score each day's requests with the release in production that day."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import dag
+
+from retrain_airflow import settings
+from retrain_airflow.operators.release import ReleaseManifestOperator
+from retrain_airflow.operators.scoring import HiveScoringOperator
+
+
+@dag(
+    dag_id="score_daily",
+    schedule="@daily",
+    start_date=dt.datetime(2026, 11, 1),
+    catchup=False,  # past days: `airflow backfill create --dag-id score_daily --from-date .. --to-date ..`
+    max_active_runs=1,
+    tags=["retrain", "scoring", "hive"],
+    default_args={"owner": "ml-platform", "retries": 3, "retry_delay": dt.timedelta(minutes=10)},
+    doc_md="""
+### Daily scoring
+For each day `ds`: pick the release in production that day (a pin covering the day wins), then
+score Hive `requests` partition `ds` into `scores` (partitioned by `ds` and `release`). The
+partition is replaced atomically, so reruns and backfills are idempotent and a failed run
+leaves the previous scores in place. A day whose requests have not landed fails and retries.
+""",
+)
+def score_daily() -> None:
+    release = ReleaseManifestOperator(task_id="release_for_day", action="resolve", day="{{ ds }}")
+    score = HiveScoringOperator(
+        task_id="score",
+        release_id="{{ ti.xcom_pull(task_ids='release_for_day')['release_id'] }}",
+        input_table="requests",
+        ds="{{ ds }}",
+        output_table="scores",
+        warehouse=settings.WAREHOUSE,
+        workdir=settings.SCORING_CACHE,
+        pool=settings.SPARK_POOL,
+    )
+    release >> score
+
+
+score_daily()

@@ -1,0 +1,55 @@
+"""The task graph the retraining DAGs share: validate -> train -> promote and release -> score.
+
+``retrain_on_commit`` feeds it a commit range's changed customers; ``retrain_scheduled`` the head
+commit and every customer. One builder keeps the two DAGs the same pipeline.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import BaseOperator
+
+from retrain_airflow import settings
+from retrain_airflow.operators.release import ReleaseManifestOperator
+from retrain_airflow.operators.scoring import HiveScoringOperator
+from retrain_airflow.operators.training import AdapterTrainingOperator
+from retrain_airflow.operators.validation import DoltValidateOperator
+
+
+def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOperator, BaseOperator]:
+    """Add the pipeline's tasks to the current DAG; returns its first and last task.
+
+    :param commit: template of the data commit to train on.
+    :param customers: template of the customers to validate and train (None: every customer).
+    """
+    validate = DoltValidateOperator(
+        task_id="validate",
+        table=settings.TRAINING_TABLE,
+        commit=commit,
+        customers=customers,
+        suite=settings.SUITE,
+        docs_dir=settings.DATA_DOCS,
+        quarantine=True,  # customers whose rows fail wait; the healthy ones go on
+    )
+    train = AdapterTrainingOperator(
+        task_id="train",
+        table=settings.TRAINING_TABLE,
+        commit=commit,
+        customers="{{ ti.xcom_pull(task_ids='validate')['healthy_customers'] }}",
+        backend=settings.TRAINING_BACKEND,
+    )
+    release = ReleaseManifestOperator(
+        task_id="release", action="build", candidates="{{ ti.xcom_pull(task_ids='train')['adapters'] }}"
+    )
+    score = HiveScoringOperator(
+        task_id="score_today",
+        release_id="{{ ti.xcom_pull(task_ids='release')['release_id'] }}",
+        input_table="requests",
+        ds="{{ dag_run.run_after | ds }}",
+        output_table="scores",
+        if_missing="skip",  # today's requests may not have landed yet; the release stands
+        warehouse=settings.WAREHOUSE,
+        workdir=settings.SCORING_CACHE,
+        pool=settings.SPARK_POOL,
+    )
+    validate >> train >> release >> score
+    return validate, score

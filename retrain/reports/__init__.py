@@ -1,0 +1,1 @@
+"""Reports people read: retro-tests for partners (HTML with PNG plots)."""
