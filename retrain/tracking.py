@@ -63,5 +63,16 @@ def code_version() -> str:
 
 def run_url(uri: str, experiment_id: str, run_id: str) -> str | None:
     """The run's page in the MLflow UI: the tracking server, or ``$RETRAIN_MLFLOW_UI_URL`` (local store)."""
+    base = _ui_base(uri)
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}" if base else None
+
+
+def model_version_url(uri: str, model_name: str, version: str) -> str | None:
+    """The registered model version's page in the MLflow UI (see :func:`run_url`)."""
+    base = _ui_base(uri)
+    return f"{base}/#/models/{model_name}/versions/{version}" if base else None
+
+
+def _ui_base(uri: str) -> str | None:
     base = uri if uri.startswith(("http://", "https://")) else os.environ.get("RETRAIN_MLFLOW_UI_URL")
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}" if base else None
+    return base.rstrip("/") if base else None
