@@ -41,3 +41,10 @@ class MLflowRunLink(XComUrlLink):
 
     name = "MLflow run"
     source_key = "mlflow_run_url"
+
+
+class DoltCommitDiffLink(XComUrlLink):
+    """The processed commit range's diff in the Dolt repository's web UI (DoltHub, DoltLab)."""
+
+    name = "Dolt commit diff"
+    source_key = "dolt_commit_diff_url"

@@ -49,6 +49,15 @@ class DoltHook(BaseHook):
     def get_repository(self) -> DoltRepository:
         return DoltRepository.open(repository_location(self.get_connection(self.dolt_conn_id)))
 
+    def commit_diff_url(self, old: str | None, new: str) -> str | None:
+        """The diff between two commits in the repository's web UI (DoltHub, DoltLab), when the
+        connection's extra names it as ``web_url`` (``https://www.dolthub.com/repositories/org/repo``)."""
+        web_url = self.get_connection(self.dolt_conn_id).extra_dejson.get("web_url")
+        if not web_url:
+            return None
+        base = str(web_url).rstrip("/")
+        return f"{base}/compare/main/{old}...{new}" if old else f"{base}/commits/main/{new}"
+
     async def aget_repository_location(self) -> str:
         return repository_location(await self.aget_connection(self.dolt_conn_id))
 

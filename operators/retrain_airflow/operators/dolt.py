@@ -9,6 +9,7 @@ from airflow.sdk import BaseOperator, Context
 
 from retrain.dolt.watermark import CommitWatermark
 from retrain_airflow.hooks.dolt import DoltHook
+from retrain_airflow.links import DoltCommitDiffLink
 
 
 class DoltAdvanceWatermarkOperator(BaseOperator):
@@ -20,7 +21,8 @@ class DoltAdvanceWatermarkOperator(BaseOperator):
     :param commit: the commit whose work finished, e.g. ``{{ ti.xcom_pull('sense')['commit'] }}`` (templated).
     :param consumer: watermark name (templated); defaults to the DAG id.
     :param branch: the watched branch (templated).
-    :param dolt_conn_id: Airflow connection of type ``dolt``.
+    :param dolt_conn_id: Airflow connection of type ``dolt``; with a ``web_url`` extra the task
+        links to the range's diff on DoltHub or DoltLab.
     """
 
     template_fields: Sequence[str] = ("commit", "consumer", "branch")
@@ -40,6 +42,15 @@ class DoltAdvanceWatermarkOperator(BaseOperator):
         self.branch = branch
         self.dolt_conn_id = dolt_conn_id
 
+    operator_extra_links = (DoltCommitDiffLink(),)
+
     def execute(self, context: Context) -> str:
-        with DoltHook(self.dolt_conn_id).get_repository() as repo:
-            return CommitWatermark(repo, self.consumer, self.branch).advance(self.commit)
+        hook = DoltHook(self.dolt_conn_id)
+        with hook.get_repository() as repo:
+            watermark = CommitWatermark(repo, self.consumer, self.branch)
+            previous = watermark.done()
+            done = watermark.advance(self.commit)
+        url = hook.commit_diff_url(previous, done)
+        if url:
+            context["ti"].xcom_push(key=DoltCommitDiffLink.source_key, value=url)
+        return done
