@@ -13,8 +13,8 @@ import os
 import sys
 import time
 import types
-from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -132,10 +132,17 @@ def train_customers(
         "base_model": base_model, "mlflow_uri": uri, "parent_run_id": parent_run_id, "force": force,
     }  # fmt: skip
     log.info("training %d adapters at %s with %d worker(s)", len(customers), commit_hash, parallelism)
-    with ProcessPoolExecutor(
-        max_workers=parallelism, mp_context=get_context("spawn"), initializer=_init_worker,
-        initargs=(repo_location, threads),
-    ) as pool:  # fmt: skip
+    pool: Executor
+    if len(customers) == 1:
+        # One adapter trains in this process: a worker would only add its start-up (importing
+        # torch, transformers, peft and MLflow, ~6 s) to a fit of a few seconds.
+        pool = _InlineExecutor(repo_location)
+    else:
+        pool = ProcessPoolExecutor(
+            max_workers=parallelism, mp_context=get_context("spawn"), initializer=_init_worker,
+            initargs=(repo_location, threads),
+        )  # fmt: skip
+    with pool:
         pending: dict[Future[RegisteredAdapter], str] = {}
 
         def submit(customer: str) -> None:
@@ -165,6 +172,28 @@ def train_customers(
     result = FanoutResult(parent_run_id, commit_hash, succeeded, failed, time.perf_counter() - started)
     mlflow.MlflowClient(uri).set_terminated(parent_run_id, status="FAILED" if failed else "FINISHED")
     return result
+
+
+class _InlineExecutor(Executor):
+    """Runs each submitted task at once in this process, with the worker's repository connection."""
+
+    def __init__(self, repo_location: str) -> None:
+        global _worker_repo
+        _worker_repo = DoltRepository.open(repo_location)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as error:
+            future.set_exception(error)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        global _worker_repo
+        if _worker_repo is not None:
+            _worker_repo.close()
+            _worker_repo = None
 
 
 def _progress(done: int, total: int, started: float, customer: str, failed: bool) -> None:

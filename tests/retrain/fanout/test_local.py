@@ -57,9 +57,21 @@ def test_workers_survive_a_main_script_that_imports_great_expectations(
         "from retrain.fanout.local import train_customers\n"
         "if __name__ == '__main__':\n"
         f"    result = train_customers({str(seeded.path)!r}, table='examples', commit='main',\n"
-        "        customers=['acme_air'], parallelism=1, params=TrainingParams(epochs=1, min_examples=10),\n"
+        "        customers=['acme_air', 'globex_bank'], parallelism=2,\n"
+        "        params=TrainingParams(epochs=1, min_examples=10),\n"
         f"        mlflow_uri={('sqlite:///' + str(tmp_path / 'mlflow.db'))!r})\n"
         "    print('FAILED' if result.failed else 'OK', result.failed)\n"
     )
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert out.stdout.startswith("OK"), out.stdout + out.stderr[-2000:]
+
+
+def test_a_single_customer_trains_in_this_process_and_reports_failures_alike(
+    seeded: SeededRepository, tmp_path: Path
+) -> None:
+    result = train_customers(
+        str(seeded.path), table="examples", commit="main", customers=["no_such_customer"],
+        mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )  # fmt: skip
+    assert result.succeeded == []
+    assert "no_such_customer" in result.failed["no_such_customer"]
