@@ -8,7 +8,8 @@ VAR := var
 export PYTHONPATH := $(CURDIR)
 export AIRFLOW_HOME ?= $(CURDIR)/$(VAR)/airflow
 
-.PHONY: venv demo test test-fast test-slow lint bench argo-templates constraints clean
+# `make up` runs Airflow and MLflow on loopback over the demo data until Ctrl-C.
+.PHONY: venv demo up test test-fast test-slow lint bench argo-templates constraints clean
 
 venv: $(STAMP)
 
@@ -20,6 +21,9 @@ $(STAMP): constraints.txt setup.cfg pyproject.toml
 
 demo: venv
 	$(BIN)/python -m retrain.demo.run --workdir $(VAR)/demo
+
+up: venv
+	$(BIN)/python -m retrain.demo.up --home $(VAR)/up
 
 test: venv lint test-fast test-slow
 

@@ -1,0 +1,176 @@
+"""``make up``: Airflow (standalone) and an MLflow server on loopback, over the demo data.
+
+Seeds the demo training repo and Hive warehouse once, starts ``mlflow server`` on
+127.0.0.1:5000 and ``airflow standalone`` (API server and UI on 127.0.0.1:8080, scheduler,
+DAG processor, triggerer) with this checkout's ``dags/`` and ``plugins/``, prints where
+everything is, and stops both on Ctrl-C. Everything lives under ``var/up``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SPARK_POOL = "hive_embedded"
+
+
+def service_env(home: Path, *, mlflow_port: int = 5000, airflow_port: int = 8080) -> dict[str, str]:
+    """The environment Airflow's processes and the suite's tasks share."""
+    home = home.resolve()
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",  # airflow, mlflow, spark-submit
+        "PYSPARK_PYTHON": sys.executable,
+        "AIRFLOW_HOME": str(home / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,operator:op,viewer:viewer",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(airflow_port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{airflow_port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{airflow_port}/execution/",
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "10",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        "AIRFLOW_CONN_DOLT_DEFAULT": json.dumps(
+            {"conn_type": "dolt", "extra": {"path": str(home / "training.db")}}
+        ),
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "RETRAIN_HOME": str(ROOT),
+        "RETRAIN_WAREHOUSE": str(home / "warehouse"),
+        "RETRAIN_SPARK_POOL": SPARK_POOL,
+        # The DAGs' Variables (retrain_airflow.settings), set the way a deployment would.
+        "AIRFLOW_VAR_RETRAIN_SUITE_PATH": str(ROOT / "expectations" / "examples.json"),
+        "AIRFLOW_VAR_RETRAIN_WAREHOUSE": str(home / "warehouse"),
+        "AIRFLOW_VAR_RETRAIN_DATA_DOCS_DIR": str(home / "data_docs"),
+        "AIRFLOW_VAR_RETRAIN_SCORING_CACHE": str(home / "scoring"),
+        "AIRFLOW_VAR_RETRAIN_REPORTS_DIR": str(home / "reports"),
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def start_mlflow(home: Path, env: dict[str, str], port: int = 5000) -> subprocess.Popen[bytes]:
+    store = (home / "mlflow").resolve()
+    store.mkdir(parents=True, exist_ok=True)
+    log = (home / "mlflow.log").open("ab")
+    command = [
+        "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+        "--artifacts-destination", str(store / "artifacts"),
+    ]  # fmt: skip
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for(f"http://127.0.0.1:{port}/health", "MLflow server", server, timeout=120)
+    return server
+
+
+def prepare_airflow(env: dict[str, str]) -> None:
+    """Migrate the metadata DB and create the one-slot pool the embedded Derby metastore needs."""
+    subprocess.run(["airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        ["airflow", "pools", "set", SPARK_POOL, "1", "embedded Derby metastore: one Spark job at a time"],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def start_airflow(home: Path, env: dict[str, str], port: int = 8080) -> subprocess.Popen[bytes]:
+    log = (home / "airflow.log").open("ab")
+    server = subprocess.Popen(
+        ["airflow", "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    wait_for(f"http://127.0.0.1:{port}/api/v2/monitor/health", "Airflow API server", server, timeout=300)
+    return server
+
+
+def unpause_when_parsed(env: dict[str, str], dag_id: str, timeout: float = 120) -> None:
+    """Unpause ``dag_id`` as soon as the DAG processor has stored it (DAGs start paused)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = subprocess.run(["airflow", "dags", "unpause", dag_id], env=env, capture_output=True)
+        if done.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"could not unpause {dag_id}: {done.stderr.decode(errors='replace')[-500:]}")
+        time.sleep(3)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a service and its children (started in their own session)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wait_for(url: str, what: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f}s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--home", type=Path, default=Path("var/up"))
+    args = parser.parse_args()
+    home: Path = args.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    env = service_env(home)
+    if not (home / "training.db").exists():
+        print("seeding the demo training repo and Hive warehouse ...", flush=True)
+        subprocess.run(
+            ["retrain", "demo-data", "--repo", str(home / "training.db"),
+             "--warehouse", str(home / "warehouse")],
+            env=env, check=True,
+        )  # fmt: skip
+    mlflow = start_mlflow(home, env)
+    airflow = None
+    try:
+        prepare_airflow(env)
+        airflow = start_airflow(home, env)
+        unpause_when_parsed(env, "retrain_on_commit")  # the demo's point: commit and watch it run
+        print(_SUMMARY.format(home=home, passwords=Path(env["AIRFLOW_HOME"]) / PASSWORDS_FILE), flush=True)
+        while airflow.poll() is None and mlflow.poll() is None:
+            time.sleep(2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if airflow is not None:
+            stop(airflow)
+        stop(mlflow)
+
+
+PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
+_SUMMARY = """
+Airflow UI      http://127.0.0.1:8080  (users admin, operator, viewer; passwords in {passwords})
+Releases view   http://127.0.0.1:8080/plugin/releases
+MLflow UI       http://127.0.0.1:5000
+Dolt repo       {home}/training.db  (retrain_on_commit is unpaused: its first run trains every
+                customer; after that, commit to the repo and a run retrains the changed ones)
+Logs            {home}/airflow.log, {home}/mlflow.log
+Ctrl-C stops both."""
+
+
+if __name__ == "__main__":
+    main()
