@@ -1,0 +1,118 @@
+"""Benchmark: from a Dolt commit that changes one customer to a new release, with 100 released.
+
+Setup (its time is the measured full retrain): a doltlite repo of 100 customers, all trained with
+the local fan-out (2 worker processes), promoted and released; the watermark at the head.
+
+Then an analyst commit changes one customer and the pipeline runs the way ``retrain_on_commit``
+does, in one warm process: sense the range and its changed customers -> validate them with the
+Great Expectations suite -> train (one customer: in this process) -> promotion gate -> register
+the release of all 100 adapters -> advance the watermark. Beside it, in the same process, the
+same adapter is trained and registered alone (the baseline).
+
+Targets: commit -> release <= 1.5x the single adapter's time, and >= 20x faster than retraining
+all 100 (measured here: the setup's fan-out).
+
+The training process is warmed first (base model loaded, Great Expectations imported), as in a
+long-running worker; Airflow adds each task process's own start-up on top (see the README).
+
+Run: ``.venv/bin/python bench/commit_to_release.py [--customers 100]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from retrain.adapters.model import AdapterClassifier, default_base_model
+from retrain.adapters.registry import train_and_register
+from retrain.adapters.training import TrainingParams
+from retrain.demo.seed import EXAMPLES_TABLE, seed_training_repo
+from retrain.dolt import DoltRepository
+from retrain.dolt.dialects import Statement
+from retrain.dolt.watermark import CommitWatermark
+from retrain.fanout.local import train_customers
+from retrain.release.promotion import promote
+from retrain.release.store import ReleaseStore
+from retrain.validation.gate import validate_commit
+
+SUITE = Path(__file__).resolve().parents[1] / "expectations" / "examples.json"
+PARAMS = TrainingParams(epochs=2, min_examples=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--customers", type=int, default=100)
+    parser.add_argument("--examples", type=int, default=60, help="examples per customer")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        uri = f"sqlite:///{work / 'mlflow.db'}"
+        store = ReleaseStore.open(uri)
+        seeded = seed_training_repo(work / "training.db", customers=args.customers, examples=args.examples)
+        print(f"{args.customers} customers x {args.examples} examples; training params {PARAMS}")
+
+        started = time.perf_counter()
+        everyone = train_customers(
+            str(seeded.path), table=EXAMPLES_TABLE, commit="main", customers=seeded.customers, parallelism=2,
+            params=PARAMS, mlflow_uri=uri,
+        )  # fmt: skip
+        full_retrain = time.perf_counter() - started
+        assert not everyone.failed, everyone.failed
+        for adapter in everyone.succeeded:
+            promote(store.client, adapter.customer, adapter.version)
+        first = store.register(store.production_manifest())
+        print(f"full retrain of {args.customers} adapters (local fan-out, 2 workers): {full_retrain:.1f} s "
+              f"({full_retrain / args.customers:.2f} s per adapter), release {first.release_id}")  # fmt: skip
+
+        changed = seeded.customers[len(seeded.customers) // 2]
+        with DoltRepository.open(str(seeded.path)) as repo:
+            watermark = CommitWatermark(repo, "bench")
+            watermark.advance(repo.head())
+            # Warm this process as a long-running worker would be: base model and GX loaded.
+            AdapterClassifier.new(default_base_model(), ["routine", "urgent"])
+            validate_commit(repo, EXAMPLES_TABLE, "main", SUITE, customers=[seeded.customers[0]])
+
+            repo.execute(Statement(
+                "UPDATE examples SET text = text || ' (reviewed)' WHERE customer_id = ?", (changed,)
+            ))  # fmt: skip
+            commit = repo.commit(f"review {changed}'s examples")
+
+            started = time.perf_counter()
+            commit_range = watermark.sense(EXAMPLES_TABLE, "customer_id")
+            assert commit_range is not None
+            customers = sorted(commit_range.changed.keys)
+            report = validate_commit(repo, EXAMPLES_TABLE, commit, SUITE, customers=customers)
+            trained = train_customers(
+                str(seeded.path), table=EXAMPLES_TABLE, commit=commit, customers=report.healthy_customers,
+                params=PARAMS, mlflow_uri=uri,
+            )  # fmt: skip
+            for adapter in trained.succeeded:
+                promote(store.client, adapter.customer, adapter.version, tolerance=1.0)
+            second = store.register(store.production_manifest())
+            watermark.advance(commit)
+            pipeline = time.perf_counter() - started
+            assert customers == [changed], customers
+            assert second.release_id != first.release_id
+
+            started = time.perf_counter()
+            train_and_register(repo, table=EXAMPLES_TABLE, commit=commit, customer=changed, params=PARAMS,
+                               mlflow_uri=uri, force=True)  # fmt: skip
+            single = time.perf_counter() - started
+
+    print(f"  one adapter trained and registered alone:        {single:6.1f} s")
+    print(f"  commit -> new release (sense, validate, train, gate, release of {args.customers}): "
+          f"{pipeline:6.1f} s = {pipeline / single:.2f}x the single adapter (target <= 1.5x)")  # fmt: skip
+    print(f"  full retrain of all {args.customers} (measured above): {full_retrain:6.1f} s; "
+          f"commit -> release is {full_retrain / pipeline:.0f}x faster (target >= 20x)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
