@@ -9,7 +9,7 @@ export PYTHONPATH := $(CURDIR)
 export AIRFLOW_HOME ?= $(CURDIR)/$(VAR)/airflow
 
 # `make up` runs Airflow and MLflow on loopback over the demo data until Ctrl-C.
-.PHONY: venv demo up test test-fast test-slow lint bench argo-templates constraints clean
+.PHONY: venv demo up browser test test-fast test-slow lint bench argo-templates constraints clean
 
 venv: $(STAMP)
 
@@ -30,8 +30,15 @@ test: venv lint test-fast test-slow
 test-fast: venv
 	$(BIN)/pytest -m "not slow"
 
-test-slow: venv
+test-slow: venv browser
 	$(BIN)/pytest -m slow
+
+# Debian's Chromium for the UI test (Playwright drives it; it never downloads a browser). Needs root;
+# without it the browser test is skipped and says why.
+browser:
+	@test -x /usr/bin/chromium || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || \
+	  echo "could not install Debian's chromium: the browser test will be skipped"
 
 lint: venv
 	$(BIN)/ruff check retrain operators plugins dags tests bench

@@ -127,12 +127,20 @@ def _history(events: list[ReleaseEvent]) -> str:
             f"<td>{event.time:%Y-%m-%d %H:%M:%S} UTC</td><td>{event.adapter_count}</td>"
             f"<td>{html.escape(event.changes or event.note)}</td><td>{html.escape(pinned)}</td></tr>"
         )
-    options = "".join(f'<option value="{e.release_id}">{e.release_id[:12]}</option>' for e in events)
+    ids = list(dict.fromkeys(e.release_id for e in events))  # newest first, each once
+
+    def select(name: str, selected: int) -> str:
+        options = "".join(
+            f'<option value="{r}"{" selected" if i == selected else ""}>{r[:12]}</option>'
+            for i, r in enumerate(ids)
+        )
+        return f'<select name="{name}">{options}</select>'
+
     return (
         "<table><tr><th>release</th><th>event</th><th>time</th><th>adapters</th><th>changes</th>"
         f"<th>pinned days</th></tr>{''.join(rows)}</table>"
-        f'<form action="diff" method="get"><h2>Compare</h2><select name="base">{options}</select> &rarr; '
-        f'<select name="head">{options}</select> <button type="submit">Diff</button></form>'
+        f'<form action="diff" method="get"><h2>Compare</h2>{select("base", min(1, len(ids) - 1))} &rarr; '
+        f'{select("head", 0)} <button type="submit">Diff</button></form>'
     )
 
 

@@ -1,0 +1,140 @@
+"""A real browser in the real Airflow UI: Debian's Chromium, driven headless by Playwright.
+
+Logs in as admin and as viewer, finds the four DAGs and the Releases view, and saves screenshots
+under ``var/test-artifacts/screenshots`` (kept as test artifacts); the viewer sees no rollback
+button and the rollback endpoint answers 403.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from retrain.adapters.registry import train_and_register
+from retrain.adapters.training import TrainingParams
+from retrain.demo.seed import seed_training_repo
+from retrain.demo.up import PASSWORDS_FILE, prepare_airflow, service_env, start_airflow, start_mlflow, stop
+from retrain.dolt import DoltRepository
+from retrain.release.promotion import promote
+from retrain.release.store import ReleaseStore
+
+from ..dags.test_retrain_on_commit_e2e import free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "screenshots"
+DAG_IDS = ("retrain_on_commit", "retrain_scheduled", "score_daily", "partner_retro_test")
+# Chromium on a closed network: no background connections, no sandbox as root (see the env notes).
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian's chromium is not installed (make browser installs it)"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Airflow standalone and an MLflow server with two registered releases."""
+    home = tmp_path_factory.mktemp("ui")
+    mlflow_port, airflow_port = free_port(), free_port()
+    env = service_env(home, mlflow_port=mlflow_port, airflow_port=airflow_port)
+    mlflow_server = start_mlflow(home, env, mlflow_port)
+    airflow_server = None
+    try:
+        uri = env["MLFLOW_TRACKING_URI"]
+        store = ReleaseStore(MlflowClient(uri), uri)
+        seeded = seed_training_repo(home / "training.db", customers=2, examples=30)
+        releases = []
+        with DoltRepository.open(str(seeded.path)) as repo:
+            for commit in seeded.commits:
+                for customer in seeded.customers:
+                    adapter = train_and_register(
+                        repo,
+                        table="examples",
+                        commit=commit,
+                        customer=customer,
+                        mlflow_uri=uri,
+                        params=TrainingParams(epochs=1, min_examples=10),
+                    )
+                    promote(store.client, customer, adapter.version, tolerance=1.0)
+                releases.append(store.register(store.production_manifest()).release_id)
+        prepare_airflow(env)
+        airflow_server = start_airflow(home, env, airflow_port)
+        passwords = json.loads((home / "airflow" / PASSWORDS_FILE).read_text())
+        yield {"base": f"http://127.0.0.1:{airflow_port}", "passwords": passwords, "releases": releases}
+    finally:
+        if airflow_server is not None:
+            stop(airflow_server)
+        stop(mlflow_server)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+def logged_in(browser: Any, ui: dict[str, Any], user: str) -> Any:
+    page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    page.goto(ui["base"] + "/")
+    page.fill('input[name="username"]', user)
+    page.fill('input[name="password"]', ui["passwords"][user])
+    page.click('button[type="submit"]')
+    page.wait_for_url(lambda url: "/auth/" not in url, timeout=60_000)
+    return page
+
+
+def screenshot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_admin_finds_the_dags_and_the_releases_view(browser: Any, airflow_ui: dict[str, Any]) -> None:
+    page = logged_in(browser, airflow_ui, "admin")
+    page.goto(airflow_ui["base"] + "/dags")
+    for dag_id in DAG_IDS:
+        page.get_by_text(dag_id, exact=True).first.wait_for(timeout=120_000)  # the DAG processor parses them
+    screenshot(page, "dags")
+
+    page.goto(airflow_ui["base"] + "/plugin/releases")
+    frame = page.frame_locator("iframe").first
+    first, second = airflow_ui["releases"]
+    frame.get_by_text(second).first.wait_for(timeout=30_000)
+    assert frame.get_by_text("(production)").count() >= 1
+    screenshot(page, "releases")
+    frame.get_by_role("button", name="Diff").click()  # the previous release against production
+    frame.locator("pre").get_by_text("acme_air").wait_for(timeout=30_000)
+    screenshot(page, "release-diff")
+
+    page.goto(f"{airflow_ui['base']}/releases/release/{first}")
+    assert page.locator("#rollback").count() == 1  # admin may roll back to the earlier release
+    screenshot(page, "release-detail-admin")
+
+
+def test_viewer_has_no_rollback_button_and_gets_403(browser: Any, airflow_ui: dict[str, Any]) -> None:
+    page = logged_in(browser, airflow_ui, "viewer")
+    first, _ = airflow_ui["releases"]
+    page.goto(f"{airflow_ui['base']}/releases/release/{first}")
+    page.get_by_text("not in production").wait_for()
+    assert page.locator("#rollback").count() == 0
+    screenshot(page, "release-detail-viewer")
+    response = page.request.post(
+        f"{airflow_ui['base']}/releases/api/releases/{first}/rollback", data={"confirm": first}
+    )
+    assert response.status == 403
