@@ -37,3 +37,17 @@ def test_get_repository_from_environment_connection(dolt_conn: str, seeded: Seed
 
 def test_ui_field_behaviour_relabels_schema() -> None:
     assert DoltHook.get_ui_field_behaviour()["relabeling"] == {"schema": "Database"}
+
+
+def test_commit_diff_url_from_the_connections_web_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    web = "https://www.dolthub.com/repositories/acme/training/"
+    old, new = "a" * 32, "b" * 32
+    extra = {"path": str(tmp_path / "t.db"), "web_url": web}
+    monkeypatch.setenv("AIRFLOW_CONN_DOLT_WEB", json.dumps({"conn_type": "dolt", "extra": extra}))
+    hook = DoltHook("dolt_web")
+    assert hook.commit_diff_url(old, new) == f"{web.rstrip('/')}/compare/main/{old}...{new}"
+    assert hook.commit_diff_url(None, new) == f"{web.rstrip('/')}/commits/main/{new}"
+    monkeypatch.setenv("AIRFLOW_CONN_DOLT_PLAIN", json.dumps({"conn_type": "dolt", "extra": {"path": "x"}}))
+    assert DoltHook("dolt_plain").commit_diff_url(old, new) is None  # doltlite has no web UI
