@@ -9,7 +9,7 @@ from airflow.sdk import Param, dag
 from retrain_airflow import settings
 from retrain_airflow.operators.release import ReleaseManifestOperator
 from retrain_airflow.operators.reports import RetroTestReportOperator
-from retrain_airflow.operators.scoring import HiveScoringOperator
+from retrain_airflow.pipelines import hive_scoring
 
 
 @dag(
@@ -54,16 +54,13 @@ def partner_retro_test() -> None:
         release_id="{{ '' if params.release == 'as-of' else params.release }}",
         day="{{ ds }}",
     )
-    score = HiveScoringOperator(
+    score = hive_scoring(
         task_id="score_history",
         release_id="{{ ti.xcom_pull(task_ids='release_for_day')['release_id'] }}",
         input_table="{{ params.history_table }}",
         ds="{{ ds }}",
         output_table="{{ params.output_table }}",
         customers="{{ params.customer }}",
-        warehouse=settings.WAREHOUSE,
-        workdir=settings.SCORING_CACHE,
-        pool=settings.SPARK_POOL,
     )
     report = RetroTestReportOperator(
         task_id="report",

@@ -6,9 +6,8 @@ import datetime as dt
 
 from airflow.sdk import dag
 
-from retrain_airflow import settings
 from retrain_airflow.operators.release import ReleaseManifestOperator
-from retrain_airflow.operators.scoring import HiveScoringOperator
+from retrain_airflow.pipelines import hive_scoring
 
 
 @dag(
@@ -29,15 +28,12 @@ leaves the previous scores in place. A day whose requests have not landed fails 
 )
 def score_daily() -> None:
     release = ReleaseManifestOperator(task_id="release_for_day", action="resolve", day="{{ ds }}")
-    score = HiveScoringOperator(
+    score = hive_scoring(
         task_id="score",
         release_id="{{ ti.xcom_pull(task_ids='release_for_day')['release_id'] }}",
         input_table="requests",
         ds="{{ ds }}",
         output_table="scores",
-        warehouse=settings.WAREHOUSE,
-        workdir=settings.SCORING_CACHE,
-        pool=settings.SPARK_POOL,
     )
     release >> score
 

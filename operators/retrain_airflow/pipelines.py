@@ -6,6 +6,8 @@ commit and every customer. One builder keeps the two DAGs the same pipeline.
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import BaseOperator
 
 from retrain_airflow import settings
@@ -13,6 +15,13 @@ from retrain_airflow.operators.release import ReleaseManifestOperator
 from retrain_airflow.operators.scoring import HiveScoringOperator
 from retrain_airflow.operators.training import AdapterTrainingOperator
 from retrain_airflow.operators.validation import DoltValidateOperator
+
+
+def hive_scoring(**kwargs: Any) -> HiveScoringOperator:
+    """A :class:`HiveScoringOperator` on the deployment's warehouse, adapter cache and Spark pool."""
+    return HiveScoringOperator(
+        warehouse=settings.WAREHOUSE, workdir=settings.SCORING_CACHE, pool=settings.SPARK_POOL, **kwargs
+    )
 
 
 def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOperator, BaseOperator]:
@@ -40,16 +49,13 @@ def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOpera
     release = ReleaseManifestOperator(
         task_id="release", action="build", candidates="{{ ti.xcom_pull(task_ids='train')['adapters'] }}"
     )
-    score = HiveScoringOperator(
+    score = hive_scoring(
         task_id="score_today",
         release_id="{{ ti.xcom_pull(task_ids='release')['release_id'] }}",
         input_table="requests",
         ds="{{ dag_run.run_after | ds }}",
         output_table="scores",
         if_missing="skip",  # today's requests may not have landed yet; the release stands
-        warehouse=settings.WAREHOUSE,
-        workdir=settings.SCORING_CACHE,
-        pool=settings.SPARK_POOL,
     )
     validate >> train >> release >> score
     return validate, score

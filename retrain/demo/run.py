@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -153,6 +154,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=200)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # log lines, not bars
     for noisy in ("great_expectations", "py4j", "mlflow", "alembic", "urllib3", "retrain.adapters"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     run(args.workdir, args.customers, args.examples)

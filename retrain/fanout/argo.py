@@ -31,6 +31,8 @@ from hera.workflows import (
 )
 from hera.workflows import models as m
 
+from retrain.argo_common import mlflow_env, template_settings
+
 TEMPLATE_NAME = "retrain-train-adapters"
 INLINE_SELECTION_LIMIT = 16_384  # bytes of customer JSON kept inline in the Workflow's parameters
 CUSTOMERS_ARTIFACT = "customers.json"
@@ -73,8 +75,6 @@ def build_template(spec: ArgoTrainingSpec) -> WorkflowTemplate:
         namespace=spec.namespace,
         entrypoint="train-adapters",
         service_account_name=spec.service_account,
-        labels={"app.kubernetes.io/part-of": "retrain"},
-        annotations={"retrain/generated-by": "retrain.fanout.argo (make argo-templates); do not edit"},
         arguments=[
             Parameter(name="table", value="examples"),
             Parameter(name="commit"),
@@ -85,9 +85,7 @@ def build_template(spec: ArgoTrainingSpec) -> WorkflowTemplate:
             Parameter(name="shard-numbers", value="[0]"),
             Parameter(name="parent-run-id", value=""),
         ],
-        pod_gc=m.PodGC(strategy="OnPodSuccess"),
-        active_deadline_seconds=spec.active_deadline_seconds,
-        ttl_strategy=m.TTLStrategy(seconds_after_completion=7 * 24 * 3600),
+        **template_settings("retrain.fanout.argo", spec.active_deadline_seconds),
     ) as template:
         train = Container(
             name="train-shard",
@@ -112,15 +110,7 @@ def build_template(spec: ArgoTrainingSpec) -> WorkflowTemplate:
                 "{{workflow.parameters.parent-run-id}}",
             ],
             env=[
-                SecretEnv(
-                    name="MLFLOW_TRACKING_URI", secret_name=spec.mlflow_secret, secret_key="tracking-uri"
-                ),
-                SecretEnv(
-                    name="MLFLOW_TRACKING_TOKEN",
-                    secret_name=spec.mlflow_secret,
-                    secret_key="tracking-token",
-                    optional=True,
-                ),
+                *mlflow_env(spec.mlflow_secret),
                 SecretEnv(name="RETRAIN_DOLT_REPO", secret_name=spec.dolt_secret, secret_key="repo"),
                 SecretEnv(name="RETRAIN_DOLT_PASSWORD", secret_name=spec.dolt_secret, secret_key="password"),
                 Env(name="RETRAIN_CODE_VERSION", value=spec.image.rsplit(":", 1)[-1]),

@@ -19,11 +19,12 @@ from hera.workflows import (
     Parameter,
     Resources,
     RetryStrategy,
-    SecretEnv,
     Steps,
     WorkflowTemplate,
 )
 from hera.workflows import models as m
+
+from retrain.argo_common import mlflow_env, template_settings
 
 TEMPLATE_NAME = "retrain-hive-scoring"
 
@@ -69,17 +70,13 @@ def build_scoring_template(spec: ArgoScoringSpec) -> WorkflowTemplate:
         namespace=spec.namespace,
         entrypoint="score",
         service_account_name=spec.service_account,
-        labels={"app.kubernetes.io/part-of": "retrain"},
-        annotations={"retrain/generated-by": "retrain.scoring.argo (make argo-templates); do not edit"},
         arguments=[
             Parameter(name="release", description="release id (manifest MD5)"),
             Parameter(name="table", value="requests"),
             Parameter(name="ds", description="input partition, YYYY-MM-DD"),
             Parameter(name="out", value="scores"),
         ],
-        pod_gc=m.PodGC(strategy="OnPodSuccess"),
-        active_deadline_seconds=spec.active_deadline_seconds,
-        ttl_strategy=m.TTLStrategy(seconds_after_completion=7 * 24 * 3600),
+        **template_settings("retrain.scoring.argo", spec.active_deadline_seconds),
     ) as template:
         score_args = ["-v", "score"]
         for option in ("release", "table", "ds", "out"):
@@ -98,15 +95,7 @@ def build_scoring_template(spec: ArgoScoringSpec) -> WorkflowTemplate:
                 Env(name="RETRAIN_SPARK_MASTER", value=spec.spark_master),
                 Env(name="RETRAIN_HIVE_METASTORE", value=spec.metastore_uri),
                 Env(name="RETRAIN_WAREHOUSE", value=spec.warehouse),
-                SecretEnv(
-                    name="MLFLOW_TRACKING_URI", secret_name=spec.mlflow_secret, secret_key="tracking-uri"
-                ),
-                SecretEnv(
-                    name="MLFLOW_TRACKING_TOKEN",
-                    secret_name=spec.mlflow_secret,
-                    secret_key="tracking-token",
-                    optional=True,
-                ),
+                *mlflow_env(spec.mlflow_secret),
                 Env(name="PYTHONUNBUFFERED", value="1"),
             ],
             resources=Resources(
