@@ -1,7 +1,10 @@
 # syntax=docker/dockerfile:1
 # Targets:
-#   airflow  - Airflow 3.3 with the suite (retrain + retrain_airflow provider), dags/ and plugins/
+#   airflow  - Airflow 3.3 with the suite (retrain + retrain_airflow provider), dags/ and plugins/;
+#              trains (local backend) and scores (in-task Spark) too
 #   trainer  - the `retrain` CLI for Argo training pods: no Airflow; PyPI's Linux torch wheels carry CUDA
+#   scorer   - the trainer plus Java and PySpark: the Spark driver of argo_templates/hive-scoring.yaml
+#   serving  - one release's adapters (see below)
 # Build: docker build --target trainer -t retrain-trainer:$(git rev-parse --short HEAD) .
 
 ARG AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11
@@ -20,7 +23,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 USER airflow
 COPY --from=source --chown=airflow:root /src /opt/retrain
-RUN pip install --no-cache-dir -c /opt/retrain/constraints.txt "/opt/retrain[spark]"
+RUN pip install --no-cache-dir -c /opt/retrain/constraints.txt "/opt/retrain[airflow,train,spark]"
 COPY --chown=airflow:root dags /opt/airflow/dags
 COPY --chown=airflow:root plugins /opt/airflow/plugins
 COPY --chown=airflow:root expectations /opt/airflow/expectations
@@ -33,6 +36,16 @@ RUN pip install --no-cache-dir -c /opt/retrain/constraints.txt "/opt/retrain[tra
 USER retrain
 ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 ENTRYPOINT ["retrain"]
+
+FROM trainer AS scorer
+USER root
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=source /src /opt/retrain
+RUN pip install --no-cache-dir -c /opt/retrain/constraints.txt "/opt/retrain[train,spark]" \
+    && rm -rf /opt/retrain
+USER retrain
 
 # serving: exactly one release's adapters and its manifest, tagged and labelled with the release id
 # (the manifest's MD5). Context: `retrain release context --release MD5 --out build/release`, then

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from retrain.scoring.argo import ArgoScoringSpec
+
 ROOT = Path(__file__).resolve().parents[1]
 LINES = [
     line.strip()
@@ -27,7 +29,7 @@ def stages() -> dict[str, list[str]]:
 
 
 def test_targets_exist() -> None:
-    assert {"airflow", "trainer"} <= set(stages())
+    assert {"airflow", "trainer", "scorer", "serving"} <= set(stages())
 
 
 def test_every_copied_path_exists() -> None:
@@ -54,3 +56,11 @@ def test_serving_target_is_built_from_one_release_context() -> None:
     assert any(line.startswith("LABEL") and "${RELEASE_ID}" in line for line in serving)
     assert any(line.startswith("COPY --from=release") for line in serving)
     assert any('test "$(cat /opt/release/RELEASE_ID)" = "${RELEASE_ID}"' in line for line in serving)
+
+
+def test_scorer_adds_java_and_pyspark_for_the_argo_spark_driver() -> None:
+    scorer = " ".join(stages()["scorer"])
+    assert "openjdk-17-jre-headless" in scorer
+    assert "[train,spark]" in scorer
+    assert "airflow" not in scorer
+    assert ArgoScoringSpec().image.split("/")[-1].startswith("scorer:")

@@ -98,9 +98,10 @@ def write_retro_report(
     plots = []
 
     figure, axis = plt.subplots(figsize=(7, 3.5))
-    days = pd.to_datetime(metrics["ds"])
+    days = list(range(len(metrics)))  # one tick per day, days without outcomes included
     axis.plot(days, metrics["roc_auc"], marker="o", label="ROC AUC")
     axis.plot(days, metrics["accuracy"], marker="s", label="accuracy")
+    axis.set_xticks(days, metrics["ds"].tolist())
     axis.set_ylim(0, 1.05)
     axis.set_title(f"{partner}: daily metrics (labelled rows)")
     axis.legend(loc="lower right")

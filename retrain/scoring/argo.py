@@ -37,7 +37,9 @@ class ArgoScoringSpec:
     URI and warehouse are plain settings because they carry no credentials.
     """
 
-    image: str = "ghcr.io/retrain-suite/trainer:latest"
+    image: str = "ghcr.io/retrain-suite/scorer:latest"  # the Dockerfile's scorer target: the driver
+    # Executors start from a Spark-on-Kubernetes image (Spark's entrypoint) with the suite installed.
+    executor_image: str = "ghcr.io/retrain-suite/spark-scorer:latest"
     namespace: str = "ml-scoring"
     service_account: str = "retrain-spark-driver"  # may create executor pods
     spark_master: str = "k8s://https://kubernetes.default.svc"
@@ -55,7 +57,7 @@ class ArgoScoringSpec:
 def build_scoring_template(spec: ArgoScoringSpec) -> WorkflowTemplate:
     """The WorkflowTemplate that scores one Hive partition with one release."""
     conf = {
-        "spark.kubernetes.container.image": spec.image,
+        "spark.kubernetes.container.image": spec.executor_image,
         "spark.kubernetes.namespace": spec.namespace,
         "spark.kubernetes.authenticate.driver.serviceAccountName": spec.service_account,
         "spark.executor.instances": str(spec.executor_instances),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ def api(two_releases: tuple[ReleaseStore, str, str], airflow_db: Path) -> Iterat
     saved = dict(os.environ)
     os.environ["MLFLOW_TRACKING_URI"] = store.tracking_uri
     os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin,operator:op,viewer:viewer"
+    # The execution API refuses to start without a signing key (standalone generates one).
+    os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = secrets.token_urlsafe(32)
     from airflow.api_fastapi.app import create_app, purge_cached_app
 
     purge_cached_app()

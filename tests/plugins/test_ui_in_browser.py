@@ -8,6 +8,7 @@ button and the rollback endpoint answers 403.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,17 @@ def logged_in(browser: Any, ui: dict[str, Any], user: str) -> Any:
     return page
 
 
+def wait_for_dags(page: Any, base: str, timeout: float = 240) -> None:
+    """Until the DAG processor has stored every DAG (asked with the page's session)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = page.request.get(f"{base}/api/v2/dags").json()
+        if {d["dag_id"] for d in found.get("dags", [])} >= set(DAG_IDS):
+            return
+        time.sleep(3)
+    raise AssertionError(f"the DAG processor did not store {DAG_IDS} within {timeout:.0f}s")
+
+
 def screenshot(page: Any, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
@@ -107,9 +119,10 @@ def screenshot(page: Any, name: str) -> None:
 
 def test_admin_finds_the_dags_and_the_releases_view(browser: Any, airflow_ui: dict[str, Any]) -> None:
     page = logged_in(browser, airflow_ui, "admin")
+    wait_for_dags(page, airflow_ui["base"])  # the list page does not refresh while it has no DAGs
     page.goto(airflow_ui["base"] + "/dags")
     for dag_id in DAG_IDS:
-        page.get_by_text(dag_id, exact=True).first.wait_for(timeout=120_000)  # the DAG processor parses them
+        page.get_by_text(dag_id, exact=True).first.wait_for(timeout=30_000)
     screenshot(page, "dags")
 
     page.goto(airflow_ui["base"] + "/plugin/releases")
