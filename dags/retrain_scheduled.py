@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from typing import Any
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 
 from retrain_airflow.hooks.dolt import DoltHook
 from retrain_airflow.pipelines import retrain_release_and_score
@@ -22,21 +23,32 @@ SCHEDULE = os.environ.get("RETRAIN_FULL_RETRAIN_SCHEDULE", "@weekly")
     render_template_as_native_obj=True,
     tags=["retrain", "dolt"],
     default_args={"owner": "ml-platform", "retries": 2, "retry_delay": dt.timedelta(minutes=5)},
+    params={
+        "customers": Param(
+            None,
+            type=["null", "array"],
+            items={"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,128}$"},
+            title="Customers",
+            description="Retrain only these customers (a manual run); empty: every customer.",
+        )
+    },
     doc_md=f"""
 ### Scheduled full retrain
 Every customer, on the head of `main` (connection `dolt_default`), through the same tasks as
 `retrain_on_commit`: validate (quarantining failing customers) -> train -> promotion gate and
 release -> score today's partition. For drift in the base model or training code rather than
 in the data. Schedule: `{SCHEDULE}` (environment `RETRAIN_FULL_RETRAIN_SCHEDULE`, read when the
-DAG file is parsed). It does not move `retrain_on_commit`'s watermark.
+DAG file is parsed). Trigger it with `{{"customers": [...]}}` to retrain only those. It does not
+move `retrain_on_commit`'s watermark.
 """,
 )
 def retrain_scheduled() -> None:
     @task
-    def head_commit() -> dict[str, object]:
-        """The head of ``main`` now: every run trains on one fixed commit, whatever lands meanwhile."""
+    def head_commit(params: dict[str, Any] | None = None) -> dict[str, object]:
+        """The head of ``main`` now (every run trains on one fixed commit, whatever lands meanwhile)
+        and the customers asked for, None meaning every customer."""
         with DoltHook().get_repository() as repo:
-            return {"commit": repo.head("main"), "changed_keys": None}
+            return {"commit": repo.head("main"), "changed_keys": (params or {}).get("customers") or None}
 
     first, _ = retrain_release_and_score(
         commit="{{ ti.xcom_pull(task_ids='head_commit')['commit'] }}",

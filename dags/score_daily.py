@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import dag
+from airflow.sdk import Param, dag
 
 from retrain_airflow.operators.release import ReleaseManifestOperator
 from retrain_airflow.pipelines import hive_scoring
@@ -18,6 +18,10 @@ from retrain_airflow.pipelines import hive_scoring
     max_active_runs=1,
     tags=["retrain", "scoring", "hive"],
     default_args={"owner": "ml-platform", "retries": 3, "retry_delay": dt.timedelta(minutes=10)},
+    params={
+        "input_table": Param("requests", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+        "output_table": Param("scores", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+    },
     doc_md="""
 ### Daily scoring
 For each day `ds`: pick the release in production that day (a pin covering the day wins), then
@@ -31,9 +35,9 @@ def score_daily() -> None:
     score = hive_scoring(
         task_id="score",
         release_id="{{ ti.xcom_pull(task_ids='release_for_day')['release_id'] }}",
-        input_table="requests",
+        input_table="{{ params.input_table }}",
         ds="{{ ds }}",
-        output_table="scores",
+        output_table="{{ params.output_table }}",
     )
     release >> score
 

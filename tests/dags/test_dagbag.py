@@ -55,6 +55,9 @@ def test_retrain_scheduled_runs_the_same_pipeline_on_the_head(dagbag: DagBag) ->
     dag = dagbag.dags["retrain_scheduled"]
     assert downstream(dag) == {"head_commit": {"validate"}, **PIPELINE, "score_today": set()}
     assert dag.schedule == "@weekly"
+    assert dag.params["customers"] is None  # every customer unless a run asks for some
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("customers").resolve(["acme_air", "x; DROP TABLE y"])
     assert "advance_watermark" not in dag.task_dict
 
 
@@ -63,6 +66,7 @@ def test_score_daily_picks_the_days_release_and_scores(dagbag: DagBag) -> None:
     assert downstream(dag) == {"release_for_day": {"score"}, "score": set()}
     assert dag.task_dict["release_for_day"].action == "resolve"
     assert dag.task_dict["score"].ds == "{{ ds }}"
+    assert (dag.params["input_table"], dag.params["output_table"]) == ("requests", "scores")
     assert dag.catchup is False  # backfilled on request, not on deploy
 
 
