@@ -31,7 +31,7 @@ from retrain.demo.seed import seed_training_repo, seed_warehouse
 from retrain.dolt import DoltRepository
 from retrain.release.promotion import promote
 from retrain.release.store import ReleaseStore
-from retrain.scoring.job import release_adapters, score_partition
+from retrain.scoring.job import ReleaseFiles, score_partition
 
 CUSTOMERS = 4
 DS = "2026-11-01"
@@ -69,7 +69,8 @@ def main() -> None:
         )
         print(f"{len(rows):,} rows of {CUSTOMERS} customers, release {release_id}")
 
-        _, adapters = release_adapters(store, release_id, work / "cache")
+        release = ReleaseFiles.fetch(store, release_id, work / "cache")
+        adapters = {a.customer: release.adapter_dir(a.customer) for a in release.manifest.adapters}
         base = default_base_model()
         started = time.perf_counter()
         for customer, group in rows.groupby("customer_id"):
@@ -115,9 +116,9 @@ def _naive_udf(adapters: dict[str, str], base: str):  # type: ignore[no-untyped-
     cache: dict[str, AdapterClassifier] = {}
 
     def score_one(customer: str, text: str) -> float:
-        from retrain.scoring.inference import _use_task_cores
+        from retrain.scoring.inference import use_task_cores
 
-        _use_task_cores()  # the same torch threads per task as the Spark job: only batching differs
+        use_task_cores()  # the same torch threads per task as the Spark job: only batching differs
         if customer not in cache:
             cache[customer] = AdapterClassifier.load(adapters[customer], base, merged=True)
         return float(cache[customer].predict_proba([text])[0, -1])

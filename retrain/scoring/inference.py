@@ -25,7 +25,7 @@ def _classifier(adapter_dir: str, base_model: str) -> AdapterClassifier:
 
 
 @functools.cache
-def _use_task_cores() -> None:
+def use_task_cores() -> None:
     """Give torch the cores Spark gave this task (``spark.task.cpus``), once per worker.
 
     torch would otherwise start one thread per machine core in every concurrently running worker,
@@ -73,7 +73,7 @@ def scorer(
     def score(rows: pd.DataFrame) -> pd.DataFrame:
         from pyspark import SparkFiles
 
-        _use_task_cores()
+        use_task_cores()
         root = Path(SparkFiles.get(shipped_release))
         local = {customer: (str(root / path), version) for customer, (path, version) in adapters.items()}
         return score_customer(rows, adapters=local, base_model=base_model, batch_size=batch_size)

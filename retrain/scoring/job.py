@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 INPUT_COLUMNS = ("request_id", "customer_id", "text")
 _DS = re.compile(r"\d{4}-\d{2}-\d{2}")
 _RELEASE = re.compile(r"[0-9a-f]{32}")
+ADAPTER_SUBDIR = "adapters/{customer}/artifacts/adapter"  # inside a release context
 
 
 class ScoringError(InputError):
@@ -118,10 +119,11 @@ def score_partition(
         return ScoringReport(release_id, input_table, ds, output_table, 0, 0.0, skipped=str(error))
     if customers is not None:
         frame = frame.where(F.col("customer_id").isin(customers))
-    context = release_context(store, release_id, Path(workdir))
-    manifest = Manifest.from_json((context / MANIFEST_FILE).read_text())
-    shipped = _ship(spark, context)
-    adapters = {a.customer: (adapter_subdir(a.customer), a.version) for a in manifest.adapters}
+    release = ReleaseFiles.fetch(store, release_id, Path(workdir))
+    shipped = _ship(spark, release.context)
+    adapters = {
+        a.customer: (ADAPTER_SUBDIR.format(customer=a.customer), a.version) for a in release.manifest.adapters
+    }
     counts = {str(r["customer_id"]): int(r["count"]) for r in frame.groupBy("customer_id").count().collect()}
     missing = {c: n for c, n in counts.items() if c not in adapters}
     if missing:
@@ -133,7 +135,7 @@ def score_partition(
         .select(*INPUT_COLUMNS)
         .withColumn("bucket", F.abs(F.hash("request_id")) % slots)
         .groupBy("customer_id", "bucket")
-        .applyInPandas(scorer(shipped, adapters, default_base_model(), batch_size), schema=OUTPUT_SCHEMA)
+        .applyInPandas(scorer(shipped.name, adapters, default_base_model(), batch_size), schema=OUTPUT_SCHEMA)
     )
     # Scoring is compute-bound on few bytes: Spark's size-based coalescing would put the groups
     # of a partition into one task and leave cores idle.
@@ -142,7 +144,7 @@ def score_partition(
         try:
             _overwrite_partition(spark, scored, output_table, ds, release_id, keep_others_than=customers)
         finally:  # executors fetched their copy while the job ran
-            shutil.rmtree(context.parent / ".shipped" / shipped, ignore_errors=True)
+            shutil.rmtree(shipped, ignore_errors=True)
     written = spark.table(output_table).where((F.col("ds") == ds) & (F.col("release") == release_id))
     if customers is not None:
         written = written.where(F.col("customer_id").isin(customers))
@@ -179,19 +181,33 @@ def _input_partition(spark: Any, table: str, ds: str) -> Any:
     return frame
 
 
-def release_context(store: ReleaseStore, release_id: str, workdir: Path) -> Path:
-    """The release's files (manifest and adapters) in ``workdir/<release id>``, downloaded once."""
-    context = workdir / release_id
-    marker = context / "RELEASE_ID"
-    if not (
-        marker.is_file() and marker.read_text().strip() == release_id and (context / MANIFEST_FILE).is_file()
-    ):
-        write_context(store, release_id, context)
-    return context
+@dataclass(frozen=True)
+class ReleaseFiles:
+    """A release's manifest and adapters on local disk, in ``<workdir>/<release id>``."""
+
+    context: Path
+    manifest: Manifest
+
+    @classmethod
+    def fetch(cls, store: ReleaseStore, release_id: str, workdir: Path) -> ReleaseFiles:
+        """Download the release once into ``workdir``; later calls read it from there."""
+        context = workdir / release_id
+        marker = context / "RELEASE_ID"
+        if not (
+            marker.is_file()
+            and marker.read_text().strip() == release_id
+            and (context / MANIFEST_FILE).is_file()
+        ):
+            write_context(store, release_id, context)
+        return cls(context, Manifest.from_json((context / MANIFEST_FILE).read_text()))
+
+    def adapter_dir(self, customer: str) -> str:
+        return str(self.context / ADAPTER_SUBDIR.format(customer=customer))
 
 
-def _ship(spark: Any, context: Path) -> str:
-    """Send the release's files to every executor (no shared file system needed); returns their name.
+def _ship(spark: Any, context: Path) -> Path:
+    """Send the release's files to every executor (no shared file system needed); returns the copy
+    shipped, whose name the workers look up with ``SparkFiles.get``.
 
     Each job ships under a name of its own: Spark refuses a second ``addFile`` of the same name
     from another path or with other contents, as a re-downloaded cache would be.
@@ -201,19 +217,7 @@ def _ship(spark: Any, context: Path) -> str:
     shipped.parent.mkdir(exist_ok=True)
     shutil.copytree(context, shipped, copy_function=os.link)  # hard links: no bytes copied
     spark.sparkContext.addFile(str(shipped), recursive=True)
-    return name
-
-
-def adapter_subdir(customer: str) -> str:
-    """Where a customer's adapter lies inside a release context."""
-    return f"adapters/{customer}/artifacts/adapter"
-
-
-def release_adapters(store: ReleaseStore, release_id: str, workdir: Path) -> tuple[Manifest, dict[str, str]]:
-    """The release's manifest and, per customer, the local folder of its adapter."""
-    context = release_context(store, release_id, workdir)
-    manifest = Manifest.from_json((context / MANIFEST_FILE).read_text())
-    return manifest, {a.customer: str(context / adapter_subdir(a.customer)) for a in manifest.adapters}
+    return shipped
 
 
 def _overwrite_partition(

@@ -19,7 +19,7 @@ import pandas as pd
 from retrain.adapters.model import AdapterClassifier, default_base_model
 from retrain.errors import InputError
 from retrain.release.store import ReleaseStore
-from retrain.scoring.job import release_adapters
+from retrain.scoring.job import ReleaseFiles
 
 REFERENCE_FILE = "reference_scores.json"
 
@@ -39,12 +39,13 @@ def check_reference(
     store: ReleaseStore, release_id: str, workdir: str | Path, *, tolerance: float = 1e-4
 ) -> ReferenceCheck:
     """Rescore every adapter's reference sample; raise :class:`ReferenceMismatchError` on any mismatch."""
-    manifest, adapters = release_adapters(store, release_id, Path(workdir))
+    release = ReleaseFiles.fetch(store, release_id, Path(workdir))
     base = default_base_model()
     checked, worst, problems = {}, {}, []
-    for entry in manifest.adapters:
+    for entry in release.manifest.adapters:
         reference = _reference(store, entry.run_id)
-        classifier = AdapterClassifier.load(adapters[entry.customer], base, merged=True)  # as scoring does
+        # Loaded the way scoring loads it, so the check covers what scoring computes.
+        classifier = AdapterClassifier.load(release.adapter_dir(entry.customer), base, merged=True)
         columns = [f"p_{label}" for label in classifier.labels]
         rescored = classifier.predict_proba(reference["text"].astype(str).tolist())
         difference = np.abs(rescored - reference[columns].to_numpy(dtype=float)).max(axis=1)
