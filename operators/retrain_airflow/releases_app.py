@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from retrain.release.manifest import Manifest, diff
-from retrain.release.store import ReleaseEvent, ReleaseStore
+from retrain.release.store import ReleaseError, ReleaseEvent, ReleaseStore, UnknownReleaseError
 from retrain.tracking import model_version_url
 
 RELEASE_ID = re.compile(r"[0-9a-f]{32}")
@@ -56,11 +56,11 @@ def create_app(open_store: Callable[[], ReleaseStore] | None = None) -> FastAPI:
         return store_of()
 
     def manifest_or_404(release_id: str) -> Manifest:
-        if not RELEASE_ID.fullmatch(release_id):
-            raise HTTPException(404, f"{release_id!r} is not a release id (32 hex characters)")
-        if store().find(release_id) is None:
-            raise HTTPException(404, f"unknown release {release_id}")
-        return store().manifest(release_id)
+        _check_id(release_id)
+        try:
+            return store().manifest(release_id)
+        except UnknownReleaseError as error:
+            raise HTTPException(404, str(error)) from None
 
     # Sync routes: FastAPI runs them in its thread pool, so MLflow calls do not block the server.
     @app.get("/", response_class=HTMLResponse)
@@ -96,10 +96,20 @@ def create_app(open_store: Callable[[], ReleaseStore] | None = None) -> FastAPI:
             raise HTTPException(403, "rolling back a release needs the Op role or above")
         if body.confirm != release_id:
             raise HTTPException(422, "confirm must repeat the release id")
-        manifest_or_404(release_id)
-        return _event_json(store().rollback(release_id))
+        _check_id(release_id)
+        try:
+            return _event_json(store().rollback(release_id))
+        except UnknownReleaseError as error:
+            raise HTTPException(404, str(error)) from None
+        except ReleaseError as error:  # e.g. an adapter's artifacts are gone: production unchanged
+            raise HTTPException(409, str(error)) from None
 
     return app
+
+
+def _check_id(release_id: str) -> None:
+    if not RELEASE_ID.fullmatch(release_id):
+        raise HTTPException(404, f"{release_id!r} is not a release id (32 hex characters)")
 
 
 def _event_json(event: ReleaseEvent) -> dict[str, Any]:

@@ -37,6 +37,10 @@ class ReleaseError(InputError):
     """A release cannot be built or changed; the message names the release, customer or artifact."""
 
 
+class UnknownReleaseError(ReleaseError):
+    """No release with this id was ever registered."""
+
+
 @dataclass(frozen=True)
 class ReleaseEvent:
     release_id: str
@@ -192,7 +196,7 @@ class ReleaseStore:
     def manifest(self, release_id: str) -> Manifest:
         event = self.find(release_id)
         if event is None:
-            raise ReleaseError(f"unknown release {release_id!r}")
+            raise UnknownReleaseError(f"unknown release {release_id!r}")
         # Through this store's client: mlflow.artifacts would resolve runs:/ against the global URI.
         with tempfile.TemporaryDirectory() as scratch:
             local = self.client.download_artifacts(event.run_id, MANIFEST_FILE, scratch)

@@ -116,6 +116,11 @@ def test_op_rolls_production_back(api: TestClient, two_releases: tuple[Any, str,
     rollback = f"/releases/api/releases/{first}/rollback"
     unconfirmed = api.post(rollback, json={"confirm": second}, headers=operator)
     assert unconfirmed.status_code == 422
+    unknown = "0" * 32
+    unknown_rollback = f"/releases/api/releases/{unknown}/rollback"
+    missing = api.post(unknown_rollback, json={"confirm": unknown}, headers=operator)
+    assert missing.status_code == 404
+    assert unknown in missing.json()["detail"]
     done = api.post(rollback, json={"confirm": first}, headers=operator)
     assert done.status_code == 200, done.text
     assert done.json()["event"] == "rollback"
