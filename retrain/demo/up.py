@@ -51,7 +51,6 @@ def service_env(home: Path, *, mlflow_port: int = 5000, airflow_port: int = 8080
         "RETRAIN_SPARK_POOL": SPARK_POOL,
         # The DAGs' Variables (retrain_airflow.settings), set the way a deployment would.
         "AIRFLOW_VAR_RETRAIN_SUITE_PATH": str(ROOT / "expectations" / "examples.json"),
-        "AIRFLOW_VAR_RETRAIN_WAREHOUSE": str(home / "warehouse"),
         "AIRFLOW_VAR_RETRAIN_DATA_DOCS_DIR": str(home / "data_docs"),
         "AIRFLOW_VAR_RETRAIN_SCORING_CACHE": str(home / "scoring"),
         "AIRFLOW_VAR_RETRAIN_REPORTS_DIR": str(home / "reports"),
