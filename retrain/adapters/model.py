@@ -131,6 +131,11 @@ def _load_base(base_model: str | Path, num_labels: int) -> tuple[Any, Any, str]:
 
 @functools.lru_cache(maxsize=2)
 def _cached_base(path: str, num_labels: int) -> tuple[Any, Any, str]:
+    return load_base(path, num_labels)
+
+
+def load_base(path: str, num_labels: int) -> tuple[Any, Any, str]:
+    """Tokenizer, base model with a fresh ``num_labels`` head (seeded), and the device it is on."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging

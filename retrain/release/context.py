@@ -15,6 +15,9 @@ from pathlib import Path
 from retrain.release.manifest import Manifest
 from retrain.release.store import MANIFEST_FILE, ReleaseError, ReleaseStore
 
+RELEASE_ID_FILE = "RELEASE_ID"
+ADAPTER_SUBDIR = "adapters/{customer}/artifacts/adapter"  # a customer's PEFT adapter files
+
 
 def write_context(store: ReleaseStore, release_id: str, out_dir: str | Path) -> Path:
     """Write ``manifest.json``, ``RELEASE_ID`` and ``adapters/<customer>/`` (logged models) into ``out_dir``.
@@ -41,7 +44,7 @@ def write_context(store: ReleaseStore, release_id: str, out_dir: str | Path) -> 
         Path(local).rename(staging / "adapters" / entry.customer)
     shutil.rmtree(staging / "downloads")
     (staging / MANIFEST_FILE).write_text(manifest.canonical_json())
-    (staging / "RELEASE_ID").write_text(release_id + "\n")
+    (staging / RELEASE_ID_FILE).write_text(release_id + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     return out_dir

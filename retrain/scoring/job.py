@@ -23,7 +23,7 @@ from typing import Any, Literal
 from retrain.adapters.model import default_base_model
 from retrain.errors import InputError
 from retrain.identifiers import sql_identifier
-from retrain.release.context import write_context
+from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE, write_context
 from retrain.release.manifest import Manifest
 from retrain.release.store import MANIFEST_FILE, ReleaseStore
 from retrain.scoring.inference import OUTPUT_SCHEMA, scorer
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 INPUT_COLUMNS = ("request_id", "customer_id", "text")
 _DS = re.compile(r"\d{4}-\d{2}-\d{2}")
 _RELEASE = re.compile(r"[0-9a-f]{32}")
-ADAPTER_SUBDIR = "adapters/{customer}/artifacts/adapter"  # inside a release context
 
 
 class ScoringError(InputError):
@@ -192,7 +191,7 @@ class ReleaseFiles:
     def fetch(cls, store: ReleaseStore, release_id: str, workdir: Path) -> ReleaseFiles:
         """Download the release once into ``workdir``; later calls read it from there."""
         context = workdir / release_id
-        marker = context / "RELEASE_ID"
+        marker = context / RELEASE_ID_FILE
         if not (
             marker.is_file()
             and marker.read_text().strip() == release_id

@@ -1,0 +1,13 @@
+"""The multi-adapter inference engine: one base model, many customers' LoRA adapters, mixed batches."""
+
+from retrain.engine.engine import DEFAULT_CACHE_BYTES, AdapterEngine, Predictions
+from retrain.engine.errors import AdapterFileError, EngineError, UnknownCustomerError
+
+__all__ = [
+    "DEFAULT_CACHE_BYTES",
+    "AdapterEngine",
+    "AdapterFileError",
+    "EngineError",
+    "Predictions",
+    "UnknownCustomerError",
+]

@@ -1,0 +1,123 @@
+"""The multi-adapter engine against the single-adapter path (PEFT, unmerged) on a real trained release."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrain.adapters.model import AdapterClassifier, default_base_model
+from retrain.engine import AdapterEngine, AdapterFileError, EngineError, UnknownCustomerError
+from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE
+
+from ...conftest import TrainedRelease
+
+EXACT = 1e-5  # fp32 on the CPU
+
+
+def peft_probabilities(adapter_dir: Path, texts: list[str]) -> np.ndarray:
+    return AdapterClassifier.load(adapter_dir, default_base_model(), merged=False).predict_proba(texts)
+
+
+def test_every_adapter_scores_as_peft_does_in_one_mixed_batch(trained_release: TrainedRelease) -> None:
+    release = trained_release
+    engine = AdapterEngine.from_release_dir(release.release_dir, device="cpu")
+    assert engine.release_id == release.release_id
+    assert engine.customers == sorted(release.customers)
+    predictions = engine.predict(release.texts, release.text_customers)
+    assert len(set(release.text_customers[: engine.batch_size])) == len(release.customers)  # really mixed
+    for customer in release.customers:
+        rows = [i for i, c in enumerate(release.text_customers) if c == customer]
+        adapter_dir = release.release_dir / ADAPTER_SUBDIR.format(customer=customer)
+        expected = peft_probabilities(adapter_dir, [release.texts[i] for i in rows])
+        got = np.stack([predictions.probabilities[i] for i in rows])
+        assert np.abs(got - expected).max() < EXACT, customer
+        labels = AdapterClassifier.load(adapter_dir, default_base_model()).labels
+        assert [predictions.labels[i] for i in rows] == [labels[k] for k in expected.argmax(axis=1)]
+        assert {predictions.adapter_versions[i] for i in rows} == {engine.adapter_version(customer)}
+    assert predictions.scores.shape == (len(release.texts),)
+
+
+def test_adapters_with_different_label_sets_share_a_batch(
+    trained_release: TrainedRelease, tmp_path: Path
+) -> None:
+    import torch
+
+    three = AdapterClassifier.new(default_base_model(), ["billing", "outage", "question"], seed=3)
+    with torch.no_grad():  # a fresh LoRA has B = 0; give it a real delta to check
+        for name, parameter in three.model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
+    three.save(tmp_path / "three")
+    customer = trained_release.customers[0]
+    adapters = {
+        "three_labels": (tmp_path / "three", "7"),
+        customer: (trained_release.release_dir / ADAPTER_SUBDIR.format(customer=customer), "1"),
+    }
+    engine = AdapterEngine("f" * 32, adapters, device="cpu", batch_size=8)
+    texts = trained_release.texts[:12]
+    owners = ["three_labels", customer] * 6
+    predictions = engine.predict(texts, owners)
+    expected = peft_probabilities(tmp_path / "three", texts[0::2])
+    assert np.abs(np.stack(predictions.probabilities[0::2]) - expected).max() < EXACT
+    assert all(p.shape == (2,) for p in predictions.probabilities[1::2])
+    assert set(predictions.labels[0::2]) <= {"billing", "outage", "question"}
+    assert set(predictions.adapter_versions[0::2]) == {"7"}
+
+
+def test_a_small_byte_budget_evicts_and_reloads_without_changing_scores(
+    trained_release: TrainedRelease,
+) -> None:
+    release = trained_release
+    roomy = AdapterEngine.from_release_dir(release.release_dir, device="cpu")
+    expected = roomy.predict(release.texts, release.text_customers).scores
+    one_adapter = roomy.cache.bytes // len(release.customers)
+    tight = AdapterEngine.from_release_dir(
+        release.release_dir, device="cpu", cache_bytes=one_adapter + 1, batch_size=4
+    )
+    for text, customer in zip(release.texts, release.text_customers, strict=True):  # one customer at a time
+        tight.predict([text], [customer])
+    assert len(tight.cache) == 1
+    assert tight.cache.bytes <= one_adapter + 1
+    assert tight.cache.stats.evictions > 0
+    assert tight.cache.stats.loads > len(release.customers)
+    mixed = tight.predict(release.texts, release.text_customers).scores  # batches of 4 over 4 customers
+    assert np.abs(mixed - expected).max() < EXACT
+    assert len(tight.cache) <= 4
+
+
+def test_an_unknown_customer_is_an_error_naming_it(trained_release: TrainedRelease) -> None:
+    engine = AdapterEngine.from_release_dir(trained_release.release_dir, device="cpu")
+    known = trained_release.customers[0]
+    with pytest.raises(
+        UnknownCustomerError, match=r"no adapter for customer 'nobody_inc' in release [0-9a-f]{32}"
+    ):
+        engine.predict(["hello", "hi"], [known, "nobody_inc"])
+    with pytest.raises(EngineError, match="2 texts but 1 customers"):
+        engine.predict(["hello", "hi"], [known])
+
+
+def test_a_corrupt_adapter_file_names_customer_and_file(
+    trained_release: TrainedRelease, tmp_path: Path
+) -> None:
+    copy = Path(shutil.copytree(trained_release.release_dir, tmp_path / "release"))
+    broken, healthy = trained_release.customers[:2]
+    weights = copy / ADAPTER_SUBDIR.format(customer=broken) / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    engine = AdapterEngine.from_release_dir(copy, device="cpu")
+    with pytest.raises(AdapterFileError, match=rf"customer '{broken}': adapter file {weights} is unreadable"):
+        engine.predict(["my card was charged twice"], [broken])
+    assert engine.predict(["my card was charged twice"], [healthy]).adapter_versions == ["1"]
+
+
+def test_a_release_directory_whose_id_does_not_match_its_manifest_is_refused(
+    trained_release: TrainedRelease, tmp_path: Path
+) -> None:
+    copy = Path(shutil.copytree(trained_release.release_dir, tmp_path / "release"))
+    (copy / RELEASE_ID_FILE).write_text("0" * 32 + "\n")
+    with pytest.raises(EngineError, match="inconsistent"):
+        AdapterEngine.from_release_dir(copy)
+    with pytest.raises(EngineError, match="is not a release manifest"):
+        AdapterEngine.from_release_dir(tmp_path)
