@@ -1,27 +1,29 @@
-"""Scoring on Spark's Python workers: one customer's rows at a time, models cached per worker.
+"""Scoring on Spark's Python workers: each worker holds one multi-adapter engine for the release.
 
-The release's adapters reach the workers as one directory shipped with ``SparkContext.addFile``
-(so executors on a cluster need no shared file system); each worker reads the base model once
-(see :func:`retrain.adapters.model._load_base`) and each customer's adapter once, merged into its
-copy of the base for faster inference. Rows are scored in batches.
+The release's files reach the workers as one directory shipped with ``SparkContext.addFile`` (so
+executors on a cluster need no shared file system). A worker loads the base model once and each
+customer's adapter as its own bytes (:mod:`retrain.engine`), so a batch of rows from many customers
+is scored in one forward pass and a worker's memory grows by ~300 kB per adapter, not by a copy
+of the base model.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 
-from retrain.adapters.model import AdapterClassifier
+from retrain.engine import AdapterEngine
 
 OUTPUT_SCHEMA = "request_id string, customer_id string, score double, label string, adapter_version string"
 
 
-@functools.lru_cache(maxsize=64)
-def _classifier(adapter_dir: str, base_model: str) -> AdapterClassifier:
-    return AdapterClassifier.load(adapter_dir, base_model, merged=True)
+@functools.lru_cache(maxsize=1)  # one release per job; a new job's release replaces the last one
+def _engine(release_dir: str, base_model: str, batch_size: int, cache_bytes: int) -> AdapterEngine:
+    return AdapterEngine.from_release_dir(
+        release_dir, base_model=base_model, batch_size=batch_size, cache_bytes=cache_bytes
+    )
 
 
 @functools.cache
@@ -38,44 +40,39 @@ def use_task_cores() -> None:
     torch.set_num_threads(context.cpus() if context is not None else torch.get_num_threads())
 
 
-def score_customer(
-    rows: pd.DataFrame, *, adapters: dict[str, tuple[str, str]], base_model: str, batch_size: int
-) -> pd.DataFrame:
-    """Rows of one customer in, scores out (``OUTPUT_SCHEMA``).
+def score_rows(rows: pd.DataFrame, engine: AdapterEngine) -> pd.DataFrame:
+    """Rows of any customers of the release in, scores out (``OUTPUT_SCHEMA``).
 
-    :param adapters: customer -> (adapter directory, model version).
     ``score`` is the probability of the last label in sorted order (``urgent`` for the demo).
     """
-    customer = str(rows["customer_id"].iloc[0])
-    adapter_dir, version = adapters[customer]
-    classifier = _classifier(adapter_dir, base_model)
-    probabilities = classifier.predict_proba(rows["text"].astype(str).tolist(), batch_size=batch_size)
+    customers = rows["customer_id"].astype(str).tolist()
+    predictions = engine.predict(rows["text"].astype(str).tolist(), customers)
     return pd.DataFrame(
         {
             "request_id": rows["request_id"].astype(str).to_numpy(),
-            "customer_id": customer,
-            "score": probabilities[:, -1].astype(float),
-            "label": [classifier.labels[i] for i in probabilities.argmax(axis=1)],
-            "adapter_version": version,
-        }
+            "customer_id": customers,
+            "score": predictions.scores,
+            "label": predictions.labels,
+            "adapter_version": predictions.adapter_versions,
+        },
+        columns=["request_id", "customer_id", "score", "label", "adapter_version"],
     )
 
 
 def scorer(
-    shipped_release: str, adapters: dict[str, tuple[str, str]], base_model: str, batch_size: int = 64
-) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """The ``applyInPandas`` function Spark ships to its workers.
+    shipped_release: str, base_model: str, batch_size: int, cache_bytes: int
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """The ``mapInPandas`` function Spark ships to its workers.
 
     :param shipped_release: the name of the release directory added with ``SparkContext.addFile``.
-    :param adapters: customer -> (adapter directory relative to that release directory, model version).
     """
 
-    def score(rows: pd.DataFrame) -> pd.DataFrame:
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from pyspark import SparkFiles
 
         use_task_cores()
-        root = Path(SparkFiles.get(shipped_release))
-        local = {customer: (str(root / path), version) for customer, (path, version) in adapters.items()}
-        return score_customer(rows, adapters=local, base_model=base_model, batch_size=batch_size)
+        engine = _engine(SparkFiles.get(shipped_release), base_model, batch_size, cache_bytes)
+        for rows in batches:
+            yield score_rows(rows, engine)
 
     return score

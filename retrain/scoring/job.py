@@ -8,19 +8,18 @@ and re-running replaces the partition instead of appending to it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from retrain.adapters.model import default_base_model
+from retrain.engine.engine import DEFAULT_BATCH_SIZE, DEFAULT_CACHE_BYTES
 from retrain.errors import InputError
 from retrain.identifiers import sql_identifier
 from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE, write_context
@@ -89,13 +88,15 @@ def score_partition(
     workdir: str | Path,
     customers: list[str] | None = None,
     if_missing: Literal["error", "skip"] = "error",
-    batch_size: int = 64,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> ScoringReport:
     """Score ``input_table`` partition ``ds`` with release ``release_id`` into ``output_table``.
 
     :param customers: score only these customers' rows (a partner's retro-test). The partition's
         rows of other customers are kept: the new partition is their rows plus the new scores,
         flipped in atomically like a full one.
+    :param cache_bytes: adapter memory per Python worker (the engine's LRU budget).
     :param if_missing: a missing input partition raises :class:`MissingPartitionError` (``error``)
         or returns a report saying why nothing was scored (``skip``: today's requests may not
         have landed when a retrain finishes).
@@ -120,30 +121,26 @@ def score_partition(
         frame = frame.where(F.col("customer_id").isin(customers))
     release = ReleaseFiles.fetch(store, release_id, Path(workdir))
     shipped = _ship(spark, release.context)
-    adapters = {
-        a.customer: (ADAPTER_SUBDIR.format(customer=a.customer), a.version) for a in release.manifest.adapters
-    }
+    released = [a.customer for a in release.manifest.adapters]
     counts = {str(r["customer_id"]): int(r["count"]) for r in frame.groupBy("customer_id").count().collect()}
-    missing = {c: n for c, n in counts.items() if c not in adapters}
+    missing = {c: n for c, n in counts.items() if c not in released}
     if missing:
         log.warning("customers without an adapter in release %s (not scored): %s", release_id, missing)
-    # Groups are (customer, bucket of rows), so one big customer spreads over every core too.
+    # Rows are dealt round-robin to one partition per core: customers mix freely in a task (the
+    # engine scores them together), and one big customer cannot keep a single core busy alone.
     slots = int(spark.sparkContext.defaultParallelism)
     scored = (
-        frame.where(F.col("customer_id").isin(list(adapters)))
+        frame.where(F.col("customer_id").isin(released))
         .select(*INPUT_COLUMNS)
-        .withColumn("bucket", F.abs(F.hash("request_id")) % slots)
-        .groupBy("customer_id", "bucket")
-        .applyInPandas(scorer(shipped.name, adapters, default_base_model(), batch_size), schema=OUTPUT_SCHEMA)
+        .repartition(slots)
+        .mapInPandas(
+            scorer(shipped.name, default_base_model(), batch_size, cache_bytes), schema=OUTPUT_SCHEMA
+        )
     )
-    # Scoring is compute-bound on few bytes: Spark's size-based coalescing would put the groups
-    # of a partition into one task and leave cores idle.
-    with _conf(spark, {"spark.sql.adaptive.coalescePartitions.enabled": "false",
-                       "spark.sql.shuffle.partitions": str(max(slots, len(adapters)))}):  # fmt: skip
-        try:
-            _overwrite_partition(spark, scored, output_table, ds, release_id, keep_others_than=customers)
-        finally:  # executors fetched their copy while the job ran
-            shutil.rmtree(shipped, ignore_errors=True)
+    try:
+        _overwrite_partition(spark, scored, output_table, ds, release_id, keep_others_than=customers)
+    finally:  # executors fetched their copy while the job ran
+        shutil.rmtree(shipped, ignore_errors=True)
     written = spark.table(output_table).where((F.col("ds") == ds) & (F.col("release") == release_id))
     if customers is not None:
         written = written.where(F.col("customer_id").isin(customers))
@@ -249,22 +246,6 @@ def _overwrite_partition(
         jvm_path = spark._jvm.org.apache.hadoop.fs.Path(previous)
         jvm_path.getFileSystem(spark._jsc.hadoopConfiguration()).delete(jvm_path, True)
     log.info("partition %s of %s now at %s", spec, table, attempt)
-
-
-@contextlib.contextmanager
-def _conf(spark: Any, settings: dict[str, str]) -> Iterator[None]:
-    """Session settings for one job, restored afterwards."""
-    previous = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 def _location(spark: Any, describe: str) -> str:
