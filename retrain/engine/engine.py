@@ -18,7 +18,7 @@ import numpy as np
 from retrain.adapters.model import check_base_model, default_base_model, load_base, pick_device
 from retrain.engine.cache import AdapterCache
 from retrain.engine.errors import AdapterFileError, EngineError, UnknownCustomerError
-from retrain.engine.lora import MultiHead, MultiLoraLinear, stack_rows, swap_module
+from retrain.engine.lora import MultiHead, MultiLoraLinear, swap_module
 from retrain.engine.weights import WEIGHTS_FILE, AdapterWeights
 from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE
 from retrain.release.manifest import Manifest
@@ -84,7 +84,8 @@ class AdapterEngine:
             )
         self._head = MultiHead()
         swap_module(self._model, "classifier", self._head)
-        self._lora_layers: dict[str, MultiLoraLinear] = {}
+        self._lora_layers: dict[str, MultiLoraLinear] = {}  # in order of first use
+        self._layer_index: dict[str, int] = {}
         self._cache = AdapterCache(cache_bytes, self._load_adapter)
         self._lock = threading.Lock()
         log.info(
@@ -184,28 +185,29 @@ class AdapterEngine:
         return scored
 
     def _bind(self, adapters: list[AdapterWeights], rows: Any) -> None:
-        """Give every swapped layer this batch's per-row factors, and the head its per-row weights."""
-        for path, layer in self._lora_layers.items():
-            present = [a.lora[path] for a in adapters if path in a.lora]
-            if not present:
-                continue
-            rank = max(f.rank for f in present)
-            in_features, out_features = layer.base.in_features, layer.base.out_features
-            empty = present[0].down_t.new_zeros((0, 0))
-            downs = [a.lora[path].down_t if path in a.lora else empty for a in adapters]
-            ups = [a.lora[path].up_t if path in a.lora else empty for a in adapters]
-            layer.factors = (
-                stack_rows(downs, rows, (in_features, rank), 0.0),
-                stack_rows(ups, rows, (rank, out_features), 0.0),
-            )
+        """Give every swapped layer this batch's per-row factors, and the head its per-row weights.
+
+        The batch's distinct adapters are copied into one zero-padded block per tensor (a layer an
+        adapter does not target, or a lower rank, stays zero) and gathered per row in one step.
+        """
+        layers = list(self._lora_layers.values())
+        rank = max(a.rank for a in adapters)
+        first = layers[0].base
+        down = adapters[0].down_t.new_zeros((len(layers), len(adapters), first.in_features, rank))
+        up = adapters[0].up_t.new_zeros((len(layers), len(adapters), rank, first.out_features))
         width = max(len(a.labels) for a in adapters)
-        hidden = adapters[0].head_weight.shape[1]
-        self._head.heads = (
-            stack_rows([a.head_weight for a in adapters], rows, (width, hidden), 0.0),
-            stack_rows([a.head_bias.unsqueeze(1) for a in adapters], rows, (width, 1), float("-inf")).squeeze(
-                2
-            ),
-        )
+        weight = adapters[0].head_weight.new_zeros((len(adapters), width, adapters[0].head_weight.shape[1]))
+        bias = adapters[0].head_bias.new_full((len(adapters), width), float("-inf"))
+        for i, adapter in enumerate(adapters):
+            where = [self._layer_index[m] for m in adapter.modules]
+            down[where, i, :, : adapter.rank] = adapter.down_t
+            up[where, i, : adapter.rank, :] = adapter.up_t
+            weight[i, : len(adapter.labels)] = adapter.head_weight
+            bias[i, : len(adapter.labels)] = adapter.head_bias
+        down, up = down.index_select(1, rows), up.index_select(1, rows)
+        for m, layer in enumerate(layers):
+            layer.factors = (down[m], up[m])
+        self._head.heads = (weight.index_select(0, rows), bias.index_select(0, rows))
 
     def _unbind(self) -> None:
         for layer in self._lora_layers.values():
@@ -213,33 +215,43 @@ class AdapterEngine:
         self._head.heads = None
 
     def _load_adapter(self, customer: str) -> AdapterWeights:
-        import torch
 
         adapter_dir, version = self._adapters[customer]
         weights = AdapterWeights.load(
             adapter_dir, customer=customer, version=version, device=self.device, dtype=self.dtype
         )
-        for path, factors in weights.lora.items():
+        for path in weights.modules:
             if path not in self._lora_layers:
-                try:
-                    layer = self._model.get_submodule(path)
-                except AttributeError:
-                    layer = None
-                if not isinstance(layer, torch.nn.Linear):
-                    raise AdapterFileError(
-                        f"customer {customer!r}: adapter file {adapter_dir / WEIGHTS_FILE} targets {path}, "
-                        f"which is not a linear layer of base model {self.base_model}"
-                    )
-                self._lora_layers[path] = MultiLoraLinear(layer)
-                swap_module(self._model, path, self._lora_layers[path])
-            layer = self._lora_layers[path].base
-            if factors.down_t.shape[0] != layer.in_features or factors.up_t.shape[1] != layer.out_features:
-                raise AdapterFileError(
-                    f"customer {customer!r}: adapter file {adapter_dir / WEIGHTS_FILE} has LoRA factors for "
-                    f"{path} of {tuple(factors.down_t.shape)} x {tuple(factors.up_t.shape)}, which do not "
-                    f"fit the base model's {layer.in_features} -> {layer.out_features} layer"
-                )
+                self._swap_in(path, customer, adapter_dir)
+        layer = self._lora_layers[weights.modules[0]].base
+        if weights.down_t.shape[1] != layer.in_features or weights.up_t.shape[2] != layer.out_features:
+            raise AdapterFileError(
+                f"customer {customer!r}: adapter file {adapter_dir / WEIGHTS_FILE} has LoRA factors of "
+                f"{tuple(weights.down_t.shape[1:])} x {tuple(weights.up_t.shape[1:])}, which do not fit "
+                f"the base model's {layer.in_features} -> {layer.out_features} layers"
+            )
         return weights
+
+    def _swap_in(self, path: str, customer: str, adapter_dir: Path) -> None:
+        """Replace base layer ``path`` by a :class:`MultiLoraLinear`, the first time an adapter targets it."""
+        import torch
+
+        try:
+            layer = self._model.get_submodule(path)
+        except AttributeError:
+            layer = None
+        known = next(iter(self._lora_layers.values()), None)
+        if not isinstance(layer, torch.nn.Linear) or (
+            known is not None
+            and (layer.in_features, layer.out_features) != (known.base.in_features, known.base.out_features)
+        ):
+            raise AdapterFileError(
+                f"customer {customer!r}: adapter file {adapter_dir / WEIGHTS_FILE} targets {path}, which is "
+                f"not a linear layer of base model {self.base_model} shaped like the other targets"
+            )
+        self._layer_index[path] = len(self._lora_layers)
+        self._lora_layers[path] = MultiLoraLinear(layer)
+        swap_module(self._model, path, self._lora_layers[path])
 
 
 def _dtype_for(device: str) -> Any:

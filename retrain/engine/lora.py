@@ -8,8 +8,6 @@ are swapped for the modules below, which read the current batch's per-row factor
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -47,12 +45,3 @@ class MultiHead(nn.Module):
 def swap_module(model: nn.Module, path: str, replacement: nn.Module) -> None:
     parent, _, name = path.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, name, replacement)
-
-
-def stack_rows(tensors: list[torch.Tensor], rows: torch.Tensor, shape: tuple[int, int], fill: float) -> Any:
-    """``tensors[rows[i]]`` for every row, each padded to ``shape`` with ``fill``: one [B, *shape] tensor."""
-    first = tensors[0]
-    padded = first.new_full((len(tensors), *shape), fill)
-    for i, tensor in enumerate(tensors):
-        padded[i, : tensor.shape[0], : tensor.shape[1]] = tensor
-    return padded.index_select(0, rows)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,33 +35,31 @@ _UNSUPPORTED = {
 
 
 @dataclass(frozen=True)
-class LoraFactors:
-    """``delta(x) = x @ down_t @ up_t``: PEFT's ``lora_B(lora_A(x)) * lora_alpha / r``, pre-transposed
-    for batched matmuls, with the scaling folded into ``up_t``."""
-
-    down_t: Any  # torch.Tensor [in_features, r]  (lora_A transposed)
-    up_t: Any  # torch.Tensor [r, out_features]  (lora_B x scaling, transposed)
-
-    @property
-    def rank(self) -> int:
-        return int(self.down_t.shape[1])
-
-
-@dataclass(frozen=True)
 class AdapterWeights:
+    """One customer's adapter, stacked so that a batch gathers it in one copy per tensor.
+
+    ``delta_m(x) = x @ down_t[m] @ up_t[m]`` for target layer ``modules[m]``: PEFT's
+    ``lora_B(lora_A(x)) * lora_alpha / r``, pre-transposed, with the scaling folded into ``up_t``.
+    """
+
     customer: str
     version: str
     labels: list[str]
-    lora: dict[
-        str, LoraFactors
-    ]  # module path in the base model, e.g. bert.encoder.layer.0.attention.self.query
+    modules: tuple[
+        str, ...
+    ]  # target layers in the base model, e.g. bert.encoder.layer.0.attention.self.query
+    down_t: Any  # torch.Tensor [modules, in_features, r]  (lora_A transposed)
+    up_t: Any  # torch.Tensor [modules, r, out_features]  (lora_B x scaling, transposed)
     head_weight: Any  # torch.Tensor [num_labels, hidden]
     head_bias: Any  # torch.Tensor [num_labels]
 
     @property
+    def rank(self) -> int:
+        return int(self.down_t.shape[2])
+
+    @property
     def nbytes(self) -> int:
-        tensors = [self.head_weight, self.head_bias]
-        tensors += [t for f in self.lora.values() for t in (f.down_t, f.up_t)]
+        tensors = (self.down_t, self.up_t, self.head_weight, self.head_bias)
         return sum(int(t.numel() * t.element_size()) for t in tensors)
 
     @classmethod
@@ -68,8 +67,8 @@ class AdapterWeights:
         cls, adapter_dir: Path, *, customer: str, version: str, device: str, dtype: Any
     ) -> AdapterWeights:
         """Read and check one adapter; every failure names the customer and the file."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        import torch
+        from safetensors import SafetensorError, safe_open
 
         def fail(file: str, problem: str) -> AdapterFileError:
             return AdapterFileError(f"customer {customer!r}: adapter file {adapter_dir / file} {problem}")
@@ -84,44 +83,97 @@ class AdapterWeights:
                     CONFIG_FILE, f"uses {option}={config[option]!r}, which the engine does not support"
                 )
         rank, alpha = int(config["r"]), float(config["lora_alpha"])
+        if not isinstance(labels, list):
+            raise fail(LABELS_FILE, "is not a list of labels")
         try:
-            tensors = load_file(str(adapter_dir / WEIGHTS_FILE))
+            # The final tensors are allocated first and filled one small tensor at a time: no
+            # full-size temporaries, so loading thousands of adapters leaves no holes in the heap.
+            with safe_open(str(adapter_dir / WEIGHTS_FILE), framework="pt") as weights:
+                keys = _Keys.of(list(weights.keys()), fail)
+                shapes = {key: tuple(weights.get_slice(key).get_shape()) for key in keys.all()}
+                keys.check(shapes, rank, len(labels), fail)
+                in_features, out_features = shapes[keys.down[0]][1], shapes[keys.up[0]][0]
+                down_t = torch.empty((len(keys.modules), in_features, rank), dtype=dtype, device=device)
+                up_t = torch.empty((len(keys.modules), rank, out_features), dtype=dtype, device=device)
+                for i, (down, up) in enumerate(zip(keys.down, keys.up, strict=True)):
+                    down_t[i].copy_(weights.get_tensor(down).T)
+                    up_t[i].copy_(weights.get_tensor(up).T)
+                # Copies: a tensor straight from get_tensor may keep the whole file mapped in memory.
+                head_weight = weights.get_tensor(keys.head_weight).to(device=device, dtype=dtype, copy=True)
+                head_bias = weights.get_tensor(keys.head_bias).to(device=device, dtype=dtype, copy=True)
         except (OSError, SafetensorError) as error:
             raise fail(WEIGHTS_FILE, f"is unreadable ({error})") from None
-        factors: dict[str, dict[str, Any]] = {}
-        head: dict[str, Any] = {}
-        for key, tensor in tensors.items():
-            name = key.removeprefix(_PREFIX)
-            if match := _LORA_KEY.fullmatch(name):
-                factors.setdefault(match["module"], {})[match["factor"]] = tensor
-            elif match := _HEAD_KEY.fullmatch(name):
-                head[match["part"]] = tensor
-            else:
-                raise fail(WEIGHTS_FILE, f"holds an unexpected tensor {key!r}")
-        if set(head) != {"weight", "bias"} or not isinstance(labels, list):
-            raise fail(WEIGHTS_FILE, "lacks the classifier head (classifier.weight and classifier.bias)")
-        if head["weight"].shape[0] != len(labels) or head["bias"].shape != (len(labels),):
-            raise fail(
-                WEIGHTS_FILE, f"has a head of shape {tuple(head['weight'].shape)} for {len(labels)} labels"
-            )
-        lora = {}
-        for module, pair in sorted(factors.items()):
-            if set(pair) != {"A", "B"} or pair["A"].shape[0] != rank or pair["B"].shape[1] != rank:
-                raise fail(WEIGHTS_FILE, f"has incomplete or mis-shaped LoRA factors for {module} (r={rank})")
-            lora[module] = LoraFactors(
-                down_t=pair["A"].T.to(device=device, dtype=dtype).contiguous(),
-                up_t=(pair["B"] * (alpha / rank)).T.to(device=device, dtype=dtype).contiguous(),
-            )
-        if not lora:
-            raise fail(WEIGHTS_FILE, "holds no LoRA factors")
+        up_t.mul_(alpha / rank)
         return cls(
             customer=customer,
             version=version,
             labels=[str(label) for label in labels],
-            lora=lora,
-            head_weight=head["weight"].to(device=device, dtype=dtype),
-            head_bias=head["bias"].to(device=device, dtype=dtype),
+            modules=keys.modules,
+            down_t=down_t,
+            up_t=up_t,
+            head_weight=head_weight,
+            head_bias=head_bias,
         )
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """The tensor names of a PEFT adapter file, sorted by target layer."""
+
+    modules: tuple[str, ...]
+    down: tuple[str, ...]  # lora_A of each module
+    up: tuple[str, ...]  # lora_B of each module
+    head_weight: str
+    head_bias: str
+
+    def all(self) -> list[str]:
+        return [*self.down, *self.up, self.head_weight, self.head_bias]
+
+    @classmethod
+    def of(cls, keys: list[str], fail: Callable[[str, str], AdapterFileError]) -> _Keys:
+        factors: dict[str, dict[str, str]] = {}
+        head: dict[str, str] = {}
+        for key in keys:
+            name = key.removeprefix(_PREFIX)
+            if match := _LORA_KEY.fullmatch(name):
+                factors.setdefault(match["module"], {})[match["factor"]] = key
+            elif match := _HEAD_KEY.fullmatch(name):
+                head[match["part"]] = key
+            else:
+                raise fail(WEIGHTS_FILE, f"holds an unexpected tensor {key!r}")
+        if set(head) != {"weight", "bias"}:
+            raise fail(WEIGHTS_FILE, "lacks the classifier head (classifier.weight and classifier.bias)")
+        if not factors:
+            raise fail(WEIGHTS_FILE, "holds no LoRA factors")
+        incomplete = sorted(m for m, pair in factors.items() if set(pair) != {"A", "B"})
+        if incomplete:
+            raise fail(WEIGHTS_FILE, f"lacks lora_A or lora_B for {', '.join(incomplete)}")
+        modules = tuple(sorted(factors))
+        return cls(
+            modules,
+            tuple(factors[m]["A"] for m in modules),
+            tuple(factors[m]["B"] for m in modules),
+            head["weight"],
+            head["bias"],
+        )
+
+    def check(
+        self,
+        shapes: dict[str, tuple[int, ...]],
+        rank: int,
+        labels: int,
+        fail: Callable[[str, str], AdapterFileError],
+    ) -> None:
+        pairs = {(shapes[d], shapes[u]) for d, u in zip(self.down, self.up, strict=True)}
+        if len(pairs) > 1:
+            raise fail(
+                WEIGHTS_FILE, f"targets layers of different shapes {sorted(pairs)}; the engine stacks one"
+            )
+        ((down, up),) = pairs
+        if len(down) != 2 or len(up) != 2 or down[0] != rank or up[1] != rank:
+            raise fail(WEIGHTS_FILE, f"has LoRA factors of shapes {down} and {up}, not of rank r={rank}")
+        if shapes[self.head_weight][0] != labels or shapes[self.head_bias] != (labels,):
+            raise fail(WEIGHTS_FILE, f"has a head of shape {shapes[self.head_weight]} for {labels} labels")
 
 
 def _read_json(path: Path, error: AdapterFileError) -> Any:
