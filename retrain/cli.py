@@ -230,6 +230,47 @@ def _release_context(args: argparse.Namespace) -> None:
     print(write_context(_release_store(args), args.release, args.out))
 
 
+def _release_inference_service(args: argparse.Namespace) -> None:
+    from retrain.serving.inference_service import render, spec_from_args
+
+    try:
+        print(render(spec_from_args(args)), end="")
+    except ValueError as error:
+        raise InputError(str(error)) from error
+
+
+def _release_check(args: argparse.Namespace) -> None:
+    from retrain.serving.check import check_endpoint
+
+    named = {"model_name": args.model_name} if args.model_name else {}
+    checked = check_endpoint(
+        _release_store(args), args.release, args.endpoint, tolerance=args.tolerance, timeout=args.timeout,
+        **named,
+    )  # fmt: skip
+    print("\n".join(checked.lines()))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """The model server; KServe is imported only here (it lives in its own venv, .venv-serve)."""
+    from retrain.serving.server import ServeSettings, import_kserve, serve
+
+    import_kserve()  # before any download: without the serve extra, say so at once
+    if args.release:  # wins over $RETRAIN_RELEASE_DIR, the --release-dir default
+        from retrain.scoring.job import ReleaseFiles
+
+        release_dir = ReleaseFiles.fetch(_release_store(args), args.release, Path(args.workdir)).context
+    elif args.release_dir:
+        release_dir = Path(args.release_dir)
+    else:
+        raise InputError("retrain serve needs --release MD5 or --release-dir DIR (or $RETRAIN_RELEASE_DIR)")
+    settings = ServeSettings(
+        release_dir, http_port=args.http_port, grpc_port=args.grpc_port, model_name=args.model_name,
+        max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+        cache_bytes=args.adapter_cache_mb * 1024 * 1024, base_model=args.base_model,
+    )  # fmt: skip
+    return serve(settings)
+
+
 def _score(args: argparse.Namespace) -> None:
     from retrain.scoring.job import score_partition
     from retrain.spark import SparkSettings, spark_session
@@ -416,6 +457,18 @@ def build_parser() -> argparse.ArgumentParser:
     context = release_command("context", _release_context, "write the serving image's build context")
     context.add_argument("--release", required=True)
     context.add_argument("--out", required=True)
+    check = release_command("check", _release_check, "send each adapter's golden sample to a model server")
+    check.add_argument("--endpoint", required=True, help="the server's base URL, e.g. http://host:8080")
+    check.add_argument("--release", required=True, help="release id (manifest MD5) the server must serve")
+    check.add_argument("--model-name", help="V2 model name in /v2/models/<name> (default retrain)")
+    check.add_argument("--tolerance", type=float, default=1e-4, help="golden-score tolerance")
+    check.add_argument("--timeout", type=float, default=15.0, help="seconds to connect and to read (15)")
+    from retrain.serving.inference_service import add_arguments as add_inference_service_arguments
+
+    isvc = release.add_parser("inference-service", help="print the release's KServe InferenceService (YAML)")
+    isvc.add_argument("--release", required=True, help="release id (manifest MD5)")
+    add_inference_service_arguments(isvc)
+    isvc.set_defaults(handler=_release_inference_service)
 
     score = commands.add_parser("score", help="score a Hive partition with a release (spark-submit-able)")
     score.add_argument("--release", required=True, help="release id (manifest MD5)")
@@ -440,6 +493,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="when the input partition does not exist: fail (default) or report it and exit 0",
     )  # fmt: skip
     score.set_defaults(handler=_score)
+
+    serve = commands.add_parser("serve", help="serve a release: KServe model server, V2 REST and gRPC")
+    source = serve.add_mutually_exclusive_group()
+    source.add_argument("--release", help="release id (manifest MD5): fetched from MLflow into --workdir")
+    source.add_argument("--release-dir", default=os.environ.get("RETRAIN_RELEASE_DIR"),
+                        help="a release context folder; default $RETRAIN_RELEASE_DIR")  # fmt: skip
+    serve.add_argument("--http-port", type=int, default=8080, help="REST: V2 and /invocations (default 8080)")
+    serve.add_argument("--grpc-port", type=int, default=8081, help="gRPC V2 (default 8081)")
+    serve.add_argument("--model-name", default="retrain", help="V2 model name in /v2/models/<name>")
+    serve.add_argument("--max-batch-size", type=int, default=64, help="rows per batch across requests")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
+    serve.add_argument("--adapter-cache-mb", type=int, default=512, help="memory for adapters (LRU)")
+    serve.add_argument("--base-model", help="base model folder (default $RETRAIN_BASE_MODEL or packaged)")
+    serve.add_argument("--mlflow-uri", help="tracking URI (default $MLFLOW_TRACKING_URI or var/mlflow)")
+    serve.add_argument("--workdir", default="var/serving", help="where --release is downloaded")
+    serve.set_defaults(handler=_serve)
 
     demo = commands.add_parser("demo-data", help="create the demo training repo and Hive warehouse")
     demo.add_argument("--repo", required=True, help="doltlite file to create")

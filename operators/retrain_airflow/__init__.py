@@ -38,6 +38,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Apache Hive",
                 "python-modules": ["retrain_airflow.operators.scoring", "retrain_airflow.operators.reports"],
             },
+            {"integration-name": "KServe", "python-modules": ["retrain_airflow.operators.serving"]},
         ],
         "extra-links": [
             "retrain_airflow.links.DataDocsLink",

@@ -11,18 +11,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from retrain.adapters.model import check_base_model, default_base_model, load_base, pick_device
 from retrain.engine.cache import AdapterCache
 from retrain.engine.errors import AdapterFileError, EngineError, UnknownCustomerError
-from retrain.engine.lora import MultiHead, MultiLoraLinear, swap_module
 from retrain.engine.weights import WEIGHTS_FILE, AdapterWeights
 from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE
 from retrain.release.manifest import Manifest
 from retrain.release.store import MANIFEST_FILE
+
+if TYPE_CHECKING:  # torch is imported when an engine is built, not with this module (DAG parsing imports it)
+    from retrain.engine.lora import MultiLoraLinear
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,8 @@ class AdapterEngine:
         device: str | None = None,
     ) -> None:
         import torch
+
+        from retrain.engine.lora import MultiHead, swap_module
 
         if batch_size < 1:
             raise EngineError(f"batch size must be at least 1, got {batch_size}")
@@ -235,6 +239,8 @@ class AdapterEngine:
     def _swap_in(self, path: str, customer: str, adapter_dir: Path) -> None:
         """Replace base layer ``path`` by a :class:`MultiLoraLinear`, the first time an adapter targets it."""
         import torch
+
+        from retrain.engine.lora import MultiLoraLinear, swap_module
 
         try:
             layer = self._model.get_submodule(path)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retrain.adapters.model import AdapterClassifier, default_base_model
+from retrain.engine import AdapterEngine
 from retrain.errors import InputError
 from retrain.release.store import ReleaseStore
 from retrain.scoring.job import ReleaseFiles
@@ -40,23 +40,20 @@ def check_reference(
 ) -> ReferenceCheck:
     """Rescore every adapter's reference sample; raise :class:`ReferenceMismatchError` on any mismatch."""
     release = ReleaseFiles.fetch(store, release_id, Path(workdir))
-    base = default_base_model()
+    # The engine that Spark scoring and the model server use, so the check covers what they compute.
+    engine = AdapterEngine.from_release_dir(release.context)
     checked, worst, problems = {}, {}, []
     for entry in release.manifest.adapters:
-        reference = _reference(store, entry.run_id)
-        # Loaded the way scoring loads it, so the check covers what scoring computes.
-        classifier = AdapterClassifier.load(release.adapter_dir(entry.customer), base, merged=True)
-        columns = [f"p_{label}" for label in classifier.labels]
-        rescored = classifier.predict_proba(reference["text"].astype(str).tolist())
-        difference = np.abs(rescored - reference[columns].to_numpy(dtype=float)).max(axis=1)
-        checked[entry.customer] = len(reference)
-        worst[entry.customer] = float(difference.max()) if len(difference) else 0.0
-        bad = reference.loc[difference > tolerance, "example_id"].tolist()
-        if bad:
-            problems.append(
-                f"{entry.customer} ({entry.model_name} v{entry.version}): {len(bad)} of {len(reference)} "
-                f"rows differ by up to {worst[entry.customer]:.2e} (rows {', '.join(map(str, bad[:10]))})"
-            )
+        reference = load_reference(store, entry.run_id)
+        predictions = engine.predict(
+            reference["text"].astype(str).tolist(), [entry.customer] * len(reference)
+        )
+        labels = sorted(c.removeprefix("p_") for c in reference.columns if c.startswith("p_"))
+        rescored = np.stack(predictions.probabilities) if len(reference) else np.zeros((0, len(labels)))
+        compared = compare_rows(reference, [f"p_{label}" for label in labels], rescored, tolerance)
+        checked[entry.customer], worst[entry.customer] = compared.rows, compared.max_difference
+        if compared.bad_rows:
+            problems.append(compared.problem(f"{entry.customer} ({entry.model_name} v{entry.version})"))
     if problems:
         raise ReferenceMismatchError(
             f"release {release_id} fails its golden scores (tolerance {tolerance}): " + "; ".join(problems)
@@ -64,7 +61,36 @@ def check_reference(
     return ReferenceCheck(release_id, checked, worst)
 
 
-def _reference(store: ReleaseStore, run_id: str) -> pd.DataFrame:
+@dataclass(frozen=True)
+class RowComparison:
+    """How far rescored reference rows are from their stored probabilities, shared by every golden check."""
+
+    rows: int
+    max_difference: float
+    bad_rows: list[str]  # example ids beyond the tolerance
+
+    def problem(self, who: str) -> str:
+        """One line naming ``who`` (customer, model, version) and the first rows that differ."""
+        return (
+            f"{who}: {len(self.bad_rows)} of {self.rows} rows differ by up to {self.max_difference:.2e} "
+            f"(rows {', '.join(self.bad_rows[:10])})"
+        )
+
+
+def compare_rows(
+    reference: pd.DataFrame, columns: list[str], rescored: np.ndarray, tolerance: float
+) -> RowComparison:
+    """Compare ``rescored`` (rows x ``columns``) to the stored ``columns`` of the reference sample."""
+    stored = reference[columns].to_numpy(dtype=float)
+    difference = np.abs(np.asarray(rescored, dtype=float).reshape(stored.shape) - stored).max(
+        axis=1, initial=0.0
+    )
+    bad = reference.loc[~(difference <= tolerance), "example_id"].tolist()  # NaN scores count as bad
+    return RowComparison(len(reference), float(difference.max(initial=0.0)), [str(b) for b in bad])
+
+
+def load_reference(store: ReleaseStore, run_id: str) -> pd.DataFrame:
+    """The adapter run's stored reference sample: example_id, text, label and one ``p_<label>`` per label."""
     with tempfile.TemporaryDirectory() as scratch:
         table = json.loads(Path(store.client.download_artifacts(run_id, REFERENCE_FILE, scratch)).read_text())
     return pd.DataFrame(table["data"], columns=table["columns"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from retrain.adapters.model import AdapterClassifier, default_base_model
 from retrain.engine import AdapterEngine, AdapterFileError, EngineError, UnknownCustomerError
 from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE
 
-from ...conftest import TrainedRelease
+if TYPE_CHECKING:  # tests/conftest.py is pytest's to import: importing it again would re-run it
+    from tests.conftest import TrainedRelease
 
 EXACT = 1e-5  # fp32 on the CPU
 

@@ -1,0 +1,1 @@
+"""Serving one release: the KServe model server (`retrain serve`) and its InferenceService manifest."""

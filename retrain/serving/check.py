@@ -1,0 +1,224 @@
+"""Golden scores through a running model server: what clients get must match what training stored.
+
+:func:`retrain.scoring.reference.check_reference` rescores each adapter's reference sample in this
+process. That proves the release's files are sound, not that the deployed server serves them: a
+stale image, another release rolled out behind the same Service, a damaged volume or a different
+base model in the image all pass it. This check asks the server itself, over the Open Inference
+Protocol's REST API (``POST {endpoint}/v2/models/{name}/infer``) with plain ``requests``, so it
+runs anywhere the main package does (the CLI, Airflow workers) and needs neither KServe nor torch.
+
+Every response must carry ``model_version`` equal to the release id: behind a load balancer during
+a roll-out, some pods may still serve the previous release, so each batch is checked, not only the
+first. The manifest id of a tampered release directory stays the same, so the scores are compared
+too: ``score`` (the probability of the adapter's last label) against the stored ``p_<label>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import requests
+
+from retrain.errors import InputError
+from retrain.release.store import ReleaseStore
+from retrain.scoring.reference import compare_rows, load_reference
+from retrain.serving.inference_service import InferenceServiceSpec
+
+DEFAULT_MODEL_NAME = InferenceServiceSpec.model_name  # the name the InferenceService starts the server with
+DEFAULT_TIMEOUT = 15.0  # seconds to connect, and again to read each response: a dead endpoint fails fast
+BATCH_ROWS = 32  # rows per request: small enough for any server's request limits, few round trips
+
+
+class EndpointCheckError(InputError):
+    """The model server could not be checked or failed the check; the message names the URL."""
+
+
+class EndpointUnreachableError(EndpointCheckError):
+    """No usable answer from the endpoint: refused, timed out, an HTTP error or not V2 JSON."""
+
+
+class _RejectedError(EndpointUnreachableError):
+    """The server answered the request with an HTTP error status."""
+
+
+class ServedReleaseError(EndpointCheckError):
+    """The endpoint serves another release (its ``model_version`` is not the release id asked for)."""
+
+
+class EndpointMismatchError(EndpointCheckError):
+    """Scores the server returned differ from the adapters' stored reference scores."""
+
+
+@dataclass(frozen=True)
+class EndpointCheck:
+    """A passed check: rows compared and the largest score difference, per customer."""
+
+    release_id: str
+    endpoint: str
+    model_name: str
+    checked_rows: dict[str, int] = field(default_factory=dict)
+    max_difference: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        return [
+            f"{customer}: {rows} reference rows match through {self.endpoint} "
+            f"(max difference {self.max_difference[customer]:.1e})"
+            for customer, rows in self.checked_rows.items()
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Row:
+    customer: str
+    text: str
+
+
+def check_endpoint(
+    store: ReleaseStore,
+    release_id: str,
+    endpoint: str,
+    *,
+    model_name: str = DEFAULT_MODEL_NAME,
+    tolerance: float = 1e-4,
+    timeout: float = DEFAULT_TIMEOUT,
+    batch_rows: int = BATCH_ROWS,
+) -> EndpointCheck:
+    """Send every adapter's reference sample to the server; raise :class:`EndpointCheckError` on any problem.
+
+    :param endpoint: the server's base URL, e.g. ``http://retrain-serving-predictor.ml-serving``.
+    :param timeout: seconds to connect and to read each response.
+    """
+    started = time.monotonic()
+    manifest = store.manifest(release_id)
+    references = {entry.customer: load_reference(store, entry.run_id) for entry in manifest.adapters}
+    # Customers are mixed in each request, the way live traffic reaches the server's batcher.
+    rows = [_Row(customer, str(text)) for customer, frame in references.items() for text in frame["text"]]
+    client = _V2Client(endpoint, model_name, timeout)
+    scores: list[float] = []
+    versions: list[str] = []
+    with client:
+        # An empty request first: it names the served release before any customer it may not know.
+        with contextlib.suppress(_RejectedError):  # a server may refuse empty batches; the rows tell
+            _expect_release(client, client.infer([], [])[0], release_id)
+        for start in range(0, len(rows), batch_rows):
+            batch = rows[start : start + batch_rows]
+            served, outputs = client.infer([r.text for r in batch], [r.customer for r in batch])
+            _expect_release(client, served, release_id)
+            scores += _floats(outputs, "score", len(batch), client.url)
+            versions += [str(v) for v in _column(outputs, "adapter_version", len(batch), client.url)]
+    checked, worst, problems = {}, {}, []
+    offset = 0
+    for entry in manifest.adapters:
+        reference = references[entry.customer]
+        served_scores = np.array(scores[offset : offset + len(reference)], dtype=float)
+        served_versions = set(versions[offset : offset + len(reference)])
+        offset += len(reference)
+        who = f"{entry.customer} ({entry.model_name} v{entry.version}, served as model version {release_id})"
+        if served_versions - {entry.version}:
+            problems.append(f"{who}: the server answered with adapter versions {sorted(served_versions)}")
+        last_label = _probability_columns(reference)[-1:]  # ``score`` is the last label's probability
+        compared = compare_rows(reference, last_label, served_scores, tolerance)
+        checked[entry.customer], worst[entry.customer] = compared.rows, compared.max_difference
+        if compared.bad_rows:
+            problems.append(compared.problem(who))
+    if problems:
+        raise EndpointMismatchError(
+            f"{client.url} fails release {release_id}'s golden scores (tolerance {tolerance}): "
+            + "; ".join(problems)
+        )
+    return EndpointCheck(release_id, endpoint, model_name, checked, worst, seconds=time.monotonic() - started)
+
+
+def _expect_release(client: _V2Client, served: str, release_id: str) -> None:
+    if served != release_id:
+        raise ServedReleaseError(
+            f"{client.url} serves release {served or '(no model_version)'}, not release {release_id}"
+        )
+
+
+def _probability_columns(reference: pd.DataFrame) -> list[str]:
+    """``p_<label>`` in label order (labels are sorted at training, as the engine orders them)."""
+    return [f"p_{label}" for label in sorted(c.removeprefix("p_") for c in reference if c.startswith("p_"))]
+
+
+class _V2Client:
+    """The few calls of the Open Inference Protocol's REST API the check needs."""
+
+    def __init__(self, endpoint: str, model_name: str, timeout: float) -> None:
+        self.url = f"{endpoint.rstrip('/')}/v2/models/{model_name}/infer"
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    def __enter__(self) -> _V2Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.session.close()
+
+    def infer(self, texts: Sequence[str], customers: Sequence[str]) -> tuple[str, dict[str, dict[str, Any]]]:
+        """The response's ``model_version`` and its outputs by name."""
+        body = {
+            "id": uuid.uuid4().hex,
+            "inputs": [_bytes_tensor("text", texts), _bytes_tensor("customer_id", customers)],
+        }
+        try:
+            response = self.session.post(self.url, json=body, timeout=(self.timeout, self.timeout))
+        except requests.Timeout as error:
+            raise EndpointUnreachableError(
+                f"model server at {self.url} did not answer within {self.timeout:g}s: {error}"
+            ) from error
+        except requests.RequestException as error:
+            raise EndpointUnreachableError(f"model server at {self.url} is unreachable: {error}") from error
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not response.ok:
+            # V2 servers answer errors as {"error": "..."}; anything else is shown cut short.
+            reason = payload.get("error") if isinstance(payload, dict) else None
+            raise _RejectedError(
+                f"model server at {self.url} answered HTTP {response.status_code}: "
+                f"{reason or response.text[:300]}"
+            )
+        if not isinstance(payload, dict) or not isinstance(payload.get("outputs"), list):
+            raise EndpointUnreachableError(
+                f"model server at {self.url} did not answer an inference response (no outputs): "
+                f"{response.text[:300]}"
+            )
+        outputs = {str(o.get("name")): o for o in payload["outputs"] if isinstance(o, dict)}
+        return str(payload.get("model_version") or ""), outputs
+
+
+def _column(outputs: dict[str, dict[str, Any]], name: str, rows: int, url: str) -> list[Any]:
+    data = outputs.get(name, {}).get("data")
+    if not isinstance(data, list) or len(data) != rows:
+        found = "missing" if data is None else f"{len(data) if isinstance(data, list) else data!r} values"
+        raise EndpointUnreachableError(
+            f"model server at {url} answered output {name!r} {found} for {rows} rows "
+            f"(outputs: {sorted(outputs)})"
+        )
+    return data
+
+
+def _floats(outputs: dict[str, dict[str, Any]], name: str, rows: int, url: str) -> list[float]:
+    try:
+        return [float(v) for v in _column(outputs, name, rows, url)]
+    except (TypeError, ValueError) as error:
+        raise EndpointUnreachableError(
+            f"model server at {url} answered non-numeric {name!r} values: {error}"
+        ) from error
+
+
+def _bytes_tensor(name: str, values: Sequence[str]) -> dict[str, Any]:
+    return {"name": name, "shape": [len(values)], "datatype": "BYTES", "data": list(values)}

@@ -1,0 +1,163 @@
+"""One release served as one KServe model: Open Inference Protocol V2 over REST and gRPC.
+
+Inputs ``text`` and ``customer_id`` (BYTES, shape [N]); outputs ``score`` (FP64: probability of the
+adapter's last label), ``label`` and ``adapter_version`` (BYTES). The model's version is the
+release id (the manifest's MD5): every response carries it as ``model_version`` and, over REST,
+as the ``x-retrain-release-id`` header, so a client can tell which release answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kserve import InferOutput, InferRequest, InferResponse, Model
+from kserve.errors import InferenceError, InvalidInput
+
+from retrain.engine import AdapterEngine, AdapterFileError, EngineError, Predictions
+from retrain.serving.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, DynamicBatcher
+from retrain.serving.protocol import DEFAULT_MODEL_NAME, INPUTS, OUTPUTS, RELEASE_HEADER
+
+log = logging.getLogger(__name__)
+
+
+class ReleaseModel(Model):  # type: ignore[misc]  # kserve is untyped (Any) where mypy runs
+    """The release's adapters behind KServe's data plane; ready only once the engine has warmed up.
+
+    :param engine_options: passed to :meth:`AdapterEngine.from_release_dir` (``base_model``,
+        ``cache_bytes``, ``batch_size``).
+    """
+
+    def __init__(
+        self,
+        release_dir: str | Path,
+        *,
+        name: str = DEFAULT_MODEL_NAME,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+        **engine_options: Any,
+    ) -> None:
+        super().__init__(name, return_response_headers=True)
+        self.release_dir = Path(release_dir)
+        self._engine_options = engine_options
+        self._max_batch_size = max_batch_size
+        self._max_wait_ms = max_wait_ms
+        # Not ``self.engine``: KServe's base class uses that name for "has an engine to start".
+        self.adapter_engine: AdapterEngine | None = None
+        self._batcher: DynamicBatcher | None = None
+
+    @property
+    def release_id(self) -> str:
+        return self.engine_or_fail().release_id
+
+    @property
+    def batcher(self) -> DynamicBatcher:
+        if self._batcher is None:
+            raise InvalidInput(f"model {self.name} is not loaded yet")
+        return self._batcher
+
+    def engine_or_fail(self) -> AdapterEngine:
+        if self.adapter_engine is None:
+            raise InvalidInput(f"model {self.name} is not loaded yet")
+        return self.adapter_engine
+
+    def load(self) -> bool:
+        """Load the base and every adapter's metadata, run one forward pass, then report ready."""
+        if self.adapter_engine is None:
+            engine = AdapterEngine.from_release_dir(self.release_dir, **self._engine_options)
+            engine.warm_up()
+            self._batcher = DynamicBatcher(
+                engine, max_batch_size=self._max_batch_size, max_wait_ms=self._max_wait_ms
+            )
+            self.adapter_engine = engine
+        self.ready = True
+        return True
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [{"name": name, "datatype": "BYTES", "shape": [-1]} for name in INPUTS]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [{"name": name, "datatype": datatype, "shape": [-1]} for name, datatype in OUTPUTS]
+
+    async def predict(
+        self,
+        payload: InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> InferResponse:
+        if not isinstance(payload, InferRequest):
+            raise InvalidInput(
+                f"model {self.name} speaks the Open Inference Protocol (V2): POST "
+                f"/v2/models/{self.name}/infer with inputs {' and '.join(INPUTS)}"
+            )
+        texts, customers = (_strings(payload, name) for name in INPUTS)
+        if len(texts) != len(customers):
+            raise InvalidInput(
+                f"inputs text and customer_id differ in length ({len(texts)} texts, "
+                f"{len(customers)} customer ids): one customer_id per text"
+            )
+        predictions = await self.score(texts, customers)
+        n = len(texts)
+        columns: dict[str, list[Any]] = {
+            "score": [float(s) for s in predictions.scores],
+            "label": list(predictions.labels),
+            "adapter_version": list(predictions.adapter_versions),
+        }
+        outputs = [InferOutput(name, [n], datatype, data=columns[name]) for name, datatype in OUTPUTS]
+        if response_headers is not None:
+            response_headers[RELEASE_HEADER] = self.release_id
+        return InferResponse(
+            response_id=payload.id or str(uuid.uuid4()),
+            model_name=self.name,
+            model_version=self.release_id,
+            infer_outputs=outputs,
+            from_grpc=payload.from_grpc,
+            use_binary_outputs=payload.use_binary_outputs,
+            requested_outputs=payload.request_outputs,
+        )
+
+    async def score(self, texts: Sequence[str], customers: Sequence[str]) -> Predictions:
+        """Through the shared batcher; the engine's refusals become KServe's errors (400 or 500)."""
+        try:
+            return await self.batcher.predict(texts, customers)
+        except AdapterFileError as error:  # the release on disk is broken: the server's fault
+            raise InferenceError(str(error)) from error
+        except EngineError as error:  # unknown customer, lengths: the caller's fault
+            raise InvalidInput(str(error)) from error
+
+
+def _strings(request: InferRequest, name: str) -> list[str]:
+    """Input ``name`` as a list of strings, or :class:`InvalidInput` saying what is wrong with it."""
+    tensor = request.get_input_by_name(name)
+    if tensor is None:
+        present = ", ".join(repr(i.name) for i in request.inputs) or "none"
+        raise InvalidInput(
+            f"input {name!r} is missing (the request has {present}); send text and customer_id, "
+            "both BYTES of shape [N]"
+        )
+    if tensor.datatype != "BYTES":
+        raise InvalidInput(f"input {name!r} has datatype {tensor.datatype}; expected BYTES (strings)")
+    if len(tensor.shape) != 1:
+        raise InvalidInput(f"input {name!r} has shape {list(tensor.shape)}; expected [N], one row per text")
+    try:
+        values = tensor.as_numpy()
+    except (ValueError, TypeError) as error:
+        raise InvalidInput(
+            f"input {name!r}: its data does not fit its shape {list(tensor.shape)} ({error})"
+        ) from error
+    return [_string(name, i, value) for i, value in enumerate(np.asarray(values).reshape(-1).tolist())]
+
+
+def _string(name: str, row: int, value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidInput(f"input {name!r} row {row} is not UTF-8 ({error})") from error
+    raise InvalidInput(f"input {name!r} row {row} is {type(value).__name__} {value!r}, not a string")

@@ -1,0 +1,165 @@
+"""``retrain serve``: one release behind KServe's ModelServer (REST and gRPC), plus ``/invocations``.
+
+The engine is loaded and warmed up before the ports open, so a listening server is a ready one
+(the image's HEALTHCHECK and Kubernetes' readinessProbe ask ``/v2/health/ready``). One worker
+process: the engine holds the base model once and batches across requests; more processes would
+each hold a copy and split the batches.
+
+``/invocations`` (MLflow's scoring format) is a route added to the FastAPI app KServe serves: it
+shares the port, the event loop, KServe's error handlers and the model's batcher.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from retrain.engine import DEFAULT_CACHE_BYTES, EngineError
+from retrain.serving.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
+from retrain.serving.invocations import answer, parse
+from retrain.serving.protocol import DEFAULT_MODEL_NAME
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI, Request, Response
+
+    from retrain.serving.model import ReleaseModel
+
+log = logging.getLogger(__name__)
+
+SERVE_EXTRA_MISSING = "retrain serve needs the serve extra: pip install 'retrain-suite[serve]'"
+GRACE_SECONDS = 10  # in-flight requests get this long to finish after SIGTERM
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    release_dir: Path
+    http_port: int = 8080
+    grpc_port: int = 8081
+    model_name: str = DEFAULT_MODEL_NAME
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_wait_ms: float = DEFAULT_MAX_WAIT_MS
+    cache_bytes: int = DEFAULT_CACHE_BYTES
+    base_model: str | None = None
+
+
+class ServeExtraMissing(EngineError):
+    """KServe is not installed in this environment (it cannot share one with Airflow)."""
+
+
+def import_kserve() -> Any:
+    """Import KServe without letting it read our command line.
+
+    ``kserve.model_server`` parses ``sys.argv`` when first imported (its own flags, unknown ones
+    ignored) and configures logging from it; it sees only the flags set here: no logging set-up of
+    its own (ours stays in charge, quiet), no per-request latency lines.
+    """
+    saved = sys.argv
+    sys.argv = [saved[0], "--configure_logging", "false", "--enable_latency_logging", "false"]
+    try:
+        import kserve
+        import kserve.model_server  # parses the argv above, once
+    except ImportError as error:
+        raise ServeExtraMissing(SERVE_EXTRA_MISSING) from error
+    finally:
+        sys.argv = saved
+    return kserve
+
+
+class _DropClientErrors(logging.Filter):
+    """KServe logs every 400 and 404 with a traceback; a client's bad request is not the server's error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from kserve.errors import InvalidInput, ModelNotFound
+
+        return not (record.exc_info and isinstance(record.exc_info[1], InvalidInput | ModelNotFound))
+
+
+def serve(settings: ServeSettings) -> int:
+    """Load the release, open the ports, serve until SIGTERM or SIGINT; 0 after a clean stop."""
+    kserve = import_kserve()
+    from retrain.serving.model import ReleaseModel
+
+    logging.getLogger("retrain.serving").setLevel(logging.INFO)
+    logging.getLogger("kserve").addFilter(_DropClientErrors())
+    # KServe 0.21's app still defaults to ORJSONResponse, which FastAPI deprecates: nothing to act on here.
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+    _exit_on_signal_while_loading()
+    started = time.perf_counter()
+    model = ReleaseModel(
+        settings.release_dir,
+        name=settings.model_name,
+        max_batch_size=settings.max_batch_size,
+        max_wait_ms=settings.max_wait_ms,
+        cache_bytes=settings.cache_bytes,
+        base_model=settings.base_model,
+    )
+    model.load()
+    engine = model.engine_or_fail()
+    log.info(
+        "release %s: %d adapters (%s), warmed up in %.1fs",
+        engine.release_id,
+        len(engine.customers),
+        ", ".join(engine.customers[:8]) + (", ..." if len(engine.customers) > 8 else ""),
+        time.perf_counter() - started,
+    )
+    mount_invocations(kserve.model_server.app, model)
+    server = kserve.ModelServer(
+        http_port=settings.http_port,
+        grpc_port=settings.grpc_port,
+        workers=1,
+        enable_grpc=True,
+        enable_latency_logging=False,
+        grace_period=GRACE_SECONDS,
+    )
+    log.info(
+        "serving model %r version %s: REST (V2 and /invocations) on :%d, gRPC on :%d",
+        settings.model_name,
+        engine.release_id,
+        settings.http_port,
+        settings.grpc_port,
+    )
+    server.start([model])  # returns once SIGTERM or SIGINT stopped both servers
+    log.info("stopped serving release %s", engine.release_id)
+    return 0
+
+
+def _exit_on_signal_while_loading() -> None:
+    """Until the servers take over the signals (``ModelServer.start``), SIGTERM stops the load, exit 0."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("stopping before the release finished loading (signal %d)", signum)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def mount_invocations(app: FastAPI, model: ReleaseModel) -> None:
+    """``POST /invocations`` on KServe's app, answered through the model's batcher."""
+    from fastapi.responses import JSONResponse
+    from kserve.errors import InvalidInput
+
+    from retrain.serving.protocol import RELEASE_HEADER
+
+    async def invocations(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError as error:
+            raise InvalidInput(f"the /invocations body is not JSON ({error})") from error
+        try:
+            texts, customers = parse(body)
+        except EngineError as error:
+            raise InvalidInput(str(error)) from error
+        predictions = await model.score(texts, customers)
+        return JSONResponse(answer(predictions), headers={RELEASE_HEADER: model.release_id})
+
+    # A plain Starlette route: FastAPI would read the handler's (postponed) annotations as query
+    # parameters; KServe's exception handlers apply to it all the same.
+    app.add_route("/invocations", invocations, methods=["POST"], include_in_schema=False)

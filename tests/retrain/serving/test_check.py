@@ -1,0 +1,202 @@
+"""Golden scores through the real model server: ``retrain serve`` started from ``.venv-serve``.
+
+The server runs as its own process (KServe cannot share this venv with Airflow), on a release's
+context folder, and the check speaks plain V2 REST to it, the way it does in a cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import requests
+
+from retrain.cli import main
+from retrain.release.context import ADAPTER_SUBDIR
+from retrain.release.manifest import Manifest
+from retrain.release.store import MANIFEST_FILE
+from retrain.serving.check import (
+    DEFAULT_MODEL_NAME,
+    EndpointMismatchError,
+    EndpointUnreachableError,
+    ServedReleaseError,
+    check_endpoint,
+)
+
+if TYPE_CHECKING:  # tests/conftest.py is pytest's to import: importing it again would re-run it
+    from tests.conftest import TrainedRelease
+
+
+ROOT = Path(__file__).resolve().parents[3]
+SERVE_BIN = ROOT / ".venv-serve" / "bin" / "retrain"
+needs_server = pytest.mark.skipif(
+    not SERVE_BIN.is_file(), reason=f"{SERVE_BIN} is missing: make venv-serve builds it"
+)
+START_TIMEOUT = 180.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def served(release_dir: Path, log_dir: Path, model_name: str = DEFAULT_MODEL_NAME) -> Iterator[str]:
+    """``retrain serve`` on ``release_dir`` until ready; yields its base URL, stops it afterwards."""
+    http_port, grpc_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "_DOLTLITE_BOOTSTRAPPED")}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")  # the base model is packaged: never download
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"serve-{http_port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(SERVE_BIN), "serve", "--release-dir", str(release_dir), "--model-name", model_name,
+             "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log_dir,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"retrain serve exited with {process.returncode}: {log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"retrain serve not ready after {START_TIMEOUT:g}s: {log.read_text()[-3000:]}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{url}/v2/models/{model_name}/ready", timeout=2).ok:
+                    break
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def endpoint(trained_release: TrainedRelease, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The model server serving the trained release, shared by the module's tests."""
+    if not SERVE_BIN.is_file():
+        pytest.skip(f"{SERVE_BIN} is missing: make venv-serve builds it")
+    with served(trained_release.release_dir, tmp_path_factory.mktemp("serve")) as url:
+        yield url
+
+
+def altered_copy(release_dir: Path, customer: str, target: Path) -> Path:
+    """The release folder with ``customer``'s adapter tensors perturbed; its manifest (and id) unchanged."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(release_dir, target)
+    weights = target / ADAPTER_SUBDIR.format(customer=customer) / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    save_file({name: t * 1.5 + 0.05 for name, t in tensors.items()}, str(weights), metadata={"format": "pt"})
+    return target
+
+
+def other_release_copy(release_dir: Path, target: Path) -> tuple[Path, str]:
+    """The release folder as a release of all but its last adapter: another manifest, another id."""
+    shutil.copytree(release_dir, target)
+    manifest = Manifest.from_json((target / MANIFEST_FILE).read_text())
+    subset = replace(manifest, adapters=manifest.adapters[:-1])
+    (target / MANIFEST_FILE).write_text(subset.canonical_json())
+    (target / "RELEASE_ID").write_text(subset.release_id + "\n")
+    return target, subset.release_id
+
+
+# --- without a server ---------------------------------------------------------------------------------
+
+
+def test_unreachable_endpoint_fails_fast_naming_the_url(trained_release: TrainedRelease) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    infer_url = f"{url}/v2/models/{DEFAULT_MODEL_NAME}/infer"
+    with pytest.raises(EndpointUnreachableError, match=rf"model server at {infer_url} is unreachable"):
+        check_endpoint(trained_release.store, trained_release.release_id, url)
+    assert time.monotonic() - started < 10
+
+
+def test_cli_says_one_line_when_the_endpoint_is_down(
+    trained_release: TrainedRelease, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    code = main(["release", "check", "--endpoint", url, "--release", trained_release.release_id,
+                 "--mlflow-uri", trained_release.store.tracking_uri, "--timeout", "2"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("retrain: error: model server at ")
+    assert url in err
+    assert err.count("\n") == 1
+
+
+# --- against the real server --------------------------------------------------------------------------
+
+
+@needs_server
+@pytest.mark.slow
+def test_check_passes_against_the_served_release(trained_release: TrainedRelease, endpoint: str) -> None:
+    checked = check_endpoint(trained_release.store, trained_release.release_id, endpoint, batch_rows=7)
+    assert sorted(checked.checked_rows) == sorted(trained_release.customers)
+    assert all(rows > 0 for rows in checked.checked_rows.values())
+    assert max(checked.max_difference.values()) < 1e-4
+
+
+@needs_server
+@pytest.mark.slow
+def test_cli_prints_one_line_per_customer(
+    trained_release: TrainedRelease, endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["release", "check", "--endpoint", endpoint, "--release", trained_release.release_id,
+                 "--mlflow-uri", trained_release.store.tracking_uri])  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert sorted(line.split(":")[0] for line in lines) == sorted(trained_release.customers)
+    assert all("reference rows match" in line for line in lines)
+
+
+@needs_server
+@pytest.mark.slow
+def test_a_wrong_model_name_is_named(trained_release: TrainedRelease, endpoint: str) -> None:
+    with pytest.raises(EndpointUnreachableError, match=r"/v2/models/nope/infer answered HTTP 404"):
+        check_endpoint(trained_release.store, trained_release.release_id, endpoint, model_name="nope")
+
+
+@needs_server
+@pytest.mark.slow
+def test_an_altered_adapter_fails_naming_the_customer(
+    trained_release: TrainedRelease, tmp_path: Path
+) -> None:
+    customer = trained_release.customers[1]
+    altered = altered_copy(trained_release.release_dir, customer, tmp_path / "altered")
+    with served(altered, tmp_path / "logs") as url, pytest.raises(EndpointMismatchError) as failure:
+        check_endpoint(trained_release.store, trained_release.release_id, url)
+    message = str(failure.value)
+    assert f"{customer} (adapter-{customer} v" in message
+    assert f"served as model version {trained_release.release_id}" in message
+    assert "rows differ by up to" in message
+    others = [c for c in trained_release.customers if c != customer]
+    assert not any(f"{c} (" in message for c in others)  # only the altered customer is named
+
+
+@needs_server
+@pytest.mark.slow
+def test_a_server_of_another_release_fails_naming_both_ids(
+    trained_release: TrainedRelease, tmp_path: Path
+) -> None:
+    other_dir, other_id = other_release_copy(trained_release.release_dir, tmp_path / "other")
+    assert other_id != trained_release.release_id
+    with served(other_dir, tmp_path / "logs") as url, pytest.raises(ServedReleaseError) as failure:
+        check_endpoint(trained_release.store, trained_release.release_id, url)
+    assert f"serves release {other_id}, not release {trained_release.release_id}" in str(failure.value)
