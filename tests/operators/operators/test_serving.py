@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ...retrain.serving.test_check import SERVE_BIN, free_port, served
+from ...retrain.serving.server_process import SERVE_BIN, free_port, served
 from ..dag_files import load_dag
 
 if TYPE_CHECKING:  # tests/conftest.py is pytest's to import: importing it again would re-run it

@@ -6,11 +6,7 @@ context folder, and the check speaks plain V2 REST to it, the way it does in a c
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -18,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import requests
 
 from retrain.cli import main
 from retrain.release.context import ADAPTER_SUBDIR
@@ -32,58 +27,10 @@ from retrain.serving.check import (
     check_endpoint,
 )
 
+from .server_process import SERVE_BIN, free_port, needs_serve_venv, served
+
 if TYPE_CHECKING:  # tests/conftest.py is pytest's to import: importing it again would re-run it
     from tests.conftest import TrainedRelease
-
-
-ROOT = Path(__file__).resolve().parents[3]
-SERVE_BIN = ROOT / ".venv-serve" / "bin" / "retrain"
-needs_server = pytest.mark.skipif(
-    not SERVE_BIN.is_file(), reason=f"{SERVE_BIN} is missing: make venv-serve builds it"
-)
-START_TIMEOUT = 180.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def served(release_dir: Path, log_dir: Path, model_name: str = DEFAULT_MODEL_NAME) -> Iterator[str]:
-    """``retrain serve`` on ``release_dir`` until ready; yields its base URL, stops it afterwards."""
-    http_port, grpc_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "_DOLTLITE_BOOTSTRAPPED")}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")  # the base model is packaged: never download
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = log_dir / f"serve-{http_port}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(SERVE_BIN), "serve", "--release-dir", str(release_dir), "--model-name", model_name,
-             "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log_dir,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"retrain serve exited with {process.returncode}: {log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"retrain serve not ready after {START_TIMEOUT:g}s: {log.read_text()[-3000:]}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{url}/v2/models/{model_name}/ready", timeout=2).ok:
-                    break
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +91,7 @@ def test_cli_says_one_line_when_the_endpoint_is_down(
 # --- against the real server --------------------------------------------------------------------------
 
 
-@needs_server
+@needs_serve_venv
 @pytest.mark.slow
 def test_check_passes_against_the_served_release(trained_release: TrainedRelease, endpoint: str) -> None:
     checked = check_endpoint(trained_release.store, trained_release.release_id, endpoint, batch_rows=7)
@@ -153,7 +100,7 @@ def test_check_passes_against_the_served_release(trained_release: TrainedRelease
     assert max(checked.max_difference.values()) < 1e-4
 
 
-@needs_server
+@needs_serve_venv
 @pytest.mark.slow
 def test_cli_prints_one_line_per_customer(
     trained_release: TrainedRelease, endpoint: str, capsys: pytest.CaptureFixture[str]
@@ -166,14 +113,14 @@ def test_cli_prints_one_line_per_customer(
     assert all("reference rows match" in line for line in lines)
 
 
-@needs_server
+@needs_serve_venv
 @pytest.mark.slow
 def test_a_wrong_model_name_is_named(trained_release: TrainedRelease, endpoint: str) -> None:
     with pytest.raises(EndpointUnreachableError, match=r"/v2/models/nope/infer answered HTTP 404"):
         check_endpoint(trained_release.store, trained_release.release_id, endpoint, model_name="nope")
 
 
-@needs_server
+@needs_serve_venv
 @pytest.mark.slow
 def test_an_altered_adapter_fails_naming_the_customer(
     trained_release: TrainedRelease, tmp_path: Path
@@ -190,7 +137,7 @@ def test_an_altered_adapter_fails_naming_the_customer(
     assert not any(f"{c} (" in message for c in others)  # only the altered customer is named
 
 
-@needs_server
+@needs_serve_venv
 @pytest.mark.slow
 def test_a_server_of_another_release_fails_naming_both_ids(
     trained_release: TrainedRelease, tmp_path: Path

@@ -24,7 +24,7 @@ from retrain.release.store import MANIFEST_FILE
 from retrain.scoring.job import score_partition
 from retrain.serving.check import DEFAULT_MODEL_NAME
 
-from .test_check import SERVE_BIN, needs_server, served
+from .server_process import SERVE_BIN, needs_serve_venv, served
 
 if TYPE_CHECKING:  # tests/conftest.py is pytest's to import: importing it again would re-run it
     from tests.conftest import TrainedRelease
@@ -104,14 +104,14 @@ def pyfunc_scores(release: TrainedRelease) -> list[float]:
     return scores
 
 
-@needs_server
+@needs_serve_venv
 @pytest.mark.slow
 def test_spark_server_and_pyfunc_score_the_same_rows_identically(
     trained_release: TrainedRelease, spark: Any, tmp_path: Path
 ) -> None:
     assert SERVE_BIN.is_file()
     assert set(trained_release.text_customers) == set(trained_release.customers)
-    with served(trained_release.release_dir, tmp_path / "logs", model_name=DEFAULT_MODEL_NAME) as endpoint:
+    with served(trained_release.release_dir, tmp_path / "logs") as endpoint:
         server = np.array(served_scores(endpoint, trained_release))
     offline = np.array(spark_scores(spark, trained_release, tmp_path / "cache"))
     registry = np.array(pyfunc_scores(trained_release))

@@ -47,7 +47,7 @@ def test_tritonclient_http(
             v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("label")
         ] == expected.labels
         response = result.get_response()
-        assert response["model_version"] == serving_process.release.release_id
+        assert response["model_version"] == trained_release.release_id
         assert response["id"] == "triton-1"
 
         bad = [triton.InferInput("text", [1], "BYTES"), triton.InferInput("customer_id", [1], "BYTES")]
@@ -86,7 +86,7 @@ def test_grpc(serving_process: RunningServer, engine: AdapterEngine, trained_rel
             await client.close()
 
     response, error = asyncio.run(run())
-    assert response.model_version == serving_process.release.release_id
+    assert response.model_version == trained_release.release_id
     scores = next(o for o in response.outputs if o.name == "score").as_numpy()
     np.testing.assert_allclose(scores, engine.predict(texts, customers).scores, atol=1e-5)
     assert error is not None
