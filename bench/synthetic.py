@@ -50,3 +50,70 @@ def build_repo(path: Path, rows: int) -> tuple[DoltRepository, str, str]:
     )
     after = repo.commit("edit 100 rows of 3 customers")
     return repo, before, after
+
+
+def synthetic_release(root: Path, customers: int, *, seed: int = 0) -> Path:
+    """A release context of ``customers`` adapters, written the way ``retrain release context`` writes one.
+
+    One adapter is really trained (on the demo corpus); the others are copies whose LoRA factors and
+    head are perturbed with seeded noise, so every customer scores differently at the same cost.
+    """
+    import shutil
+
+    import pandas as pd
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from retrain.adapters.model import default_base_model
+    from retrain.adapters.training import TrainingParams, train_adapter
+    from retrain.demo.corpus import customer_profiles, generate_examples
+    from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE
+    from retrain.release.manifest import AdapterEntry, Manifest
+    from retrain.release.store import MANIFEST_FILE
+
+    trained = root / "trained-adapter"
+    if not trained.is_dir():
+        profile = customer_profiles(1)[0]
+        examples = list(generate_examples(profile, 200, seed=7))
+        rows = pd.DataFrame(
+            {
+                "example_id": range(len(examples)),
+                "text": [e.text for e in examples],
+                "label": [e.label for e in examples],
+            }
+        )
+        train_adapter(
+            rows,
+            customer=profile.customer_id,
+            commit="bench",
+            base_model=default_base_model(),
+            params=TrainingParams(epochs=2),
+            out_dir=trained,
+        )
+    tensors = load_file(str(trained / "adapter_model.safetensors"))
+    release = root / f"release-{customers}"
+    if (release / RELEASE_ID_FILE).is_file():  # written last: the release is complete
+        return release
+    shutil.rmtree(release, ignore_errors=True)
+    generator = torch.Generator().manual_seed(seed)
+    entries = []
+    for index in range(customers):
+        customer = synthetic_customer(index)
+        adapter_dir = release / ADAPTER_SUBDIR.format(customer=customer)
+        shutil.copytree(trained, adapter_dir)
+        noisy = {
+            k: t + 0.02 * t.abs().mean() * torch.randn(t.shape, generator=generator)
+            for k, t in tensors.items()
+        }
+        save_file(noisy, str(adapter_dir / "adapter_model.safetensors"))
+        entries.append(
+            AdapterEntry(customer, f"adapter-{customer}", "1", f"run{index}", "bench", str(adapter_dir))
+        )
+    manifest = Manifest(tuple(entries))
+    (release / MANIFEST_FILE).write_text(manifest.canonical_json())
+    (release / RELEASE_ID_FILE).write_text(manifest.release_id + "\n")
+    return release
+
+
+def synthetic_customer(index: int) -> str:
+    return f"customer_{index:04d}"

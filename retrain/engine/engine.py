@@ -170,7 +170,10 @@ class AdapterEngine:
         distinct = list(dict.fromkeys(customers))
         weights = self._cache.get_many(distinct)
         adapters = [weights[c] for c in distinct]
-        rows = torch.tensor([distinct.index(c) for c in customers], device=self.device)
+        rows = [
+            torch.tensor([i for i, c in enumerate(customers) if c == customer], device=self.device)
+            for customer in distinct
+        ]
         self._bind(adapters, rows)
         try:
             encoded = self._tokenizer(
@@ -188,30 +191,32 @@ class AdapterEngine:
             scored.append((row, labels[int(np.argmax(row))]))
         return scored
 
-    def _bind(self, adapters: list[AdapterWeights], rows: Any) -> None:
+    def _bind(self, adapters: list[AdapterWeights], rows: list[Any]) -> None:
         """Give every swapped layer this batch's per-row factors, and the head its per-row weights.
 
-        The batch's distinct adapters are copied into one zero-padded block per tensor (a layer an
-        adapter does not target, or a lower rank, stays zero) and gathered per row in one step.
+        Each distinct adapter is copied once into the rows that use it (``rows[i]`` for
+        ``adapters[i]``); a layer an adapter does not target, or a lower rank, stays zero.
         """
+        import torch
+
         layers = list(self._lora_layers.values())
+        batch = sum(len(r) for r in rows)
         rank = max(a.rank for a in adapters)
-        first = layers[0].base
-        down = adapters[0].down_t.new_zeros((len(layers), len(adapters), first.in_features, rank))
-        up = adapters[0].up_t.new_zeros((len(layers), len(adapters), rank, first.out_features))
+        first, template = layers[0].base, adapters[0]
+        down = template.down_t.new_zeros((len(layers), batch, first.in_features, rank))
+        up = template.up_t.new_zeros((len(layers), batch, rank, first.out_features))
         width = max(len(a.labels) for a in adapters)
-        weight = adapters[0].head_weight.new_zeros((len(adapters), width, adapters[0].head_weight.shape[1]))
-        bias = adapters[0].head_bias.new_full((len(adapters), width), float("-inf"))
-        for i, adapter in enumerate(adapters):
-            where = [self._layer_index[m] for m in adapter.modules]
-            down[where, i, :, : adapter.rank] = adapter.down_t
-            up[where, i, : adapter.rank, :] = adapter.up_t
-            weight[i, : len(adapter.labels)] = adapter.head_weight
-            bias[i, : len(adapter.labels)] = adapter.head_bias
-        down, up = down.index_select(1, rows), up.index_select(1, rows)
+        weight = template.head_weight.new_zeros((batch, width, template.head_weight.shape[1]))
+        bias = template.head_bias.new_full((batch, width), float("-inf"))
+        for adapter, at in zip(adapters, rows, strict=True):
+            where = torch.tensor([self._layer_index[m] for m in adapter.modules], device=self.device)
+            down[where[:, None], at[None, :], :, : adapter.rank] = adapter.down_t[:, None]
+            up[where[:, None], at[None, :], : adapter.rank, :] = adapter.up_t[:, None]
+            weight[at, : len(adapter.labels)] = adapter.head_weight
+            bias[at, : len(adapter.labels)] = adapter.head_bias
         for m, layer in enumerate(layers):
             layer.factors = (down[m], up[m])
-        self._head.heads = (weight.index_select(0, rows), bias.index_select(0, rows))
+        self._head.heads = (weight, bias)
 
     def _unbind(self) -> None:
         for layer in self._lora_layers.values():
