@@ -90,6 +90,7 @@ class AdapterEngine:
         swap_module(self._model, "classifier", self._head)
         self._lora_layers: dict[str, MultiLoraLinear] = {}  # in order of first use
         self._layer_index: dict[str, int] = {}
+        self._buffers: dict[str, Any] = {}  # per-row factors and heads, reused batch after batch
         self._cache = AdapterCache(cache_bytes, self._load_adapter)
         self._lock = threading.Lock()
         log.info(
@@ -203,11 +204,13 @@ class AdapterEngine:
         batch = sum(len(r) for r in rows)
         rank = max(a.rank for a in adapters)
         first, template = layers[0].base, adapters[0]
-        down = template.down_t.new_zeros((len(layers), batch, first.in_features, rank))
-        up = template.up_t.new_zeros((len(layers), batch, rank, first.out_features))
         width = max(len(a.labels) for a in adapters)
-        weight = template.head_weight.new_zeros((batch, width, template.head_weight.shape[1]))
-        bias = template.head_bias.new_full((batch, width), float("-inf"))
+        down = self._workspace("down", (len(layers), batch, first.in_features, rank), 0.0, template.down_t)
+        up = self._workspace("up", (len(layers), batch, rank, first.out_features), 0.0, template.up_t)
+        weight = self._workspace(
+            "weight", (batch, width, template.head_weight.shape[1]), 0.0, template.head_weight
+        )
+        bias = self._workspace("bias", (batch, width), float("-inf"), template.head_bias)
         for adapter, at in zip(adapters, rows, strict=True):
             where = torch.tensor([self._layer_index[m] for m in adapter.modules], device=self.device)
             down[where[:, None], at[None, :], :, : adapter.rank] = adapter.down_t[:, None]
@@ -217,6 +220,20 @@ class AdapterEngine:
         for m, layer in enumerate(layers):
             layer.factors = (down[m], up[m])
         self._head.heads = (weight, bias)
+
+    def _workspace(self, name: str, shape: tuple[int, ...], fill: float, like: Any) -> Any:
+        """``shape`` filled with ``fill``, in a buffer kept for the next batch: scoring allocates
+        nothing per batch, so memory stays flat however long the engine runs.
+
+        The buffer holds a full batch (``batch_size`` rows); a smaller batch uses its first rows.
+        """
+        rows_axis = 1 if name in ("down", "up") else 0
+        full = (*shape[:rows_axis], max(self.batch_size, shape[rows_axis]), *shape[rows_axis + 1 :])
+        buffer = self._buffers.get(name)
+        if buffer is None or tuple(buffer.shape) != full:
+            buffer = self._buffers[name] = like.new_empty(full)
+        used = buffer.narrow(rows_axis, 0, shape[rows_axis])
+        return used.fill_(fill)
 
     def _unbind(self) -> None:
         for layer in self._lora_layers.values():
