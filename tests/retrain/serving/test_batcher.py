@@ -38,9 +38,8 @@ def requests_of(trained_release: Any, count: int, rows: int) -> list[tuple[list[
     return [(texts[i * rows : (i + 1) * rows], customers[i * rows : (i + 1) * rows]) for i in range(count)]
 
 
-def test_concurrent_requests_share_a_batch(counting: CountingEngine, trained_release: Any) -> None:
-    batcher = DynamicBatcher(counting, max_batch_size=64, max_wait_ms=200)
-    sent = requests_of(trained_release, 12, 3)  # 36 rows of mixed customers, 12 requests
+def all_at_once(batcher: DynamicBatcher, sent: list[tuple[list[str], list[str]]]) -> list[Predictions]:
+    """Every request sent concurrently on one event loop; the batcher closed afterwards."""
 
     async def run() -> list[Predictions]:
         try:
@@ -48,8 +47,14 @@ def test_concurrent_requests_share_a_batch(counting: CountingEngine, trained_rel
         finally:
             await batcher.close()
 
+    return asyncio.run(run())
+
+
+def test_concurrent_requests_share_a_batch(counting: CountingEngine, trained_release: Any) -> None:
+    batcher = DynamicBatcher(counting, max_batch_size=64, max_wait_ms=200)
+    sent = requests_of(trained_release, 12, 3)  # 36 rows of mixed customers, 12 requests
     counting.calls.clear()
-    answers = asyncio.run(run())
+    answers = all_at_once(batcher, sent)
     assert sum(counting.calls) == 36
     assert counting.calls == [36], f"12 concurrent requests took {len(counting.calls)} batches"
     for (texts, customers), got in zip(sent, answers, strict=True):
@@ -62,15 +67,8 @@ def test_concurrent_requests_share_a_batch(counting: CountingEngine, trained_rel
 def test_batches_respect_the_row_limit(counting: CountingEngine, trained_release: Any) -> None:
     batcher = DynamicBatcher(counting, max_batch_size=8, max_wait_ms=200)
     sent = requests_of(trained_release, 6, 3)  # 18 rows: requests are never split, 2 fit per batch
-
-    async def run() -> list[Predictions]:
-        try:
-            return await asyncio.gather(*(batcher.predict(t, c) for t, c in sent))
-        finally:
-            await batcher.close()
-
     counting.calls.clear()
-    answers = asyncio.run(run())
+    answers = all_at_once(batcher, sent)
     assert counting.calls == [6, 6, 6]
     assert [len(a.labels) for a in answers] == [3] * 6
 
