@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from retrain.engine.errors import EngineError
 from retrain.engine.weights import AdapterWeights
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ class AdapterCache:
 
     def __init__(self, max_bytes: int, load: Callable[[str], AdapterWeights]) -> None:
         if max_bytes <= 0:
-            raise ValueError(f"the adapter cache needs a positive byte budget, got {max_bytes}")
+            raise EngineError(f"the adapter cache needs a positive byte budget, got {max_bytes} bytes")
         self.max_bytes = max_bytes
         self._load = load
         self._entries: OrderedDict[str, AdapterWeights] = OrderedDict()

@@ -123,3 +123,10 @@ def test_a_release_directory_whose_id_does_not_match_its_manifest_is_refused(
         AdapterEngine.from_release_dir(copy)
     with pytest.raises(EngineError, match="is not a release manifest"):
         AdapterEngine.from_release_dir(tmp_path)
+
+
+def test_a_budget_or_batch_size_below_one_is_refused(trained_release: TrainedRelease) -> None:
+    with pytest.raises(EngineError, match="positive byte budget, got 0 bytes"):
+        AdapterEngine.from_release_dir(trained_release.release_dir, cache_bytes=0)
+    with pytest.raises(EngineError, match="batch size must be at least 1, got 0"):
+        AdapterEngine.from_release_dir(trained_release.release_dir, batch_size=0)
