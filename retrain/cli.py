@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING
 
 from retrain.dolt import DoltError, DoltRepository
 from retrain.dolt.watermark import CommitWatermark
+from retrain.engine import DEFAULT_CACHE_BYTES
 from retrain.errors import InputError
+from retrain.serving.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
+from retrain.serving.protocol import DEFAULT_MODEL_NAME
 
 if TYPE_CHECKING:
     from retrain.adapters.training import TrainingParams
@@ -501,10 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a release context folder; default $RETRAIN_RELEASE_DIR")  # fmt: skip
     serve.add_argument("--http-port", type=int, default=8080, help="REST: V2 and /invocations (default 8080)")
     serve.add_argument("--grpc-port", type=int, default=8081, help="gRPC V2 (default 8081)")
-    serve.add_argument("--model-name", default="retrain", help="V2 model name in /v2/models/<name>")
-    serve.add_argument("--max-batch-size", type=int, default=64, help="rows per batch across requests")
-    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
-    serve.add_argument("--adapter-cache-mb", type=int, default=512, help="memory for adapters (LRU)")
+    serve.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="V2 model name in /v2/models/<name>")
+    serve.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="rows per batch")
+    serve.add_argument("--max-wait-ms", type=float, default=DEFAULT_MAX_WAIT_MS, help="batch fill wait")
+    serve.add_argument("--adapter-cache-mb", type=int, default=DEFAULT_CACHE_BYTES >> 20, help="adapter LRU")
     serve.add_argument("--base-model", help="base model folder (default $RETRAIN_BASE_MODEL or packaged)")
     serve.add_argument("--mlflow-uri", help="tracking URI (default $MLFLOW_TRACKING_URI or var/mlflow)")
     serve.add_argument("--workdir", default="var/serving", help="where --release is downloaded")

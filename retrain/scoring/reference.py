@@ -48,9 +48,9 @@ def check_reference(
         predictions = engine.predict(
             reference["text"].astype(str).tolist(), [entry.customer] * len(reference)
         )
-        labels = sorted(c.removeprefix("p_") for c in reference.columns if c.startswith("p_"))
-        rescored = np.stack(predictions.probabilities) if len(reference) else np.zeros((0, len(labels)))
-        compared = compare_rows(reference, [f"p_{label}" for label in labels], rescored, tolerance)
+        columns = probability_columns(reference)
+        rescored = np.stack(predictions.probabilities) if len(reference) else np.zeros((0, len(columns)))
+        compared = compare_rows(reference, columns, rescored, tolerance)
         checked[entry.customer], worst[entry.customer] = compared.rows, compared.max_difference
         if compared.bad_rows:
             problems.append(compared.problem(f"{entry.customer} ({entry.model_name} v{entry.version})"))
@@ -87,6 +87,11 @@ def compare_rows(
     )
     bad = reference.loc[~(difference <= tolerance), "example_id"].tolist()  # NaN scores count as bad
     return RowComparison(len(reference), float(difference.max(initial=0.0)), [str(b) for b in bad])
+
+
+def probability_columns(reference: pd.DataFrame) -> list[str]:
+    """``p_<label>`` in label order (labels are sorted at training, as the engine orders them)."""
+    return [f"p_{label}" for label in sorted(c.removeprefix("p_") for c in reference if c.startswith("p_"))]
 
 
 def load_reference(store: ReleaseStore, run_id: str) -> pd.DataFrame:

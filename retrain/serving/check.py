@@ -23,15 +23,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import requests
 
 from retrain.errors import InputError
 from retrain.release.store import ReleaseStore
-from retrain.scoring.reference import compare_rows, load_reference
-from retrain.serving.inference_service import InferenceServiceSpec
+from retrain.scoring.reference import compare_rows, load_reference, probability_columns
+from retrain.serving.protocol import DEFAULT_MODEL_NAME
 
-DEFAULT_MODEL_NAME = InferenceServiceSpec.model_name  # the name the InferenceService starts the server with
 DEFAULT_TIMEOUT = 15.0  # seconds to connect, and again to read each response: a dead endpoint fails fast
 BATCH_ROWS = 32  # rows per request: small enough for any server's request limits, few round trips
 
@@ -127,7 +125,7 @@ def check_endpoint(
         who = f"{entry.customer} ({entry.model_name} v{entry.version}, served as model version {release_id})"
         if served_versions - {entry.version}:
             problems.append(f"{who}: the server answered with adapter versions {sorted(served_versions)}")
-        last_label = _probability_columns(reference)[-1:]  # ``score`` is the last label's probability
+        last_label = probability_columns(reference)[-1:]  # ``score`` is the last label's probability
         compared = compare_rows(reference, last_label, served_scores, tolerance)
         checked[entry.customer], worst[entry.customer] = compared.rows, compared.max_difference
         if compared.bad_rows:
@@ -145,11 +143,6 @@ def _expect_release(client: _V2Client, served: str, release_id: str) -> None:
         raise ServedReleaseError(
             f"{client.url} serves release {served or '(no model_version)'}, not release {release_id}"
         )
-
-
-def _probability_columns(reference: pd.DataFrame) -> list[str]:
-    """``p_<label>`` in label order (labels are sorted at training, as the engine orders them)."""
-    return [f"p_{label}" for label in sorted(c.removeprefix("p_") for c in reference if c.startswith("p_"))]
 
 
 class _V2Client:

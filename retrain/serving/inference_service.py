@@ -42,6 +42,8 @@ from typing import Any
 
 import yaml
 
+from retrain.serving.protocol import DEFAULT_MODEL_NAME
+
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
 RELEASE_PLACEHOLDER = "${RELEASE_ID}"
@@ -71,7 +73,7 @@ class InferenceServiceSpec:
     namespace: str = "ml-serving"
     image_repository: str = "ghcr.io/retrain-suite/retrain-serving"  # tagged with the release id
     release_id: str = RELEASE_PLACEHOLDER
-    model_name: str = "retrain"  # the V2 model name: /v2/models/<model_name>/infer
+    model_name: str = DEFAULT_MODEL_NAME  # the V2 model name: /v2/models/<model_name>/infer
     cpu_request: str = "1"
     cpu_limit: str = "2"
     memory_request: str = "2Gi"

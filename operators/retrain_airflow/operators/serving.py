@@ -8,7 +8,8 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from retrain.release.store import ReleaseStore
-from retrain.serving.check import DEFAULT_MODEL_NAME, DEFAULT_TIMEOUT, check_endpoint
+from retrain.serving.check import DEFAULT_TIMEOUT, check_endpoint
+from retrain.serving.protocol import DEFAULT_MODEL_NAME
 
 
 class ServingCheckOperator(BaseOperator):

@@ -20,12 +20,12 @@ from retrain.release.context import ADAPTER_SUBDIR
 from retrain.release.manifest import Manifest
 from retrain.release.store import MANIFEST_FILE
 from retrain.serving.check import (
-    DEFAULT_MODEL_NAME,
     EndpointMismatchError,
     EndpointUnreachableError,
     ServedReleaseError,
     check_endpoint,
 )
+from retrain.serving.protocol import DEFAULT_MODEL_NAME
 
 from .server_process import SERVE_BIN, free_port, needs_serve_venv, served
 

@@ -22,7 +22,7 @@ import requests
 from retrain.release.manifest import Manifest
 from retrain.release.store import MANIFEST_FILE
 from retrain.scoring.job import score_partition
-from retrain.serving.check import DEFAULT_MODEL_NAME
+from retrain.serving.protocol import DEFAULT_MODEL_NAME
 
 from .server_process import SERVE_BIN, needs_serve_venv, served
 
