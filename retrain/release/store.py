@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,9 @@ log = logging.getLogger(__name__)
 RELEASES_EXPERIMENT = "retrain-releases"
 PRODUCTION_ALIAS = "production"
 MANIFEST_FILE = "manifest.json"
+# Customers whose training failed when the release was cut (``allow_partial``): they keep their
+# previous production adapter, or have none. Beside the manifest, not in it: not part of the MD5.
+FAILURES_FILE = "failures.json"
 SERVING_EVENTS = ("register", "rollback")
 REQUIRED_ARTIFACTS = ("MLmodel", "artifacts/adapter/adapter_model.safetensors")
 
@@ -53,6 +58,7 @@ class ReleaseEvent:
     note: str = ""
     pinned_from: str = ""
     pinned_to: str = ""
+    failed_count: int = 0
 
     @classmethod
     def from_run(cls, run: Any) -> ReleaseEvent:
@@ -68,6 +74,7 @@ class ReleaseEvent:
             note=tags.get(f"{TAG_PREFIX}note", ""),
             pinned_from=tags.get(f"{TAG_PREFIX}pinned_from", ""),
             pinned_to=tags.get(f"{TAG_PREFIX}pinned_to", ""),
+            failed_count=int(tags.get(f"{TAG_PREFIX}failed_count", 0)),
         )
 
 
@@ -117,8 +124,18 @@ class ReleaseStore:
             if int(v.version) > serving.get(name, 0)
         }
 
-    def register(self, manifest: Manifest, *, event: str = "register", note: str = "") -> ReleaseEvent:
+    def register(
+        self,
+        manifest: Manifest,
+        *,
+        event: str = "register",
+        note: str = "",
+        failures: Mapping[str, str] | None = None,
+    ) -> ReleaseEvent:
         """Record ``manifest`` as the release in production.
+
+        ``failures`` (customer -> reason) names the customers whose training failed when a
+        partial release is cut; they are stored beside the manifest (:meth:`failures`).
 
         Registering the release already in production records nothing and returns it. An MD5
         registered before but not in production now is recorded as a ``rollback`` to it, so
@@ -147,8 +164,10 @@ class ReleaseStore:
             f"{TAG_PREFIX}changes": changes,
             f"{TAG_PREFIX}note": note,
             f"{TAG_PREFIX}previous_release": previous.release_id if previous else "",
+            f"{TAG_PREFIX}failed_count": str(len(failures or {})),
         }
-        return self._record(manifest, tags, run_name=f"{event}-{manifest.release_id[:12]}")
+        extra = {FAILURES_FILE: json.dumps(dict(sorted(failures.items())), indent=1)} if failures else {}
+        return self._record(manifest, tags, run_name=f"{event}-{manifest.release_id[:12]}", extra=extra)
 
     def verify_artifacts(self, manifest: Manifest) -> None:
         """Each adapter's logged model must hold its MLmodel file and non-empty adapter weights.
@@ -201,6 +220,18 @@ class ReleaseStore:
         with tempfile.TemporaryDirectory() as scratch:
             local = self.client.download_artifacts(event.run_id, MANIFEST_FILE, scratch)
             return Manifest.from_json(Path(local).read_text())
+
+    def failures(self, release_id: str) -> dict[str, str]:
+        """Customer -> reason for the customers whose training failed when ``release_id`` was cut."""
+        event = self.find(release_id)
+        if event is None:
+            raise UnknownReleaseError(f"unknown release {release_id!r}")
+        if not event.failed_count:
+            return {}
+        with tempfile.TemporaryDirectory() as scratch:
+            local = self.client.download_artifacts(event.run_id, FAILURES_FILE, scratch)
+            failures: dict[str, str] = json.loads(Path(local).read_text())
+            return failures
 
     def as_of(self, when: dt.datetime) -> ReleaseEvent | None:
         """The release in production at ``when``: the newest register or rollback event by then."""
@@ -261,9 +292,13 @@ class ReleaseStore:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _record(self, manifest: Manifest, tags: dict[str, str], run_name: str) -> ReleaseEvent:
+    def _record(
+        self, manifest: Manifest, tags: dict[str, str], run_name: str, extra: Mapping[str, str] | None = None
+    ) -> ReleaseEvent:
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         try:
+            for name, text in (extra or {}).items():
+                self.client.log_text(run.info.run_id, text, name)
             self.client.log_text(run.info.run_id, manifest.canonical_json(), MANIFEST_FILE)
         except Exception:
             self.client.delete_run(run.info.run_id)  # never leave a release without its manifest

@@ -154,3 +154,25 @@ def test_missing_or_corrupted_artifacts_register_nothing(repo: DoltRepository, s
     assert store.events() == []
     with pytest.raises(ReleaseError, match="empty release"):
         ReleaseStore(store.client, store.tracking_uri).register(type(store.production_manifest())(()))
+
+
+def test_a_partial_release_names_its_failed_customers(repo: DoltRepository, store: ReleaseStore) -> None:
+    adapter = train(repo, store, "acme_air")
+    assert promote(store.client, adapter.customer, adapter.version).promoted
+    reasons = {"globex_bank": "RuntimeError: worker crashed", "<b>odd</b>": "ValueError: no rows"}
+    release = store.register(store.production_manifest(), failures=reasons)
+    assert release.failed_count == 2
+    assert store.failures(release.release_id) == dict(sorted(reasons.items()))
+    assert store.find(release.release_id).failed_count == 2  # type: ignore[union-attr]
+    # Failures sit beside the manifest, outside it: the release id is the manifest's MD5 alone.
+    assert release.release_id == store.production_manifest().release_id
+    assert [a.customer for a in store.manifest(release.release_id).adapters] == ["acme_air"]
+
+
+def test_a_complete_release_has_no_failures(repo: DoltRepository, store: ReleaseStore) -> None:
+    adapter = train(repo, store, "acme_air")
+    assert promote(store.client, adapter.customer, adapter.version).promoted
+    release = store.register(store.production_manifest())
+    assert (release.failed_count, store.failures(release.release_id)) == (0, {})
+    with pytest.raises(ReleaseError, match="unknown release 'f+'"):
+        store.failures("f" * 32)
