@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import Asset, AssetWatcher, dag, task
+from airflow.sdk import Asset, AssetWatcher, dag, get_current_context, task
 
 from retrain.dolt.watermark import CommitRange
 from retrain_airflow import settings
+from retrain_airflow.handoff import bounded
 from retrain_airflow.operators.dolt import DoltAdvanceWatermarkOperator
-from retrain_airflow.pipelines import retrain_release_and_score
+from retrain_airflow.pipelines import allow_partial_param, retrain_release_and_score
 from retrain_airflow.triggers.dolt import DoltCommitTrigger
 
 DAG_ID = "retrain_on_commit"
@@ -43,6 +44,7 @@ dolt_commits = Asset(
     render_template_as_native_obj=True,  # templated customer lists stay lists (or None)
     tags=["retrain", "dolt"],
     default_args={"owner": "ml-platform", "retries": 2, "retry_delay": dt.timedelta(minutes=1)},
+    params={"allow_partial": allow_partial_param()},
     doc_md="""
 ### Retrain on Dolt commit
 Runs when `DoltCommitTrigger` sees a new head of `main` in the training repository
@@ -61,7 +63,8 @@ marks every customer.
 4. **score_today**: today's `requests` partition is scored into `scores` with the new release
    (skipped when today's requests have not landed);
 5. **advance_watermark**, only when nothing failed, so a failed run's commits are covered by the
-   next range.
+   next range. With the `allow_partial` param a release goes out without customers whose
+   training failed; the watermark then stays, so the next range retrains them.
 """,
 )
 def retrain_on_commit() -> None:
@@ -74,7 +77,10 @@ def retrain_on_commit() -> None:
                 f"{DAG_ID} runs on Dolt commit events from asset {dolt_commits.name!r}; "
                 "trigger retrain_scheduled for a full retrain instead"
             )
-        return CommitRange.from_payload(events[-1].extra["payload"]).to_payload()
+        payload = CommitRange.from_payload(events[-1].extra["payload"]).to_payload()
+        keys = payload["changed_keys"]
+        payload["changed_keys"] = bounded(keys, context=get_current_context(), name="changed_keys")
+        return payload
 
     commit = "{{ ti.xcom_pull(task_ids='changed_customers')['commit'] }}"
     first, last = retrain_release_and_score(
@@ -87,6 +93,7 @@ def retrain_on_commit() -> None:
         commit=commit,
         consumer=DAG_ID,
         trigger_rule="none_failed",  # a skipped scoring (no partition yet) still completes the range
+        held_by="{{ ti.xcom_pull(task_ids='train')['failed'] }}",
     )
     changed_customers() >> first
     last >> advance

@@ -6,10 +6,11 @@ import datetime as dt
 import os
 from typing import Any
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag, get_current_context, task
 
+from retrain_airflow.handoff import bounded
 from retrain_airflow.hooks.dolt import DoltHook
-from retrain_airflow.pipelines import retrain_release_and_score
+from retrain_airflow.pipelines import allow_partial_param, retrain_release_and_score
 
 SCHEDULE = os.environ.get("RETRAIN_FULL_RETRAIN_SCHEDULE", "@weekly")
 
@@ -30,7 +31,8 @@ SCHEDULE = os.environ.get("RETRAIN_FULL_RETRAIN_SCHEDULE", "@weekly")
             items={"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,128}$"},
             title="Customers",
             description="Retrain only these customers (a manual run); empty: every customer.",
-        )
+        ),
+        "allow_partial": allow_partial_param(),
     },
     doc_md=f"""
 ### Scheduled full retrain
@@ -47,8 +49,11 @@ def retrain_scheduled() -> None:
     def head_commit(params: dict[str, Any] | None = None) -> dict[str, object]:
         """The head of ``main`` now (every run trains on one fixed commit, whatever lands meanwhile)
         and the customers asked for, None meaning every customer."""
+        customers = (params or {}).get("customers") or None
         with DoltHook().get_repository() as repo:
-            return {"commit": repo.head("main"), "changed_keys": (params or {}).get("customers") or None}
+            head = repo.head("main")
+        context = get_current_context()
+        return {"commit": head, "changed_keys": bounded(customers, context=context, name="customers")}
 
     first, _ = retrain_release_and_score(
         commit="{{ ti.xcom_pull(task_ids='head_commit')['commit'] }}",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, Param
 
 from retrain_airflow import settings
 from retrain_airflow.operators.release import ReleaseManifestOperator
@@ -24,8 +24,24 @@ def hive_scoring(**kwargs: Any) -> HiveScoringOperator:
     )
 
 
+def allow_partial_param() -> Param:
+    """The DAG param both retraining DAGs take: may a release go out without failed customers?"""
+    return Param(
+        False,
+        type="boolean",
+        title="Allow a partial release",
+        description=(
+            "When some customers' training fails: off (default) withholds the release and fails the run; "
+            "on registers the release without them (they keep their previous adapter) and names them "
+            "in the task log and the Releases view."
+        ),
+    )
+
+
 def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOperator, BaseOperator]:
     """Add the pipeline's tasks to the current DAG; returns its first and last task.
+
+    The DAG must declare the ``allow_partial`` param (:func:`allow_partial_param`).
 
     :param commit: template of the data commit to train on.
     :param customers: template of the customers to validate and train (None: every customer).
@@ -45,9 +61,13 @@ def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOpera
         commit=commit,
         customers="{{ ti.xcom_pull(task_ids='validate')['healthy_customers'] }}",
         backend=settings.TRAINING_BACKEND,
+        allow_partial="{{ params.allow_partial }}",
     )
     release = ReleaseManifestOperator(
-        task_id="release", action="build", candidates="{{ ti.xcom_pull(task_ids='train')['adapters'] }}"
+        task_id="release",
+        action="build",
+        candidates="{{ ti.xcom_pull(task_ids='train')['adapters'] }}",
+        failures="{{ ti.xcom_pull(task_ids='train')['failed'] }}",
     )
     score = hive_scoring(
         task_id="score_today",

@@ -52,6 +52,14 @@ class ChangedKeys:
             return {"all": True, "reason": self.reason}
         return {"keys": sorted(self.keys)}
 
+    def describe(self, named: int = 10) -> str:
+        """For a log line: the count and the first ``named`` keys, whatever the number of keys."""
+        if self.all_changed:
+            return f"every key ({self.reason})"
+        keys = sorted(self.keys)
+        more = f" and {len(keys) - named} more" if len(keys) > named else ""
+        return f"{len(keys)} key(s): {', '.join(keys[:named])}{more}"
+
 
 class DoltRepository:
     """Read and version training tables in Dolt. Commit arguments accept a hash or a branch name."""

@@ -11,6 +11,7 @@ from airflow.sdk import BaseOperator, Context
 from retrain.release.manifest import diff
 from retrain.release.promotion import promote
 from retrain.release.store import SERVING_EVENTS, ReleaseError, ReleaseEvent, ReleaseStore
+from retrain_airflow.handoff import bounded, resolve
 
 Action = Literal["build", "resolve", "rollback", "rollback_customer", "pin"]
 
@@ -21,7 +22,10 @@ class ReleaseManifestOperator(BaseOperator):
     ``build`` first passes ``candidates`` (customer -> model version, e.g. the ``adapters`` of an
     :class:`~retrain_airflow.operators.training.AdapterTrainingOperator`) through the promotion
     gate, then registers the production adapters as a release: ``{"release_id", "event",
-    "changes", "diff", "promotions"}``. The release id (the manifest's MD5) is the serving image tag.
+    "changes", "diff", "promotions"}``, ``diff`` and ``promotions`` handed off as files when large
+    (:mod:`retrain_airflow.handoff`). The release id (the manifest's MD5) is the serving image tag.
+    ``failures`` (a partial training's failed customers) are recorded with the release and shown
+    in the Releases view; those customers keep their previous production adapter.
 
     ``resolve`` finds the release to score ``day`` with: ``release_id`` when given (checked to
     exist), else a pin covering the day, else the release in production that day, so a rerun or
@@ -29,7 +33,9 @@ class ReleaseManifestOperator(BaseOperator):
 
     :param action: ``build``, ``resolve``, ``rollback`` (to ``release_id``), ``rollback_customer``
         or ``pin``.
-    :param candidates: customer -> version (or a training result's ``adapters`` mapping) (templated).
+    :param candidates: customer -> version (or a training result's ``adapters`` mapping), or a
+        handoff reference to it (templated).
+    :param failures: customer -> reason, or a handoff reference (templated); ``build`` only.
     :param metric: promotion metric; ``tolerance``: how much worse a challenger may be.
     :param release_id: the release to roll back to or pin (templated).
     :param customer: the customer to roll back (templated).
@@ -38,13 +44,16 @@ class ReleaseManifestOperator(BaseOperator):
     :param mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI``, else the embedded store).
     """
 
-    template_fields: Sequence[str] = ("candidates", "release_id", "customer", "pin_from", "pin_to", "day")
+    template_fields: Sequence[str] = (
+        "candidates", "failures", "release_id", "customer", "pin_from", "pin_to", "day",
+    )  # fmt: skip
 
     def __init__(
         self,
         *,
         action: Action = "build",
         candidates: Mapping[str, Any] | str | None = None,
+        failures: Mapping[str, str] | str | None = None,
         metric: str = "roc_auc",
         tolerance: float = 0.01,
         release_id: str | None = None,
@@ -57,6 +66,7 @@ class ReleaseManifestOperator(BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.action, self.candidates, self.metric, self.tolerance = action, candidates, metric, tolerance
+        self.failures = failures
         self.release_id, self.customer, self.pin_from, self.pin_to = release_id, customer, pin_from, pin_to
         self.day, self.mlflow_uri = day, mlflow_uri
 
@@ -64,12 +74,8 @@ class ReleaseManifestOperator(BaseOperator):
         store = ReleaseStore.open(self.mlflow_uri)
         promotions: list[dict[str, Any]] = []
         if self.action == "build":
-            if self.candidates is not None and not isinstance(self.candidates, Mapping):
-                raise ValueError(
-                    f"candidates must map customers to versions, got {type(self.candidates).__name__}; "
-                    "render it natively (DAG render_template_as_native_obj=True) or pass an XComArg"
-                )
-            candidates: Mapping[str, Any] = self.candidates or {}
+            candidates: Mapping[str, Any] = _mapping("candidates", resolve(self.candidates))
+            failures: Mapping[str, str] = _mapping("failures", resolve(self.failures))
             for customer, candidate in sorted(candidates.items()):
                 version = candidate["version"] if isinstance(candidate, Mapping) else str(candidate)
                 decision = promote(
@@ -80,7 +86,9 @@ class ReleaseManifestOperator(BaseOperator):
                 promotions.append({"customer": customer, "version": version, "promoted": decision.promoted,
                                    "reason": decision.reason})  # fmt: skip
             previous = store.latest()
-            event = store.register(store.production_manifest())
+            for customer, reason in sorted(failures.items()):
+                self.log.warning("not in this release's training: %s (%s)", customer, reason)
+            event = store.register(store.production_manifest(), failures=failures)
         elif self.action == "resolve":
             previous, event = None, self._resolve(store)
         elif self.action == "rollback":
@@ -102,8 +110,9 @@ class ReleaseManifestOperator(BaseOperator):
         for line in changes:
             self.log.info("%s", line)
         return {
-            "release_id": event.release_id, "event": event.event, "changes": event.changes, "diff": changes,
-            "promotions": promotions, "note": event.note,
+            "release_id": event.release_id, "event": event.event, "changes": event.changes,
+            "diff": bounded(changes, context=context, name="diff"),
+            "promotions": bounded(promotions, context=context, name="promotions"), "note": event.note,
         }  # fmt: skip
 
     def _resolve(self, store: ReleaseStore) -> ReleaseEvent:
@@ -123,3 +132,14 @@ class ReleaseManifestOperator(BaseOperator):
         if not value:
             raise ValueError(f"release action {self.action!r} needs {name}")
         return value
+
+
+def _mapping(name: str, value: object) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"{name} must map customers to values, got {type(value).__name__}; render it natively "
+            "(DAG render_template_as_native_obj=True) or pass an XComArg"
+        )
+    return value

@@ -13,6 +13,7 @@ from retrain.adapters.registry import EXPERIMENT, RegisteredAdapter, versions_fo
 from retrain.dolt import DoltRepository
 from retrain.fanout.argo import ArgoTrainingSpec, build_submission
 from retrain.tracking import ensure_experiment, run_url, tracking_uri
+from retrain_airflow.handoff import bounded, resolve
 from retrain_airflow.hooks.argo import ArgoHook
 from retrain_airflow.hooks.dolt import DoltHook, repository_location
 from retrain_airflow.links import ArgoWorkflowLink, MLflowRunLink
@@ -25,24 +26,26 @@ class AdapterTrainingOperator(BaseOperator):
     """Train and register an adapter for each customer as of ``commit``.
 
     Returns ``{"commit", "parent_run_id", "adapters": {customer: {model_name, version, run_id,
-    metrics}}, "failed": {customer: reason}}``. Every adapter is a child run of one MLflow parent
-    run. When some customers fail, the task fails naming them, unless ``allow_partial``; what
-    succeeded stays registered, so a retry reuses it (training is idempotent).
+    metrics}}, "failed": {customer: reason}}``, ``adapters`` and ``failed`` handed off as files when
+    large (:mod:`retrain_airflow.handoff`). Every adapter is a child run of one MLflow parent run.
+    When some customers fail, the task fails naming them, unless ``allow_partial``; what succeeded
+    stays registered, so a retry reuses it (training is idempotent).
 
     :param table: training table (templated).
     :param commit: commit hash or branch (templated).
-    :param customers: customers to train (templated); an empty list trains nothing.
+    :param customers: customers to train, or a handoff reference to them (templated); an empty
+        list trains nothing.
     :param backend: ``local`` (worker processes on this machine) or ``argo`` (GPU pods) (templated).
     :param parallelism: local worker processes.
     :param retries_per_adapter: local retries of a failed adapter.
-    :param allow_partial: succeed when only some customers failed.
+    :param allow_partial: succeed when only some customers failed (templated: a DAG param).
     :param mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI``, else the embedded store).
     :param argo_conn_id: connection of type ``argo`` (backend ``argo``).
     :param argo_spec: image, namespace, GPU and quota settings of the training pods.
     :param poll_interval: seconds between workflow polls while deferred.
     """
 
-    template_fields: Sequence[str] = ("table", "commit", "customers", "backend")
+    template_fields: Sequence[str] = ("table", "commit", "customers", "backend", "allow_partial")
     operator_extra_links = (ArgoWorkflowLink(), MLflowRunLink())
 
     def __init__(
@@ -55,7 +58,7 @@ class AdapterTrainingOperator(BaseOperator):
         key_column: str = "customer_id",
         parallelism: int = 2,
         retries_per_adapter: int = 1,
-        allow_partial: bool = False,
+        allow_partial: bool | str = False,
         mlflow_uri: str | None = None,
         dolt_conn_id: str = DoltHook.default_conn_name,
         argo_conn_id: str = ArgoHook.default_conn_name,
@@ -78,14 +81,14 @@ class AdapterTrainingOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any] | None:
         if self.backend not in ("local", "argo"):
             raise ValueError(f"backend must be 'local' or 'argo', not {self.backend!r}")
-        customers = sorted(set(self.customers or []))
+        customers = sorted(set(resolve(self.customers) or []))
         location = repository_location(DoltHook.get_connection(self.dolt_conn_id))
         with DoltRepository.open(location) as repo:
             commit = repo.resolve(self.commit)
         uri = tracking_uri(self.mlflow_uri)
         if not customers:
             self.log.info("no customers to train at %s", commit)
-            return self._finish(commit, "", {}, {})
+            return self._finish(context, commit, "", {}, {})
         parent_run_id = self._parent_run(context, uri, commit, len(customers))
         if self.backend == "local":
             from retrain.fanout.local import train_customers
@@ -97,7 +100,7 @@ class AdapterTrainingOperator(BaseOperator):
             )  # fmt: skip
             self.log.info("\n%s", result.table())
             return self._finish(
-                commit, parent_run_id, {a.customer: a for a in result.succeeded}, result.failed
+                context, commit, parent_run_id, {a.customer: a for a in result.succeeded}, result.failed
             )
 
         from mlflow.tracking import MlflowClient
@@ -146,7 +149,7 @@ class AdapterTrainingOperator(BaseOperator):
             failed = {c: f"no version registered (workflow {event['phase']}: {detail})" for c in missing}
         self.log.info("workflow %s %s: %d registered, %d failed", event["workflow"], event["phase"],
                       len(registered), len(failed))  # fmt: skip
-        return self._finish(commit, parent_run_id, registered, failed)
+        return self._finish(context, commit, parent_run_id, registered, failed)
 
     def _parent_run(self, context: Context, uri: str, commit: str, count: int) -> str:
         from mlflow.tracking import MlflowClient
@@ -167,20 +170,33 @@ class AdapterTrainingOperator(BaseOperator):
 
     def _finish(
         self,
+        context: Context,
         commit: str,
         parent_run_id: str,
         registered: dict[str, RegisteredAdapter],
         failed: dict[str, str],
     ) -> dict[str, Any]:
-        result = {
-            "commit": commit,
-            "parent_run_id": parent_run_id,
-            "adapters": {c: a.to_json() for c, a in sorted(registered.items())},
-            "failed": dict(sorted(failed.items())),
-        }
-        if failed and not self.allow_partial:
+        if failed and not as_flag(self.allow_partial):
             names = ", ".join(f"{c} ({reason})" for c, reason in sorted(failed.items()))
             raise AirflowException(
                 f"{len(failed)} of {len(failed) + len(registered)} adapters failed: {names}"
             )
-        return result
+        if failed:
+            self.log.warning("allow_partial: going on without %d failed customer(s): %s", len(failed),
+                             ", ".join(sorted(failed)))  # fmt: skip
+        adapters = {c: a.to_json() for c, a in sorted(registered.items())}
+        return {
+            "commit": commit,
+            "parent_run_id": parent_run_id,
+            "adapters": bounded(adapters, context=context, name="adapters"),
+            "failed": bounded(dict(sorted(failed.items())), context=context, name="failed"),
+        }
+
+
+def as_flag(value: bool | str) -> bool:
+    """A boolean operator argument that may arrive as a rendered template ("True", "false")."""
+    if isinstance(value, str):
+        if value.strip().lower() not in ("true", "false"):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value.strip().lower() == "true"
+    return bool(value)

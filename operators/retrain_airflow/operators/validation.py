@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from retrain.validation.gate import validate_commit
+from retrain_airflow.handoff import bounded, resolve
 from retrain_airflow.hooks.dolt import DoltHook
 from retrain_airflow.links import DataDocsLink
 
@@ -18,13 +19,16 @@ class DoltValidateOperator(BaseOperator):
     """Validate ``table`` as of ``commit`` with an expectation suite; fail the task when it fails.
 
     Returns (and pushes to XCom) the structured result: ``success``, ``failures`` (expectation,
-    column, unexpected count, samples, customers), ``quarantined`` and ``healthy_customers``. The
-    Data Docs page of the commit is pushed under ``data_docs_url`` for the operator's extra link.
+    column, unexpected count, samples, customers), ``customers_validated``, ``quarantined`` and
+    ``healthy_customers``; each of these handed off as a file when large
+    (:mod:`retrain_airflow.handoff`). The Data Docs page of the
+    commit is pushed under ``data_docs_url`` for the operator's extra link.
 
     :param table: training table (templated).
     :param commit: commit hash or branch, e.g. ``{{ ti.xcom_pull('sense')['commit'] }}`` (templated).
     :param suite: path of the suite JSON file (templated).
-    :param customers: validate only these customers' rows; None validates the whole table (templated).
+    :param customers: validate only these customers' rows, or a handoff reference to them; None
+        validates the whole table (templated).
     :param docs_dir: folder of the GX Data Docs site; None builds no docs (templated).
     :param quarantine: when only some customers fail, succeed and pass the healthy ones downstream
         (``healthy_customers``); a failure no customer can be blamed for still fails the task.
@@ -59,13 +63,14 @@ class DoltValidateOperator(BaseOperator):
         self.dolt_conn_id = dolt_conn_id
 
     def execute(self, context: Context) -> dict[str, object]:
+        customers = resolve(self.customers)
         with DoltHook(self.dolt_conn_id).get_repository() as repo:
             report = validate_commit(
                 repo,
                 self.table,
                 self.commit,
                 Path(self.suite),
-                customers=list(self.customers) if self.customers is not None else None,
+                customers=list(customers) if customers is not None else None,
                 docs_dir=self.docs_dir,
                 engine=self.engine,
             )
@@ -76,4 +81,7 @@ class DoltValidateOperator(BaseOperator):
             raise AirflowException(report.summary())
         if report.quarantined:
             self.log.warning("quarantined customers (not trained): %s", report.quarantined)
-        return report.to_json()
+        result = report.to_json()
+        for key in ("customers_validated", "failures", "quarantined", "healthy_customers"):
+            result[key] = bounded(result[key], context=context, name=key)
+        return result

@@ -85,7 +85,7 @@ class DoltCommitTrigger(BaseEventTrigger):
                         self.branch,
                         found.commit_count,
                         found.previous_commit,
-                        "all" if found.changed.all_changed else sorted(found.changed.keys),
+                        found.changed.describe(),
                     )
                     yield TriggerEvent(found.to_payload())
                 await asyncio.sleep(self.poll_interval)

@@ -21,12 +21,14 @@ from airflow.sdk import DAG
 from retrain_airflow.operators.release import ReleaseManifestOperator
 
 with DAG("{dag_id}", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
-    ReleaseManifestOperator(task_id="release", action="build", candidates={candidates!r})
+    ReleaseManifestOperator(
+        task_id="release", action="build", candidates={candidates!r}, failures={failures!r}
+    )
 """
 
 
-def dag_with(home: Path, dag_id: str, candidates: Any) -> Any:
-    return load_dag(home, dag_id, DAG_SOURCE.format(dag_id=dag_id, candidates=candidates))
+def dag_with(home: Path, dag_id: str, candidates: Any, failures: Any = None) -> Any:
+    return load_dag(home, dag_id, DAG_SOURCE.format(dag_id=dag_id, candidates=candidates, failures=failures))
 
 
 @pytest.mark.slow
@@ -53,3 +55,14 @@ def test_build_promotes_candidates_and_registers_the_release(
 
     failed = dag_with(airflow_db, "release_bad_candidates", "{'acme_air': '1'}").test()
     assert failed.state == "failed"
+
+    # A partial release: acme_air retrained, globex_bank's training failed and keeps its adapter.
+    retrained = train_and_register(repo, table="examples", commit="main", customer="acme_air", params=fast,
+                                   force=True)  # fmt: skip
+    reasons = {"globex_bank": "RuntimeError: worker crashed"}
+    partial = dag_with(airflow_db, "release_partial", {"acme_air": retrained.version}, reasons).test()
+    assert partial.state == "success"
+    release_id = partial.get_task_instance("release").xcom_pull(task_ids="release")["release_id"]
+    assert store.failures(release_id) == reasons
+    kept = store.manifest(release_id).by_customer()["globex_bank"]
+    assert kept.version == trained["globex_bank"]["version"]

@@ -92,3 +92,31 @@ def test_failed_run_leaves_the_watermark(airflow_db: Path, seeded: SeededReposit
         watermark = CommitWatermark(repo, "sensing_fails")
         assert watermark.done() == seeded.commits[0]
         assert watermark.sensed() == seeded.commits[1]
+
+
+HELD_DAG_SOURCE = """
+import datetime as dt
+from airflow.sdk import DAG, task
+from retrain_airflow.operators.dolt import DoltAdvanceWatermarkOperator
+
+with DAG("watermark_held", schedule=None, start_date=dt.datetime(2026, 1, 1),
+         render_template_as_native_obj=True) as dag:
+    @task
+    def train() -> dict:
+        return {"failed": {"globex_bank": "RuntimeError: worker crashed"}}  # a partial release went out
+
+    train() >> DoltAdvanceWatermarkOperator(
+        task_id="advance", commit="main", held_by="{{ ti.xcom_pull(task_ids='train')['failed'] }}"
+    )
+"""
+
+
+@pytest.mark.usefixtures("dolt_conn")
+def test_customers_that_did_not_finish_hold_the_watermark(airflow_db: Path, seeded: SeededRepository) -> None:
+    with DoltRepository.open(str(seeded.path)) as repo:
+        CommitWatermark(repo, "watermark_held").advance(seeded.commits[0])
+    run = load_dag(airflow_db, "watermark_held", HELD_DAG_SOURCE).test()
+    assert run.state == "success"
+    assert run.get_task_instance("advance").state == "skipped"
+    with DoltRepository.open(str(seeded.path)) as repo:
+        assert CommitWatermark(repo, "watermark_held").done() == seeded.commits[0]

@@ -1,0 +1,68 @@
+"""Per-customer values over the XCom bound travel as files, in real ``dag.test()`` runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from airflow.models.xcom import XComModel
+from airflow.utils.session import create_session
+
+from retrain_airflow.handoff import HANDOFF_LIMIT, resolve
+
+from .dag_files import load_dag
+
+DAG_SOURCE = """
+import datetime as dt
+from airflow.sdk import dag, get_current_context, task
+from retrain_airflow.handoff import bounded, resolve
+
+@dag(dag_id="handoff", schedule=None, start_date=dt.datetime(2026, 1, 1))
+def handoff():
+    @task
+    def produce(count: int):
+        customers = [f"customer_{{i:05d}}" for i in range(count)]
+        return {{"few": bounded(customers[:3], context=get_current_context(), name="few"),
+                "many": bounded(customers, context=get_current_context(), name="many")}}
+
+    @task
+    def consume(values):
+        return {{name: len(resolve(value)) for name, value in values.items()}}
+
+    consume(produce({count}))
+
+handoff()
+"""
+
+
+def xcom_sizes(dag_id: str) -> dict[str, int]:
+    """Bytes of each task's return value as stored in the metadata database."""
+    with create_session() as session:
+        rows = session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.key == "return_value")
+        return {row.task_id: len(json.dumps(row.value)) for row in rows}
+
+
+@pytest.mark.parametrize("count", [1_000, 10_000])
+def test_large_customer_lists_travel_as_files_and_xcom_stays_small(
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_RETRAIN_HANDOFF_PATH", f"file://{tmp_path / 'handoff'}")
+    run = load_dag(airflow_db, "handoff", DAG_SOURCE.format(count=count)).test()
+    assert run.state == "success"
+    produced = run.get_task_instance("produce").xcom_pull(task_ids="produce")
+    assert produced["few"] == ["customer_00000", "customer_00001", "customer_00002"]  # small: inline
+    assert produced["many"]["count"] == count
+    written = Path(produced["many"]["handoff"].removeprefix("file://"))
+    assert written.is_relative_to(tmp_path / "handoff" / "handoff")  # <path>/<dag>/<run>/<task>/<name>.json
+    assert written.name == "many.json"
+    assert resolve(produced["many"]) == [f"customer_{i:05d}" for i in range(count)]
+    assert run.get_task_instance("consume").xcom_pull(task_ids="consume") == {"few": 3, "many": count}
+    sizes = xcom_sizes("handoff")
+    assert max(sizes.values()) < 1_000 < HANDOFF_LIMIT, sizes
+
+
+def test_a_lost_handoff_file_is_named() -> None:
+    with pytest.raises(FileNotFoundError, match=r"/nowhere/x\.json is gone"):
+        resolve({"handoff": "file:///nowhere/x.json", "count": 3})
+    assert resolve({"handoff": "not a reference"}) == {"handoff": "not a reference"}
