@@ -32,7 +32,7 @@ def write_context(store: ReleaseStore, release_id: str, out_dir: str | Path) -> 
         raise ReleaseError(
             f"release {release_id}'s stored manifest hashes to {manifest.release_id}: corrupted"
         )
-    store.verify_artifacts(manifest)
+    store.verify_artifacts(manifest.adapters)
     out_dir = Path(out_dir)
     staging = out_dir.with_name(f".{out_dir.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)

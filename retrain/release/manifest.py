@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,8 +37,8 @@ class Manifest:
     adapters: tuple[AdapterEntry, ...]
 
     def __post_init__(self) -> None:
-        customers = [a.customer for a in self.adapters]
-        duplicated = sorted({c for c in customers if customers.count(c) > 1})
+        counts = Counter(a.customer for a in self.adapters)
+        duplicated = sorted(c for c, n in counts.items() if n > 1)
         if duplicated:
             raise ValueError(f"a manifest holds one adapter per customer; repeated: {', '.join(duplicated)}")
         object.__setattr__(self, "adapters", tuple(sorted(self.adapters, key=lambda a: a.customer)))

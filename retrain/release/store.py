@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,10 +151,15 @@ class ReleaseStore:
             return previous
         if event == "register" and self.find(manifest.release_id) is not None:
             event = "rollback"
-        self.verify_artifacts(manifest)
+        before = self.manifest(previous.release_id) if previous is not None else None
+        # Adapters already in the release in production were verified when it was registered:
+        # checking only the new ones keeps a one-customer release flat in N (remote artifact
+        # stores answer one listing per adapter). A rollback verifies its whole manifest.
+        known = {(a.model_name, a.version) for a in before.adapters} if before is not None else set()
+        self.verify_artifacts([a for a in manifest.adapters if (a.model_name, a.version) not in known])
         changes = "first release"
-        if previous is not None:
-            changed = diff(self.manifest(previous.release_id), manifest)
+        if before is not None:
+            changed = diff(before, manifest)
             changes = f"+{len(changed.added)} ~{len(changed.changed)} -{len(changed.removed)}"
         tags = {
             f"{TAG_PREFIX}release_id": manifest.release_id,
@@ -169,12 +174,12 @@ class ReleaseStore:
         extra = {FAILURES_FILE: json.dumps(dict(sorted(failures.items())), indent=1)} if failures else {}
         return self._record(manifest, tags, run_name=f"{event}-{manifest.release_id[:12]}", extra=extra)
 
-    def verify_artifacts(self, manifest: Manifest) -> None:
+    def verify_artifacts(self, adapters: Iterable[AdapterEntry]) -> None:
         """Each adapter's logged model must hold its MLmodel file and non-empty adapter weights.
 
         Reads the artifact store (the file system for a local store), never the registry.
         """
-        for entry in manifest.adapters:
+        for entry in adapters:
             sizes = _artifact_sizes(entry.artifact_uri)
             for required in REQUIRED_ARTIFACTS:
                 if not sizes.get(required):
@@ -251,7 +256,7 @@ class ReleaseStore:
     def rollback(self, release_id: str) -> ReleaseEvent:
         """Point every customer of ``release_id`` back at its version; records a rollback event."""
         manifest = self.manifest(release_id)
-        self.verify_artifacts(manifest)
+        self.verify_artifacts(manifest.adapters)
         for entry in manifest.adapters:
             self.client.set_registered_model_alias(entry.model_name, PRODUCTION_ALIAS, entry.version)
         current = {m.customer for m in self.production_manifest().adapters}
