@@ -31,6 +31,7 @@ REFERENCE_SAMPLE = 20  # holdout rows stored with their scores: the adapter's go
 TAG_PREFIX = "retrain."
 # Holdout metrics copied onto the model version, so releases read them without one call per model.
 METRIC_TAG_PREFIX = "retrain.metric."
+SEARCH_PAGE_SIZE = 1000  # model versions per search round trip when collecting a fan-out
 
 
 def model_name(customer: str) -> str:
@@ -177,19 +178,34 @@ def train_and_register(
     )
 
 
-def versions_for_commit(client: Any, commit: str, customers: Sequence[str]) -> dict[str, RegisteredAdapter]:
+def versions_for_commit(
+    client: Any, commit: str, customers: Sequence[str], *, page_size: int = SEARCH_PAGE_SIZE
+) -> dict[str, RegisteredAdapter]:
     """The newest registered version of each customer trained at ``commit``, found by lineage tags.
 
-    This is how a remote fan-out's results are collected: from MLflow, not from Argo outputs.
+    This is how a remote fan-out's results are collected: from MLflow, not from Argo outputs. One
+    search, read in pages of ``page_size`` in a fixed order, so 10,000 customers cost about ten
+    round trips and none is cut off by the server's default limit on results.
     """
     wanted = set(customers)
     found: dict[str, Any] = {}
-    for version in client.search_model_versions(f"tags.`{TAG_PREFIX}commit` = '{commit}'"):
-        customer = version.tags.get(f"{TAG_PREFIX}customer")
-        if customer in wanted and (
-            customer not in found or int(version.version) > int(found[customer].version)
-        ):
-            found[customer] = version
+    token: str | None = None
+    while True:
+        page = client.search_model_versions(
+            f"tags.`{TAG_PREFIX}commit` = '{commit}'",
+            max_results=page_size,
+            order_by=["name ASC", "version_number DESC"],
+            page_token=token,
+        )
+        for version in page:
+            customer = version.tags.get(f"{TAG_PREFIX}customer")
+            if customer in wanted and (
+                customer not in found or int(version.version) > int(found[customer].version)
+            ):
+                found[customer] = version
+        token = page.token
+        if not token:
+            break
     return {
         customer: RegisteredAdapter(
             customer, v.name, str(v.version), str(v.run_id), commit, version_metrics(v)

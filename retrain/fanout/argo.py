@@ -31,7 +31,11 @@ from hera.workflows import (
 )
 from hera.workflows import models as m
 
+from retrain.adapters.registry import RegisteredAdapter, versions_for_commit
 from retrain.argo_common import mlflow_env, template_settings
+from retrain.fanout.argo_client import CUSTOMERS_LABEL, ArgoClient
+from retrain.fanout.shards import shard_count
+from retrain.fanout.shards import shard_of as shard_of  # retrain train-shard imports it from here
 
 TEMPLATE_NAME = "retrain-train-adapters"
 INLINE_SELECTION_LIMIT = 16_384  # bytes of customer JSON kept inline in the Workflow's parameters
@@ -151,18 +155,6 @@ def build_template(spec: ArgoTrainingSpec) -> WorkflowTemplate:
     return template
 
 
-def shard_count(customers: int, max_pods: int) -> int:
-    """One pod per customer up to ``max_pods``; above it, several customers per pod."""
-    return max(1, min(customers, max_pods))
-
-
-def shard_of(customers: Sequence[str], shard: int, shards: int) -> list[str]:
-    """The customers shard ``shard`` of ``shards`` trains: a stable round-robin over the sorted list."""
-    if not 0 <= shard < shards:
-        raise ValueError(f"shard {shard} is outside 0..{shards - 1}")
-    return sorted(customers)[shard::shards]
-
-
 def selection_parameter(customers: Sequence[str], store_artifact: Callable[[str, str], None]) -> str:
     """Customers as a Workflow parameter: inline while small, else stored as a parent-run artifact."""
     inline = json.dumps({"customers": sorted(customers)}, separators=(",", ":"))
@@ -207,7 +199,11 @@ def build_submission(
         "metadata": {
             "generateName": "retrain-train-",
             "namespace": spec.namespace,
-            "labels": {"app.kubernetes.io/part-of": "retrain", "retrain/commit": commit[:63]},
+            "labels": {
+                "app.kubernetes.io/part-of": "retrain",
+                "retrain/commit": commit[:63],
+                CUSTOMERS_LABEL: str(len(customers)),
+            },
         },
         "spec": {
             "workflowTemplateRef": {"name": TEMPLATE_NAME},
@@ -231,3 +227,16 @@ def build_submission(
 def pods_for(customers: int, spec: ArgoTrainingSpec) -> int:
     """How many pods a submission of ``customers`` runs (for capacity planning and the benchmark)."""
     return shard_count(customers, spec.max_pods) if customers else 0
+
+
+def collect_results(
+    argo: ArgoClient, mlflow_client: Any, *, workflow: str, commit: str, customers: Sequence[str]
+) -> tuple[dict[str, RegisteredAdapter], dict[str, str]]:
+    """A finished workflow's outcome: versions from MLflow by tags, each missing customer explained.
+
+    MLflow decides who failed (a pod training several customers may fail for one of them only);
+    the workflow's nodes only say why, by the shard each customer was trained in.
+    """
+    registered = versions_for_commit(mlflow_client, commit, customers)
+    missing = [c for c in customers if c not in registered]
+    return registered, argo.failed_customers(workflow, customers, missing) if missing else {}

@@ -1,20 +1,32 @@
 """A small client of the Argo Server REST API: submit, poll phase and progress, read failures, stop.
 
-The bearer token is sent in a header and never appears in messages or ``repr``.
+Progress and failures are counted in customers, not pods: each training pod's node carries its
+shard number, and :mod:`retrain.fanout.shards` says which customers a shard trains. The bearer
+token is sent in a header and never appears in messages or ``repr``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import requests
 
+from retrain.fanout.shards import shard_size
+
 log = logging.getLogger(__name__)
 
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Error"})
+FAILED_PHASES = frozenset({"Failed", "Error"})
+NODE_DONE_PHASES = TERMINAL_PHASES | {"Skipped", "Omitted"}
+CUSTOMERS_LABEL = "retrain/customers"  # on submissions: how many customers progress counts
+FAILED_CUSTOMERS_MARK = "failed customers: "  # how ``retrain train-shard`` names its failures
+_SHARD_TASK = re.compile(r"^train\((\d+):(\d+)\)")  # withParam display name: task(index:item)
 
 
 class ArgoError(Exception):
@@ -30,15 +42,72 @@ class ArgoNotFoundError(ArgoError):
 
 
 @dataclass(frozen=True)
+class ShardNode:
+    """Where one training pod stands: its retry node's phase when it has one, its latest pod's message."""
+
+    shard: int
+    display_name: str
+    phase: str
+    message: str = ""
+    progress: str = ""  # "done/total" as the pod reports it; Argo's default is 0/1, then 1/1
+
+    @property
+    def failed(self) -> bool:
+        return self.phase in FAILED_PHASES
+
+    def customers_done(self, size: int) -> int:
+        """Customers of this shard already trained (or given up on)."""
+        if self.phase in NODE_DONE_PHASES:
+            return size
+        done, _, total = self.progress.partition("/")
+        return int(done) if total == str(size) and done.isdigit() else 0
+
+    def customers_failed(self, size: int) -> int:
+        """How many of this shard's customers failed: those its message names, else all of them."""
+        if not self.failed:
+            return 0
+        named = _named_failures(self.message)
+        return min(len(named), size) if named else size
+
+
+@dataclass(frozen=True)
 class WorkflowStatus:
     name: str
     phase: str  # "" until the controller picks the workflow up, then Pending, Running, Succeeded...
     progress: str  # "done/total" nodes, as Argo reports it
     message: str = ""
+    customers: int | None = None  # from the submission's label; None for other workflows
+    shards: int = 1
+    started_at: datetime | None = None
+    nodes: dict[int, ShardNode] = field(default_factory=dict)  # by shard number
 
     @property
     def finished(self) -> bool:
         return self.phase in TERMINAL_PHASES
+
+    def customer_counts(self) -> tuple[int, int] | None:
+        """(done, failed) customers from the pods' node statuses, when the workflow says how many."""
+        if self.customers is None:
+            return None
+        sizes = {s: shard_size(self.customers, s, self.shards) for s in self.nodes}
+        done = sum(node.customers_done(sizes[s]) for s, node in self.nodes.items())
+        failed = sum(node.customers_failed(sizes[s]) for s, node in self.nodes.items())
+        return done, failed
+
+    def progress_line(self, now: datetime) -> str:
+        """E.g. ``412/1000 customers done, 2 failed, 35.0 adapters/min (Running, 206/500 pods)``."""
+        counts = self.customer_counts()
+        phase = self.phase or "New"
+        if counts is None:
+            return f"{phase}, progress {self.progress}"
+        done, failed = counts
+        minutes = (now - self.started_at).total_seconds() / 60 if self.started_at else 0.0
+        rate = (done - failed) / minutes if minutes > 0 else 0.0
+        pods = sum(node.phase in NODE_DONE_PHASES for node in self.nodes.values())
+        return (
+            f"{done}/{self.customers} customers done, {failed} failed, {rate:.1f} adapters/min "
+            f"({phase}, {pods}/{self.shards} pods finished)"
+        )
 
 
 class ArgoClient:
@@ -76,27 +145,56 @@ class ArgoClient:
         return str(created["metadata"]["name"])
 
     def status(self, name: str) -> WorkflowStatus:
+        """Phase, progress and each training pod's node: one GET of the fields that say it."""
         data = self._request(
             "GET",
             f"/api/v1/workflows/{self.namespace}/{name}",
-            params={"fields": "metadata.name,status.phase,status.progress,status.message"},
+            params={
+                "fields": "metadata.name,metadata.labels,spec.arguments.parameters,status.phase,"
+                "status.progress,status.message,status.startedAt,status.nodes"
+            },
         )
         status = data.get("status") or {}
+        customers = ((data.get("metadata") or {}).get("labels") or {}).get(CUSTOMERS_LABEL)
+        started = status.get("startedAt")
         return WorkflowStatus(
-            name, status.get("phase", ""), status.get("progress", ""), status.get("message", "")
+            name,
+            status.get("phase", ""),
+            status.get("progress", ""),
+            status.get("message", ""),
+            customers=int(customers) if customers is not None else None,
+            shards=_shards(data),
+            started_at=datetime.fromisoformat(started) if started else None,
+            nodes=_shard_nodes(status.get("nodes") or {}),
         )
 
-    def failed_nodes(self, name: str) -> dict[str, str]:
-        """Display name -> message of the pod nodes that failed (read once, at the end)."""
+    def failed_customers(
+        self, name: str, customers: Sequence[str], unregistered: Iterable[str]
+    ) -> dict[str, str]:
+        """Why each of ``unregistered`` has no version: the node of the pod that trained its shard.
+
+        MLflow says which customers failed; this only explains them, so a pod training several
+        customers where one failed names that one alone.
+        """
         data = self._request(
-            "GET", f"/api/v1/workflows/{self.namespace}/{name}", params={"fields": "status.nodes"}
+            "GET",
+            f"/api/v1/workflows/{self.namespace}/{name}",
+            params={"fields": "spec.arguments.parameters,status.phase,status.message,status.nodes"},
         )
-        nodes = (data.get("status") or {}).get("nodes") or {}
-        return {
-            str(node.get("displayName", node_id)): str(node.get("message", ""))
-            for node_id, node in nodes.items()
-            if node.get("type") == "Pod" and node.get("phase") in ("Failed", "Error")
-        }
+        status = data.get("status") or {}
+        shards, nodes = _shards(data), _shard_nodes(status.get("nodes") or {})
+        shard_by_customer = {c: i % shards for i, c in enumerate(sorted(customers))}
+        reasons: dict[str, str] = {}
+        for customer in unregistered:
+            shard = shard_by_customer[customer]
+            node = nodes.get(shard)
+            if node is None:
+                workflow = f"{status.get('phase', '')}: {status.get('message', '')}".rstrip(": ")
+                reasons[customer] = f"workflow {name} never ran shard {shard} ({workflow})"
+            else:
+                detail = f": {node.message}" if node.message else ""
+                reasons[customer] = f"workflow {name} pod {node.display_name} {node.phase}{detail}"
+        return reasons
 
     def stop(self, name: str, message: str = "stopped by retrain") -> None:
         self._request("PUT", f"/api/v1/workflows/{self.namespace}/{name}/stop", json={"message": message})
@@ -135,6 +233,57 @@ class ArgoClient:
             )
             time.sleep(delay)
         raise AssertionError("unreachable")
+
+
+def _shards(workflow: dict[str, Any]) -> int:
+    """The submission's ``shards`` parameter; the template's default, 1, when it was not given."""
+    parameters = ((workflow.get("spec") or {}).get("arguments") or {}).get("parameters") or []
+    return int(next((p["value"] for p in parameters if p.get("name") == "shards"), 1))
+
+
+def _shard_nodes(nodes: dict[str, Any]) -> dict[int, ShardNode]:
+    """The training pods' nodes by shard; a retried shard's outcome is its Retry node's phase."""
+    by_shard: dict[int, list[dict[str, Any]]] = {}
+    for node in nodes.values():
+        shard = _shard_number(node) if node.get("type") in ("Pod", "Retry") else None
+        if shard is not None:
+            by_shard.setdefault(shard, []).append(node)
+    found: dict[int, ShardNode] = {}
+    for shard, group in by_shard.items():
+        pods = sorted(
+            (n for n in group if n.get("type") == "Pod"), key=lambda n: str(n.get("startedAt") or "")
+        )
+        outcome = next((n for n in group if n.get("type") == "Retry"), None) or pods[-1]
+        latest = pods[-1] if pods else outcome
+        found[shard] = ShardNode(
+            shard,
+            str(outcome.get("displayName", "")),
+            str(outcome.get("phase", "")),
+            str(latest.get("message") or outcome.get("message") or ""),
+            str(latest.get("progress", "")),
+        )
+    return found
+
+
+def _shard_number(node: dict[str, Any]) -> int | None:
+    """The node's ``shard`` input, else the item in its display name ``train(index:item)``."""
+    for parameter in (node.get("inputs") or {}).get("parameters") or []:
+        if parameter.get("name") == "shard" and str(parameter.get("value", "")).isdigit():
+            return int(parameter["value"])
+    match = _SHARD_TASK.match(str(node.get("displayName", "")))
+    return int(match.group(2)) if match else None
+
+
+def _named_failures(message: str) -> list[str]:
+    """Customers a pod's message names after ``failed customers:`` (``c: reason; c2: reason``)."""
+    _, mark, listed = message.partition(FAILED_CUSTOMERS_MARK)
+    if not mark:
+        return []
+    return [
+        item.split(": ", 1)[0].strip()
+        for item in (listed.splitlines() or [""])[0].split("; ")
+        if item.strip()
+    ]
 
 
 def _reason(response: requests.Response) -> str:

@@ -1,8 +1,11 @@
 """Train many customers' adapters on local worker processes: the embedded default fan-out.
 
 Each worker process imports the training stack once and runs :func:`train_and_register`, the
-same code an Argo pod runs through ``retrain train``. Failed adapters are retried; progress is
-logged with counts, rate and ETA; the pipeline is one MLflow parent run with a child per adapter.
+same code an Argo pod runs through ``retrain train``. Failed adapters are retried; a worker that
+dies (killed, out of memory) breaks its pool, so the customers it held in flight are retried on a
+fresh pool, and training's idempotency reuses a version the dead worker had already registered.
+Progress is logged with counts, rate and ETA; the pipeline is one MLflow parent run with a child
+per adapter.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import sys
 import time
 import types
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -132,43 +136,61 @@ def train_customers(
         "base_model": base_model, "mlflow_uri": uri, "parent_run_id": parent_run_id, "force": force,
     }  # fmt: skip
     log.info("training %d adapters at %s with %d worker(s)", len(customers), commit_hash, parallelism)
-    pool: Executor
-    if len(customers) == 1:
-        # One adapter trains in this process: a worker would only add its start-up (importing
-        # torch, transformers, peft and MLflow, ~6 s) to a fit of a few seconds.
-        pool = _InlineExecutor(repo_location)
-    else:
-        pool = ProcessPoolExecutor(
+
+    def new_pool() -> Executor:
+        if len(customers) == 1:
+            # One adapter trains in this process: a worker would only add its start-up (importing
+            # torch, transformers, peft and MLflow, ~6 s) to a fit of a few seconds.
+            return _InlineExecutor(repo_location)
+        return ProcessPoolExecutor(
             max_workers=parallelism, mp_context=get_context("spawn"), initializer=_init_worker,
             initargs=(repo_location, threads),
         )  # fmt: skip
-    with pool:
-        pending: dict[Future[RegisteredAdapter], str] = {}
 
-        def submit(customer: str) -> None:
-            attempts[customer] += 1
-            with _spawn_with_this_module_as_main():
-                pending[pool.submit(_train_one, {**common, "customer": customer})] = customer
-
-        for customer in customers:
-            submit(customer)
-        while pending:
+    # At most one customer per worker is submitted at a time, so a dying worker (which breaks the
+    # pool and fails every future in it) only costs the customers that were in flight.
+    queue = deque(customers)
+    pending: dict[Future[RegisteredAdapter], str] = {}
+    pool = new_pool()
+    try:
+        while queue or pending:
+            while queue and len(pending) < max(1, parallelism):
+                customer = queue.popleft()
+                attempts[customer] += 1
+                with _spawn_with_this_module_as_main():
+                    pending[pool.submit(_train_one, {**common, "customer": customer})] = customer
             done = next(iter(wait(pending, return_when=FIRST_COMPLETED).done))
             customer = pending.pop(done)
             try:
                 succeeded.append(done.result())
-            except BrokenProcessPool as error:
-                failed[customer] = f"worker process died: {error}"
+            except BrokenProcessPool:
+                lost = sorted([customer, *pending.values()])
+                pending.clear()
+                pool.shutdown(wait=True)
+                _end_runs_of_dead_workers(uri, parent_run_id, lost)
+                retry = [c for c in lost if attempts[c] <= retries]
+                log.warning(
+                    "a worker process died while training %s; retrying %s on a fresh pool",
+                    ", ".join(lost), ", ".join(retry) or "none (retries used up)",
+                )  # fmt: skip
+                for gone in (c for c in lost if c not in retry):
+                    failed[gone] = f"worker process died while training it (attempt {attempts[gone]})"
+                    _progress(len(succeeded) + len(failed), len(customers), started, gone, True)
+                queue.extendleft(reversed(retry))
+                pool = new_pool()
+                continue
             except Exception as error:
                 # Bad input (no rows, one class, no base model) fails the same way again: no retry.
                 if attempts[customer] <= retries and not isinstance(error, (ValueError, FileNotFoundError)):
                     log.warning(
                         "customer %s failed (attempt %d), retrying: %s", customer, attempts[customer], error
                     )
-                    submit(customer)
+                    queue.appendleft(customer)
                     continue
                 failed[customer] = f"{type(error).__name__}: {error}"
             _progress(len(succeeded) + len(failed), len(customers), started, customer, customer in failed)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     result = FanoutResult(parent_run_id, commit_hash, succeeded, failed, time.perf_counter() - started)
     mlflow.MlflowClient(uri).set_terminated(parent_run_id, status="FAILED" if failed else "FINISHED")
     return result
@@ -194,6 +216,20 @@ class _InlineExecutor(Executor):
         if _worker_repo is not None:
             _worker_repo.close()
             _worker_repo = None
+
+
+def _end_runs_of_dead_workers(uri: str, parent_run_id: str, customers: Sequence[str]) -> None:
+    """Mark KILLED the runs that dead workers left RUNNING (they would show as running forever)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    orphans = client.search_runs(
+        [client.get_run(parent_run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'",
+    )
+    for run in orphans:
+        if run.data.tags.get("retrain.customer") in customers:
+            client.set_terminated(run.info.run_id, status="KILLED")
 
 
 def _progress(done: int, total: int, started: float, customer: str, failed: bool) -> None:

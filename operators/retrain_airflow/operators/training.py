@@ -9,9 +9,9 @@ from typing import Any, Literal
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
-from retrain.adapters.registry import EXPERIMENT, RegisteredAdapter, versions_for_commit
+from retrain.adapters.registry import EXPERIMENT, RegisteredAdapter
 from retrain.dolt import DoltRepository
-from retrain.fanout.argo import ArgoTrainingSpec, build_submission
+from retrain.fanout.argo import ArgoTrainingSpec, build_submission, collect_results
 from retrain.tracking import ensure_experiment, run_url, tracking_uri
 from retrain_airflow.handoff import bounded, resolve
 from retrain_airflow.hooks.argo import ArgoHook
@@ -137,16 +137,10 @@ class AdapterTrainingOperator(BaseOperator):
 
         if event["status"] == "error":
             raise AirflowException(f"lost track of Argo workflow {event['workflow']}: {event['message']}")
-        uri = tracking_uri(self.mlflow_uri)
-        registered = versions_for_commit(MlflowClient(uri), commit, customers)
-        missing = [c for c in customers if c not in registered]
-        failed: dict[str, str] = {}
-        if missing:
-            nodes = ArgoHook(self.argo_conn_id).get_client().failed_nodes(event["workflow"])
-            detail = "; ".join(f"{node}: {message}" for node, message in nodes.items()) or event.get(
-                "message", ""
-            )
-            failed = {c: f"no version registered (workflow {event['phase']}: {detail})" for c in missing}
+        registered, failed = collect_results(
+            ArgoHook(self.argo_conn_id).get_client(), MlflowClient(tracking_uri(self.mlflow_uri)),
+            workflow=event["workflow"], commit=commit, customers=customers,
+        )  # fmt: skip
         self.log.info("workflow %s %s: %d registered, %d failed", event["workflow"], event["phase"],
                       len(registered), len(failed))  # fmt: skip
         return self._finish(context, commit, parent_run_id, registered, failed)

@@ -1,9 +1,10 @@
-"""ArgoWorkflowTrigger: waits for an Argo workflow to finish, polling only its phase and progress."""
+"""ArgoWorkflowTrigger: waits for an Argo workflow to finish, logging progress counted in customers."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -15,9 +16,13 @@ from retrain_airflow.hooks.argo import ArgoHook
 class ArgoWorkflowTrigger(BaseTrigger):
     """Poll ``workflow`` until it reaches Succeeded, Failed or Error, then fire once.
 
-    Events: ``{"status": "finished", "phase", "progress", "message", "workflow"}`` or, when the
-    Argo Server keeps failing, ``{"status": "error", "message"}``. A user killing the deferred
-    task stops the workflow (:meth:`on_kill`); triggerer restarts do not.
+    Each poll reads the phase and the training pods' node statuses, and logs a line whenever they
+    change, e.g. ``412/1000 customers done, 2 failed, 35.0 adapters/min (Running, 206/500 pods
+    finished)``. Events: ``{"status": "finished", "phase", "progress", "message", "workflow",
+    "customers", "customers_done", "customers_failed"}`` (the counts are None for a workflow that
+    does not say how many customers it trains) or, when the Argo Server keeps failing,
+    ``{"status": "error", "message"}``. A user killing the deferred task stops the workflow
+    (:meth:`on_kill`); triggerer restarts do not.
 
     :param argo_conn_id: Airflow connection of type ``argo``.
     :param workflow: the workflow's name.
@@ -42,22 +47,23 @@ class ArgoWorkflowTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         client = await ArgoHook(self.argo_conn_id).aget_client()
-        last_progress = None
+        last_seen: tuple[Any, ...] | None = None
         while True:
             try:
                 status = await asyncio.to_thread(client.status, self.workflow)
             except ArgoError as error:
                 yield TriggerEvent({"status": "error", "workflow": self.workflow, "message": str(error)})
                 return
-            if status.progress != last_progress:
-                self.log.info(
-                    "workflow %s: %s, progress %s", self.workflow, status.phase or "New", status.progress
-                )
-                last_progress = status.progress
+            counts = status.customer_counts()
+            if (seen := (status.phase, status.progress, counts)) != last_seen:
+                self.log.info("workflow %s: %s", self.workflow, status.progress_line(datetime.now(UTC)))
+                last_seen = seen
             if status.finished:
+                done, failed = counts or (None, None)
                 yield TriggerEvent(
                     {"status": "finished", "workflow": self.workflow, "phase": status.phase,
-                     "progress": status.progress, "message": status.message}
+                     "progress": status.progress, "message": status.message,
+                     "customers": status.customers, "customers_done": done, "customers_failed": failed}
                 )  # fmt: skip
                 return
             await asyncio.sleep(self.poll_interval)

@@ -66,6 +66,20 @@ def test_same_training_is_reused_unless_forced(repo: DoltRepository, mlflow_uri:
     assert not forced.reused
 
 
+def test_a_version_registered_by_a_worker_that_died_before_returning_is_reused(
+    repo: DoltRepository, mlflow_uri: str
+) -> None:
+    """A worker killed after registering leaves its run RUNNING and returns nothing: the rerun reuses."""
+    first = train_and_register(repo, table="examples", commit="main", customer="acme_air", params=FAST,
+                               mlflow_uri=mlflow_uri)  # fmt: skip
+    client = MlflowClient(mlflow_uri)
+    client.update_run(first.run_id, status="RUNNING")  # what SIGKILL leaves behind
+    again = train_and_register(repo, table="examples", commit="main", customer="acme_air", params=FAST,
+                               mlflow_uri=mlflow_uri)  # fmt: skip
+    assert (again.version, again.run_id, again.reused) == (first.version, first.run_id, True)
+    assert len(client.search_model_versions("name = 'adapter-acme_air'")) == 1
+
+
 def test_bad_input_registers_nothing(repo: DoltRepository, mlflow_uri: str, tmp_path: Path) -> None:
     repo.execute(Statement("UPDATE examples SET label = 'urgent' WHERE customer_id = 'initech_saas'"))
     commit = repo.commit("one class")

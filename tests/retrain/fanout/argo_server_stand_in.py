@@ -1,9 +1,9 @@
 """A STAND-IN for the Argo Server REST API, for tests only: no cluster can run on these machines.
 
 It speaks the documented shapes (``POST /api/v1/workflows/{ns}`` with ``{"workflow": ...}``,
-``GET /api/v1/workflows/{ns}/{name}?fields=...``, ``PUT .../stop``), checks the bearer token,
-moves each workflow one phase further per status read along a scripted path, and can answer
-5xx a given number of times. It runs no pods.
+``GET /api/v1/workflows/{ns}/{name}?fields=...`` answering only the listed fields, ``PUT
+.../stop``), checks the bearer token, moves each workflow one step further along a scripted path
+of phases (and node statuses) per poll, and can answer 5xx a given number of times. It runs no pods.
 """
 
 from __future__ import annotations
@@ -17,17 +17,56 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+Nodes = dict[str, dict[str, Any]]
+
 
 @dataclass
 class StandInState:
     token: str
     phases: list[str] = field(default_factory=lambda: ["Pending", "Running", "Succeeded"])
-    failed_nodes: dict[str, str] = field(default_factory=dict)
+    failed_nodes: dict[str, str] = field(default_factory=dict)  # display name -> message, every read
+    node_steps: list[Nodes] = field(default_factory=list)  # status.nodes as of each poll, like phases
+    started_at: str | None = None  # status.startedAt
     server_errors: int = 0  # answer this many requests with 503 first
     submitted: list[dict[str, Any]] = field(default_factory=list)
     reads: dict[str, int] = field(default_factory=dict)
     stopped: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+
+
+def shard_pod_node(
+    workflow: str, shard: int, phase: str, *, message: str = "", progress: str | None = None,
+    node_type: str = "Pod", attempt: int | None = None,
+) -> Nodes:  # fmt: skip
+    """One training pod's node as Argo records it for ``withParam`` item ``shard`` of task ``train``."""
+    display = f"train({shard}:{shard})" + (f"({attempt})" if attempt is not None else "")
+    node_id = f"{workflow}-{shard}-{node_type.lower()}-{attempt or 0}"
+    node: dict[str, Any] = {
+        "id": node_id, "name": f"{workflow}.{display}", "displayName": display, "type": node_type,
+        "templateName": "train-shard", "phase": phase,
+        "progress": progress or ("1/1" if phase in ("Succeeded", "Failed", "Error") else "0/1"),
+        "inputs": {"parameters": [{"name": "shard", "value": str(shard)}]},
+        "startedAt": f"2026-01-01T00:{(attempt or 0):02d}:00Z",
+    }  # fmt: skip
+    if message:
+        node["message"] = message
+    return {node_id: node}
+
+
+def _select(document: dict[str, Any], fields: str) -> dict[str, Any]:
+    """Only the dotted paths listed in ``fields``, as the Argo Server's ``fields`` parameter does."""
+    if not fields:
+        return document
+    selected: dict[str, Any] = {}
+    for path in fields.split(","):
+        source, target = document, selected
+        *parents, leaf = path.split(".")
+        for key in parents:
+            source = source.get(key) or {}
+            target = target.setdefault(key, {})
+        if leaf in source:
+            target[leaf] = source[leaf]
+    return selected
 
 
 def _handler(state: StandInState) -> type[BaseHTTPRequestHandler]:
@@ -54,7 +93,7 @@ def _handler(state: StandInState) -> type[BaseHTTPRequestHandler]:
             parts = url.path.strip("/").split("/")  # api v1 workflows ns [name [stop]]
             if parts[:3] != ["api", "v1", "workflows"] or len(parts) < 4:
                 return self._reply(404, {"code": 5, "message": "not found"})
-            names = [w["metadata"]["name"] for w in state.submitted]
+            by_name = {w["metadata"]["name"]: w for w in state.submitted}
             if method == "POST" and len(parts) == 4:
                 length = int(self.headers.get("Content-Length", 0))
                 workflow = json.loads(self.rfile.read(length))["workflow"]
@@ -63,7 +102,7 @@ def _handler(state: StandInState) -> type[BaseHTTPRequestHandler]:
                 )
                 state.submitted.append(workflow)
                 return self._reply(200, workflow)
-            if len(parts) < 5 or parts[4] not in names:
+            if len(parts) < 5 or parts[4] not in by_name:
                 return self._reply(
                     404, {"code": 5, "message": f'workflows.argoproj.io "{parts[-1]}" not found'}
                 )
@@ -72,28 +111,29 @@ def _handler(state: StandInState) -> type[BaseHTTPRequestHandler]:
                 state.stopped.append(name)
                 return self._reply(200, {"metadata": {"name": name}, "status": {"phase": "Failed"}})
             fields = parse_qs(url.query).get("fields", [""])[0]
-            if fields == "status.nodes":
-                nodes = {
-                    f"{name}-{i}": {
-                        "displayName": display,
-                        "type": "Pod",
-                        "phase": "Failed",
-                        "message": message,
-                    }
-                    for i, (display, message) in enumerate(state.failed_nodes.items())
-                }
-                return self._reply(200, {"status": {"nodes": nodes}})
             read = state.reads.get(name, 0)
-            state.reads[name] = read + 1
-            phase = "Failed" if name in state.stopped else state.phases[min(read, len(state.phases) - 1)]
+            if "metadata.name" in fields.split(","):  # a poll moves the workflow one step on
+                state.reads[name] = read + 1
+            else:
+                read = max(read - 1, 0)  # other reads see the state the last poll saw
+            return self._reply(200, _select(self._workflow(by_name[name], read), fields))
+
+        def _workflow(self, submitted: dict[str, Any], read: int) -> dict[str, Any]:
+            name = submitted["metadata"]["name"]
             total = len(state.phases)
-            return self._reply(
-                200,
-                {
-                    "metadata": {"name": name},
-                    "status": {"phase": phase, "progress": f"{min(read, total)}/{total}"},
-                },
-            )
+            phase = "Failed" if name in state.stopped else state.phases[min(read, total - 1)]
+            nodes = dict(state.node_steps[min(read, len(state.node_steps) - 1)]) if state.node_steps else {}
+            for i, (display, message) in enumerate(state.failed_nodes.items()):
+                nodes[f"{name}-{i}"] = {"displayName": display, "type": "Pod", "phase": "Failed",
+                                        "message": message}  # fmt: skip
+            status: dict[str, Any] = {
+                "phase": phase,
+                "progress": f"{min(read, total)}/{total}",
+                "nodes": nodes,
+            }
+            if state.started_at:
+                status["startedAt"] = state.started_at
+            return {**submitted, "status": status}
 
         def do_GET(self) -> None:
             self._route("GET")

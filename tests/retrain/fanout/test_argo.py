@@ -14,9 +14,8 @@ from retrain.fanout.argo import (
     build_submission,
     build_template,
     resolve_selection,
-    shard_count,
-    shard_of,
 )
+from retrain.fanout.shards import shard_count, shard_of, shard_size
 
 from ..argo_schema import validate
 
@@ -62,6 +61,7 @@ def test_pods_are_capped_and_customers_partitioned() -> None:
     shards = [shard_of(customers, i, 5) for i in range(5)]
     assert sorted(c for shard in shards for c in shard) == sorted(customers)
     assert max(len(s) for s in shards) - min(len(s) for s in shards) <= 1
+    assert [shard_size(len(customers), i, 5) for i in range(5)] == [len(s) for s in shards]
     with pytest.raises(ValueError, match=r"shard 5 is outside 0\.\.4"):
         shard_of(customers, 5, 5)
 

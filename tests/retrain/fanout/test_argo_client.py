@@ -6,7 +6,7 @@ import pytest
 
 from retrain.fanout.argo_client import ArgoAuthError, ArgoClient, ArgoError, ArgoNotFoundError
 
-from .argo_server_stand_in import StandInState, argo_server_stand_in
+from .argo_server_stand_in import StandInState, argo_server_stand_in, shard_pod_node
 
 WORKFLOW = {"metadata": {"generateName": "retrain-train-"}, "spec": {"workflowTemplateRef": {"name": "t"}}}
 
@@ -38,8 +38,27 @@ def test_failed_workflow_names_its_failed_nodes() -> None:
         argo = client(url)
         name = argo.submit(WORKFLOW)
         argo.status(name)
-        assert argo.status(name).phase == "Failed"
-        assert argo.failed_nodes(name) == {"train(3:3)": "Error (exit code 1)"}
+        status = argo.status(name)
+        assert status.phase == "Failed"
+        assert [(n.display_name, n.message) for n in status.nodes.values()] == [
+            ("train(3:3)", "Error (exit code 1)")
+        ]
+
+
+def test_failures_are_explained_by_the_shard_each_customer_was_trained_in() -> None:
+    shards = {"arguments": {"parameters": [{"name": "shards", "value": "3"}]}}
+    state = StandInState(token="good-token", phases=["Failed"])
+    customers = ["acme_air", "globex_bank", "initech_saas", "umbrella"]  # shard 0: acme_air, umbrella
+    with argo_server_stand_in(state) as url:
+        argo = client(url)
+        name = argo.submit({"metadata": {"generateName": "retrain-train-"}, "spec": shards})
+        state.node_steps = [shard_pod_node(name, 0, "Failed", message="failed customers: umbrella: no rows")]
+        assert argo.status(name).nodes[0].failed
+        reasons = argo.failed_customers(name, customers, ["umbrella", "globex_bank"])
+    assert reasons == {
+        "umbrella": f"workflow {name} pod train(0:0) Failed: failed customers: umbrella: no rows",
+        "globex_bank": f"workflow {name} never ran shard 1 (Failed)",
+    }
 
 
 def test_stop() -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -75,3 +79,58 @@ def test_a_single_customer_trains_in_this_process_and_reports_failures_alike(
     )  # fmt: skip
     assert result.succeeded == []
     assert "no_such_customer" in result.failed["no_such_customer"]
+
+
+class KillAWorkerOnFirstProgress(logging.Handler):
+    """Once the first customer is done, SIGKILL one spawned worker of this process; keep every line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.killed: int | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+        if self.killed is None and record.getMessage().startswith("[1/"):
+            workers = [
+                p for p in psutil.Process().children()
+                if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())
+            ]  # fmt: skip
+            self.killed = workers[0].pid
+            os.kill(self.killed, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_customers_are_retried_on_a_fresh_pool_and_registered_once(
+    seeded: SeededRepository, tmp_path: Path
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    watcher = KillAWorkerOnFirstProgress()
+    logger = logging.getLogger("retrain.fanout.local")
+    logger.addHandler(watcher)
+    logger.setLevel(logging.INFO)
+    try:
+        result = train_customers(
+            str(seeded.path), table="examples", commit="main", customers=seeded.customers, parallelism=2,
+            retries=1, params=TrainingParams(epochs=1, min_examples=10), mlflow_uri=uri,
+        )  # fmt: skip
+    finally:
+        logger.removeHandler(watcher)
+    assert watcher.killed is not None
+    assert result.failed == {}
+    assert sorted(a.customer for a in result.succeeded) == sorted(seeded.customers)
+    client = MlflowClient(uri)
+    for customer in seeded.customers:
+        versions = client.search_model_versions(f"name = 'adapter-{customer}'")
+        assert [v.tags["retrain.commit"] for v in versions] == [result.commit], customer
+    (died,) = [line for line in watcher.lines if line.startswith("a worker process died while training ")]
+    lost = died.removeprefix("a worker process died while training ").split(";")[0].split(", ")
+    assert set(lost) <= set(seeded.customers)
+    assert 1 <= len(lost) <= 2  # only the customers in flight, never the queued ones
+    assert died.endswith(f"retrying {', '.join(lost)} on a fresh pool")
+    children = client.search_runs(
+        [client.get_run(result.parent_run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{result.parent_run_id}'",
+    )
+    assert "RUNNING" not in {r.info.status for r in children}  # the dead workers' runs are ended
+    assert client.get_run(result.parent_run_id).info.status == "FINISHED"
