@@ -9,21 +9,29 @@ Build with BuildKit's named context (the Dockerfile's ``serving`` target copies 
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 from pathlib import Path
 
-from retrain.release.manifest import Manifest
+from retrain.release.manifest import AdapterEntry, Manifest
 from retrain.release.store import MANIFEST_FILE, ReleaseError, ReleaseStore
+
+log = logging.getLogger(__name__)
 
 RELEASE_ID_FILE = "RELEASE_ID"
 ADAPTER_SUBDIR = "adapters/{customer}/artifacts/adapter"  # a customer's PEFT adapter files
 
 
-def write_context(store: ReleaseStore, release_id: str, out_dir: str | Path) -> Path:
+def write_context(
+    store: ReleaseStore, release_id: str, out_dir: str | Path, *, reuse_from: Path | None = None
+) -> Path:
     """Write ``manifest.json``, ``RELEASE_ID`` and ``adapters/<customer>/`` (logged models) into ``out_dir``.
 
     The folder is built beside ``out_dir`` and moved into place at the end: a failed download
-    leaves no half-written context behind.
+    leaves no half-written context behind. ``reuse_from`` is a folder of other complete release
+    contexts (a scoring cache): an adapter version already there is hard-linked, not downloaded
+    again, so a release changing one customer of 1,000 downloads one adapter.
     """
     from mlflow.artifacts import download_artifacts
 
@@ -32,19 +40,44 @@ def write_context(store: ReleaseStore, release_id: str, out_dir: str | Path) -> 
         raise ReleaseError(
             f"release {release_id}'s stored manifest hashes to {manifest.release_id}: corrupted"
         )
-    store.verify_artifacts(manifest.adapters)
+    local_copies = _local_copies(reuse_from) if reuse_from is not None else {}
+    store.verify_artifacts([a for a in manifest.adapters if _key(a) not in local_copies])
     out_dir = Path(out_dir)
     staging = out_dir.with_name(f".{out_dir.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "adapters").mkdir(parents=True)
+    downloaded = 0
     for entry in manifest.adapters:
+        target = staging / "adapters" / entry.customer
+        if _key(entry) in local_copies:
+            shutil.copytree(local_copies[_key(entry)], target, copy_function=os.link)
+            continue
         downloads = staging / "downloads" / entry.customer
         downloads.mkdir(parents=True)
         local = download_artifacts(artifact_uri=entry.artifact_uri, dst_path=str(downloads))
-        Path(local).rename(staging / "adapters" / entry.customer)
-    shutil.rmtree(staging / "downloads")
+        Path(local).rename(target)
+        downloaded += 1
+    shutil.rmtree(staging / "downloads", ignore_errors=True)
+    log.info("release %s: %d adapters downloaded, %d reused from %s", release_id, downloaded,
+             len(manifest.adapters) - downloaded, reuse_from)  # fmt: skip
     (staging / MANIFEST_FILE).write_text(manifest.canonical_json())
     (staging / RELEASE_ID_FILE).write_text(release_id + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     return out_dir
+
+
+def _key(entry: AdapterEntry) -> tuple[str, str, str]:
+    return (entry.model_name, entry.version, entry.artifact_uri)
+
+
+def _local_copies(folder: Path) -> dict[tuple[str, str, str], Path]:
+    """Adapter version -> its folder in a complete release context under ``folder``."""
+    copies: dict[tuple[str, str, str], Path] = {}
+    for marker in folder.glob(f"*/{RELEASE_ID_FILE}"):
+        context = marker.parent
+        if marker.read_text().strip() != context.name or not (context / MANIFEST_FILE).is_file():
+            continue  # not a complete context
+        for entry in Manifest.from_json((context / MANIFEST_FILE).read_text()).adapters:
+            copies.setdefault(_key(entry), context / "adapters" / entry.customer)
+    return copies

@@ -194,7 +194,7 @@ class ReleaseFiles:
             and marker.read_text().strip() == release_id
             and (context / MANIFEST_FILE).is_file()
         ):
-            write_context(store, release_id, context)
+            write_context(store, release_id, context, reuse_from=workdir)
         return cls(context, Manifest.from_json((context / MANIFEST_FILE).read_text()))
 
     def adapter_dir(self, customer: str) -> str:
