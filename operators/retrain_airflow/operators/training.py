@@ -116,7 +116,10 @@ class AdapterTrainingOperator(BaseOperator):
             "submitted Argo workflow %s for %d customers: %s", name, len(customers), client.workflow_url(name)
         )
         context["ti"].xcom_push(key=ArgoWorkflowLink.source_key, value=client.workflow_url(name))
-        request = {"commit": commit, "customers": customers, "parent_run_id": parent_run_id}
+        request = {
+            "commit": commit, "parent_run_id": parent_run_id,
+            "customers": bounded(customers, context=context, name="requested_customers"),
+        }  # fmt: skip
         context["ti"].xcom_push(key=REQUEST_KEY, value=request)  # read back when the trigger fires
         self.defer(
             trigger=ArgoWorkflowTrigger(
@@ -133,7 +136,8 @@ class AdapterTrainingOperator(BaseOperator):
 
         ti = context["ti"]
         request = ti.xcom_pull(task_ids=ti.task_id, key=REQUEST_KEY)
-        commit, customers, parent_run_id = request["commit"], request["customers"], request["parent_run_id"]
+        commit, parent_run_id = request["commit"], request["parent_run_id"]
+        customers: list[str] = resolve(request["customers"])
 
         if event["status"] == "error":
             raise AirflowException(f"lost track of Argo workflow {event['workflow']}: {event['message']}")
