@@ -1,7 +1,10 @@
 """The "Releases" view: a FastAPI app the Airflow API server mounts (see ``plugins/retrain_plugin.py``).
 
 Pages: the release history (production first), one release's adapters with their versions,
-metrics and Dolt commits, and the diff between two releases; JSON twins under ``api/``.
+metrics and Dolt commits, and the diff between two releases as a table; JSON twins under
+``api/``. Both tables page, sort and filter on the server (``releases_pages``), and parsed
+manifests are cached per release id (the id is the manifest's MD5, so an id's manifest never
+changes): a page of a 1,000-adapter release costs a few MLflow round trips, whatever N is.
 Rolling back changes what production serves, so it needs the Op role or above: the app asks
 Airflow's auth manager whether the user may edit Variables, the permission Op is the first role
 to hold in both the simple and the FAB auth managers.
@@ -19,35 +22,112 @@ import html
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.core_api.security import get_user
+from airflow.sdk.exceptions import AirflowNotFoundException
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
-from retrain.release.manifest import Manifest, diff
-from retrain.release.store import ReleaseError, ReleaseEvent, ReleaseStore, UnknownReleaseError
+from retrain.release.manifest import AdapterEntry, Manifest, ManifestDiff, diff
+from retrain.release.store import (
+    SERVING_EVENTS,
+    ReleaseError,
+    ReleaseEvent,
+    ReleaseStore,
+    UnknownReleaseError,
+)
 from retrain.tracking import model_version_url
+from retrain_airflow.hooks.dolt import DoltHook
+from retrain_airflow.releases_pages import (
+    BETTER,
+    DIFF_KINDS,
+    MAX_PAGE_SIZE,
+    PAGE_SIZE,
+    STYLE,
+    CommitUrl,
+    DiffRow,
+    Order,
+    QueryError,
+    ReleaseRow,
+    TablePage,
+    TableQuery,
+    diff_page,
+    diff_rows,
+    diff_table,
+    filters,
+    metric_names,
+    release_page,
+    release_rows,
+    release_table,
+)
 
 RELEASE_ID = re.compile(r"[0-9a-f]{32}")
-
-
-def may_roll_back(user: BaseUser) -> bool:
-    return bool(get_auth_manager().is_authorized_variable(method="PUT", user=user))
+CACHED_RELEASES = 16  # parsed manifests (and failures) kept per app: ~1 MB per 1,000 adapters
 
 
 # Airflow's own dependency: the UI's session cookie or a bearer token, else 401/403.
 User = Annotated[BaseUser, Depends(get_user)]
 
 
+def may_roll_back(user: User) -> bool:
+    return bool(get_auth_manager().is_authorized_variable(method="PUT", user=user))
+
+
+CanRollBack = Annotated[bool, Depends(may_roll_back)]
+
+
+def table_query(
+    page: Annotated[int, Query(ge=1)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = PAGE_SIZE,
+    sort: Annotated[str, Query(max_length=100)] = "customer",
+    order: Order = "asc",
+    q: Annotated[str, Query(max_length=200)] = "",
+    changed: bool = False,
+    failed: bool = False,
+    kind: Annotated[str, Query(max_length=20)] = "",
+) -> TableQuery:
+    """The table parameters of a page; types and ranges are checked here (422), columns per table."""
+    return TableQuery(page, per_page, sort, order, q.strip(), changed, failed, kind)
+
+
+Table = Annotated[TableQuery, Depends(table_query)]
+
+
+def dolt_web_url() -> str | None:
+    """The Dolt repository's web UI (DoltHub, DoltLab): the ``web_url`` extra of ``dolt_default``,
+    the setting the operators' Dolt commit links use too."""
+    from airflow.models.connection import Connection
+
+    try:
+        connection = Connection.get_connection_from_secrets(DoltHook.default_conn_name)
+    except AirflowNotFoundException:
+        return None
+    web_url = connection.extra_dejson.get("web_url")
+    return str(web_url).rstrip("/") if web_url else None
+
+
+@dataclass(frozen=True)
+class ReleaseView:
+    """One release with what the history says about it."""
+
+    rows: list[ReleaseRow]
+    metrics: list[str]
+    in_production: bool
+    previous: str | None  # the release it replaced ("only changed" compares with it)
+
+
 class RollbackRequest(BaseModel):
     confirm: str  # the release id again, so a stray request cannot roll back by accident
 
 
-def create_app(open_store: Callable[[], ReleaseStore] | None = None) -> FastAPI:
+def create_app(
+    open_store: Callable[[], ReleaseStore] | None = None, dolt_url: Callable[[], str | None] = dolt_web_url
+) -> FastAPI:
     """The app; ``open_store`` defaults to the store at ``$MLFLOW_TRACKING_URI`` (else embedded)."""
     store_of = open_store or functools.cache(ReleaseStore.open)
     app = FastAPI(title="Retrain releases", docs_url=None, redoc_url=None)
@@ -55,12 +135,45 @@ def create_app(open_store: Callable[[], ReleaseStore] | None = None) -> FastAPI:
     def store() -> ReleaseStore:
         return store_of()
 
+    # Keyed by the store too: one id names the same manifest everywhere, but may be unknown elsewhere.
+    @functools.lru_cache(maxsize=CACHED_RELEASES)
+    def cached_manifest(tracking_uri: str, release_id: str) -> Manifest:
+        return store().manifest(release_id)
+
+    @functools.lru_cache(maxsize=CACHED_RELEASES)
+    def cached_failures(tracking_uri: str, release_id: str) -> dict[str, str]:
+        return store().failures(release_id)
+
     def manifest_or_404(release_id: str) -> Manifest:
         _check_id(release_id)
         try:
-            return store().manifest(release_id)
+            return cached_manifest(store().tracking_uri, release_id)
         except UnknownReleaseError as error:
             raise HTTPException(404, str(error)) from None
+
+    def release_view(release_id: str) -> ReleaseView:
+        """Rows of the release against the one it replaced: one history search beyond the caches."""
+        manifest = manifest_or_404(release_id)
+        serving = [e for e in store().events() if e.event in SERVING_EVENTS]
+        previous = _previous_release(serving, release_id)
+        rows = release_rows(manifest, manifest_or_404(previous) if previous else None,
+                            cached_failures(store().tracking_uri, release_id))  # fmt: skip
+        in_production = bool(serving) and serving[0].release_id == release_id
+        return ReleaseView(rows, metric_names(r.entry for r in rows), in_production, previous)
+
+    def diff_view(base: str, head: str) -> tuple[ManifestDiff, list[DiffRow], list[str]]:
+        changes = diff(manifest_or_404(base), manifest_or_404(head))
+        rows = diff_rows(changes)
+        return changes, rows, metric_names([*(r.old for r in rows), *(r.new for r in rows)])
+
+    def links() -> tuple[Callable[[AdapterEntry], str | None], CommitUrl]:
+        uri, web = store().tracking_uri, dolt_url()
+
+        def commit_url(commit: str) -> str | None:
+            # The convention of DoltHook.commit_diff_url for one commit.
+            return f"{web}/commits/main/{commit}" if web and commit else None
+
+        return (lambda entry: model_version_url(uri, entry.model_name, entry.version)), commit_url
 
     # Sync routes: FastAPI runs them in its thread pool, so MLflow calls do not block the server.
     @app.get("/", response_class=HTMLResponse)
@@ -68,18 +181,25 @@ def create_app(open_store: Callable[[], ReleaseStore] | None = None) -> FastAPI:
         return _page("Releases", _history(store().events()))
 
     @app.get("/release/{release_id}", response_class=HTMLResponse)
-    def release_detail(release_id: str, user: User) -> str:
-        manifest = manifest_or_404(release_id)
-        latest = store().latest()
-        in_production = latest is not None and latest.release_id == release_id
-        return _page(f"Release {release_id}", _detail(store(), release_id, manifest, in_production,
-                                                       may_roll_back(user)))  # fmt: skip
+    def release_detail(release_id: str, user: User, can_roll_back: CanRollBack, query: Table) -> str:
+        view = release_view(release_id)
+        page = _checked(lambda: release_page(view.rows, query, view.metrics))
+        table = release_table(page, query, view.metrics, *links())
+        return _page(f"Release {release_id}", _detail(release_id, view, query, table, can_roll_back))
 
     @app.get("/diff", response_class=HTMLResponse)
-    def release_diff(user: User, base: Annotated[str, Query()], head: Annotated[str, Query()]) -> str:
-        changes = diff(manifest_or_404(base), manifest_or_404(head)).lines() or ["(no differences)"]
-        body = f"<p>{_link(base)} &rarr; {_link(head)}</p><pre>{html.escape(chr(10).join(changes))}</pre>"
-        return _page("Diff", body)
+    def release_diff(
+        user: User, base: Annotated[str, Query()], head: Annotated[str, Query()], query: Table
+    ) -> str:
+        changes, rows, metrics = diff_view(base, head)
+        query = replace(query, keep=(("base", base), ("head", head)))
+        page = _checked(lambda: diff_page(rows, query, metrics))
+        counts = f"{len(changes.added)} added, {len(changes.changed)} changed, {len(changes.removed)} removed"
+        summary = f"<p>{_link(base)} &rarr; {_link(head)}: {counts}. {_DELTA_LEGEND}</p>"
+        if changes.empty:
+            return _page("Diff", summary + "<p>(no differences)</p>")
+        table = diff_table(page, query, metrics, *links())
+        return _page("Diff", summary + filters(query, (), DIFF_KINDS) + table)
 
     @app.get("/api/releases")
     def api_releases(user: User) -> list[dict[str, Any]]:
@@ -90,9 +210,33 @@ def create_app(open_store: Callable[[], ReleaseStore] | None = None) -> FastAPI:
         manifest: dict[str, Any] = json.loads(manifest_or_404(release_id).canonical_json())
         return manifest
 
+    @app.get("/api/releases/{release_id}/adapters")
+    def api_release_adapters(release_id: str, user: User, query: Table) -> dict[str, Any]:
+        view = release_view(release_id)
+        page = _checked(lambda: release_page(view.rows, query, view.metrics))
+        rows = [{"customer": r.customer, "change": r.change, "previous_version": r.previous_version,
+                 "failure": r.failure, "adapter": r.entry.canonical() if r.entry else None}
+                for r in page.rows]  # fmt: skip
+        return {"release_id": release_id, "in_production": view.in_production,
+                "previous_release": view.previous, **_page_json(page), "rows": rows}  # fmt: skip
+
+    @app.get("/api/diff")
+    def api_diff(user: User, base: Annotated[str, Query()], head: Annotated[str, Query()], query: Table
+                 ) -> dict[str, Any]:  # fmt: skip
+        _, rows, metrics = diff_view(base, head)
+        page = _checked(lambda: diff_page(rows, query, metrics))
+        found = [
+            {"customer": r.customer, "kind": r.kind, "old": r.old.canonical() if r.old else None,
+             "new": r.new.canonical() if r.new else None, "deltas": r.deltas}
+            for r in page.rows
+        ]  # fmt: skip
+        return {"base": base, "head": head, **_page_json(page), "rows": found}
+
     @app.post("/api/releases/{release_id}/rollback")
-    def rollback(release_id: str, body: RollbackRequest, user: User) -> dict[str, Any]:
-        if not may_roll_back(user):
+    def rollback(
+        release_id: str, body: RollbackRequest, user: User, can_roll_back: CanRollBack
+    ) -> dict[str, Any]:
+        if not can_roll_back:
             raise HTTPException(403, "rolling back a release needs the Op role or above")
         if body.confirm != release_id:
             raise HTTPException(422, "confirm must repeat the release id")
@@ -107,6 +251,25 @@ def create_app(open_store: Callable[[], ReleaseStore] | None = None) -> FastAPI:
     return app
 
 
+def _previous_release(serving: list[ReleaseEvent], release_id: str) -> str | None:
+    """The release in production just before ``release_id`` was first cut (what its "changes" count)."""
+    first = max((i for i, e in enumerate(serving) if e.release_id == release_id), default=None)
+    if first is None:  # older than the history fetched
+        return None
+    return next((e.release_id for e in serving[first + 1 :] if e.release_id != release_id), None)
+
+
+def _checked(build: Callable[[], TablePage[Any]]) -> TablePage[Any]:
+    try:
+        return build()
+    except QueryError as error:
+        raise HTTPException(422, str(error)) from None
+
+
+def _page_json(page: TablePage[Any]) -> dict[str, int]:
+    return {"page": page.number, "pages": page.pages, "total": page.total}
+
+
 def _check_id(release_id: str) -> None:
     if not RELEASE_ID.fullmatch(release_id):
         raise HTTPException(404, f"{release_id!r} is not a release id (32 hex characters)")
@@ -116,12 +279,12 @@ def _event_json(event: ReleaseEvent) -> dict[str, Any]:
     return {
         "release_id": event.release_id, "event": event.event, "time": event.time.isoformat(),
         "adapters": event.adapter_count, "commits": event.commits, "changes": event.changes,
-        "note": event.note,
+        "note": event.note, "failed": event.failed_count,
     }  # fmt: skip
 
 
-def _link(release_id: str) -> str:
-    return f'<a href="release/{release_id}"><code>{release_id}</code></a>'
+def _link(release_id: str, prefix: str = "") -> str:
+    return f'<a href="{prefix}release/{release_id}"><code>{release_id}</code></a>'
 
 
 def _history(events: list[ReleaseEvent]) -> str:
@@ -135,7 +298,8 @@ def _history(events: list[ReleaseEvent]) -> str:
         rows.append(
             f"<tr><td>{_link(event.release_id)}{marker}</td><td>{html.escape(event.event)}</td>"
             f"<td>{event.time:%Y-%m-%d %H:%M:%S} UTC</td><td>{event.adapter_count}</td>"
-            f"<td>{html.escape(event.changes or event.note)}</td><td>{html.escape(pinned)}</td></tr>"
+            f"<td>{html.escape(event.changes or event.note)}</td><td>{html.escape(pinned)}</td>"
+            f'<td class="failed">{event.failed_count or ""}</td></tr>'
         )
     ids = list(dict.fromkeys(e.release_id for e in events))  # newest first, each once
 
@@ -148,35 +312,35 @@ def _history(events: list[ReleaseEvent]) -> str:
 
     return (
         "<table><tr><th>release</th><th>event</th><th>time</th><th>adapters</th><th>changes</th>"
-        f"<th>pinned days</th></tr>{''.join(rows)}</table>"
+        f"<th>pinned days</th><th>training failed</th></tr>{''.join(rows)}</table>"
         f'<form action="diff" method="get"><h2>Compare</h2>{select("base", min(1, len(ids) - 1))} &rarr; '
         f'{select("head", 0)} <button type="submit">Diff</button></form>'
     )
 
 
-def _detail(
-    store: ReleaseStore, release_id: str, manifest: Manifest, in_production: bool, can_roll_back: bool
-) -> str:
-    rows = []
-    for entry in manifest.adapters:
-        metrics = ", ".join(f"{k} {v:.3f}" for k, v in sorted(entry.metrics.items()))
-        url = model_version_url(store.tracking_uri, entry.model_name, entry.version)
-        model = html.escape(entry.model_name)
-        model_cell = f'<a href="{html.escape(url)}" target="_blank">{model}</a>' if url else model
-        rows.append(
-            f"<tr><td>{html.escape(entry.customer)}</td><td>{model_cell}</td>"
-            f"<td>v{html.escape(entry.version)}</td><td><code>{html.escape(entry.commit[:12])}</code></td>"
-            f"<td>{html.escape(metrics)}</td><td><code>{html.escape(entry.run_id[:12])}</code></td></tr>"
-        )
-    status = "in production" if in_production else "not in production"
-    button = _ROLLBACK_BUTTON.replace("RELEASE_ID", release_id) if can_roll_back and not in_production else ""
+def _detail(release_id: str, view: ReleaseView, query: TableQuery, table: str, can_roll_back: bool) -> str:
+    adapters = sum(1 for row in view.rows if row.entry is not None)
+    failed = sum(1 for row in view.rows if row.failure)
+    status = "in production" if view.in_production else "not in production"
+    against = "No earlier release to compare with."
+    if view.previous:
+        diff_link = f'<a href="../diff?base={view.previous}&amp;head={release_id}">the diff</a>'
+        against = f"Changes against {_link(view.previous, '../')} ({diff_link})."
+    button = (
+        _ROLLBACK_BUTTON.replace("RELEASE_ID", release_id) if can_roll_back and not view.in_production else ""
+    )
+    checkboxes = (("changed", "only changed"), ("failed", f"only failed ({failed})"))
     return (
-        f"<p><a href='../'>&larr; all releases</a></p><p>{len(manifest.adapters)} adapters, {status}. "
-        f"Serving image tag <code>{release_id}</code>.</p>"
-        "<table><tr><th>customer</th><th>model</th><th>version</th><th>Dolt commit</th><th>metrics</th>"
-        f"<th>MLflow run</th></tr>{''.join(rows)}</table>{button}"
+        f"<p><a href='../'>&larr; all releases</a></p><p>{adapters} adapters, {status}. "
+        f"Serving image tag <code>{release_id}</code>. {against}</p>"
+        f"{filters(query, checkboxes)}{table}{button}"
     )
 
+
+_DELTA_LEGEND = (
+    '&Delta; is new &minus; old: <span class="better">green</span> when better, '
+    f'<span class="worse">red</span> when worse ({BETTER}).'
+)
 
 # The release id is 32 hex characters (checked before rendering), safe inside this script.
 _ROLLBACK_BUTTON = """<button id="rollback" onclick="rollBack()">Roll production back to this release</button>
@@ -198,5 +362,6 @@ def _page(title: str, body: str) -> str:
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
-td,th{{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}} button{{margin-top:1em}}</style>
+td,th{{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}} button{{margin-top:1em}}
+{STYLE}</style>
 </head><body><h1>{html.escape(title)}</h1>{body}</body></html>"""

@@ -2,7 +2,8 @@
 
 Logs in as admin and as viewer, finds the four DAGs and the Releases view, and saves screenshots
 under ``var/test-artifacts/screenshots`` (kept as test artifacts); the viewer sees no rollback
-button and the rollback endpoint answers 403.
+button and the rollback endpoint answers 403. A release of 1,000 adapters (entries pointing at one
+trained adapter's artifacts) is searched, sorted and paged in the browser.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from retrain.adapters.training import TrainingParams
 from retrain.demo.seed import seed_training_repo
 from retrain.demo.up import PASSWORDS_FILE, prepare_airflow, service_env, start_airflow, start_mlflow, stop
 from retrain.dolt import DoltRepository
+from retrain.release.manifest import AdapterEntry, Manifest
 from retrain.release.promotion import promote
 from retrain.release.store import ReleaseStore
 
 from ..dags.test_retrain_on_commit_e2e import free_port
+from ..operators.test_releases_app import BIG, big_entry
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "screenshots"
@@ -43,9 +46,16 @@ pytestmark = [
 ]
 
 
+def register_big_release(store: ReleaseStore, template: AdapterEntry) -> str:
+    """customer_0000..0999, the first three of which failed to retrain (kept their adapter)."""
+    manifest = Manifest(tuple(big_entry(template, i, 1) for i in range(BIG)))
+    failures = {f"customer_{i:04d}": "out of memory" for i in range(3)}
+    return store.register(manifest, failures=failures).release_id
+
+
 @pytest.fixture(scope="module")
 def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Airflow standalone and an MLflow server with two registered releases."""
+    """Airflow standalone and an MLflow server with a release of 1,000 adapters, then two releases."""
     home = tmp_path_factory.mktemp("ui")
     mlflow_port, airflow_port = free_port(), free_port()
     env = service_env(home, mlflow_port=mlflow_port, airflow_port=airflow_port)
@@ -68,11 +78,14 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
                         params=TrainingParams(epochs=1, min_examples=10),
                     )
                     promote(store.client, customer, adapter.version, tolerance=1.0)
+                if not releases:  # before release 1, so that the trained releases stay the newest two
+                    big = register_big_release(store, store.production_manifest().adapters[0])
                 releases.append(store.register(store.production_manifest()).release_id)
         prepare_airflow(env)
         airflow_server = start_airflow(home, env, airflow_port)
         passwords = json.loads((home / "airflow" / PASSWORDS_FILE).read_text())
-        yield {"base": f"http://127.0.0.1:{airflow_port}", "passwords": passwords, "releases": releases}
+        yield {"base": f"http://127.0.0.1:{airflow_port}", "passwords": passwords, "releases": releases,
+               "big": big}  # fmt: skip
     finally:
         if airflow_server is not None:
             stop(airflow_server)
@@ -132,7 +145,7 @@ def test_admin_finds_the_dags_and_the_releases_view(browser: Any, airflow_ui: di
     assert frame.get_by_text("(production)").count() >= 1
     screenshot(page, "releases")
     frame.get_by_role("button", name="Diff").click()  # the previous release against production
-    frame.locator("pre").get_by_text("acme_air").wait_for(timeout=30_000)
+    frame.get_by_role("cell", name="acme_air", exact=True).wait_for(timeout=30_000)
     screenshot(page, "release-diff")
 
     page.goto(f"{airflow_ui['base']}/releases/release/{first}")
@@ -151,3 +164,50 @@ def test_viewer_has_no_rollback_button_and_gets_403(browser: Any, airflow_ui: di
         f"{airflow_ui['base']}/releases/api/releases/{first}/rollback", data={"confirm": first}
     )
     assert response.status == 403
+
+
+def matching(first: int, last: int, total: int) -> str:
+    """The count above a table, as the browser shows it (the page writes an en dash)."""
+    return f"{first}\u2013{last} of {total} matching rows."
+
+
+def shown(page: Any) -> list[str]:
+    """The customer column of the rows on screen."""
+    return [str(cell) for cell in page.locator("table tr td:first-child").all_inner_texts()]
+
+
+def test_release_of_1000_adapters_searches_sorts_and_pages(browser: Any, airflow_ui: dict[str, Any]) -> None:
+    page = logged_in(browser, airflow_ui, "viewer")
+    page.goto(f"{airflow_ui['base']}/releases/release/{airflow_ui['big']}")
+    page.get_by_text(matching(1, 50, 1000)).wait_for()
+    assert shown(page) == [f"customer_{i:04d}" for i in range(50)]
+    screenshot(page, "release-1000-page-1")
+
+    page.get_by_role("link", name="next →").click()
+    page.get_by_text(matching(51, 100, 1000)).wait_for()
+    assert shown(page)[0] == "customer_0050"
+    page.get_by_role("link", name="20", exact=True).click()
+    page.get_by_text(matching(951, 1000, 1000)).wait_for()
+    assert shown(page)[-1] == "customer_0999"
+    screenshot(page, "release-1000-page-20")
+
+    page.fill('input[name="q"]', "Customer_012")
+    page.get_by_role("button", name="Filter").click()
+    page.get_by_text(matching(1, 10, 10)).wait_for()
+    assert shown(page) == [f"customer_{i:04d}" for i in range(120, 130)]
+    by_roc_auc = sorted(range(120, 130), key=lambda i: (i * 37) % BIG)
+    page.get_by_role("link", name="roc_auc").click()  # ascending
+    page.wait_for_url("**sort=roc_auc**")
+    page.get_by_role("link", name="roc_auc").click()  # the current column: flips to descending
+    page.wait_for_url("**order=desc**")
+    assert shown(page) == [f"customer_{i:04d}" for i in reversed(by_roc_auc)]
+    assert page.input_value('input[name="q"]') == "Customer_012"  # the search survives sorting
+    screenshot(page, "release-1000-search-sorted")
+
+    page.fill('input[name="q"]', "")
+    page.check('input[name="failed"]')
+    page.get_by_role("button", name="Filter").click()
+    page.get_by_text(matching(1, 3, 3)).wait_for()
+    assert shown(page) == ["customer_0002", "customer_0001", "customer_0000"]  # still by roc_auc, descending
+    assert page.get_by_text("training failed: out of memory").count() == 3
+    screenshot(page, "release-1000-failed")

@@ -174,5 +174,5 @@ def test_a_complete_release_has_no_failures(repo: DoltRepository, store: Release
     assert promote(store.client, adapter.customer, adapter.version).promoted
     release = store.register(store.production_manifest())
     assert (release.failed_count, store.failures(release.release_id)) == (0, {})
-    with pytest.raises(ReleaseError, match="unknown release 'f+'"):
+    with pytest.raises(ReleaseError, match=r"unknown release 'f+'"):
         store.failures("f" * 32)
