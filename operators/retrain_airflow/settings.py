@@ -14,7 +14,8 @@ from pathlib import Path
 HOME = Path(os.environ.get("RETRAIN_HOME", Path.cwd())).resolve()
 TRAINING_TABLE = "examples"
 KEY_COLUMN = "customer_id"
-# Embedded Derby admits one Spark job at a time; `make up` makes this pool with one slot.
+# Embedded Derby admits one Spark job at a time: `make up --embedded` makes this pool with one slot.
+# With a thrift metastore (`make up`'s default) Spark tasks stay in default_pool and run side by side.
 SPARK_POOL = os.environ.get("RETRAIN_SPARK_POOL", "default_pool")
 
 

@@ -1,9 +1,12 @@
-"""``make up``: Airflow (standalone) and an MLflow server on loopback, over the demo data.
+"""``make up``: Airflow (standalone), MLflow and a local Spark cluster on loopback, over the demo data.
 
-Seeds the demo training repo and Hive warehouse once, starts ``mlflow server`` on
-127.0.0.1:5000 and ``airflow standalone`` (API server and UI on 127.0.0.1:8080, scheduler,
-DAG processor, triggerer) with this checkout's ``dags/`` and ``plugins/``, prints where
-everything is, and stops both on Ctrl-C. Everything lives under ``var/up``.
+Seeds the demo training repo and Hive warehouse once, starts a Hive metastore service and a Spark
+standalone master with two workers (``retrain.cluster``), ``mlflow server`` on 127.0.0.1:5000 and
+``airflow standalone`` (API server and UI on 127.0.0.1:8080, scheduler, DAG processor, triggerer)
+with this checkout's ``dags/`` and ``plugins/``, prints where everything is, and stops them all on
+Ctrl-C. The DAGs' Spark tasks run on the cluster through the metastore service, so several can run
+at once. ``--embedded`` keeps Spark in the tasks' own processes on embedded Derby instead (one
+Spark job at a time). Everything lives under ``var/up``.
 """
 
 from __future__ import annotations
@@ -18,15 +21,23 @@ import time
 import urllib.request
 from pathlib import Path
 
+from retrain.cluster import LocalCluster, ServiceError, local_cluster
+
 ROOT = Path(__file__).resolve().parents[2]
 SPARK_POOL = "hive_embedded"
 
 
-def service_env(home: Path, *, mlflow_port: int = 5000, airflow_port: int = 8080) -> dict[str, str]:
-    """The environment Airflow's processes and the suite's tasks share."""
+def service_env(
+    home: Path, *, mlflow_port: int = 5000, airflow_port: int = 8080, cluster: LocalCluster | None = None
+) -> dict[str, str]:
+    """The environment Airflow's processes and the suite's tasks share.
+
+    :param cluster: run Spark on it, through its metastore service; None keeps embedded Derby, which
+        admits one Spark job at a time, so the Spark tasks then share the one-slot pool ``SPARK_POOL``.
+    """
     home = home.resolve()
     bin_dir = str(Path(sys.executable).parent)
-    return {
+    env = {
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",  # airflow, mlflow, spark-submit
         "PYSPARK_PYTHON": sys.executable,
@@ -48,7 +59,6 @@ def service_env(home: Path, *, mlflow_port: int = 5000, airflow_port: int = 8080
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "RETRAIN_HOME": str(ROOT),
         "RETRAIN_WAREHOUSE": str(home / "warehouse"),
-        "RETRAIN_SPARK_POOL": SPARK_POOL,
         # The DAGs' Variables (retrain_airflow.settings), set the way a deployment would.
         "AIRFLOW_VAR_RETRAIN_SUITE_PATH": str(ROOT / "expectations" / "examples.json"),
         "AIRFLOW_VAR_RETRAIN_DATA_DOCS_DIR": str(home / "data_docs"),
@@ -56,6 +66,12 @@ def service_env(home: Path, *, mlflow_port: int = 5000, airflow_port: int = 8080
         "AIRFLOW_VAR_RETRAIN_REPORTS_DIR": str(home / "reports"),
         "PYTHONPATH": str(ROOT),
     }
+    if cluster is None:
+        env["RETRAIN_SPARK_POOL"] = SPARK_POOL
+    else:
+        env.update(cluster.env())
+        env.pop("RETRAIN_SPARK_POOL", None)  # one from the shell would serialize the tasks again
+    return env
 
 
 def start_mlflow(home: Path, env: dict[str, str], port: int = 5000) -> subprocess.Popen[bytes]:
@@ -73,8 +89,10 @@ def start_mlflow(home: Path, env: dict[str, str], port: int = 5000) -> subproces
 
 
 def prepare_airflow(env: dict[str, str]) -> None:
-    """Migrate the metadata DB and create the one-slot pool the embedded Derby metastore needs."""
+    """Migrate the metadata DB and, on embedded Derby, create the one-slot pool it needs."""
     subprocess.run(["airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    if env.get("RETRAIN_SPARK_POOL") != SPARK_POOL:
+        return
     subprocess.run(
         ["airflow", "pools", "set", SPARK_POOL, "1", "embedded Derby metastore: one Spark job at a time"],
         env=env, check=True, capture_output=True,
@@ -132,28 +150,47 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--home", type=Path, default=Path("var/up"))
+    parser.add_argument(
+        "--embedded", action="store_true",
+        help="no Spark cluster: Spark in the tasks' processes on embedded Derby, one Spark job at a time",
+    )  # fmt: skip
     args = parser.parse_args()
     home: Path = args.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
-    env = service_env(home)
     if not (home / "training.db").exists():
+        # Seeded on embedded Derby before the metastore service opens the same database.
         print("seeding the demo training repo and Hive warehouse ...", flush=True)
         subprocess.run(
             ["retrain", "demo-data", "--repo", str(home / "training.db"),
              "--warehouse", str(home / "warehouse")],
-            env=env, check=True,
+            env=service_env(home), check=True,
         )  # fmt: skip
+    try:
+        if args.embedded:
+            run_services(home, service_env(home), _EMBEDDED.format(home=home))
+            return
+        print("starting the Hive metastore and the Spark cluster ...", flush=True)
+        with local_cluster(home / "cluster", warehouse=home / "warehouse") as cluster:
+            summary = _CLUSTER.format(cluster=cluster, logs=cluster.log_dir, seconds=cluster.started_in)
+            run_services(home, service_env(home, cluster=cluster), summary)
+    except ServiceError as error:  # which service, its port and its log's tail say enough
+        raise SystemExit(f"make up: {error}") from None
+    except KeyboardInterrupt:
+        pass
+
+
+def run_services(home: Path, env: dict[str, str], spark_summary: str) -> None:
+    """Run MLflow and Airflow until one exits or Ctrl-C, then stop both."""
     mlflow = start_mlflow(home, env)
     airflow = None
     try:
         prepare_airflow(env)
         airflow = start_airflow(home, env)
         unpause_when_parsed(env, "retrain_on_commit")  # the demo's point: commit and watch it run
-        print(_SUMMARY.format(home=home, passwords=Path(env["AIRFLOW_HOME"]) / PASSWORDS_FILE), flush=True)
+        passwords = Path(env["AIRFLOW_HOME"]) / PASSWORDS_FILE
+        print(_SUMMARY.format(home=home, passwords=passwords, spark=spark_summary), flush=True)
         while airflow.poll() is None and mlflow.poll() is None:
             time.sleep(2)
-    except KeyboardInterrupt:
-        pass
     finally:
         if airflow is not None:
             stop(airflow)
@@ -167,8 +204,13 @@ Releases view   http://127.0.0.1:8080/plugin/releases
 MLflow UI       http://127.0.0.1:5000
 Dolt repo       {home}/training.db  (retrain_on_commit is unpaused: its first run trains every
                 customer; after that, commit to the repo and a run retrains the changed ones)
+{spark}
 Logs            {home}/airflow.log, {home}/mlflow.log
-Ctrl-C stops both."""
+Ctrl-C stops them all."""
+_CLUSTER = """Spark master    {cluster.master_url}  (UI {cluster.master_ui_url}; up in {seconds:.0f}s)
+Hive metastore  {cluster.metastore_uri}  (warehouse {cluster.warehouse})
+Spark logs      {logs}/  (metastore, master, workers; executors under the workers' directories)"""
+_EMBEDDED = """Hive warehouse  {home}/warehouse  (embedded Derby metastore: Spark tasks run one at a time)"""
 
 
 if __name__ == "__main__":

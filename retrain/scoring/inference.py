@@ -1,10 +1,10 @@
 """Scoring on Spark's Python workers: each worker holds one multi-adapter engine for the release.
 
-The release's files reach the workers as one directory shipped with ``SparkContext.addFile`` (so
-executors on a cluster need no shared file system). A worker loads the base model once and each
-customer's adapter as its own bytes (:mod:`retrain.engine`), so a batch of rows from many customers
-is scored in one forward pass and a worker's memory grows by ~300 kB per adapter, not by a copy
-of the base model.
+The release's files reach the workers as one zip archive shipped with ``SparkContext.addArchive``
+and unpacked by Spark on each executor (so executors on a cluster need no shared file system). A
+worker loads the base model once and each customer's adapter as its own bytes
+(:mod:`retrain.engine`), so a batch of rows from many customers is scored in one forward pass and
+a worker's memory grows by ~300 kB per adapter, not by a copy of the base model.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def scorer(
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """The ``mapInPandas`` function Spark ships to its workers.
 
-    :param shipped_release: the name of the release directory added with ``SparkContext.addFile``.
+    :param shipped_release: the file name of the release archive added with
+        ``SparkContext.addArchive``; ``SparkFiles.get`` gives the directory it was unpacked into.
     """
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

@@ -1,0 +1,83 @@
+"""Service processes: the startup timeout names the service and quotes its log; stopping leaves nothing."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from retrain.cluster import process
+
+# Prints two lines and then never opens a port: a service stuck in startup.
+STUCK = [sys.executable, "-c", "print('booting', flush=True); print('waiting for disk', flush=True); "
+         "import time; time.sleep(60)"]  # fmt: skip
+
+
+def start(command: list[str], tmp_path: Path, name: str = "Stuck service") -> process.Service:
+    return process.start(
+        name, command, port=process.free_port(), log=tmp_path / "logs" / "stuck.log", env=dict(os.environ),
+        cwd=tmp_path,
+    )  # fmt: skip
+
+
+def test_a_service_that_never_opens_its_port_times_out_naming_it_and_quoting_its_log(tmp_path: Path) -> None:
+    service = start(STUCK, tmp_path)
+    try:
+        started = time.monotonic()
+        with pytest.raises(process.ServiceError) as raised:
+            process.wait_until(
+                service, lambda: process.port_open(service.port), "did not open its port",
+                deadline=time.monotonic() + 2,
+            )  # fmt: skip
+        assert time.monotonic() - started < 10
+    finally:
+        process.stop(service, grace=5)
+    message = str(raised.value)
+    assert message.startswith(f"Stuck service (port {service.port}) did not open its port in time;")
+    assert f"last lines of {tmp_path / 'logs' / 'stuck.log'}:\nbooting\nwaiting for disk" in message
+
+
+def test_a_service_that_exits_is_reported_with_its_exit_code(tmp_path: Path) -> None:
+    service = start(
+        [sys.executable, "-c", "import sys; print('bad config: no such file'); sys.exit(3)"], tmp_path
+    )
+    with pytest.raises(process.ServiceError, match=r"exited with code 3 before it was ready;") as raised:
+        process.wait_until(service, lambda: False, "did not answer", deadline=time.monotonic() + 30)
+    assert str(raised.value).endswith("bad config: no such file")
+
+
+def test_stop_kills_the_whole_group_even_children_that_ignore_sigterm(tmp_path: Path) -> None:
+    child = tmp_path / "child.pid"
+    stubborn = (
+        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"c = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+        f"signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)']); "
+        f"open({str(child)!r}, 'w').write(str(c.pid)); time.sleep(60)"
+    )
+    service = start([sys.executable, "-c", stubborn], tmp_path)
+    deadline = time.monotonic() + 20
+    while not child.is_file() or not child.read_text():
+        assert time.monotonic() < deadline, process.log_tail(service.log)
+        time.sleep(0.1)
+    process.stop(service, grace=1)
+    assert service.process.returncode is not None
+    gone = time.monotonic() + 5  # the killed child is reaped by init, not by us
+    while process.group_alive(service.process.pid):
+        assert time.monotonic() < gone, f"child {child.read_text()} outlived stop()"
+        time.sleep(0.1)
+
+
+def test_log_tail_keeps_the_last_lines_and_says_when_there_is_none(tmp_path: Path) -> None:
+    log = tmp_path / "service.log"
+    assert process.log_tail(log) == "(no log file)"
+    log.write_text("")
+    assert process.log_tail(log) == "(empty log)"
+    log.write_text("".join(f"line {n}\n" for n in range(100)))
+    assert process.log_tail(log, lines=2) == "line 98\nline 99"
+
+
+def test_a_free_port_is_closed() -> None:
+    assert not process.port_open(process.free_port())

@@ -1,0 +1,38 @@
+"""``make up``'s environment: Spark on the local cluster and no one-slot pool, or embedded Derby with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from retrain.cluster import LocalCluster
+from retrain.demo.up import SPARK_POOL, service_env
+
+
+def cluster(tmp_path: Path) -> LocalCluster:
+    return LocalCluster(
+        master_url="spark://127.0.0.1:7077", master_ui_url="http://127.0.0.1:8081",
+        metastore_uri="thrift://127.0.0.1:9083", warehouse=tmp_path / "warehouse", log_dir=tmp_path / "logs",
+        worker_dirs=(tmp_path / "worker-1", tmp_path / "worker-2"), started_in=12.0,
+    )  # fmt: skip
+
+
+def test_with_the_cluster_spark_tasks_use_it_and_the_default_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETRAIN_SPARK_POOL", SPARK_POOL)  # left in the shell by an embedded run
+    env = service_env(tmp_path, cluster=cluster(tmp_path))
+    assert env["RETRAIN_SPARK_MASTER"] == "spark://127.0.0.1:7077"
+    assert env["RETRAIN_HIVE_METASTORE"] == "thrift://127.0.0.1:9083"
+    assert env["RETRAIN_WAREHOUSE"] == str(tmp_path / "warehouse")
+    assert "RETRAIN_SPARK_POOL" not in env
+
+
+def test_embedded_derby_keeps_the_one_slot_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RETRAIN_HIVE_METASTORE", raising=False)
+    monkeypatch.delenv("RETRAIN_SPARK_MASTER", raising=False)
+    env = service_env(tmp_path)
+    assert env["RETRAIN_SPARK_POOL"] == SPARK_POOL
+    assert env["RETRAIN_WAREHOUSE"] == str(tmp_path.resolve() / "warehouse")
+    assert "RETRAIN_HIVE_METASTORE" not in env
