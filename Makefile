@@ -13,7 +13,7 @@ export PYTHONPATH := $(CURDIR)
 export AIRFLOW_HOME ?= $(CURDIR)/$(VAR)/airflow
 
 # `make up` runs Airflow and MLflow on loopback over the demo data until Ctrl-C.
-.PHONY: venv venv-serve demo up browser test test-fast test-serving test-slow lint bench argo-templates kserve-templates constraints constraints-serve clean
+.PHONY: venv venv-serve demo up browser test test-fast test-serving test-slow lint bench scale argo-templates kserve-templates constraints constraints-serve clean
 
 venv: $(STAMP)
 
@@ -70,6 +70,12 @@ bench: venv venv-serve
 	$(BIN)/python bench/release.py
 	$(BIN)/python bench/scoring.py
 	$(BIN)/python bench/serving.py
+
+# 1,000 customers (and 100 beside them) through every stage, with figures and a plot, then one
+# retrain_scheduled run over 1,000 under make up's services (about an hour on 2 cores).
+scale: venv
+	$(BIN)/python bench/scale.py --plot $(VAR)/bench/scale.png
+	$(BIN)/python bench/airflow_scale.py
 
 # WorkflowTemplates are generated from the Hera code (retrain/argo_templates.py); a test fails when they differ.
 argo-templates: venv

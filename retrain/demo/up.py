@@ -64,6 +64,7 @@ def service_env(
         "AIRFLOW_VAR_RETRAIN_DATA_DOCS_DIR": str(home / "data_docs"),
         "AIRFLOW_VAR_RETRAIN_SCORING_CACHE": str(home / "scoring"),
         "AIRFLOW_VAR_RETRAIN_REPORTS_DIR": str(home / "reports"),
+        "AIRFLOW_VAR_RETRAIN_HANDOFF_PATH": f"file://{home / 'handoff'}",
         "PYTHONPATH": str(ROOT),
     }
     if cluster is None:

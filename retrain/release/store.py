@@ -16,12 +16,12 @@ import datetime as dt
 import json
 import logging
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrain.adapters.registry import MODEL_PREFIX, TAG_PREFIX, version_metrics
+from retrain.adapters.registry import MODEL_PREFIX, TAG_PREFIX, model_name, version_metrics
 from retrain.errors import InputError
 from retrain.release.manifest import AdapterEntry, Manifest, diff
 from retrain.tracking import ensure_experiment, tracking_uri
@@ -35,6 +35,9 @@ MANIFEST_FILE = "manifest.json"
 # previous production adapter, or have none. Beside the manifest, not in it: not part of the MD5.
 FAILURES_FILE = "failures.json"
 SERVING_EVENTS = ("register", "rollback")
+# Changed customers up to which a release is built from the one in production (two registry calls
+# each) rather than from two paged searches of the whole registry (~2 s at 1,000, ~15 ms a call).
+INCREMENTAL_LIMIT = 100
 REQUIRED_ARTIFACTS = ("MLmodel", "artifacts/adapter/adapter_model.safetensors")
 
 
@@ -102,13 +105,46 @@ class ReleaseStore:
 
     # -- building -----------------------------------------------------------------------------
 
-    def production_manifest(self) -> Manifest:
-        """Every customer's ``production`` version: two paged registry searches, whatever N is."""
+    def production_manifest(self, *, changed: Collection[str] | None = None) -> Manifest:
+        """Every customer's ``production`` version.
+
+        :param changed: the customers whose ``production`` alias this run may have moved (a
+            commit's promoted candidates). The release in production then stands for every other
+            customer and only these are read from the registry, two calls each, so a one-customer
+            release costs the same at 1,000 customers as at 10. ``None``, or more than
+            :data:`INCREMENTAL_LIMIT` customers, or no release yet: the whole registry is read in
+            two paged searches, which also picks up aliases moved outside the suite (about 2 s at
+            1,000 customers against an MLflow server).
+        """
+        if changed is not None and len(changed) <= INCREMENTAL_LIMIT:
+            current = self.latest()
+            if current is not None:
+                return self._updated(self.manifest(current.release_id), changed)
         models = _all_pages(self.client.search_registered_models, f"name LIKE '{MODEL_PREFIX}%'", 1000)
         serving = {m.name: str(m.aliases[PRODUCTION_ALIAS]) for m in models if PRODUCTION_ALIAS in m.aliases}
         versions = _all_pages(self.client.search_model_versions, f"name LIKE '{MODEL_PREFIX}%'", 10000)
         entries = [_entry(v) for v in versions if serving.get(v.name) == str(v.version)]
         return Manifest(tuple(entries))
+
+    def _updated(self, manifest: Manifest, changed: Collection[str]) -> Manifest:
+        """``manifest`` with each changed customer's entry read from its ``production`` alias
+        (dropped when the customer has none)."""
+        from mlflow.exceptions import MlflowException
+
+        entries = manifest.by_customer()
+        for customer in sorted(set(changed)):
+            try:
+                model = self.client.get_registered_model(model_name(customer))
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                model = None
+            if model is None or PRODUCTION_ALIAS not in model.aliases:
+                entries.pop(customer, None)
+                continue
+            version = self.client.get_model_version(model.name, str(model.aliases[PRODUCTION_ALIAS]))
+            entries[customer] = _entry(version)
+        return Manifest(tuple(entries.values()))
 
     def challengers(self) -> dict[str, str]:
         """Customer -> its newest version when that is newer than its production version (or it has none)."""

@@ -88,7 +88,9 @@ class ReleaseManifestOperator(BaseOperator):
             previous = store.latest()
             for customer, reason in sorted(failures.items()):
                 self.log.warning("not in this release's training: %s (%s)", customer, reason)
-            event = store.register(store.production_manifest(), failures=failures)
+            # Only the candidates' aliases can have moved: the rest of the release stands as it is.
+            manifest = store.production_manifest(changed=list(candidates))
+            event = store.register(manifest, failures=failures)
         elif self.action == "resolve":
             previous, event = None, self._resolve(store)
         elif self.action == "rollback":

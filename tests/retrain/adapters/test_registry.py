@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -11,7 +12,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from retrain.adapters.model import BaseModelError
-from retrain.adapters.registry import TrackingUnreachableError, model_name, train_and_register
+from retrain.adapters.registry import (
+    TAG_PREFIX,
+    TrackingUnreachableError,
+    model_name,
+    train_and_register,
+    versions_for_commit,
+)
 from retrain.adapters.training import TrainingDataError, rows_fingerprint
 from retrain.demo.seed import SeededRepository
 from retrain.dolt import DoltRepository
@@ -110,3 +117,30 @@ def test_unreachable_tracking_server_is_named(repo: DoltRepository) -> None:
     ):
         train_and_register(repo, table="examples", commit="main", customer="acme_air", params=FAST,
                            mlflow_uri=f"http://127.0.0.1:{port}")  # fmt: skip
+
+
+def test_versions_for_commit_reads_every_page_and_keeps_each_customers_newest(mlflow_uri: str) -> None:
+    client = MlflowClient(mlflow_uri)
+    commit, other = "a" * 32, "b" * 32
+    customers = [f"customer_{i:02d}" for i in range(12)]
+    newest: dict[str, str] = {}
+    for customer, at in [(c, commit) for c in customers] + [(customers[0], commit), (customers[1], other)]:
+        if customer not in newest and at == commit:
+            client.create_registered_model(model_name(customer))
+        tags = {f"{TAG_PREFIX}commit": at, f"{TAG_PREFIX}customer": customer}
+        version = client.create_model_version(model_name(customer), "file:///adapter", tags=tags)
+        if at == commit:
+            newest[customer] = str(version.version)
+    calls: list[str] = []
+
+    class Counting:
+        def search_model_versions(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append(kwargs.get("page_token") or "first")
+            return client.search_model_versions(*args, **kwargs)
+
+    found = versions_for_commit(Counting(), commit, [*customers, "not_trained"], page_size=5)
+
+    assert {c: a.version for c, a in found.items()} == newest
+    assert found["customer_00"].version == "2"  # the newer of its two at this commit
+    assert found["customer_01"].version == "1"  # its version 2 is another commit's
+    assert len(calls) == 3  # 13 versions at the commit in pages of 5, read to the end

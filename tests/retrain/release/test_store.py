@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pytest
@@ -176,3 +177,44 @@ def test_a_complete_release_has_no_failures(repo: DoltRepository, store: Release
     assert (release.failed_count, store.failures(release.release_id)) == (0, {})
     with pytest.raises(ReleaseError, match=r"unknown release 'f+'"):
         store.failures("f" * 32)
+
+
+def test_a_release_for_changed_customers_reads_only_them_from_the_registry(
+    repo: DoltRepository, store: ReleaseStore
+) -> None:
+    first = {c: train(repo, store, c) for c in ("acme_air", "globex_bank", "initech_saas")}
+    for adapter in first.values():
+        promote(store.client, adapter.customer, adapter.version)
+    store.register(store.production_manifest())
+    newer = train(repo, store, "acme_air", force=True)
+    promote(store.client, "acme_air", newer.version, tolerance=1.0)
+    store.client.delete_registered_model_alias("adapter-initech_saas", PRODUCTION_ALIAS)  # its gate said no
+    calls: list[str] = []
+    counted = store.client
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            calls.append(name)
+            return getattr(counted, name)
+
+    incremental = ReleaseStore(Counting(), store.tracking_uri).production_manifest(
+        changed=["acme_air", "initech_saas"]
+    )
+
+    assert incremental == store.production_manifest()  # the same release as reading everything
+    assert [(a.customer, a.version) for a in incremental.adapters] == [
+        ("acme_air", "2"),
+        ("globex_bank", "1"),
+    ]
+    assert not {"search_model_versions", "search_registered_models"} & set(calls)
+    assert calls.count("get_registered_model") == 2  # the changed customers' aliases, not globex's
+    assert calls.count("get_model_version") == 1  # initech has no production version any more
+
+
+def test_the_first_release_for_changed_customers_reads_the_whole_registry(
+    repo: DoltRepository, store: ReleaseStore
+) -> None:
+    for customer in ("acme_air", "globex_bank"):
+        promote(store.client, customer, train(repo, store, customer).version)
+    first = store.production_manifest(changed=["acme_air"])  # no release to start from
+    assert [a.customer for a in first.adapters] == ["acme_air", "globex_bank"]
