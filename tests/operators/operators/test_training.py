@@ -18,7 +18,7 @@ from retrain.dolt import DoltRepository
 from retrain_airflow.links import ArgoWorkflowLink
 from retrain_airflow.triggers.argo import ArgoWorkflowTrigger
 
-from ...retrain.fanout.argo_server_stand_in import StandInState, argo_server_stand_in
+from ...retrain.fanout.argo_server_stand_in import StandInState, airflow_connection, argo_server_stand_in
 from ..dag_files import load_dag
 
 TOKEN = "argo-token-123"
@@ -71,11 +71,7 @@ def test_argo_backend_collects_versions_from_mlflow_and_names_failures(
         failed_nodes={"train(1:1)": "Error (exit code 1): failed customers: globex_bank"},
     )  # fmt: skip
     with argo_server_stand_in(state) as url:
-        host, port = url.removeprefix("http://").split(":")
-        monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", json.dumps({
-            "conn_type": "argo", "host": host, "port": int(port), "schema": "http", "password": TOKEN,
-            "extra": {"namespace": "ml-training"},
-        }))  # fmt: skip
+        monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", airflow_connection(url, TOKEN))
         run = dag_with(airflow_db, "train_argo", customers=["acme_air", "globex_bank"], backend="argo",
                        allow_partial=True).test()  # fmt: skip
     assert run.state == "success"
@@ -98,10 +94,7 @@ def test_argo_backend_collects_versions_from_mlflow_and_names_failures(
 def test_trigger_serializes_and_on_kill_stops_the_workflow(monkeypatch: pytest.MonkeyPatch) -> None:
     state = StandInState(token=TOKEN, phases=["Running"])
     with argo_server_stand_in(state) as url:
-        host, port = url.removeprefix("http://").split(":")
-        monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", json.dumps({
-            "conn_type": "argo", "host": host, "port": int(port), "schema": "http", "password": TOKEN,
-        }))  # fmt: skip
+        monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", airflow_connection(url, TOKEN, namespace=None))
         from retrain_airflow.hooks.argo import ArgoHook
 
         name = ArgoHook().get_client().submit({"metadata": {"generateName": "w-"}, "spec": {}})

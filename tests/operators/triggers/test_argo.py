@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import json
 import math
 import re
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from retrain_airflow.triggers.argo import ArgoWorkflowTrigger
 from ...retrain.fanout.argo_server_stand_in import (
     Nodes,
     StandInState,
+    airflow_connection,
     argo_server_stand_in,
     shard_pod_node,
 )
@@ -154,11 +154,7 @@ def test_fan_out_reports_progress_in_customers_and_names_exactly_the_failed_ones
     started = (datetime.now(UTC) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
     state = StandInState(token=TOKEN, phases=["Pending", "Running", "Running", "Failed"], started_at=started)
     with argo_server_stand_in(state) as url:
-        host, port = url.removeprefix("http://").split(":")
-        monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", json.dumps({
-            "conn_type": "argo", "host": host, "port": int(port), "schema": "http", "password": TOKEN,
-            "extra": {"namespace": "ml-training"},
-        }))  # fmt: skip
+        monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", airflow_connection(url, TOKEN))
         argo = ArgoHook().get_client()
         name = argo.submit(workflow)
         state.node_steps = node_steps(name, count, shards, messages)

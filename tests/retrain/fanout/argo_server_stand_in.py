@@ -158,3 +158,14 @@ def argo_server_stand_in(state: StandInState) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def airflow_connection(url: str, token: str, namespace: str | None = "ml-training") -> str:
+    """``AIRFLOW_CONN_ARGO_DEFAULT``'s JSON for the stand-in at ``url`` (the Argo hook's connection)."""
+    host, port = url.removeprefix("http://").split(":")
+    connection: dict[str, object] = {
+        "conn_type": "argo", "host": host, "port": int(port), "schema": "http", "password": token,
+    }  # fmt: skip
+    if namespace is not None:
+        connection["extra"] = {"namespace": namespace}
+    return json.dumps(connection)
