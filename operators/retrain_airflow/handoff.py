@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import Context, ObjectStoragePath, Variable
@@ -32,14 +32,30 @@ def bounded(value: Any, *, context: Context, name: str) -> Any:
 
     The file is named by DAG, run, task and ``name``, so a retried task overwrites its own.
     """
-    text = json.dumps(value, separators=(",", ":"), sort_keys=True)
-    if len(text) <= HANDOFF_LIMIT:
+    if len(_json(value)) <= HANDOFF_LIMIT:
         return value
+    return _hand_off(value, context=context, name=name)
+
+
+def bounded_fields(result: dict[str, Any], keys: Sequence[str], *, context: Context) -> dict[str, Any]:
+    """A task's return value kept under the bound as a whole: when its JSON is over it, each of
+    its per-customer ``keys`` travels as a file, whatever its own size (two lists just under the
+    bound each would still double it)."""
+    if len(_json(result)) <= HANDOFF_LIMIT:
+        return result
+    return {**result, **{key: _hand_off(result[key], context=context, name=key) for key in keys}}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def _hand_off(value: Any, *, context: Context, name: str) -> dict[str, Any]:
     ti = context["ti"]
     folder = ObjectStoragePath(Variable.get("retrain_handoff_path", default=DEFAULT_PATH))
     path = folder / _UNSAFE.sub("_", ti.dag_id) / _UNSAFE.sub("_", ti.run_id) / ti.task_id / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(_json(value))
     return {HANDOFF_KEY: str(path), "count": len(value)}
 
 

@@ -30,6 +30,7 @@ def edit(repo_path: Path, customer: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # three runs and a restart: ~6 min on 2 quiet cores, more when loaded
 def test_each_commit_is_retrained_once_across_a_restart(tmp_path: Path) -> None:
     home = tmp_path / "up"
     home.mkdir()

@@ -66,3 +66,39 @@ def test_a_lost_handoff_file_is_named() -> None:
     with pytest.raises(FileNotFoundError, match=r"/nowhere/x\.json is gone"):
         resolve({"handoff": "file:///nowhere/x.json", "count": 3})
     assert resolve({"handoff": "not a reference"}) == {"handoff": "not a reference"}
+
+
+FIELDS_DAG = """
+import datetime as dt
+from airflow.sdk import dag, get_current_context, task
+from retrain_airflow.handoff import bounded_fields
+
+@dag(dag_id="handoff_fields", schedule=None, start_date=dt.datetime(2026, 1, 1))
+def handoff_fields():
+    @task
+    def produce(count: int):
+        customers = [f"customer_{{i:05d}}" for i in range(count)]
+        result = {{"validated": customers, "healthy": customers, "rows": 40 * count}}
+        return bounded_fields(result, ("validated", "healthy"), context=get_current_context())
+
+    produce({count})
+
+handoff_fields()
+"""
+
+
+@pytest.mark.parametrize("count", [10, 600])
+def test_a_return_value_stays_under_the_bound_as_a_whole(
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_RETRAIN_HANDOFF_PATH", f"file://{tmp_path / 'handoff'}")
+    customers = [f"customer_{i:05d}" for i in range(count)]
+    assert len(json.dumps(customers)) < HANDOFF_LIMIT  # each list fits; at 600 both together do not
+    run = load_dag(airflow_db, "handoff_fields", FIELDS_DAG.format(count=count)).test()
+    assert run.state == "success"
+    produced = run.get_task_instance("produce").xcom_pull(task_ids="produce")
+    assert produced["rows"] == 40 * count
+    assert [resolve(produced[key]) for key in ("validated", "healthy")] == [customers, customers]
+    handed_off = {key for key in ("validated", "healthy") if produced[key] != customers}
+    assert handed_off == (set() if count == 10 else {"validated", "healthy"})
+    assert max(xcom_sizes("handoff_fields").values()) <= HANDOFF_LIMIT

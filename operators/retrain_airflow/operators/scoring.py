@@ -15,6 +15,7 @@ from retrain.release.store import ReleaseStore
 from retrain.scoring import spark_submit
 from retrain.scoring.job import ScoringReport, score_partition
 from retrain.spark import SparkSettings, spark_session
+from retrain_airflow.handoff import bounded_fields
 
 
 class HiveScoringOperator(BaseOperator):
@@ -93,7 +94,8 @@ class HiveScoringOperator(BaseOperator):
         if report.skipped:
             raise AirflowSkipException(report.skipped)
         self.log.info("%s", report.summary())
-        return report.to_dict()
+        per_customer = ("customers_scored", "missing_customers")  # row counts by customer
+        return bounded_fields(report.to_dict(), per_customer, context=context)
 
     def on_kill(self) -> None:
         if self._submit_hook is not None:

@@ -10,7 +10,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from retrain.validation.gate import validate_commit
-from retrain_airflow.handoff import bounded, resolve
+from retrain_airflow.handoff import bounded_fields, resolve
 from retrain_airflow.hooks.dolt import DoltHook
 from retrain_airflow.links import DataDocsLink
 
@@ -81,7 +81,5 @@ class DoltValidateOperator(BaseOperator):
             raise AirflowException(report.summary())
         if report.quarantined:
             self.log.warning("quarantined customers (not trained): %s", report.quarantined)
-        result = report.to_json()
-        for key in ("customers_validated", "failures", "quarantined", "healthy_customers"):
-            result[key] = bounded(result[key], context=context, name=key)
-        return result
+        per_customer = ("customers_validated", "failures", "quarantined", "healthy_customers")
+        return bounded_fields(report.to_json(), per_customer, context=context)
