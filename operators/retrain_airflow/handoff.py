@@ -32,9 +32,10 @@ def bounded(value: Any, *, context: Context, name: str) -> Any:
 
     The file is named by DAG, run, task and ``name``, so a retried task overwrites its own.
     """
-    if len(_json(value)) <= HANDOFF_LIMIT:
+    text = _json(value)
+    if len(text) <= HANDOFF_LIMIT:
         return value
-    return _hand_off(value, context=context, name=name)
+    return _hand_off(text, len(value), context=context, name=name)
 
 
 def bounded_fields(result: dict[str, Any], keys: Sequence[str], *, context: Context) -> dict[str, Any]:
@@ -43,20 +44,22 @@ def bounded_fields(result: dict[str, Any], keys: Sequence[str], *, context: Cont
     bound each would still double it)."""
     if len(_json(result)) <= HANDOFF_LIMIT:
         return result
-    return {**result, **{key: _hand_off(result[key], context=context, name=key) for key in keys}}
+    handed = {key: _hand_off(_json(result[key]), len(result[key]), context=context, name=key) for key in keys}
+    return {**result, **handed}
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
-def _hand_off(value: Any, *, context: Context, name: str) -> dict[str, Any]:
+def _hand_off(text: str, count: int, *, context: Context, name: str) -> dict[str, Any]:
+    """Write ``text`` (the JSON of ``count`` items) to the run's handoff folder; the reference."""
     ti = context["ti"]
     folder = ObjectStoragePath(Variable.get("retrain_handoff_path", default=DEFAULT_PATH))
     path = folder / _UNSAFE.sub("_", ti.dag_id) / _UNSAFE.sub("_", ti.run_id) / ti.task_id / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_json(value))
-    return {HANDOFF_KEY: str(path), "count": len(value)}
+    path.write_text(text)
+    return {HANDOFF_KEY: str(path), "count": count}
 
 
 def resolve(value: Any) -> Any:
