@@ -13,10 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from retrain.dolt import DoltError, DoltRepository
+from retrain.dolt import DoltRepository
 from retrain.dolt.watermark import CommitWatermark
 from retrain.engine import DEFAULT_CACHE_BYTES
-from retrain.errors import InputError
+from retrain.errors import InputError, RetrainError
 from retrain.serving.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
 from retrain.serving.protocol import DEFAULT_MODEL_NAME
 
@@ -146,7 +146,7 @@ def _train_shard(args: argparse.Namespace) -> int:
                     parent_run_id=args.parent_run_id or None, force=args.force,
                 )  # fmt: skip
                 _print_json(registered.to_json())
-            except (DoltError, InputError, FileNotFoundError) as error:
+            except RetrainError as error:
                 failed[customer] = str(error)
             print(f"shard {args.shard}/{args.shards}: {done}/{len(customers)} customers", file=sys.stderr)
     if failed:
@@ -538,9 +538,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.handler(args) or 0
-    except (DoltError, InputError, FileExistsError) as error:
+    except RetrainError as error:
         print(f"retrain: error: {error}", file=sys.stderr)
-        return 1
+        return error.exit_code
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""Validation of names that are spliced into SQL text (tables, columns, branches).
+"""Validation of names that reach SQL text, MLflow filter strings, paths and HTML.
 
-Values are always bound as parameters; only identifiers, which SQL cannot bind, pass through here.
+SQL values are always bound as parameters; only identifiers, which SQL cannot bind, pass through
+here. Customer ids and release ids are checked where they enter (CLI, operators, app routes, tags
+read back from MLflow), so that a crafted one never reaches a filter string, a path or a page.
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ from retrain.errors import InputError
 _SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 # Git-style ref names, restricted to a safe alphabet: no "..", no "//", no trailing "/" or ".lock".
 _BRANCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
+# Customer ids name MLflow models, directories and Argo parameters: no quotes, slashes or spaces.
+_CUSTOMER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+CUSTOMER_ID_RULE = "1-128 letters, digits, '_', '-' or '.', starting with a letter or digit"
+_RELEASE_ID = re.compile(r"[0-9a-f]{32}")
+RELEASE_ID_RULE = "32 lowercase hex characters, the MD5 of a release manifest"
 
 
 class InvalidIdentifierError(InputError):
@@ -40,3 +47,33 @@ def branch_name(name: str) -> str:
             f"invalid branch name {name!r}: use letters, digits, '.', '_', '-' and '/' separators"
         )
     return name
+
+
+class InvalidCustomerIdError(InvalidIdentifierError):
+    """A customer id outside :data:`CUSTOMER_ID_RULE`."""
+
+    def __init__(self, customer: object) -> None:
+        super().__init__(f"invalid customer id {customer!r}: use {CUSTOMER_ID_RULE}")
+        self.customer = customer
+
+
+def customer_id(value: str) -> str:
+    """Return ``value`` if it is a valid customer id, else raise naming the rule."""
+    if not isinstance(value, str) or not _CUSTOMER_ID.fullmatch(value):
+        raise InvalidCustomerIdError(value)
+    return value
+
+
+def is_customer_id(value: object) -> bool:
+    return isinstance(value, str) and _CUSTOMER_ID.fullmatch(value) is not None
+
+
+def release_id(value: str) -> str:
+    """Return ``value`` if it is a release id, else raise naming the rule."""
+    if not is_release_id(value):
+        raise InvalidIdentifierError(f"invalid release id {value!r}: use {RELEASE_ID_RULE}")
+    return value
+
+
+def is_release_id(value: object) -> bool:
+    return isinstance(value, str) and _RELEASE_ID.fullmatch(value) is not None

@@ -20,26 +20,26 @@ from __future__ import annotations
 import functools
 import html
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.core_api.security import get_user
 from airflow.sdk.exceptions import AirflowNotFoundException
-from fastapi import Depends, FastAPI, HTTPException, Query
-from fastapi.responses import HTMLResponse
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
+from retrain.errors import RetrainError
+from retrain.identifiers import RELEASE_ID_RULE, is_release_id
 from retrain.release.manifest import AdapterEntry, Manifest, ManifestDiff, diff
 from retrain.release.store import (
     SERVING_EVENTS,
-    ReleaseError,
     ReleaseEvent,
     ReleaseStore,
-    UnknownReleaseError,
 )
 from retrain.tracking import model_version_url
 from retrain_airflow.hooks.dolt import DoltHook
@@ -66,7 +66,7 @@ from retrain_airflow.releases_pages import (
     release_table,
 )
 
-RELEASE_ID = re.compile(r"[0-9a-f]{32}")
+_SELECTED = " selected"
 CACHED_RELEASES = 16  # parsed manifests (and failures) kept per app: ~1 MB per 1,000 adapters
 
 
@@ -132,6 +132,11 @@ def create_app(
     store_of = open_store or functools.cache(ReleaseStore.open)
     app = FastAPI(title="Retrain releases", docs_url=None, redoc_url=None)
 
+    @app.exception_handler(RetrainError)
+    async def retrain_error(request: Request, error: RetrainError) -> JSONResponse:
+        """Every expected failure answers its class's status with its one-line message."""
+        return JSONResponse({"detail": str(error)}, status_code=error.http_status)
+
     def store() -> ReleaseStore:
         return store_of()
 
@@ -146,10 +151,7 @@ def create_app(
 
     def manifest_or_404(release_id: str) -> Manifest:
         _check_id(release_id)
-        try:
-            return cached_manifest(store().tracking_uri, release_id)
-        except UnknownReleaseError as error:
-            raise HTTPException(404, str(error)) from None
+        return cached_manifest(store().tracking_uri, release_id)
 
     def release_view(release_id: str) -> ReleaseView:
         """Rows of the release against the one it replaced: one history search beyond the caches."""
@@ -241,12 +243,8 @@ def create_app(
         if body.confirm != release_id:
             raise HTTPException(422, "confirm must repeat the release id")
         _check_id(release_id)
-        try:
-            return _event_json(store().rollback(release_id))
-        except UnknownReleaseError as error:
-            raise HTTPException(404, str(error)) from None
-        except ReleaseError as error:  # e.g. an adapter's artifacts are gone: production unchanged
-            raise HTTPException(409, str(error)) from None
+        # An unknown release is a 404, one whose artifacts are gone a 409: production unchanged.
+        return _event_json(store().rollback(release_id))
 
     return app
 
@@ -271,8 +269,8 @@ def _page_json(page: TablePage[Any]) -> dict[str, int]:
 
 
 def _check_id(release_id: str) -> None:
-    if not RELEASE_ID.fullmatch(release_id):
-        raise HTTPException(404, f"{release_id!r} is not a release id (32 hex characters)")
+    if not is_release_id(release_id):
+        raise HTTPException(404, f"{release_id!r} is not a release id ({RELEASE_ID_RULE})")
 
 
 def _event_json(event: ReleaseEvent) -> dict[str, Any]:
@@ -284,7 +282,9 @@ def _event_json(event: ReleaseEvent) -> dict[str, Any]:
 
 
 def _link(release_id: str, prefix: str = "") -> str:
-    return f'<a href="{prefix}release/{release_id}"><code>{release_id}</code></a>'
+    # Ids come from MLflow tags, which anyone with MLflow access can write: escaped like every value.
+    shown = html.escape(release_id)
+    return f'<a href="{html.escape(prefix)}release/{quote(release_id)}"><code>{shown}</code></a>'
 
 
 def _history(events: list[ReleaseEvent]) -> str:
@@ -305,8 +305,8 @@ def _history(events: list[ReleaseEvent]) -> str:
 
     def select(name: str, selected: int) -> str:
         options = "".join(
-            f'<option value="{r}"{" selected" if i == selected else ""}>{r[:12]}</option>'
-            for i, r in enumerate(ids)
+            f'<option value="{shown}"{_SELECTED if i == selected else ""}>{shown[:12]}</option>'
+            for i, shown in enumerate(map(html.escape, ids))
         )
         return f'<select name="{name}">{options}</select>'
 
@@ -324,15 +324,16 @@ def _detail(release_id: str, view: ReleaseView, query: TableQuery, table: str, c
     status = "in production" if view.in_production else "not in production"
     against = "No earlier release to compare with."
     if view.previous:
-        diff_link = f'<a href="../diff?base={view.previous}&amp;head={release_id}">the diff</a>'
+        diff_query = html.escape(urlencode({"base": view.previous, "head": release_id}))
+        diff_link = f'<a href="../diff?{diff_query}">the diff</a>'
         against = f"Changes against {_link(view.previous, '../')} ({diff_link})."
-    button = (
-        _ROLLBACK_BUTTON.replace("RELEASE_ID", release_id) if can_roll_back and not view.in_production else ""
-    )
+    # The id lands in a script: only a checked id, whatever the route checked before.
+    can_show = can_roll_back and not view.in_production and is_release_id(release_id)
+    button = _ROLLBACK_BUTTON.replace("RELEASE_ID", release_id) if can_show else ""
     checkboxes = (("changed", "only changed"), ("failed", f"only failed ({failed})"))
     return (
         f"<p><a href='../'>&larr; all releases</a></p><p>{adapters} adapters, {status}. "
-        f"Serving image tag <code>{release_id}</code>. {against}</p>"
+        f"Serving image tag <code>{html.escape(release_id)}</code>. {against}</p>"
         f"{filters(query, checkboxes)}{table}{button}"
     )
 

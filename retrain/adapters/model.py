@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from retrain.errors import InputError
+
 BASE_MODEL_ENV = "RETRAIN_BASE_MODEL"
 LABELS_FILE = "labels.json"
 
 
-class BaseModelError(FileNotFoundError):
+class BaseModelError(InputError, FileNotFoundError):
     """The base model directory is missing or incomplete."""
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from retrain.adapters.model import check_base_model, default_base_model
 from retrain.adapters.training import TrainingParams, rows_fingerprint, train_adapter
 from retrain.dolt import DoltRepository
+from retrain.errors import ServiceUnreachableError
 from retrain.identifiers import sql_identifier
 from retrain.tracking import code_version, ensure_experiment, tracking_uri
 
@@ -233,7 +234,7 @@ def _ensure_registered_model(client: Any, name: str) -> None:
             raise
 
 
-class TrackingUnreachableError(ConnectionError):
+class TrackingUnreachableError(ServiceUnreachableError):
     """The MLflow tracking server did not answer."""
 
 

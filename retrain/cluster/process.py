@@ -16,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from retrain.errors import RetrainError
+
 TAIL_LINES = 25
 
 
-class ServiceError(RuntimeError):
+class ServiceError(RetrainError):
     """A service did not come up; the message names it, its port and the tail of its log."""
 
 

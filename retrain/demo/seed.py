@@ -11,6 +11,7 @@ from pathlib import Path
 from retrain.demo.corpus import CustomerProfile, customer_profiles, generate_examples
 from retrain.dolt.dialects import Statement
 from retrain.dolt.repository import DoltRepository
+from retrain.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def seed_training_repo(
     path = Path(path)
     if path.exists():
         if not force:
-            raise FileExistsError(f"{path} already exists; pass force=True (--force) to recreate it")
+            raise InputError(f"{path} already exists; pass force=True (--force) to recreate it")
         path.unlink()
     profiles = customer_profiles(customers, seed)
     with DoltRepository.open(str(path), create=True) as repo:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from retrain.errors import ConflictError, NotFoundError, RetrainError
 
-class DoltError(Exception):
+
+class DoltError(RetrainError):
     """Base class for every error of :mod:`retrain.dolt`."""
 
 
@@ -21,7 +23,7 @@ class DoltQueryError(DoltError):
     """The backend rejected a statement; carries the backend's own message."""
 
 
-class UnknownBranchError(DoltError):
+class UnknownBranchError(DoltError, NotFoundError):
     def __init__(self, branch: str, known: Iterable[str] = ()) -> None:
         names = sorted(known)
         hint = f" (branches: {', '.join(names)})" if names else ""
@@ -29,20 +31,20 @@ class UnknownBranchError(DoltError):
         self.branch = branch
 
 
-class UnknownCommitError(DoltError):
+class UnknownCommitError(DoltError, NotFoundError):
     def __init__(self, commit: str, reason: str = "not found in the repository") -> None:
         super().__init__(f"unknown commit {commit!r}: {reason}")
         self.commit = commit
 
 
-class UnknownTableError(DoltError):
+class UnknownTableError(DoltError, NotFoundError):
     def __init__(self, table: str, commit: str) -> None:
         super().__init__(f"table {table!r} does not exist at commit {commit}")
         self.table = table
         self.commit = commit
 
 
-class UnknownColumnError(DoltError):
+class UnknownColumnError(DoltError, NotFoundError):
     def __init__(self, column: str, table: str, commit: str, known: Iterable[str]) -> None:
         super().__init__(
             f"column {column!r} does not exist in table {table!r} at commit {commit} "
@@ -52,5 +54,5 @@ class UnknownColumnError(DoltError):
         self.table = table
 
 
-class WatermarkError(DoltError):
+class WatermarkError(DoltError, ConflictError):
     """A watermark move that would lose or replay work (for example moving it backwards)."""

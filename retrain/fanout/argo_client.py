@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 
+from retrain.errors import NotFoundError, RetrainError, ServiceUnreachableError
 from retrain.fanout.shards import shard_size
 
 log = logging.getLogger(__name__)
@@ -29,16 +30,28 @@ FAILED_CUSTOMERS_MARK = "failed customers: "  # how ``retrain train-shard`` name
 _SHARD_TASK = re.compile(r"^train\((\d+):(\d+)\)")  # withParam display name: task(index:item)
 
 
-class ArgoError(Exception):
+class ArgoError(RetrainError):
     """The Argo Server refused or failed a request; the message names the endpoint."""
+
+    http_status = 502
 
 
 class ArgoAuthError(ArgoError):
-    pass
+    """The server refused the token (401/403): retrying with the same token cannot help."""
+
+    http_status = 401
 
 
-class ArgoNotFoundError(ArgoError):
-    pass
+class ArgoNotFoundError(ArgoError, NotFoundError):
+    """No such workflow or template in the namespace."""
+
+    http_status = 404
+
+
+class ArgoUnreachableError(ArgoError, ServiceUnreachableError):
+    """The Argo Server did not answer, or answered with a server error, within the retry budget."""
+
+    http_status = 503
 
 
 @dataclass(frozen=True)
@@ -206,7 +219,8 @@ class ArgoClient:
                 response = self._session.request(method, url, timeout=self.timeout, **kwargs)
             except requests.ConnectionError as error:
                 if attempt == self.retries:
-                    raise ArgoError(f"cannot reach Argo Server at {self.base_url}: {error}") from None
+                    message = f"cannot reach Argo Server at {self.base_url}: {error}"
+                    raise ArgoUnreachableError(message) from None
             else:
                 if response.status_code == 401:
                     raise ArgoAuthError(
@@ -223,7 +237,7 @@ class ArgoClient:
                         )
                     return response.json()
                 if attempt == self.retries:
-                    raise ArgoError(
+                    raise ArgoUnreachableError(
                         f"Argo Server {method} {path} failed with {response.status_code} after "
                         f"{self.retries + 1} attempts: {_reason(response)}"
                     )

@@ -28,6 +28,7 @@ from typing import Any
 from retrain.adapters.registry import EXPERIMENT, RegisteredAdapter, train_and_register
 from retrain.adapters.training import TrainingParams
 from retrain.dolt import DoltRepository
+from retrain.errors import RetrainError
 from retrain.tracking import ensure_experiment, tracking_uri
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,9 @@ def train_customers(
                 continue
             except Exception as error:
                 # Bad input (no rows, one class, no base model) fails the same way again: no retry.
-                if attempts[customer] <= retries and not isinstance(error, (ValueError, FileNotFoundError)):
+                # Errors outside the suite's root (a crashed library, a full disk) get the retries.
+                retryable = error.retryable if isinstance(error, RetrainError) else True
+                if attempts[customer] <= retries and retryable:
                     log.warning(
                         "customer %s failed (attempt %d), retrying: %s", customer, attempts[customer], error
                     )

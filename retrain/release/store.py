@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from retrain.adapters.registry import MODEL_PREFIX, TAG_PREFIX, model_name, version_metrics
-from retrain.errors import InputError
+from retrain.errors import ConflictError, NotFoundError
 from retrain.release.manifest import AdapterEntry, Manifest, diff
 from retrain.tracking import ensure_experiment, tracking_uri
 
@@ -41,12 +41,14 @@ INCREMENTAL_LIMIT = 100
 REQUIRED_ARTIFACTS = ("MLmodel", "artifacts/adapter/adapter_model.safetensors")
 
 
-class ReleaseError(InputError):
+class ReleaseError(ConflictError):
     """A release cannot be built or changed; the message names the release, customer or artifact."""
 
 
-class UnknownReleaseError(ReleaseError):
+class UnknownReleaseError(ReleaseError, NotFoundError):
     """No release with this id was ever registered."""
+
+    http_status = 404
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from retrain.adapters.model import default_base_model
 from retrain.engine.engine import DEFAULT_BATCH_SIZE, DEFAULT_CACHE_BYTES
-from retrain.errors import InputError
+from retrain.errors import InputError, NotFoundError
 from retrain.identifiers import sql_identifier
 from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE, write_context
 from retrain.release.manifest import Manifest
@@ -37,8 +37,11 @@ class ScoringError(InputError):
     """The job cannot run as asked; the message names the table, partition, column or release."""
 
 
-class MissingPartitionError(ScoringError):
-    """The input table has no such partition (yet)."""
+class MissingPartitionError(ScoringError, NotFoundError):
+    """The input table has no such partition (yet): retrying later, once it lands, can succeed."""
+
+    http_status = 404
+    retryable = True
 
 
 @dataclass(frozen=True)

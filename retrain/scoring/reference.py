@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 
 from retrain.engine import AdapterEngine
-from retrain.errors import InputError
+from retrain.errors import ConflictError
 from retrain.release.store import ReleaseStore
 from retrain.scoring.job import ReleaseFiles
 
 REFERENCE_FILE = "reference_scores.json"
 
 
-class ReferenceMismatchError(InputError):
+class ReferenceMismatchError(ConflictError):
     """Rescored reference rows differ from their stored scores."""
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import requests
 
-from retrain.errors import InputError
+from retrain.errors import ConflictError, RetrainError, ServiceUnreachableError
 from retrain.release.store import ReleaseStore
 from retrain.scoring.reference import compare_rows, load_reference, probability_columns
 from retrain.serving.protocol import DEFAULT_MODEL_NAME
@@ -34,11 +34,11 @@ DEFAULT_TIMEOUT = 15.0  # seconds to connect, and again to read each response: a
 BATCH_ROWS = 32  # rows per request: small enough for any server's request limits, few round trips
 
 
-class EndpointCheckError(InputError):
+class EndpointCheckError(RetrainError):
     """The model server could not be checked or failed the check; the message names the URL."""
 
 
-class EndpointUnreachableError(EndpointCheckError):
+class EndpointUnreachableError(EndpointCheckError, ServiceUnreachableError):
     """No usable answer from the endpoint: refused, timed out, an HTTP error or not V2 JSON."""
 
 
@@ -46,11 +46,11 @@ class _RejectedError(EndpointUnreachableError):
     """The server answered the request with an HTTP error status."""
 
 
-class ServedReleaseError(EndpointCheckError):
+class ServedReleaseError(EndpointCheckError, ConflictError):
     """The endpoint serves another release (its ``model_version`` is not the release id asked for)."""
 
 
-class EndpointMismatchError(EndpointCheckError):
+class EndpointMismatchError(EndpointCheckError, ConflictError):
     """Scores the server returned differ from the adapters' stored reference scores."""
 
 

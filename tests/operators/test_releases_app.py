@@ -8,6 +8,7 @@ filtering, escaping and the time of each page.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import html
 import json
@@ -308,3 +309,16 @@ def test_diff_of_1000_adapters_is_a_table(api: TestClient, big: BigReleases) -> 
     assert f'href="{DOLT_WEB}/commits/main/' in page
     assert f'name="base" value="{big.old}"' in page  # the filter form keeps the pair
     assert f"base={big.old}" in page  # so do the sort and page links
+
+
+def test_history_escapes_ids_read_back_from_mlflow() -> None:
+    """Release ids are MLflow tags anyone with MLflow access can write: a crafted one stays text."""
+    from retrain.release.store import ReleaseEvent
+    from retrain_airflow.releases_app import _history
+
+    crafted = '"><script>steal()</script>'
+    event = ReleaseEvent(crafted, "pin", "run", dt.datetime(2026, 11, 1, tzinfo=dt.UTC), 1, "", "")
+    page = _history([event])
+    assert "<script>" not in page
+    assert html.escape(crafted) in page
+    assert 'href="release/%22%3E%3Cscript%3Esteal%28%29%3C/script%3E"' in page
