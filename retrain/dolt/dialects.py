@@ -7,6 +7,7 @@ pure makes the server dialect testable without a server.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -109,7 +110,9 @@ class DoltDialect(ABC):
 
     @abstractmethod
     def changed_keys(self, table: str, key_column: str, from_commit: str, to_commit: str) -> Statement:
-        """Distinct key values of the rows added, modified or removed between two commits."""
+        """Distinct ``(from_key, to_key)`` pairs of the rows added, modified or removed between two
+        commits: a row moved from one key to another changes both (one side is NULL for an added or
+        removed row)."""
 
     @abstractmethod
     def commit(self, message: str, allow_empty: bool) -> Statement:
@@ -148,7 +151,7 @@ class DoltliteDialect(DoltDialect):
     def changed_keys(self, table: str, key_column: str, from_commit: str, to_commit: str) -> Statement:
         t, k = sql_identifier(table, "table"), sql_identifier(key_column, "column")
         return Statement(
-            f"SELECT DISTINCT COALESCE(to_{k}, from_{k}) FROM dolt_diff_{t}(?, ?)",  # noqa: S608
+            f"SELECT DISTINCT from_{k}, to_{k} FROM dolt_diff_{t}(?, ?)",  # noqa: S608
             (from_commit, to_commit),
         )
 
@@ -184,7 +187,7 @@ class DoltServerDialect(DoltDialect):
         # The dolt_diff_<t> system table only matches adjacent commits; DOLT_DIFF() takes any two.
         k = sql_identifier(key_column, "column")
         return Statement(
-            f"SELECT DISTINCT COALESCE(to_{k}, from_{k}) FROM DOLT_DIFF(%s, %s, %s)",  # noqa: S608
+            f"SELECT DISTINCT from_{k}, to_{k} FROM DOLT_DIFF(%s, %s, %s)",  # noqa: S608
             (from_commit, to_commit, sql_identifier(table, "table")),
         )
 
@@ -198,3 +201,17 @@ class DoltServerDialect(DoltDialect):
 
     def merge_base(self, a: str, b: str) -> Statement:
         return Statement("SELECT DOLT_MERGE_BASE(%s, %s)", (a, b))
+
+    def get_lock(self, name: str, wait_s: int) -> Statement:
+        """Take the server-wide named lock (1: taken, 0: still held elsewhere after ``wait_s``)."""
+        return Statement("SELECT GET_LOCK(%s, %s)", (self.lock_name(name), wait_s))
+
+    def release_lock(self, name: str) -> Statement:
+        return Statement("SELECT RELEASE_LOCK(%s)", (self.lock_name(name),))
+
+    @staticmethod
+    def lock_name(name: str) -> str:
+        """``name`` within MySQL's 64-character limit on lock names (long ones end in a digest)."""
+        if len(name) <= 64:
+            return name
+        return f"{name[:40]}#{hashlib.sha256(name.encode()).hexdigest()[:23]}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from retrain.errors import ConflictError, NotFoundError, RetrainError
+from retrain.errors import ConflictError, InputError, NotFoundError, RetrainError, ServiceUnreachableError
 
 
 class DoltError(RetrainError):
@@ -16,7 +16,22 @@ class DoltConnectionError(DoltError):
 
 
 class NotADoltDatabaseError(DoltConnectionError):
-    """The file exists but is not a doltlite database (for example a stock SQLite file)."""
+    """The file exists but is not a usable doltlite database: a stock SQLite file, a FIFO or device,
+    a truncated or torn file."""
+
+
+class InvalidLocationError(DoltConnectionError, InputError):
+    """The repository location itself is malformed: an unknown scheme, a bad port or option."""
+
+
+class DoltUnreachableError(DoltConnectionError, ServiceUnreachableError):
+    """The sql-server refused the connection or did not answer in time, or the doltlite engine
+    process died; trying again later can succeed."""
+
+
+class DoltLockTimeoutError(DoltError, ConflictError):
+    """Another holder kept the lock of :meth:`~retrain.dolt.repository.DoltRepository.exclusive`
+    past the wait."""
 
 
 class DoltQueryError(DoltError):

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -33,6 +34,16 @@ class CommitInfo:
     email: str
     date: str
     message: str
+
+    def log_line(self) -> str:
+        """One line for a listing: hash, date, committer, message, with control characters escaped
+        (a newline or terminal escape in a message must not forge or recolour lines)."""
+        return "  ".join(printable(v) for v in (self.commit_hash, self.date, self.committer, self.message))
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (newline, tab, ESC, ...) escaped as Python would."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,16 @@ class DoltRepository:
 
     def execute(self, statement: Statement) -> QueryResult:
         return self.connection.execute(statement)
+
+    def exclusive(self, name: str) -> AbstractContextManager[None]:
+        """Hold the lock ``name`` while the block runs, against other processes too: read-check-write
+        sequences (a compare-and-set) inside it cannot interleave with another holder's.
+
+        doltlite holds the file's write lock (every name shares it); Dolt sql-server a named lock
+        (``GET_LOCK``), server-wide. Waits up to the connection's lock timeout, then raises
+        :class:`~retrain.dolt.errors.DoltLockTimeoutError`.
+        """
+        return self.connection.exclusive(name)
 
     # -- refs ---------------------------------------------------------------------------------
 
@@ -209,7 +230,8 @@ class DoltRepository:
             after = batch[key_column].tolist()[-1]  # a plain Python value, ready to bind
 
     def changed_keys(self, table: str, key_column: str, from_commit: str, to_commit: str) -> ChangedKeys:
-        """Distinct ``key_column`` values of rows added, modified or deleted between two commits.
+        """Distinct ``key_column`` values of rows added, modified or deleted between two commits,
+        on either side: a row moved from one key to another reports both keys.
 
         A schema change, or the table appearing or disappearing, changes every row's meaning:
         that is reported as :meth:`ChangedKeys.everything` with the reason.
@@ -231,7 +253,8 @@ class DoltRepository:
         if not summary or not data_change:
             return ChangedKeys(keys=frozenset())
         rows = self.execute(self.dialect.changed_keys(table, key_column, from_hash, to_hash)).rows
-        return ChangedKeys(keys=frozenset(str(r[0]) for r in rows if r[0] is not None))
+        # Both sides: a row whose key changed (moved between customers) changes the old key's data too.
+        return ChangedKeys(keys=frozenset(str(key) for row in rows for key in row if key is not None))
 
     # -- writes -------------------------------------------------------------------------------
 

@@ -84,17 +84,32 @@ class CommitWatermark:
         return self.repo.branch_head(self.sensed_branch)
 
     def advance(self, commit: str) -> str:
-        """Record that the work up to ``commit`` finished. Idempotent; refuses to move backwards."""
+        """Record that the work up to ``commit`` finished; returns its hash.
+
+        ``commit`` must be on the watched branch (its head or an ancestor). The move is a
+        compare-and-set under :meth:`DoltRepository.exclusive`: the current value is read, checked
+        and replaced while no other advance of this watermark can run, so concurrent advances
+        serialize. Advancing to the current value is a no-op; to anything that does not descend
+        from it (an older commit, or one a concurrent advance already passed) raises
+        :class:`WatermarkError` and leaves the watermark where it is.
+        """
         target = self.repo.resolve(commit)
-        current = self.done()
-        if current == target:
-            return target
-        if current is not None and not self.repo.is_ancestor(current, target):
+        head = self.repo.head(self.branch)
+        if not self.repo.is_ancestor(target, head):
             raise WatermarkError(
-                f"refusing to move watermark {self.done_branch} from {current} to {target}: "
-                f"{target} does not descend from it (work would be lost or replayed)"
+                f"refusing to move watermark {self.done_branch} to {target}: it is not on branch "
+                f"{self.branch} (head {head}), so later advances along {self.branch} would all fail"
             )
-        self.repo.force_branch(self.done_branch, target)
+        with self.repo.exclusive(self.done_branch):
+            current = self.done()
+            if current == target:
+                return target
+            if current is not None and not self.repo.is_ancestor(current, target):
+                raise WatermarkError(
+                    f"refusing to move watermark {self.done_branch} from {current} to {target}: "
+                    f"{target} does not descend from it (work would be lost or replayed)"
+                )
+            self.repo.force_branch(self.done_branch, target)  # the last statement: see exclusive()
         log.info("watermark %s advanced %s -> %s", self.done_branch, current, target)
         return target
 

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from airflow.sdk import BaseHook, Connection
 
 from retrain.dolt import DoltRepository
+from retrain.dolt.connections import URL_OPTIONS
 
 
 def repository_location(connection: Connection) -> str:
     """``doltlite:///path`` when the connection's extra names an embedded ``path``, else a mysql:// URL.
 
-    The URL carries the password only in memory; :attr:`DoltRepository.location` is redacted.
+    The URL carries the password only in memory; :attr:`DoltRepository.location` is redacted. An
+    extra ``timeout`` (seconds) bounds connecting to the server (default ``$RETRAIN_DOLT_TIMEOUT``,
+    else ``$RETRAIN_CONNECT_TIMEOUT``, else 15), ``query_timeout`` each query's reads and writes
+    (default ``$RETRAIN_DOLT_QUERY_TIMEOUT``, else 600).
     """
     path = connection.extra_dejson.get("path")
     if path:
@@ -27,7 +31,9 @@ def repository_location(connection: Connection) -> str:
     credentials = quote(connection.login or "root", safe="")
     if connection.password:
         credentials += ":" + quote(connection.password, safe="")
-    return f"mysql://{credentials}@{connection.host}:{connection.port or 3306}/{connection.schema or ''}"
+    url = f"mysql://{credentials}@{connection.host}:{connection.port or 3306}/{connection.schema or ''}"
+    options = {name: connection.extra_dejson[name] for name in URL_OPTIONS if name in connection.extra_dejson}
+    return f"{url}?{urlencode(options)}" if options else url
 
 
 class DoltHook(BaseHook):
@@ -69,6 +75,6 @@ class DoltHook(BaseHook):
             "placeholders": {
                 "host": "dolt sql-server host (leave empty for an embedded doltlite file)",
                 "port": "3306",
-                "extra": '{"path": "/data/training.db"}',
+                "extra": '{"path": "/data/training.db"} or, for sql-server, {"timeout": 15}',
             },
         }

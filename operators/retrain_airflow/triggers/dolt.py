@@ -19,8 +19,10 @@ class DoltCommitTrigger(BaseEventTrigger):
     Usable both by :class:`~retrain_airflow.sensors.dolt.DoltCommitSensor` (deferral) and by an
     ``AssetWatcher`` (event-driven scheduling). The event payload is
     :meth:`retrain.dolt.watermark.CommitRange.to_payload`. Only the connection id is serialized,
-    never credentials. An unreachable repository is retried at the next poll; any other error
-    (unknown branch, table or column) ends the trigger with that error.
+    never credentials. An unreachable repository (a retryable error: the server refused, or did not
+    answer within its timeout; the engine process died) is retried at the next poll; any other
+    error (unknown branch, table or column, a file that is not a whole doltlite database) ends the
+    trigger with that error.
 
     :param dolt_conn_id: Airflow connection of type ``dolt``.
     :param consumer: the watermark's name, usually the DAG id.
@@ -71,6 +73,8 @@ class DoltCommitTrigger(BaseEventTrigger):
                         repo = await asyncio.to_thread(DoltRepository.open, location)
                     found = await asyncio.to_thread(self._sense, repo)
                 except DoltConnectionError as error:
+                    if not error.retryable:
+                        raise
                     self.log.warning(
                         "Dolt repository unreachable, retrying in %ss: %s", self.poll_interval, error
                     )

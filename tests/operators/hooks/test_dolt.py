@@ -9,6 +9,7 @@ import pytest
 from airflow.sdk import Connection
 
 from retrain.demo.seed import SeededRepository
+from retrain.dolt import DoltRepository
 from retrain_airflow.hooks.dolt import DoltHook, repository_location
 
 
@@ -51,3 +52,15 @@ def test_commit_diff_url_from_the_connections_web_url(
     assert hook.commit_diff_url(None, new) == f"{web.rstrip('/')}/commits/main/{new}"
     monkeypatch.setenv("AIRFLOW_CONN_DOLT_PLAIN", json.dumps({"conn_type": "dolt", "extra": {"path": "x"}}))
     assert DoltHook("dolt_plain").commit_diff_url(old, new) is None  # doltlite has no web UI
+
+
+def test_timeout_extras_become_the_url_options() -> None:
+    connection = Connection(
+        conn_id="d", conn_type="dolt", host="dolt.internal", port=3307, schema="training",
+        login="trainer", extra=json.dumps({"timeout": 4.5, "query_timeout": 1200}),
+    )  # fmt: skip
+    location = repository_location(connection)
+    assert location == "mysql://trainer@dolt.internal:3307/training?timeout=4.5&query_timeout=1200"
+    with DoltRepository.open(location) as repo:
+        assert repo.connection.timeout == 4.5  # type: ignore[attr-defined]
+        assert repo.connection.query_timeout == 1200  # type: ignore[attr-defined]

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
+import json
+import os
 import socket
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from retrain.demo.seed import SeededRepository
-from retrain.dolt import DoltRepository, UnknownTableError
+from retrain.dolt import DoltRepository, NotADoltDatabaseError, UnknownTableError
 from retrain.dolt.dialects import Statement
 from retrain.dolt.watermark import CommitWatermark
 from retrain_airflow.triggers.dolt import DoltCommitTrigger
@@ -105,3 +108,48 @@ async def test_unknown_table_ends_the_trigger_with_the_error(
         CommitWatermark(repo, "on_commit").advance(seeded.commits[0])
     with pytest.raises(UnknownTableError, match="'exmples'"):
         await asyncio.wait_for(make_trigger(dolt_conn, table="exmples").run().__anext__(), timeout=20)
+
+
+@pytest.mark.timeout(60)
+@run_async
+async def test_a_silent_server_during_deferral_is_retried_within_its_timeout(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server that accepts but never answers costs each poll its timeout (1 s here), not forever."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # the kernel accepts connections; nobody ever answers them
+    port = listener.getsockname()[1]
+    extra = {"timeout": 1}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DOLT_SILENT",
+        json.dumps({"conn_type": "dolt", "host": "127.0.0.1", "port": port, "login": "trainer",
+                    "password": "s3cret-pw", "schema": "training", "extra": extra}),
+    )  # fmt: skip
+    events = make_trigger("dolt_silent").run()
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(events.__anext__(), 3.5)
+    finally:
+        listener.close()
+    logged = capsys.readouterr().out
+    expected = (
+        f"Dolt sql-server at mysql://trainer:***@127.0.0.1:{port}/training "
+        "did not answer a connection within 1 s"
+    )
+    assert logged.count(f"Dolt repository unreachable, retrying in 0.05s: {expected}") >= 2
+    assert "s3cret-pw" not in logged
+
+
+@run_async
+async def test_a_repository_that_can_never_open_ends_the_trigger(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Retrying cannot fix a FIFO (or a truncated file): the trigger ends with the error at once."""
+    fifo = tmp_path / "training.db"
+    os.mkfifo(fifo)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DOLT_FIFO", json.dumps({"conn_type": "dolt", "extra": {"path": str(fifo)}})
+    )
+    with pytest.raises(NotADoltDatabaseError, match="named pipe"):
+        await asyncio.wait_for(make_trigger("dolt_fifo").run().__anext__(), timeout=20)

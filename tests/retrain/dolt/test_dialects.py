@@ -20,10 +20,9 @@ def test_server_reads_as_of_with_bound_revision_and_values() -> None:
 
 
 def test_server_diffs_any_two_commits_with_the_table_function() -> None:
+    """Both sides of every changed row: a row moved between customers changes both customers."""
     statement = server.changed_keys("examples", "customer_id", "a" * 32, "b" * 32)
-    assert statement.sql == (
-        "SELECT DISTINCT COALESCE(to_customer_id, from_customer_id) FROM DOLT_DIFF(%s, %s, %s)"
-    )
+    assert statement.sql == "SELECT DISTINCT from_customer_id, to_customer_id FROM DOLT_DIFF(%s, %s, %s)"
     assert statement.params == ("a" * 32, "b" * 32, "examples")
 
 
@@ -50,8 +49,8 @@ def test_doltlite_uses_table_functions() -> None:
     assert lite.select_at("examples", "h", None, None, limit=0) == Statement(
         "SELECT * FROM dolt_at_examples(?) LIMIT 0", ("h",)
     )
-    assert lite.changed_keys("examples", "customer_id", "a", "b").sql.endswith(
-        "FROM dolt_diff_examples(?, ?)"
+    assert lite.changed_keys("examples", "customer_id", "a", "b").sql == (
+        "SELECT DISTINCT from_customer_id, to_customer_id FROM dolt_diff_examples(?, ?)"
     )
 
 
@@ -88,3 +87,16 @@ def test_keyset_pagination_sql() -> None:
         "ORDER BY `example_id` LIMIT 10",
         ("main", "a", 41),
     )
+
+
+def test_server_named_lock_statements_keep_names_within_mysqls_limit() -> None:
+    """The watermark's compare-and-set on sql-server holds a server-wide named lock."""
+    assert server.get_lock("retrain/dag/done", 13) == Statement(
+        "SELECT GET_LOCK(%s, %s)", ("retrain/dag/done", 13)
+    )
+    assert server.release_lock("retrain/dag/done") == Statement(
+        "SELECT RELEASE_LOCK(%s)", ("retrain/dag/done",)
+    )
+    long_a, long_b = "retrain/" + "a" * 70 + "/done", "retrain/" + "a" * 71 + "/done"
+    assert len(server.lock_name(long_a)) == 64
+    assert server.lock_name(long_a) != server.lock_name(long_b)  # distinct names stay distinct

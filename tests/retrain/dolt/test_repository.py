@@ -59,6 +59,40 @@ def test_changed_keys_covers_inserts_updates_and_deletes(repo: DoltRepository) -
     assert repo.changed_keys("examples", "customer_id", after, after).keys == frozenset()
 
 
+def test_changed_keys_reports_both_owners_of_a_moved_row(repo: DoltRepository) -> None:
+    """A row moved between customers changes the customer that lost it as much as the one that
+    gained it: both must retrain (the old owner no longer has that example)."""
+    before = repo.head()
+    repo.execute(Statement("UPDATE examples SET customer_id = 'globex_bank' WHERE example_id = 1"))
+    moved = repo.commit("move one acme_air row to globex_bank")
+    assert repo.changed_keys("examples", "customer_id", before, moved).keys == {"acme_air", "globex_bank"}
+    repo.execute(Statement("UPDATE examples SET customer_id = 'brand_new' WHERE example_id = 41"))
+    to_new = repo.commit("move one initech_saas row to a new customer")
+    assert repo.changed_keys("examples", "customer_id", moved, to_new).keys == {"initech_saas", "brand_new"}
+    # Over the whole range: moves, plus a delete-only and an insert-only customer.
+    repo.execute(Statement("DELETE FROM examples WHERE customer_id = 'umbrella_health' AND example_id = 61"))
+    repo.insert_rows("examples", ["example_id", "customer_id", "text", "label"], [(9998, "solo", "hi", "x")])
+    after = repo.commit("delete and insert")
+    assert repo.changed_keys("examples", "customer_id", before, after).keys == {
+        "acme_air",
+        "globex_bank",
+        "initech_saas",
+        "brand_new",
+        "umbrella_health",
+        "solo",
+    }
+    # Moved back: over the whole range that row is unchanged, so neither owner is reported for it.
+    repo.execute(Statement("UPDATE examples SET customer_id = 'acme_air' WHERE example_id = 1"))
+    back = repo.commit("move it back")
+    assert repo.changed_keys("examples", "customer_id", after, back).keys == {"acme_air", "globex_bank"}
+    assert repo.changed_keys("examples", "customer_id", before, back).keys == {
+        "initech_saas",
+        "brand_new",
+        "umbrella_health",
+        "solo",
+    }
+
+
 def test_read_table_as_of_commit_and_filtered(repo: DoltRepository, seeded: SeededRepository) -> None:
     first, second = seeded.commits
     old = repo.read_table("examples", first)

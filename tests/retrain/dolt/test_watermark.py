@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from typing import Any
+
 import pytest
 
+from retrain.cli import main
 from retrain.demo.seed import SeededRepository
 from retrain.dolt import DoltRepository, WatermarkError
 from retrain.dolt.dialects import Statement
@@ -77,3 +81,93 @@ def test_payload_round_trip(repo: DoltRepository, seeded: SeededRepository) -> N
     payload = found.to_payload()
     assert payload["changed_keys"] == sorted(seeded.changed_in_last_commit)
     assert CommitRange.from_payload(payload) == found
+
+
+RACE_ROUNDS = 20
+
+
+def _advance_each_round(path: str, target: str, barrier: Any, outcomes: Any) -> None:
+    """One contender: in every round, advance that round's fresh watermark to ``target`` at once."""
+    with DoltRepository.open(path) as repo:
+        for round_ in range(RACE_ROUNDS):
+            barrier.wait(timeout=60)
+            try:
+                outcome = CommitWatermark(repo, f"race{round_}").advance(target)
+            except WatermarkError as error:
+                outcome = f"WatermarkError: {error}"
+            outcomes.put((round_, target, outcome))
+
+
+def test_concurrent_advances_never_move_the_watermark_backwards(
+    repo: DoltRepository, seeded: SeededRepository
+) -> None:
+    """Two processes advance the same watermark to C2 and to its ancestor C1 at the same moment,
+    round after round, on one doltlite file: it always ends at C2, and the loser either went first
+    (C1, then overtaken) or got a WatermarkError, never a silent move back."""
+    c1 = seeded.commits[-1]
+    c2 = _touch(repo, "acme_air", "c2")
+    context = multiprocessing.get_context("fork")
+    barrier, outcomes = context.Barrier(2), context.Queue()
+    contenders = [
+        context.Process(target=_advance_each_round, args=(str(seeded.path), target, barrier, outcomes))
+        for target in (c2, c1)
+    ]
+    for process in contenders:
+        process.start()
+    results = [outcomes.get(timeout=120) for _ in range(2 * RACE_ROUNDS)]
+    for process in contenders:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    for round_ in range(RACE_ROUNDS):
+        assert CommitWatermark(repo, f"race{round_}").done() == c2, f"round {round_} moved backwards"
+    assert sorted(outcome for _, target, outcome in results if target == c2) == [c2] * RACE_ROUNDS
+    for round_, target, outcome in results:
+        if target == c1:  # the loser: went first, or refused with the reason
+            assert outcome in (
+                c1,
+                f"WatermarkError: refusing to move watermark retrain/race{round_}/done from {c2} to {c1}: "
+                f"{c1} does not descend from it (work would be lost or replayed)",
+            )
+
+
+def _side_commit(repo: DoltRepository, base: str) -> str:
+    """A commit on branch ``side`` (from ``base``), leaving the session on main."""
+    repo.force_branch("side", base)
+    repo.execute(Statement("SELECT dolt_checkout('side')"))
+    try:
+        return _touch(repo, "globex_bank", "off main")
+    finally:
+        repo.execute(Statement("SELECT dolt_checkout('main')"))
+
+
+def test_advance_refuses_a_commit_off_the_watched_branch(
+    repo: DoltRepository, seeded: SeededRepository
+) -> None:
+    side = _side_commit(repo, seeded.commits[0])
+    watermark = CommitWatermark(repo, "dag")
+    watermark.advance(seeded.commits[0])
+    with pytest.raises(WatermarkError) as raised:
+        watermark.advance(side)
+    assert str(raised.value) == (
+        f"refusing to move watermark retrain/dag/done to {side}: it is not on branch main "
+        f"(head {seeded.commits[-1]}), so later advances along main would all fail"
+    )
+    assert watermark.done() == seeded.commits[0]
+    assert watermark.advance("main") == seeded.commits[-1]  # main still advances
+    # The same commit is fine for a watermark that watches its branch.
+    assert CommitWatermark(repo, "side_dag", branch="side").advance(side) == side
+
+
+def test_cli_advance_honours_branch(
+    repo: DoltRepository, seeded: SeededRepository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    side = _side_commit(repo, seeded.commits[0])
+    base = ["dolt", "advance", "--repo", str(seeded.path), "--consumer", "dag", "--commit", side]
+    assert main(base) == 1
+    assert capsys.readouterr().err == (
+        f"retrain: error: refusing to move watermark retrain/dag/done to {side}: it is not on branch main "
+        f"(head {seeded.commits[-1]}), so later advances along main would all fail\n"
+    )
+    assert CommitWatermark(repo, "dag").done() is None
+    assert main([*base, "--branch", "side"]) == 0
+    assert capsys.readouterr().out == f"{side}\n"
