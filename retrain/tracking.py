@@ -5,21 +5,94 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import retrain
+from retrain.connect import CONNECT_TIMEOUT_ENV, connect_timeout, root_cause, total_timeout
+from retrain.errors import ServiceUnreachableError
 
 DEFAULT_STORE = Path("var/mlflow")
 CODE_VERSION_ENV = "RETRAIN_CODE_VERSION"
+# MLflow's own defaults retry a dead server for minutes (7 retries, backoff factor 2, 120 s per try).
+# These bound every later call too; a user's own settings of these variables win.
+MLFLOW_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
+
+
+class TrackingUnreachableError(ServiceUnreachableError):
+    """The MLflow tracking server did not answer within ``$RETRAIN_CONNECT_TIMEOUT``."""
 
 
 def tracking_uri(uri: str | None = None) -> str:
-    """``uri``, else ``$MLFLOW_TRACKING_URI``, else the embedded SQLite store under ``var/mlflow``."""
-    if uri:
+    """The tracking URI to hand MLflow: ``uri``, else ``$MLFLOW_TRACKING_URI``, else the embedded store.
+
+    The embedded store is SQLite under ``var/mlflow``. For a tracking server (``http(s)://``), this
+    is the first contact: its ``user:password@`` moves into ``$MLFLOW_TRACKING_USERNAME`` and
+    ``$MLFLOW_TRACKING_PASSWORD`` (MLflow sends them as basic auth), so no message, log line or
+    UI link built from the returned URI shows the password; MLflow's HTTP retries are bounded
+    (:data:`MLFLOW_HTTP_DEFAULTS`); and the server must answer within the connect timeout, else
+    :class:`TrackingUnreachableError`.
+    """
+    resolved = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not resolved:
+        DEFAULT_STORE.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(DEFAULT_STORE / 'mlflow.db').resolve()}"
+    if not resolved.startswith(("http://", "https://")):
+        return resolved
+    for name, value in MLFLOW_HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    server = _move_credentials(resolved)
+    _check_reachable(server, redacted_uri(resolved))
+    return server
+
+
+def redacted_uri(uri: str) -> str:
+    """``uri`` with the password of its ``user:password@`` part replaced by ``***``, for messages."""
+    try:
+        parts = urlsplit(uri)
+        if parts.password is None:
+            return uri
+    except ValueError:  # unparseable: show nothing that could be a secret
+        return uri.partition("://")[0] + "://***"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def _move_credentials(uri: str) -> str:
+    """``uri`` without its userinfo, which goes to MLflow's credential variables (the URI's win)."""
+    parts = urlsplit(uri)
+    if parts.username is None:
         return uri
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    DEFAULT_STORE.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(DEFAULT_STORE / 'mlflow.db').resolve()}"
+    os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username)
+    if parts.password is not None:
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _check_reachable(uri: str, shown: str) -> None:
+    """One ``GET /health`` bounded in total: MLflow's client would retry an absent server for minutes.
+
+    Any answer below 500 (even 401 from an auth proxy) shows a server is there.
+    """
+    import requests
+
+    seconds = connect_timeout()
+    try:
+        response = requests.get(
+            f"{uri.rstrip('/')}/health", timeout=total_timeout(seconds), allow_redirects=False
+        )
+    except requests.Timeout:
+        reason = f"no answer within {seconds:g}s (${CONNECT_TIMEOUT_ENV})"
+    except requests.RequestException as error:
+        reason = root_cause(error)
+    else:
+        if response.status_code < 500:
+            return
+        reason = f"/health answered HTTP {response.status_code}"
+    raise TrackingUnreachableError(f"cannot reach MLflow tracking server {shown}: {reason}")
 
 
 def ensure_experiment(name: str, uri: str) -> str:

@@ -33,9 +33,11 @@ from hera.workflows import models as m
 
 from retrain.adapters.registry import RegisteredAdapter, versions_for_commit
 from retrain.argo_common import mlflow_env, template_settings
+from retrain.errors import InputError
 from retrain.fanout.argo_client import CUSTOMERS_LABEL, ArgoClient
 from retrain.fanout.shards import shard_count
 from retrain.fanout.shards import shard_of as shard_of  # retrain train-shard imports it from here
+from retrain.identifiers import customer_id
 
 TEMPLATE_NAME = "retrain-train-adapters"
 INLINE_SELECTION_LIMIT = 16_384  # bytes of customer JSON kept inline in the Workflow's parameters
@@ -164,13 +166,38 @@ def selection_parameter(customers: Sequence[str], store_artifact: Callable[[str,
     return json.dumps({"parent_run_artifact": CUSTOMERS_ARTIFACT})
 
 
+def parse_selection(selection: str) -> dict[str, Any]:
+    """A ``selection`` parameter, checked: ``{"customers": [id, ...]}`` or ``{"parent_run_artifact": name}``.
+
+    A string where the list belongs would otherwise be trained character by character.
+    """
+    try:
+        data = json.loads(selection)
+    except json.JSONDecodeError as error:
+        raise InputError(f"selection is not JSON ({error.msg}): {selection[:100]!r}") from None
+    if isinstance(data, dict) and data.keys() == {"customers"} and isinstance(data["customers"], list):
+        for customer in data["customers"]:
+            customer_id(customer)
+        return data
+    if (
+        isinstance(data, dict)
+        and data.keys() == {"parent_run_artifact"}
+        and isinstance(data["parent_run_artifact"], str)
+    ):
+        return data
+    raise InputError(
+        'selection must be {"customers": ["id", ...]} or {"parent_run_artifact": "name"}, '
+        f"not {selection[:100]}"
+    )
+
+
 def resolve_selection(selection: str, parent_run_id: str | None, mlflow_uri: str | None) -> list[str]:
     """The customer list a ``selection`` parameter stands for (read inside the pods)."""
-    data = json.loads(selection)
+    data = parse_selection(selection)
     if "customers" in data:
-        return [str(c) for c in data["customers"]]
+        return list(data["customers"])
     if not parent_run_id:
-        raise ValueError(
+        raise InputError(
             f"selection {selection} reads the parent run's artifact, but no parent run id was given"
         )
     import mlflow
@@ -179,7 +206,12 @@ def resolve_selection(selection: str, parent_run_id: str | None, mlflow_uri: str
     from retrain.tracking import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri(mlflow_uri))
-    return [str(c) for c in json.loads(load_text(f"runs:/{parent_run_id}/{data['parent_run_artifact']}"))]
+    listed = json.loads(load_text(f"runs:/{parent_run_id}/{data['parent_run_artifact']}"))
+    if not isinstance(listed, list):
+        raise InputError(
+            f"run {parent_run_id}'s {data['parent_run_artifact']} is not a JSON list of customers"
+        )
+    return [customer_id(c) for c in listed]
 
 
 def build_submission(

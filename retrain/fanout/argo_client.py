@@ -7,6 +7,7 @@ token is sent in a header and never appears in messages or ``repr``.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 import requests
 
+from retrain.connect import CONNECT_TIMEOUT_ENV, connect_timeout, root_cause, total_timeout
 from retrain.errors import NotFoundError, RetrainError, ServiceUnreachableError
 from retrain.fanout.shards import shard_size
 
@@ -124,7 +126,14 @@ class WorkflowStatus:
 
 
 class ArgoClient:
-    """:param base_url: the Argo Server, e.g. ``https://argo.example.com:2746``."""
+    """A session with one Argo Server.
+
+    :param base_url: the Argo Server, e.g. ``https://argo.example.com:2746``.
+    :param timeout: seconds one call may take, retries of connection errors and 5xx included
+        (default ``$RETRAIN_CONNECT_TIMEOUT``): an absent server fails in bounded time, and
+        Airflow's task retries, not a hidden loop, decide what happens next.
+    :param retries: retries within that time; ``backoff`` seconds before the first, doubling.
+    """
 
     def __init__(
         self,
@@ -133,7 +142,7 @@ class ArgoClient:
         token: str | None,
         namespace: str,
         verify: bool | str = True,
-        timeout: float = 30.0,
+        timeout: float | None = None,
         retries: int = 3,
         backoff: float = 1.0,
     ) -> None:
@@ -143,7 +152,8 @@ class ArgoClient:
         if token:
             self._session.headers["Authorization"] = f"Bearer {token.removeprefix('Bearer ')}"
         self._session.verify = verify
-        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.timeout = connect_timeout() if timeout is None else timeout
+        self.retries, self.backoff = retries, backoff
 
     def __repr__(self) -> str:
         return f"ArgoClient({self.base_url!r}, namespace={self.namespace!r})"
@@ -213,40 +223,44 @@ class ArgoClient:
         self._request("PUT", f"/api/v1/workflows/{self.namespace}/{name}/stop", json={"message": message})
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One call, retried on connection errors and 5xx while ``self.timeout`` seconds last in all."""
         url = f"{self.base_url}{path}"
-        for attempt in range(self.retries + 1):
+        started = time.monotonic()
+        deadline = started + self.timeout
+        for attempt in itertools.count(1):
+            remaining = max(deadline - time.monotonic(), 0.001)
             try:
-                response = self._session.request(method, url, timeout=self.timeout, **kwargs)
+                response = self._session.request(method, url, timeout=total_timeout(remaining), **kwargs)
+            except requests.Timeout:
+                failure = f"no answer within {self.timeout:g}s (${CONNECT_TIMEOUT_ENV})"
             except requests.ConnectionError as error:
-                if attempt == self.retries:
-                    message = f"cannot reach Argo Server at {self.base_url}: {error}"
-                    raise ArgoUnreachableError(message) from None
+                failure = root_cause(error)
             else:
-                if response.status_code == 401:
-                    raise ArgoAuthError(
-                        f"Argo Server {self.base_url} rejected the token (401) for {method} {path}"
-                    )
-                if response.status_code == 403:
-                    raise ArgoAuthError(f"Argo Server {self.base_url} denied {method} {path} (403)")
-                if response.status_code == 404:
-                    raise ArgoNotFoundError(f"Argo Server {self.base_url}: {method} {path} not found (404)")
                 if response.status_code < 500:
-                    if response.status_code >= 400:
-                        raise ArgoError(
-                            f"Argo Server {method} {path}: {response.status_code} {_reason(response)}"
-                        )
-                    return response.json()
-                if attempt == self.retries:
-                    raise ArgoUnreachableError(
-                        f"Argo Server {method} {path} failed with {response.status_code} after "
-                        f"{self.retries + 1} attempts: {_reason(response)}"
-                    )
-            delay = self.backoff * 2**attempt
-            log.warning(
-                "Argo Server %s %s failed (attempt %d), retrying in %.1fs", method, path, attempt + 1, delay
-            )
+                    return self._answer(response, method, path)
+                failure = f"HTTP {response.status_code} {_reason(response)}"
+            delay = self.backoff * 2 ** (attempt - 1)
+            if attempt > self.retries or time.monotonic() + delay >= deadline:
+                tries = f"{attempt} attempt{'s' if attempt > 1 else ''} in {time.monotonic() - started:.1f}s"
+                raise ArgoUnreachableError(
+                    f"cannot reach Argo Server at {self.base_url} ({method} {path}, {tries}): {failure}"
+                )
+            log.warning("Argo Server %s %s: %s (attempt %d), retrying in %.1fs",
+                        method, path, failure, attempt, delay)  # fmt: skip
             time.sleep(delay)
         raise AssertionError("unreachable")
+
+    def _answer(self, response: requests.Response, method: str, path: str) -> Any:
+        """The JSON of a non-5xx answer, or the error it stands for."""
+        if response.status_code == 401:
+            raise ArgoAuthError(f"Argo Server {self.base_url} rejected the token (401) for {method} {path}")
+        if response.status_code == 403:
+            raise ArgoAuthError(f"Argo Server {self.base_url} denied {method} {path} (403)")
+        if response.status_code == 404:
+            raise ArgoNotFoundError(f"Argo Server {self.base_url}: {method} {path} not found (404)")
+        if response.status_code >= 400:
+            raise ArgoError(f"Argo Server {method} {path}: {response.status_code} {_reason(response)}")
+        return response.json()
 
 
 def _shards(workflow: dict[str, Any]) -> int:

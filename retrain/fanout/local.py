@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
 
-from retrain.adapters.registry import EXPERIMENT, RegisteredAdapter, train_and_register
+from retrain.adapters.registry import EXPERIMENT, RegisteredAdapter, filter_value, train_and_register
 from retrain.adapters.training import TrainingParams
 from retrain.dolt import DoltRepository
 from retrain.errors import RetrainError
@@ -226,9 +226,10 @@ def _end_runs_of_dead_workers(uri: str, parent_run_id: str, customers: Sequence[
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
+    parent = filter_value(parent_run_id)
     orphans = client.search_runs(
         [client.get_run(parent_run_id).info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'",
+        filter_string=f"tags.mlflow.parentRunId = {parent} and attributes.status = 'RUNNING'",
     )
     for run in orphans:
         if run.data.tags.get("retrain.customer") in customers:

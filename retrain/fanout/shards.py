@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from retrain.errors import InputError
+
 
 def shard_count(customers: int, max_pods: int) -> int:
     """One pod per customer up to ``max_pods``; above it, several customers per pod."""
@@ -17,7 +19,7 @@ def shard_count(customers: int, max_pods: int) -> int:
 def shard_of(customers: Sequence[str], shard: int, shards: int) -> list[str]:
     """The customers shard ``shard`` of ``shards`` trains: a stable round-robin over the sorted list."""
     if not 0 <= shard < shards:
-        raise ValueError(f"shard {shard} is outside 0..{shards - 1}")
+        raise InputError(f"shard {shard} is outside 0..{shards - 1}")
     return sorted(customers)[shard::shards]
 
 

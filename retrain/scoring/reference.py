@@ -9,6 +9,7 @@ model, a damaged artifact or a drifted library, and names the customer and rows.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.engine import AdapterEngine
-from retrain.errors import ConflictError
+from retrain.errors import ConflictError, InputError
 from retrain.release.store import ReleaseStore
 from retrain.scoring.job import ReleaseFiles
 
@@ -39,6 +40,7 @@ def check_reference(
     store: ReleaseStore, release_id: str, workdir: str | Path, *, tolerance: float = 1e-4
 ) -> ReferenceCheck:
     """Rescore every adapter's reference sample; raise :class:`ReferenceMismatchError` on any mismatch."""
+    check_tolerance(tolerance)
     release = ReleaseFiles.fetch(store, release_id, Path(workdir))
     # The engine that Spark scoring and the model server use, so the check covers what they compute.
     engine = AdapterEngine.from_release_dir(release.context)
@@ -75,6 +77,16 @@ class RowComparison:
             f"{who}: {len(self.bad_rows)} of {self.rows} rows differ by up to {self.max_difference:.2e} "
             f"(rows {', '.join(self.bad_rows[:10])})"
         )
+
+
+def check_tolerance(tolerance: float) -> float:
+    """``tolerance`` when it is a golden-score tolerance (finite, >= 0), else raise naming it.
+
+    NaN would compare every row as different, and a negative one could never pass.
+    """
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 <= tolerance < math.inf:
+        raise InputError(f"golden-score tolerance must be a finite number >= 0, got {tolerance!r}")
+    return float(tolerance)
 
 
 def compare_rows(

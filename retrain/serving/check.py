@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import requests
 
+from retrain.connect import CONNECT_TIMEOUT_ENV, connect_timeout, root_cause, total_timeout
 from retrain.errors import ConflictError, RetrainError, ServiceUnreachableError
 from retrain.release.store import ReleaseStore
-from retrain.scoring.reference import compare_rows, load_reference, probability_columns
+from retrain.scoring.reference import check_tolerance, compare_rows, load_reference, probability_columns
 from retrain.serving.protocol import DEFAULT_MODEL_NAME
 
-DEFAULT_TIMEOUT = 15.0  # seconds to connect, and again to read each response: a dead endpoint fails fast
 BATCH_ROWS = 32  # rows per request: small enough for any server's request limits, few round trips
 
 
@@ -89,20 +89,22 @@ def check_endpoint(
     *,
     model_name: str = DEFAULT_MODEL_NAME,
     tolerance: float = 1e-4,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> EndpointCheck:
     """Send every adapter's reference sample to the server; raise :class:`EndpointCheckError` on any problem.
 
     :param endpoint: the server's base URL, e.g. ``http://retrain-serving-predictor.ml-serving``.
-    :param timeout: seconds to connect and to read each response.
+    :param timeout: seconds each request may take, connecting included (default
+        ``$RETRAIN_CONNECT_TIMEOUT``): a dead endpoint, or one that accepts without answering, fails fast.
     """
+    check_tolerance(tolerance)
     started = time.monotonic()
     manifest = store.manifest(release_id)
     references = {entry.customer: load_reference(store, entry.run_id) for entry in manifest.adapters}
     # Customers are mixed in each request, the way live traffic reaches the server's batcher.
     rows = [_Row(customer, str(text)) for customer, frame in references.items() for text in frame["text"]]
-    client = _V2Client(endpoint, model_name, timeout)
+    client = _V2Client(endpoint, model_name, connect_timeout() if timeout is None else timeout)
     scores: list[float] = []
     versions: list[str] = []
     with client:
@@ -166,13 +168,16 @@ class _V2Client:
             "inputs": [_bytes_tensor("text", texts), _bytes_tensor("customer_id", customers)],
         }
         try:
-            response = self.session.post(self.url, json=body, timeout=(self.timeout, self.timeout))
-        except requests.Timeout as error:
+            response = self.session.post(self.url, json=body, timeout=total_timeout(self.timeout))
+        except requests.Timeout:
             raise EndpointUnreachableError(
-                f"model server at {self.url} did not answer within {self.timeout:g}s: {error}"
-            ) from error
+                f"model server at {self.url} did not answer within {self.timeout:g}s (--timeout, "
+                f"${CONNECT_TIMEOUT_ENV})"
+            ) from None
         except requests.RequestException as error:
-            raise EndpointUnreachableError(f"model server at {self.url} is unreachable: {error}") from error
+            raise EndpointUnreachableError(
+                f"model server at {self.url} is unreachable: {root_cause(error)}"
+            ) from None
         try:
             payload = response.json()
         except ValueError:

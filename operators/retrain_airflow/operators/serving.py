@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from retrain.release.store import ReleaseStore
-from retrain.serving.check import DEFAULT_TIMEOUT, check_endpoint
+from retrain.serving.check import check_endpoint
 from retrain.serving.protocol import DEFAULT_MODEL_NAME
 
 
@@ -28,7 +28,7 @@ class ServingCheckOperator(BaseOperator):
     :param release_id: the release (manifest MD5) the server must serve (templated).
     :param model_name: V2 model name in ``/v2/models/<name>/infer``.
     :param tolerance: largest allowed difference between a served and a stored score.
-    :param timeout: seconds to connect, and to read each response.
+    :param timeout: seconds each request may take (default ``$RETRAIN_CONNECT_TIMEOUT``, else 15).
     :param mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI``, else the embedded store).
     """
 
@@ -41,7 +41,7 @@ class ServingCheckOperator(BaseOperator):
         release_id: str,
         model_name: str = DEFAULT_MODEL_NAME,
         tolerance: float = 1e-4,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = None,
         mlflow_uri: str | None = None,
         **kwargs: Any,
     ) -> None:

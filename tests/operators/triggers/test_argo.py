@@ -28,6 +28,7 @@ from retrain.adapters.registry import (
     TAG_PREFIX,
     model_name,
 )
+from retrain.connect import CONNECT_TIMEOUT_ENV
 from retrain.fanout.argo import ArgoTrainingSpec, build_submission, collect_results, resolve_selection
 from retrain.fanout.shards import shard_size
 from retrain.tracking import ensure_experiment
@@ -41,6 +42,7 @@ from ...retrain.fanout.argo_server_stand_in import (
     argo_server_stand_in,
     shard_pod_node,
 )
+from ...retrain.sockets import BOUND, MARGIN, Elapsed, silent_port
 
 TOKEN = "argo-token-123"
 COMMIT = "c0ffee" * 6 + "beef"
@@ -202,3 +204,29 @@ def test_fan_out_reports_progress_in_customers_and_names_exactly_the_failed_ones
     assert registered[customers[1]].metrics == {"accuracy": 0.9, "f1": 0.88}
     # Bounded MLflow round trips: pages of versions, never one call per customer.
     assert counting.calls == ["search_model_versions"] * math.ceil((count - 3) / SEARCH_PAGE_SIZE)
+
+
+def test_silent_argo_server_ends_the_trigger_within_the_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No hidden retry loop in the triggerer: one error event, and Airflow's task retries take over."""
+    monkeypatch.setenv(CONNECT_TIMEOUT_ENV, str(BOUND))
+    with silent_port() as port:
+        monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", airflow_connection(f"http://127.0.0.1:{port}", TOKEN))
+        trigger = ArgoWorkflowTrigger(
+            argo_conn_id="argo_default", workflow="retrain-train-x", poll_interval=0.01
+        )
+
+        async def first_event() -> dict[str, Any]:
+            events = trigger.run()
+            event = await asyncio.wait_for(events.__anext__(), 30)
+            await events.aclose()
+            return event.payload
+
+        with Elapsed() as timer:
+            event = asyncio.run(first_event())
+    assert timer.seconds < BOUND + MARGIN
+    assert event["status"] == "error"
+    assert event["message"].startswith(f"cannot reach Argo Server at http://127.0.0.1:{port} (GET ")
+    assert event["message"].endswith(f"no answer within {BOUND:g}s ($RETRAIN_CONNECT_TIMEOUT)")
+    assert TOKEN not in event["message"]

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from retrain.fanout.argo_client import ArgoAuthError, ArgoClient, ArgoError, ArgoNotFoundError
+from retrain.connect import CONNECT_TIMEOUT_ENV
+from retrain.fanout.argo_client import (
+    ArgoAuthError,
+    ArgoClient,
+    ArgoError,
+    ArgoNotFoundError,
+    ArgoUnreachableError,
+)
 
+from ..sockets import BOUND, MARGIN, Elapsed, closed_port, silent_port
 from .argo_server_stand_in import StandInState, argo_server_stand_in, shard_pod_node
 
 WORKFLOW = {"metadata": {"generateName": "retrain-train-"}, "spec": {"workflowTemplateRef": {"name": "t"}}}
@@ -95,12 +103,40 @@ def test_5xx_is_retried_then_reported() -> None:
     with argo_server_stand_in(state) as url:
         assert client(url).submit(WORKFLOW).startswith("retrain-train-")
         state.server_errors = 10
-        with pytest.raises(ArgoError, match="failed with 503 after 3 attempts"):
+        with pytest.raises(
+            ArgoUnreachableError, match=r"\(POST /api/v1/workflows/ml-training, 3 attempts in .*\): HTTP 503"
+        ):
             client(url).submit(WORKFLOW)
 
 
 def test_unreachable_server() -> None:
     with argo_server_stand_in(StandInState(token="t")) as url:
         pass  # the server is shut down again
-    with pytest.raises(ArgoError, match=f"cannot reach Argo Server at {url}"):
+    with pytest.raises(ArgoError, match=f"cannot reach Argo Server at {url} .*: Connection refused"):
         client(url).status("x")
+
+
+def test_closed_port_fails_within_the_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries and their backoff stop at the bound, where 3 retries alone would sleep 1 + 2 + 4 s."""
+    monkeypatch.setenv(CONNECT_TIMEOUT_ENV, str(BOUND))
+    url = f"http://127.0.0.1:{closed_port()}"
+    with Elapsed() as timer, pytest.raises(ArgoUnreachableError) as raised:
+        ArgoClient(url, token="t", namespace="ml-training").status("x")
+    assert timer.seconds < BOUND + MARGIN
+    assert str(raised.value).startswith(
+        f"cannot reach Argo Server at {url} (GET /api/v1/workflows/ml-training/x,"
+    )
+    assert str(raised.value).endswith("Connection refused")
+    assert raised.value.retryable
+
+
+def test_silent_server_fails_within_the_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CONNECT_TIMEOUT_ENV, str(BOUND))
+    with silent_port() as port, Elapsed() as timer, pytest.raises(ArgoUnreachableError) as raised:
+        ArgoClient(f"http://127.0.0.1:{port}", token="t", namespace="ml-training").submit(WORKFLOW)
+    assert BOUND * 0.9 < timer.seconds < BOUND + MARGIN
+    assert (
+        f"cannot reach Argo Server at http://127.0.0.1:{port} (POST /api/v1/workflows/ml-training, 1 attempt"
+        in str(raised.value)
+    )
+    assert str(raised.value).endswith(f"no answer within {BOUND:g}s ($RETRAIN_CONNECT_TIMEOUT)")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from retrain.cli import main
+from retrain.connect import CONNECT_TIMEOUT_ENV
 from retrain.release.context import ADAPTER_SUBDIR
 from retrain.release.manifest import Manifest
 from retrain.release.store import MANIFEST_FILE
@@ -27,6 +28,7 @@ from retrain.serving.check import (
 )
 from retrain.serving.protocol import DEFAULT_MODEL_NAME
 
+from ..sockets import BOUND, MARGIN, Elapsed, silent_port
 from .server_process import SERVE_BIN, free_port, needs_serve_venv, served
 
 if TYPE_CHECKING:  # tests/conftest.py is pytest's to import: importing it again would re-run it
@@ -73,6 +75,20 @@ def test_unreachable_endpoint_fails_fast_naming_the_url(trained_release: Trained
     with pytest.raises(EndpointUnreachableError, match=rf"model server at {infer_url} is unreachable"):
         check_endpoint(trained_release.store, trained_release.release_id, url)
     assert time.monotonic() - started < 10
+
+
+def test_a_silent_endpoint_fails_within_the_connect_timeout(
+    trained_release: TrainedRelease, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that accepts connections but never answers: the bound is $RETRAIN_CONNECT_TIMEOUT."""
+    monkeypatch.setenv(CONNECT_TIMEOUT_ENV, str(BOUND))
+    with silent_port() as port, Elapsed() as timer, pytest.raises(EndpointUnreachableError) as raised:
+        check_endpoint(trained_release.store, trained_release.release_id, f"http://127.0.0.1:{port}")
+    assert BOUND * 0.9 < timer.seconds < BOUND + MARGIN
+    assert str(raised.value) == (
+        f"model server at http://127.0.0.1:{port}/v2/models/{DEFAULT_MODEL_NAME}/infer did not answer "
+        f"within {BOUND:g}s (--timeout, $RETRAIN_CONNECT_TIMEOUT)"
+    )
 
 
 def test_cli_says_one_line_when_the_endpoint_is_down(
