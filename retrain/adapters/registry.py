@@ -7,20 +7,27 @@ call that carries every lineage tag, so a failure anywhere before leaves nothing
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from retrain.adapters.model import check_base_model, default_base_model
 from retrain.adapters.training import TrainingParams, rows_fingerprint, train_adapter
 from retrain.dolt import DoltRepository
-from retrain.errors import ServiceUnreachableError
-from retrain.identifiers import sql_identifier
+from retrain.errors import (
+    ConflictError,
+    InputError,
+    NotFoundError,
+    RetrainError,
+    ServiceUnreachableError,
+)
+from retrain.identifiers import customer_id, sql_identifier
 from retrain.tracking import code_version, ensure_experiment, tracking_uri
 
 log = logging.getLogger(__name__)
@@ -36,7 +43,69 @@ SEARCH_PAGE_SIZE = 1000  # model versions per search round trip when collecting 
 
 
 def model_name(customer: str) -> str:
-    return f"{MODEL_PREFIX}{customer}"
+    """``adapter-<customer>``, for a valid customer id only."""
+    return f"{MODEL_PREFIX}{customer_id(customer)}"
+
+
+def filter_value(value: str) -> str:
+    """``value`` as a quoted string of an MLflow search filter.
+
+    MLflow's filter parser strips the outer quotes and unescapes nothing (neither ``\\'`` nor
+    ``''``), and a backslash changes where its tokenizer ends a string: values with either are
+    refused, so no value can close its quotes and add a clause.
+    """
+    if "'" in value or "\\" in value:
+        raise InputError(f"{value!r} cannot be searched for in MLflow: it holds a quote or a backslash")
+    return f"'{value}'"
+
+
+class TrackingRequestError(RetrainError):
+    """MLflow refused or failed a request; the message is MLflow's own, on one line."""
+
+
+class TrackingNotFoundError(TrackingRequestError, NotFoundError):
+    """A run, experiment, model or version that MLflow does not have."""
+
+
+class TrackingInputError(TrackingRequestError, InputError):
+    """MLflow rejected a value (an id, a filter, a parameter)."""
+
+
+class TrackingConflictError(TrackingRequestError, ConflictError):
+    """MLflow's state does not allow the request (already exists, wrong state)."""
+
+
+class TrackingFailedError(TrackingRequestError, ServiceUnreachableError):
+    """MLflow failed the request on its side (server error, unavailable): trying again may succeed."""
+
+
+# MLflow error codes that say the request itself was wrong; any other failure may pass on a retry.
+_TRACKING_ERRORS: dict[str, type[TrackingRequestError]] = {
+    **dict.fromkeys(("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "ENDPOINT_NOT_FOUND"), TrackingNotFoundError),
+    **dict.fromkeys(("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST"), TrackingInputError),
+    **dict.fromkeys(("RESOURCE_ALREADY_EXISTS", "RESOURCE_CONFLICT", "INVALID_STATE"), TrackingConflictError),
+    **dict.fromkeys(("PERMISSION_DENIED", "UNAUTHENTICATED", "FEATURE_DISABLED"), TrackingRequestError),
+}
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def mlflow_errors(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """The boundary to MLflow: an ``MlflowException`` (``RestException`` included) escaping
+    ``function`` becomes the :class:`TrackingRequestError` subclass of its error code."""
+
+    @functools.wraps(function)
+    def boundary(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return function(*args, **kwargs)
+        except MlflowException as error:
+            kind = _TRACKING_ERRORS.get(str(error.error_code), TrackingFailedError)
+            message = " ".join(str(error.message).split())[:500]
+            raise kind(f"MLflow {error.error_code}: {message}") from error
+
+    return boundary
 
 
 @dataclass(frozen=True)
@@ -61,12 +130,12 @@ def training_key(customer: str, commit: str, code: str, params: TrainingParams, 
 
 def find_registered(client: Any, customer: str, key: str) -> Any | None:
     """The model version already trained with ``key``, if any."""
-    versions = client.search_model_versions(
-        f"name = '{model_name(customer)}' and tags.`{TAG_PREFIX}training_key` = '{key}'"
-    )
+    name, training = filter_value(model_name(customer)), filter_value(key)
+    versions = client.search_model_versions(f"name = {name} and tags.`{TAG_PREFIX}training_key` = {training}")
     return max(versions, key=lambda v: int(v.version)) if versions else None
 
 
+@mlflow_errors
 def train_and_register(
     repo: DoltRepository,
     *,
@@ -92,6 +161,7 @@ def train_and_register(
 
     from retrain.adapters.pyfunc import AdapterPyfunc
 
+    customer_id(customer)
     params = params or TrainingParams()
     base = str(check_base_model(base_model or default_base_model()))
     commit_hash = repo.resolve(commit)
@@ -99,7 +169,6 @@ def train_and_register(
     key = training_key(customer, commit_hash, code, params, base)
     uri = tracking_uri(mlflow_uri)
     client = MlflowClient(uri)
-    _check_reachable(uri)
     if not force and (existing := find_registered(client, customer, key)) is not None:
         log.info(
             "customer %s at %s already trained: %s v%s",
@@ -179,6 +248,7 @@ def train_and_register(
     )
 
 
+@mlflow_errors
 def versions_for_commit(
     client: Any, commit: str, customers: Sequence[str], *, page_size: int = SEARCH_PAGE_SIZE
 ) -> dict[str, RegisteredAdapter]:
@@ -188,12 +258,12 @@ def versions_for_commit(
     search, read in pages of ``page_size`` in a fixed order, so 10,000 customers cost about ten
     round trips and none is cut off by the server's default limit on results.
     """
-    wanted = set(customers)
+    wanted = {customer_id(c) for c in customers}
     found: dict[str, Any] = {}
     token: str | None = None
     while True:
         page = client.search_model_versions(
-            f"tags.`{TAG_PREFIX}commit` = '{commit}'",
+            f"tags.`{TAG_PREFIX}commit` = {filter_value(commit)}",
             max_results=page_size,
             order_by=["name ASC", "version_number DESC"],
             page_token=token,
@@ -232,18 +302,3 @@ def _ensure_registered_model(client: Any, name: str) -> None:
     except MlflowException as error:
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-
-
-class TrackingUnreachableError(ServiceUnreachableError):
-    """The MLflow tracking server did not answer."""
-
-
-def _check_reachable(uri: str) -> None:
-    """Fail fast: MLflow's own client retries an absent server with backoff for minutes."""
-    if uri.startswith(("http://", "https://")):
-        import requests
-
-        try:
-            requests.get(f"{uri.rstrip('/')}/health", timeout=10).raise_for_status()
-        except requests.RequestException as error:
-            raise TrackingUnreachableError(f"cannot reach MLflow tracking server {uri}: {error}") from None

@@ -14,8 +14,9 @@ import os
 import shutil
 from pathlib import Path
 
+from retrain.outputs import RELEASE_CONTEXT, replacing
 from retrain.release.manifest import AdapterEntry, Manifest
-from retrain.release.store import MANIFEST_FILE, ReleaseError, ReleaseStore
+from retrain.release.store import MANIFEST_FILE, ReleaseStore
 
 log = logging.getLogger(__name__)
 
@@ -24,28 +25,35 @@ ADAPTER_SUBDIR = "adapters/{customer}/artifacts/adapter"  # a customer's PEFT ad
 
 
 def write_context(
-    store: ReleaseStore, release_id: str, out_dir: str | Path, *, reuse_from: Path | None = None
+    store: ReleaseStore,
+    release_id: str,
+    out_dir: str | Path,
+    *,
+    reuse_from: Path | None = None,
+    force: bool = False,
 ) -> Path:
     """Write ``manifest.json``, ``RELEASE_ID`` and ``adapters/<customer>/`` (logged models) into ``out_dir``.
 
     The folder is built beside ``out_dir`` and moved into place at the end: a failed download
-    leaves no half-written context behind. ``reuse_from`` is a folder of other complete release
-    contexts (a scoring cache): an adapter version already there is hard-linked, not downloaded
-    again, so a release changing one customer of 1,000 downloads one adapter.
+    leaves no half-written context behind. ``out_dir`` must be new, empty or an earlier release
+    context (replaced only with ``force``); see :mod:`retrain.outputs`. ``reuse_from`` is a folder
+    of other complete release contexts (a scoring cache): an adapter version already there is
+    hard-linked, not downloaded again, so a release changing one customer of 1,000 downloads one
+    adapter.
     """
+    with replacing(out_dir, RELEASE_CONTEXT, force=force) as staging:
+        _fill(store, release_id, staging, reuse_from)
+    return Path(out_dir)
+
+
+def _fill(store: ReleaseStore, release_id: str, staging: Path, reuse_from: Path | None) -> None:
+    """Download (or link from ``reuse_from``) the release's adapters, manifest and id into ``staging``."""
     from mlflow.artifacts import download_artifacts
 
-    manifest: Manifest = store.manifest(release_id)
-    if manifest.release_id != release_id:
-        raise ReleaseError(
-            f"release {release_id}'s stored manifest hashes to {manifest.release_id}: corrupted"
-        )
+    manifest: Manifest = store.manifest(release_id)  # checked: it hashes to release_id
     local_copies = _local_copies(reuse_from) if reuse_from is not None else {}
     store.verify_artifacts([a for a in manifest.adapters if _key(a) not in local_copies])
-    out_dir = Path(out_dir)
-    staging = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "adapters").mkdir(parents=True)
+    (staging / "adapters").mkdir()
     downloaded = 0
     for entry in manifest.adapters:
         target = staging / "adapters" / entry.customer
@@ -55,6 +63,7 @@ def write_context(
         downloads = staging / "downloads" / entry.customer
         downloads.mkdir(parents=True)
         local = download_artifacts(artifact_uri=entry.artifact_uri, dst_path=str(downloads))
+        entry.check_files(Path(local))  # the bytes released, not truncated or altered since
         Path(local).rename(target)
         downloaded += 1
     shutil.rmtree(staging / "downloads", ignore_errors=True)
@@ -62,9 +71,6 @@ def write_context(
              len(manifest.adapters) - downloaded, reuse_from)  # fmt: skip
     (staging / MANIFEST_FILE).write_text(manifest.canonical_json())
     (staging / RELEASE_ID_FILE).write_text(release_id + "\n")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
-    return out_dir
 
 
 def _key(entry: AdapterEntry) -> tuple[str, str, str]:

@@ -2,7 +2,8 @@
 
 The same set always gives the same bytes (sorted keys, fixed separators, entries sorted by
 customer, metrics rounded), so its MD5 hex digest identifies the release: it is the release id
-and the serving image tag.
+and the serving image tag. Each entry also records the SHA-256 of every file of its logged model,
+so a download can be checked against what was released.
 """
 
 from __future__ import annotations
@@ -11,9 +12,22 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from retrain.errors import ConflictError, InputError, RetrainError
+from retrain.identifiers import customer_id
+
 METRIC_DIGITS = 6
+_TEXT_FIELDS = ("model_name", "version", "run_id", "commit", "artifact_uri")
+
+
+class InvalidManifestError(InputError):
+    """Text that is not a release manifest (not JSON, wrong shape, an invalid customer or file path)."""
+
+
+class AdapterFilesError(ConflictError):
+    """An adapter's files differ from the SHA-256 digests its release manifest recorded."""
 
 
 @dataclass(frozen=True)
@@ -25,11 +39,43 @@ class AdapterEntry:
     commit: str
     artifact_uri: str  # where the logged model (MLmodel, adapter weights) lives
     metrics: dict[str, float] = field(default_factory=dict)
+    # File path under artifact_uri -> SHA-256 hex digest; empty in manifests from before digests.
+    sha256: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        customer_id(self.customer)  # it names a folder of the release context
+        where = f"adapter of customer {self.customer}"
+        if not all(isinstance(getattr(self, name), str) for name in _TEXT_FIELDS):
+            raise InvalidManifestError(f"{where}: {', '.join(_TEXT_FIELDS)} must be text")
+        if not isinstance(self.metrics, dict) or not isinstance(self.sha256, dict):
+            raise InvalidManifestError(f"{where}: metrics and sha256 must be objects")
+        unsafe = sorted(repr(p) for p in self.sha256 if not _is_relative_path(p))
+        if unsafe:
+            raise InvalidManifestError(f"{where}: file paths leave the adapter's folder: {', '.join(unsafe)}")
 
     def canonical(self) -> dict[str, Any]:
         data = asdict(self)
         data["metrics"] = {k: round(float(v), METRIC_DIGITS) for k, v in sorted(self.metrics.items())}
+        if self.sha256:
+            data["sha256"] = dict(sorted(self.sha256.items()))
+        else:
+            del data["sha256"]  # manifests registered before digests keep their MD5, their release id
         return data
+
+    def check_files(self, root: Path) -> None:
+        """Every file recorded in :attr:`sha256` must be under ``root`` (a copy of the logged model)
+        with that digest, else :class:`AdapterFilesError` naming the customer, version and file."""
+        for path, expected in sorted(self.sha256.items()):
+            local = root / path
+            if not local.is_file():
+                problem = "is missing"
+            elif file_sha256(local) != expected:
+                problem = "does not match the SHA-256 in the release manifest (truncated or altered)"
+            else:
+                continue
+            raise AdapterFilesError(
+                f"adapter of customer {self.customer} ({self.model_name} v{self.version}): {path} {problem}"
+            )
 
 
 @dataclass(frozen=True)
@@ -40,7 +86,9 @@ class Manifest:
         counts = Counter(a.customer for a in self.adapters)
         duplicated = sorted(c for c, n in counts.items() if n > 1)
         if duplicated:
-            raise ValueError(f"a manifest holds one adapter per customer; repeated: {', '.join(duplicated)}")
+            raise InvalidManifestError(
+                f"a manifest holds one adapter per customer; repeated: {', '.join(duplicated)}"
+            )
         object.__setattr__(self, "adapters", tuple(sorted(self.adapters, key=lambda a: a.customer)))
 
     def canonical_json(self) -> str:
@@ -60,9 +108,17 @@ class Manifest:
         return {a.customer: a for a in self.adapters}
 
     @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        document = json.loads(text)
-        return cls(tuple(AdapterEntry(**entry) for entry in document["adapters"]))
+    def from_json(cls, text: str | bytes) -> Manifest:
+        """Parse a stored manifest; anything else raises :class:`InvalidManifestError` (one line)."""
+        try:
+            document = json.loads(text)
+            manifest = cls(tuple(AdapterEntry(**entry) for entry in document["adapters"]))
+            manifest.canonical_json()  # metrics must be numbers
+        except RetrainError as error:
+            raise InvalidManifestError(f"not a release manifest: {error}") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise InvalidManifestError(f"not a release manifest: {type(error).__name__}: {error}") from None
+        return manifest
 
     def replace(self, entry: AdapterEntry) -> Manifest:
         """This manifest with ``entry`` standing for its customer."""
@@ -111,3 +167,25 @@ def diff(old: Manifest, new: Manifest) -> ManifestDiff:
             if (before[c].model_name, before[c].version) != (after[c].model_name, after[c].version)
         ],
     )
+
+
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def file_digests(root: Path) -> dict[str, str]:
+    """Relative path -> SHA-256 of every file under ``root`` (a logged model's folder)."""
+    return {
+        path.relative_to(root).as_posix(): file_sha256(path)
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _is_relative_path(path: object) -> bool:
+    """A non-empty relative POSIX path without ``..``: it stays inside the adapter's folder."""
+    if not isinstance(path, str) or not path or "\\" in path:
+        return False
+    pure = PurePosixPath(path)
+    return not pure.is_absolute() and ".." not in pure.parts

@@ -5,7 +5,11 @@
 - Each release event is a run in the ``retrain-releases`` experiment: tags ``retrain.release_id``
   (the manifest MD5), ``retrain.event`` (``register``, ``rollback``, ``pin``), counts, commits and
   the change summary; the manifest itself is the run's ``manifest.json`` artifact. A run becomes
-  visible (FINISHED) only after its manifest is stored: no half-registered release.
+  visible (FINISHED) only after its manifest is stored: no half-registered release. A manifest
+  read back must hash to the release id it is stored under; runs without valid release tags are
+  skipped with a warning.
+- Each manifest entry records the SHA-256 of its logged model's files, computed when the release
+  is built; rollbacks and release contexts check the files against them.
 - "Which release was in production at time T" is the newest register or rollback event at or
   before T; pins (event ``pin`` with a date range) override that for retro-tests.
 """
@@ -16,14 +20,23 @@ import datetime as dt
 import json
 import logging
 import tempfile
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from retrain.adapters.registry import MODEL_PREFIX, TAG_PREFIX, model_name, version_metrics
+from retrain import identifiers
+from retrain.adapters.registry import (
+    MODEL_PREFIX,
+    TAG_PREFIX,
+    filter_value,
+    mlflow_errors,
+    model_name,
+    version_metrics,
+)
 from retrain.errors import ConflictError, NotFoundError
-from retrain.release.manifest import AdapterEntry, Manifest, diff
+from retrain.release.manifest import AdapterEntry, InvalidManifestError, Manifest, diff, file_digests
 from retrain.tracking import ensure_experiment, tracking_uri
 
 log = logging.getLogger(__name__)
@@ -35,6 +48,7 @@ MANIFEST_FILE = "manifest.json"
 # previous production adapter, or have none. Beside the manifest, not in it: not part of the MD5.
 FAILURES_FILE = "failures.json"
 SERVING_EVENTS = ("register", "rollback")
+EVENTS = (*SERVING_EVENTS, "pin")
 # Changed customers up to which a release is built from the one in production (two registry calls
 # each) rather than from two paged searches of the whole registry (~2 s at 1,000, ~15 ms a call).
 INCREMENTAL_LIMIT = 100
@@ -67,10 +81,14 @@ class ReleaseEvent:
 
     @classmethod
     def from_run(cls, run: Any) -> ReleaseEvent:
+        """The event a run records; ``ValueError`` when its tags are not a release event's."""
         tags = run.data.tags
+        release_id, event = tags.get(f"{TAG_PREFIX}release_id"), tags.get(f"{TAG_PREFIX}event")
+        if not identifiers.is_release_id(release_id) or event not in EVENTS:
+            raise ValueError(f"retrain.release_id {release_id!r}, retrain.event {event!r}")
         return cls(
-            release_id=tags[f"{TAG_PREFIX}release_id"],
-            event=tags[f"{TAG_PREFIX}event"],
+            release_id=release_id,
+            event=event,
             run_id=run.info.run_id,
             time=dt.datetime.fromtimestamp(run.info.start_time / 1000, tz=dt.UTC),
             adapter_count=int(tags.get(f"{TAG_PREFIX}adapter_count", 0)),
@@ -83,6 +101,18 @@ class ReleaseEvent:
         )
 
 
+_Store = TypeVar("_Store", bound=type)
+
+
+def _mlflow_boundary(cls: _Store) -> _Store:
+    """Every public method turns MLflow's failures into one-line errors (:func:`mlflow_errors`)."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and callable(member):
+            setattr(cls, name, mlflow_errors(member))
+    return cls
+
+
+@_mlflow_boundary
 class ReleaseStore:
     """Release operations over one MLflow tracking store. Every registry call goes through ``client``."""
 
@@ -118,14 +148,23 @@ class ReleaseStore:
             two paged searches, which also picks up aliases moved outside the suite (about 2 s at
             1,000 customers against an MLflow server).
         """
-        if changed is not None and len(changed) <= INCREMENTAL_LIMIT:
-            current = self.latest()
-            if current is not None:
-                return self._updated(self.manifest(current.release_id), changed)
-        models = _all_pages(self.client.search_registered_models, f"name LIKE '{MODEL_PREFIX}%'", 1000)
+        current = self.latest()
+        released = self.manifest(current.release_id) if current is not None else None
+        if released is not None and changed is not None and len(changed) <= INCREMENTAL_LIMIT:
+            return self._with_digests(self._updated(released, changed), released)
+        models = _all_pages(self.client.search_registered_models, f"name LIKE {_ADAPTER_MODELS}", 1000)
         serving = {m.name: str(m.aliases[PRODUCTION_ALIAS]) for m in models if PRODUCTION_ALIAS in m.aliases}
-        versions = _all_pages(self.client.search_model_versions, f"name LIKE '{MODEL_PREFIX}%'", 10000)
+        versions = _all_pages(self.client.search_model_versions, f"name LIKE {_ADAPTER_MODELS}", 10000)
         entries = [_entry(v) for v in versions if serving.get(v.name) == str(v.version)]
+        return self._with_digests(Manifest(tuple(entries)), released)
+
+    def _with_digests(self, manifest: Manifest, released: Manifest | None) -> Manifest:
+        """``manifest`` with each adapter's file digests: those of the release in production for
+        the versions it holds, else read from the artifact store (only new versions are read)."""
+        known = {_key(a): a.sha256 for a in released.adapters if a.sha256} if released is not None else {}
+        entries = [
+            replace(a, sha256=known.get(_key(a)) or _digests(a.artifact_uri)) for a in manifest.adapters
+        ]
         return Manifest(tuple(entries))
 
     def _updated(self, manifest: Manifest, changed: Collection[str]) -> Manifest:
@@ -150,10 +189,10 @@ class ReleaseStore:
 
     def challengers(self) -> dict[str, str]:
         """Customer -> its newest version when that is newer than its production version (or it has none)."""
-        models = _all_pages(self.client.search_registered_models, f"name LIKE '{MODEL_PREFIX}%'", 1000)
+        models = _all_pages(self.client.search_registered_models, f"name LIKE {_ADAPTER_MODELS}", 1000)
         serving = {m.name: int(m.aliases[PRODUCTION_ALIAS]) for m in models if PRODUCTION_ALIAS in m.aliases}
         newest: dict[str, Any] = {}
-        for version in _all_pages(self.client.search_model_versions, f"name LIKE '{MODEL_PREFIX}%'", 10000):
+        for version in _all_pages(self.client.search_model_versions, f"name LIKE {_ADAPTER_MODELS}", 10000):
             if version.name not in newest or int(version.version) > int(newest[version.name].version):
                 newest[version.name] = version
         return {
@@ -183,6 +222,7 @@ class ReleaseStore:
             raise ReleaseError("refusing to register an empty release: no customer has a production adapter")
         previous = self.latest()
         if previous is not None and previous.release_id == manifest.release_id and event == "register":
+            self.verify_artifacts(manifest.adapters)  # still all there since it was registered?
             log.info(
                 "release %s is already in production (%s)", manifest.release_id, previous.time.isoformat()
             )
@@ -226,9 +266,18 @@ class ReleaseStore:
                         f"(or an empty) {required} in {entry.artifact_uri}: no release registered"
                     )
 
+    def verify_files(self, adapters: Iterable[AdapterEntry]) -> None:
+        """Each adapter's files must hash to the SHA-256 digests in its manifest entry (when it has
+        them: manifests from before digests have none). Reads every file: a download for a remote
+        artifact store."""
+        for entry in adapters:
+            if entry.sha256:
+                with _local_artifacts(entry.artifact_uri) as root:
+                    entry.check_files(root)
+
     # -- reading ------------------------------------------------------------------------------
 
-    def events(self, events: tuple[str, ...] = (*SERVING_EVENTS, "pin"), before: dt.datetime | None = None,
+    def events(self, events: tuple[str, ...] = EVENTS, before: dt.datetime | None = None,
                max_results: int = 1000) -> list[ReleaseEvent]:  # fmt: skip
         """Release events, newest first."""
         filters = ["attributes.status = 'FINISHED'"]
@@ -238,17 +287,16 @@ class ReleaseStore:
             [self.experiment_id], filter_string=" and ".join(filters), max_results=max_results,
             order_by=["attributes.start_time DESC"],
         )  # fmt: skip
-        found = [ReleaseEvent.from_run(r) for r in runs]
-        return [e for e in found if e.event in events]
+        return [e for e in _release_events(runs) if e.event in events]
 
     def find(self, release_id: str, events: tuple[str, ...] = SERVING_EVENTS) -> ReleaseEvent | None:
+        wanted = filter_value(identifiers.release_id(release_id))
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{TAG_PREFIX}release_id` = '{release_id}' and attributes.status = 'FINISHED'",  # noqa: E501
+            filter_string=f"tags.`{TAG_PREFIX}release_id` = {wanted} and attributes.status = 'FINISHED'",
             order_by=["attributes.start_time ASC"],
         )
-        found = [ReleaseEvent.from_run(r) for r in runs]
-        matching = [e for e in found if e.event in events]
+        matching = [e for e in _release_events(runs) if e.event in events]
         return matching[0] if matching else None
 
     def latest(self) -> ReleaseEvent | None:
@@ -256,25 +304,40 @@ class ReleaseStore:
         return serving[0] if serving else None
 
     def manifest(self, release_id: str) -> Manifest:
-        event = self.find(release_id)
-        if event is None:
-            raise UnknownReleaseError(f"unknown release {release_id!r}")
-        # Through this store's client: mlflow.artifacts would resolve runs:/ against the global URI.
-        with tempfile.TemporaryDirectory() as scratch:
-            local = self.client.download_artifacts(event.run_id, MANIFEST_FILE, scratch)
-            return Manifest.from_json(Path(local).read_text())
+        """The manifest stored for ``release_id``; it must hash to that id (else :class:`ReleaseError`)."""
+        event = self._registered(release_id)
+        stored = f"release {release_id}'s stored manifest (run {event.run_id})"
+        try:
+            manifest = Manifest.from_json(self._stored_file(event, MANIFEST_FILE))
+        except InvalidManifestError as error:
+            raise ReleaseError(f"{stored} is unreadable: {error}") from None
+        if manifest.release_id != release_id:
+            raise ReleaseError(f"{stored} hashes to {manifest.release_id}: altered after it was registered")
+        return manifest
 
     def failures(self, release_id: str) -> dict[str, str]:
         """Customer -> reason for the customers whose training failed when ``release_id`` was cut."""
+        event = self._registered(release_id)
+        if not event.failed_count:
+            return {}
+        try:
+            failures = json.loads(self._stored_file(event, FAILURES_FILE))
+        except ValueError:
+            failures = None
+        if not isinstance(failures, dict) or not all(isinstance(v, str) for v in failures.values()):
+            raise ReleaseError(f"release {release_id}'s {FAILURES_FILE} (run {event.run_id}) is unreadable")
+        return failures
+
+    def _registered(self, release_id: str) -> ReleaseEvent:
         event = self.find(release_id)
         if event is None:
             raise UnknownReleaseError(f"unknown release {release_id!r}")
-        if not event.failed_count:
-            return {}
+        return event
+
+    def _stored_file(self, event: ReleaseEvent, name: str) -> bytes:
+        # Through this store's client: mlflow.artifacts would resolve runs:/ against the global URI.
         with tempfile.TemporaryDirectory() as scratch:
-            local = self.client.download_artifacts(event.run_id, FAILURES_FILE, scratch)
-            failures: dict[str, str] = json.loads(Path(local).read_text())
-            return failures
+            return Path(self.client.download_artifacts(event.run_id, name, scratch)).read_bytes()
 
     def as_of(self, when: dt.datetime) -> ReleaseEvent | None:
         """The release in production at ``when``: the newest register or rollback event by then."""
@@ -295,16 +358,18 @@ class ReleaseStore:
         """Point every customer of ``release_id`` back at its version; records a rollback event."""
         manifest = self.manifest(release_id)
         self.verify_artifacts(manifest.adapters)
+        self.verify_files(manifest.adapters)
         for entry in manifest.adapters:
             self.client.set_registered_model_alias(entry.model_name, PRODUCTION_ALIAS, entry.version)
         current = {m.customer for m in self.production_manifest().adapters}
         for customer in sorted(current - {a.customer for a in manifest.adapters}):
-            self.client.delete_registered_model_alias(f"{MODEL_PREFIX}{customer}", PRODUCTION_ALIAS)
+            self.client.delete_registered_model_alias(model_name(customer), PRODUCTION_ALIAS)
         return self.register(manifest, event="rollback", note=f"rollback to {release_id}")
 
     def rollback_customer(self, customer: str) -> ReleaseEvent:
         """Re-point one customer to its last version before the current one in the release history,
         then cut a new release."""
+        identifiers.customer_id(customer)
         current = self.production_manifest()
         entry = current.by_customer().get(customer)
         if entry is None:
@@ -352,13 +417,56 @@ class ReleaseStore:
         return event
 
 
-def _artifact_sizes(artifact_uri: str) -> dict[str, int]:
-    """Size of each required artifact under a logged model's location (0 or absent when missing)."""
+_ADAPTER_MODELS = filter_value(f"{MODEL_PREFIX}%")
+
+
+def _release_events(runs: Iterable[Any]) -> list[ReleaseEvent]:
+    """The release events of ``runs``; a stray run in the experiment is skipped with a warning."""
+    events = []
+    for run in runs:
+        try:
+            events.append(ReleaseEvent.from_run(run))
+        except ValueError as error:
+            log.warning("run %s in %s is not a release event, skipped: %s", run.info.run_id,
+                        RELEASES_EXPERIMENT, error)  # fmt: skip
+    return events
+
+
+def _local_path(artifact_uri: str) -> Path | None:
+    """The folder of a ``file:`` (or plain path) artifact location; ``None`` for a remote store."""
     from urllib.parse import unquote, urlsplit
 
     parts = urlsplit(artifact_uri)
-    if parts.scheme in ("", "file"):
-        root = Path(unquote(parts.path))
+    return Path(unquote(parts.path)) if parts.scheme in ("", "file") else None
+
+
+@contextmanager
+def _local_artifacts(artifact_uri: str) -> Iterator[Path]:
+    """A local folder holding the logged model at ``artifact_uri`` (downloaded when remote)."""
+    local = _local_path(artifact_uri)
+    if local is not None:
+        yield local
+        return
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    with tempfile.TemporaryDirectory() as scratch:
+        repository = get_artifact_repository(artifact_uri)
+        yield Path(repository.download_artifacts("", scratch))  # type: ignore[no-untyped-call]
+
+
+def _digests(artifact_uri: str) -> dict[str, str]:
+    with _local_artifacts(artifact_uri) as root:
+        return file_digests(root)
+
+
+def _key(entry: AdapterEntry) -> tuple[str, str, str]:
+    return (entry.model_name, entry.version, entry.artifact_uri)
+
+
+def _artifact_sizes(artifact_uri: str) -> dict[str, int]:
+    """Size of each required artifact under a logged model's location (0 or absent when missing)."""
+    root = _local_path(artifact_uri)
+    if root is not None:
         return {name: (root / name).stat().st_size for name in REQUIRED_ARTIFACTS if (root / name).is_file()}
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 

@@ -21,6 +21,7 @@ from retrain.adapters.model import default_base_model
 from retrain.engine.engine import DEFAULT_BATCH_SIZE, DEFAULT_CACHE_BYTES
 from retrain.errors import InputError, NotFoundError
 from retrain.identifiers import sql_identifier
+from retrain.outputs import RELEASE_CACHE, claim
 from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE, write_context
 from retrain.release.manifest import Manifest
 from retrain.release.store import MANIFEST_FILE, ReleaseStore
@@ -188,15 +189,18 @@ class ReleaseFiles:
 
     @classmethod
     def fetch(cls, store: ReleaseStore, release_id: str, workdir: Path) -> ReleaseFiles:
-        """Download the release once into ``workdir``; later calls read it from there."""
-        context = workdir / release_id
+        """Download the release once into ``workdir``; later calls read it from there.
+
+        ``workdir`` must be new, empty or a cache the suite marked (:func:`retrain.outputs.claim`).
+        """
+        context = claim(workdir, RELEASE_CACHE) / release_id
         marker = context / RELEASE_ID_FILE
         if not (
             marker.is_file()
             and marker.read_text().strip() == release_id
             and (context / MANIFEST_FILE).is_file()
         ):
-            write_context(store, release_id, context, reuse_from=workdir)
+            write_context(store, release_id, context, reuse_from=context.parent, force=True)
         return cls(context, Manifest.from_json((context / MANIFEST_FILE).read_text()))
 
     def adapter_dir(self, customer: str) -> str:

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from retrain.adapters.model import BaseModelError
 from retrain.adapters.registry import (
     TAG_PREFIX,
-    TrackingUnreachableError,
+    TrackingNotFoundError,
     model_name,
     train_and_register,
     versions_for_commit,
@@ -23,7 +23,9 @@ from retrain.adapters.training import TrainingDataError, rows_fingerprint
 from retrain.demo.seed import SeededRepository
 from retrain.dolt import DoltRepository
 from retrain.dolt.dialects import Statement
-from retrain.tracking import ensure_experiment
+from retrain.errors import InputError
+from retrain.identifiers import InvalidCustomerIdError
+from retrain.tracking import TrackingUnreachableError, ensure_experiment
 
 from .conftest import FAST
 
@@ -144,3 +146,26 @@ def test_versions_for_commit_reads_every_page_and_keeps_each_customers_newest(ml
     assert found["customer_00"].version == "2"  # the newer of its two at this commit
     assert found["customer_01"].version == "1"  # its version 2 is another commit's
     assert len(calls) == 3  # 13 versions at the commit in pages of 5, read to the end
+
+
+def test_crafted_customer_ids_fail_before_anything_is_trained_or_searched(
+    repo: DoltRepository, mlflow_uri: str
+) -> None:
+    for customer in ["o'brien", "acme_air' or name != '", "a/b", "../acme_air", "acme air", "", "a\\b"]:
+        with pytest.raises(InvalidCustomerIdError, match=r"^invalid customer id .*: use 1-128 letters"):
+            train_and_register(repo, table="examples", commit="main", customer=customer, params=FAST,
+                               mlflow_uri=mlflow_uri)  # fmt: skip
+        with pytest.raises(InvalidCustomerIdError):
+            versions_for_commit(MlflowClient(mlflow_uri), "a" * 32, [customer])
+    with pytest.raises(InputError, match="cannot be searched for in MLflow"):
+        versions_for_commit(MlflowClient(mlflow_uri), "a' or name != '", ["acme_air"])
+    assert MlflowClient(mlflow_uri).search_experiments(filter_string="name = 'retrain-adapters'") == []
+
+
+def test_a_bogus_parent_run_is_one_line_naming_it(repo: DoltRepository, mlflow_uri: str) -> None:
+    with pytest.raises(TrackingNotFoundError) as raised:
+        train_and_register(repo, table="examples", commit="main", customer="acme_air", params=FAST,
+                           mlflow_uri=mlflow_uri, parent_run_id="0123456789abcdef")  # fmt: skip
+    assert "0123456789abcdef" in str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert MlflowClient(mlflow_uri).search_model_versions("name = 'adapter-acme_air'") == []

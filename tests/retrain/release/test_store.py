@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -11,13 +14,22 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from retrain.adapters.registry import RegisteredAdapter, train_and_register
+from retrain.adapters.registry import (
+    RegisteredAdapter,
+    TrackingNotFoundError,
+    filter_value,
+    train_and_register,
+)
 from retrain.adapters.training import TrainingParams
 from retrain.dolt import DoltRepository
 from retrain.dolt.dialects import Statement
-from retrain.release.manifest import diff
+from retrain.errors import InputError
+from retrain.identifiers import InvalidCustomerIdError
+from retrain.release.manifest import AdapterFilesError, Manifest, diff
 from retrain.release.promotion import promote
 from retrain.release.store import PRODUCTION_ALIAS, ReleaseError, ReleaseStore
+
+from .conftest import WEIGHTS, Publish, weights_of
 
 FAST = TrainingParams(epochs=1, min_examples=10)
 
@@ -130,8 +142,8 @@ def test_pins_choose_the_release_for_a_day(repo: DoltRepository, store: ReleaseS
     assert store.for_day(dt.date(2025, 12, 31)) is None  # before anything was released, no pin
     with pytest.raises(ReleaseError, match="ends"):
         store.pin(release.release_id, dt.date(2026, 2, 1), dt.date(2026, 1, 1))
-    with pytest.raises(ReleaseError, match="unknown release 'feed'"):
-        store.pin("feed", dt.date(2026, 2, 1), dt.date(2026, 2, 2))
+    with pytest.raises(ReleaseError, match=r"unknown release 'f{32}'"):
+        store.pin("f" * 32, dt.date(2026, 2, 1), dt.date(2026, 2, 2))
 
 
 def test_missing_or_corrupted_artifacts_register_nothing(repo: DoltRepository, store: ReleaseStore) -> None:
@@ -218,3 +230,191 @@ def test_the_first_release_for_changed_customers_reads_the_whole_registry(
         promote(store.client, customer, train(repo, store, customer).version)
     first = store.production_manifest(changed=["acme_air"])  # no release to start from
     assert [a.customer for a in first.adapters] == ["acme_air", "globex_bank"]
+
+
+# -- hostile input, stray runs, tampered manifests and adapter files (issue 15), MLflow failures (issue 13)
+
+CRAFTED_RELEASE_IDS = [
+    "{md5}' and tags.`retrain.event` != 'pin",  # closed its quotes to add a clause: resolved to {md5}
+    "{md5}' or '1' = '1",
+    "{md5}\\",
+    "{md5} ",
+    "{upper}",
+    "feed",
+    "",
+]
+CRAFTED_CUSTOMERS = ["o'brien", "acme' or name != '", "a/b", "../acme_air", "acme air", "", "a\\b"]
+
+
+def test_crafted_release_ids_and_customers_are_refused_before_any_search(
+    release_store: ReleaseStore, publish: Publish
+) -> None:
+    store = release_store
+    publish("acme_air")
+    release = store.register(store.production_manifest())
+    md5 = release.release_id
+    for template in CRAFTED_RELEASE_IDS:
+        crafted = template.format(md5=md5, upper=md5.upper())
+        with pytest.raises(InputError, match=r"^invalid release id .*: use 32 lowercase hex"):
+            store.pin(crafted, dt.date(2026, 1, 1), dt.date(2026, 1, 2))
+        for read in (store.manifest, store.failures, store.rollback, store.find):
+            with pytest.raises(InputError, match=r"^invalid release id .*: use 32 lowercase hex"):
+                read(crafted)
+    for customer in CRAFTED_CUSTOMERS:
+        with pytest.raises(InvalidCustomerIdError, match=r"^invalid customer id "):
+            store.rollback_customer(customer)
+        with pytest.raises(InvalidCustomerIdError):
+            store.production_manifest(changed=[customer])
+    assert [(e.event, e.release_id) for e in store.events()] == [("register", md5)]  # no pin recorded
+
+
+def test_filter_values_that_could_close_their_quotes_are_refused() -> None:
+    assert filter_value("adapter-acme_air") == "'adapter-acme_air'"
+    for value in ("o'brien", "a\\", "x\\' or 1=1"):
+        with pytest.raises(InputError, match="cannot be searched for in MLflow"):
+            filter_value(value)
+
+
+def test_stray_runs_in_the_releases_experiment_are_skipped_with_one_warning_each(
+    release_store: ReleaseStore, publish: Publish, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = release_store
+    publish("acme_air")
+    release = store.register(store.production_manifest())
+    strays = []
+    for tags in (
+        {},
+        {"retrain.release_id": "not-an-md5", "retrain.event": "register"},
+        {"retrain.release_id": "0" * 32},
+        {"retrain.release_id": "0" * 32, "retrain.event": "register", "retrain.adapter_count": "many"},
+        {"retrain.release_id": release.release_id, "retrain.event": "celebrate"},
+    ):
+        run = store.client.create_run(store.experiment_id, tags=tags)
+        store.client.set_terminated(run.info.run_id, status="FINISHED")
+        strays.append(run.info.run_id)
+    with caplog.at_level("WARNING", logger="retrain.release.store"):
+        assert [e.run_id for e in store.events()] == [release.run_id]
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    for run_id in strays:
+        assert (
+            len([w for w in warned if w.startswith(f"run {run_id} in retrain-releases is not a release")])
+            == 1
+        )
+    assert len(warned) == len(strays)
+    assert store.latest() == store.find(release.release_id) == release
+    assert store.manifest(release.release_id).release_id == release.release_id
+
+
+def test_a_broken_or_altered_stored_manifest_is_a_one_line_error(
+    release_store: ReleaseStore, publish: Publish
+) -> None:
+    store = release_store
+    publish("acme_air")
+    release = store.register(store.production_manifest())
+    stored = (
+        Path(store.client.get_run(release.run_id).info.artifact_uri.removeprefix("file://")) / "manifest.json"
+    )
+    original = stored.read_bytes()
+    altered = json.loads(original)
+    altered["adapters"][0]["version"] = "7"
+    broken = [
+        b"not json",
+        b"\xff\xfe",
+        b"[]",
+        b'{"adapters": 5}',
+        b'{"adapters": [{"customer": "acme_air"}]}',
+        original.replace(b'"customer":"acme_air"', b'"customer":"../acme_air"'),
+        original.replace(b'"adapters":[{', b'"adapters":[{"extra":1,'),
+        original.replace(b'"roc_auc":0.9', b'"roc_auc":"high"'),
+        original.replace(b'"sha256":{"', b'"sha256":{"../../', 1),
+    ]
+    for text in broken:
+        stored.write_bytes(text)
+        with pytest.raises(ReleaseError) as raised:
+            store.manifest(release.release_id)
+        assert str(raised.value).startswith(
+            f"release {release.release_id}'s stored manifest (run {release.run_id}) is unreadable: "
+        )
+        assert "\n" not in str(raised.value)
+    stored.write_text(json.dumps(altered))  # valid, but not the manifest registered under this id
+    tampered = Manifest.from_json(stored.read_bytes()).release_id
+    with pytest.raises(ReleaseError, match=f"stored manifest .* hashes to {tampered}: altered after"):
+        store.manifest(release.release_id)
+    with pytest.raises(ReleaseError, match="hashes to"):
+        store.rollback(release.release_id)
+    stored.write_bytes(original)
+    assert store.manifest(release.release_id).release_id == release.release_id
+
+
+def test_each_adapter_file_is_recorded_by_sha256_and_reused_for_released_versions(
+    release_store: ReleaseStore, publish: Publish
+) -> None:
+    store = release_store
+    publish("acme_air")
+    (entry,) = store.production_manifest().adapters
+    root = Path(entry.artifact_uri.removeprefix("file://"))
+    assert entry.sha256 == {
+        path: hashlib.sha256((root / path).read_bytes()).hexdigest()
+        for path in ("MLmodel", "artifacts/adapter/adapter_config.json", WEIGHTS)
+    }
+    release = store.register(store.production_manifest())
+    assert store.manifest(release.release_id).by_customer()["acme_air"].sha256 == entry.sha256
+    publish("globex_bank")
+    (root / "MLmodel").write_text("flavors: {changed: true}\n")  # a released version is not read again
+    incremental = store.production_manifest(changed=["globex_bank"])
+    assert incremental.by_customer()["acme_air"].sha256 == entry.sha256
+    assert incremental == store.production_manifest()
+
+
+def test_a_truncated_adapter_fails_rollback_naming_customer_version_and_file(
+    release_store: ReleaseStore, publish: Publish
+) -> None:
+    store = release_store
+    publish("acme_air")
+    first = store.register(store.production_manifest())
+    publish("acme_air")
+    second = store.register(store.production_manifest())
+    weights = weights_of(store, "acme_air", "1")
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated, not empty: the size check passes
+    with pytest.raises(AdapterFilesError) as raised:
+        store.rollback(first.release_id)
+    assert str(raised.value) == (
+        f"adapter of customer acme_air (adapter-acme_air v1): {WEIGHTS} does not match the SHA-256 "
+        "in the release manifest (truncated or altered)"
+    )
+    assert str(store.client.get_model_version_by_alias("adapter-acme_air", PRODUCTION_ALIAS).version) == "2"
+    assert store.latest() == second  # nothing recorded, production untouched
+    weights.unlink()
+    with pytest.raises(ReleaseError, match=f"has no \\(or an empty\\) {WEIGHTS}"):
+        store.rollback(first.release_id)
+
+
+def test_build_checks_the_artifacts_of_a_release_already_in_production(
+    release_store: ReleaseStore, publish: Publish
+) -> None:
+    store = release_store
+    publish("acme_air")
+    release = store.register(store.production_manifest())
+    assert store.register(store.production_manifest()) == release  # unchanged: recorded once
+    weights_of(store, "acme_air", "1").write_bytes(b"")
+    with pytest.raises(
+        ReleaseError, match=r"customer acme_air \(adapter-acme_air v1\) has no \(or an empty\)"
+    ):
+        store.register(store.production_manifest())
+    assert store.events() == [release]
+
+
+def test_mlflow_failures_become_one_line_retrain_errors(
+    release_store: ReleaseStore, publish: Publish
+) -> None:
+    store = release_store
+    publish("acme_air")
+    first = store.register(store.production_manifest())
+    publish("globex_bank")
+    store.register(store.production_manifest())
+    store.client.delete_registered_model("adapter-acme_air")  # deleted outside the suite
+    with pytest.raises(TrackingNotFoundError) as raised:
+        store.rollback(first.release_id)
+    assert "adapter-acme_air" in str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert (raised.value.exit_code, raised.value.http_status, raised.value.retryable) == (1, 404, False)
