@@ -11,7 +11,7 @@ from retrain.dolt.watermark import CommitRange
 from retrain_airflow import settings
 from retrain_airflow.handoff import bounded
 from retrain_airflow.operators.dolt import DoltAdvanceWatermarkOperator
-from retrain_airflow.pipelines import allow_partial_param, retrain_release_and_score
+from retrain_airflow.pipelines import allow_partial_param, floor_params, retrain_release_and_score
 from retrain_airflow.triggers.dolt import DoltCommitTrigger
 
 DAG_ID = "retrain_on_commit"
@@ -44,7 +44,7 @@ dolt_commits = Asset(
     render_template_as_native_obj=True,  # templated customer lists stay lists (or None)
     tags=["retrain", "dolt"],
     default_args={"owner": "ml-platform", "retries": 2, "retry_delay": dt.timedelta(minutes=1)},
-    params={"allow_partial": allow_partial_param()},
+    params={"allow_partial": allow_partial_param(), **floor_params()},
     doc_md="""
 ### Retrain on Dolt commit
 Runs when `DoltCommitTrigger` sees a new head of `main` in the training repository
@@ -58,8 +58,11 @@ marks every customer.
 2. **train** one LoRA adapter each, on local processes or Argo (Variable
    `retrain_training_backend`), each an MLflow child run carrying its data commit;
 3. **release**: the promotion gate lets each new adapter replace its customer's production
-   version unless it is worse on holdout ROC AUC; the production set is registered as a release
-   (its manifest MD5 is the serving image tag);
+   version when it reaches the quality floor (param `promotion_floor`, default holdout ROC AUC
+   >= 0.6, and it predicts each of its labels) and is not worse on holdout ROC AUC; the
+   production set is registered as a release (its manifest MD5 is the serving image tag). A
+   customer whose first version is below the floor has no production adapter: the release goes
+   out without it, naming it in the Releases view, unless the `require_floor` param is on;
 4. **score_today**: today's `requests` partition is scored into `scores` with the new release
    (skipped when today's requests have not landed);
 5. **advance_watermark**, only when nothing failed, so a failed run's commits are covered by the

@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Param
 
+from retrain.release.promotion import DEFAULT_FLOOR
 from retrain_airflow import settings
 from retrain_airflow.operators.release import ReleaseManifestOperator
 from retrain_airflow.operators.scoring import HiveScoringOperator
@@ -38,10 +39,34 @@ def allow_partial_param() -> Param:
     )
 
 
+def floor_params() -> dict[str, Param]:
+    """The DAG params both retraining DAGs take for the promotion gate's quality floor."""
+    return {
+        "promotion_floor": Param(
+            dict(DEFAULT_FLOOR),
+            type=["object", "null"],
+            title="Quality floor",
+            description=(
+                "Minimum holdout metrics (roc_auc, f1, accuracy: 0..1) every adapter version must reach "
+                "to be promoted; an adapter that never predicts one of its labels is rejected too. A "
+                "customer whose first version is below it has no production adapter and is named in the "
+                "Releases view. null promotes without a floor."
+            ),
+        ),
+        "require_floor": Param(
+            False,
+            type="boolean",
+            title="Withhold the release when a first version is below the floor",
+            description="Off (default): the release goes out without those customers.",
+        ),
+    }
+
+
 def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOperator, BaseOperator]:
     """Add the pipeline's tasks to the current DAG; returns its first and last task.
 
-    The DAG must declare the ``allow_partial`` param (:func:`allow_partial_param`).
+    The DAG must declare the ``allow_partial`` param (:func:`allow_partial_param`) and the
+    :func:`floor_params`.
 
     :param commit: template of the data commit to train on.
     :param customers: template of the customers to validate and train (None: every customer).
@@ -68,6 +93,8 @@ def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOpera
         action="build",
         candidates="{{ ti.xcom_pull(task_ids='train')['adapters'] }}",
         failures="{{ ti.xcom_pull(task_ids='train')['failed'] }}",
+        floor="{{ params.promotion_floor }}",
+        require_floor="{{ params.require_floor }}",
     )
     score = hive_scoring(
         task_id="score_today",

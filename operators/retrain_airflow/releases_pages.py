@@ -16,6 +16,7 @@ from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import urlencode
 
 from retrain.release.manifest import AdapterEntry, Manifest, ManifestDiff
+from retrain.release.promotion import NO_PRODUCTION_ADAPTER
 
 Order = Literal["asc", "desc"]
 ModelUrl = Callable[[AdapterEntry], str | None]  # an adapter's model version in the MLflow UI, if any
@@ -74,7 +75,7 @@ class ReleaseRow:
     entry: AdapterEntry | None  # None: training failed and the customer has no adapter at all
     change: str = ""  # "added" or "changed" against the previous release, else ""
     previous_version: str = ""
-    failure: str = ""  # why training failed when this release was cut, else ""
+    failure: str = ""  # why it has no new adapter in this release (training failed, below the floor), else ""
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,9 @@ def _release_row(row: ReleaseRow, metrics: Sequence[str], model_url: ModelUrl, c
         status.append("added")
     elif row.change == "changed":
         status.append(f"changed from v{html.escape(row.previous_version)}")
-    if row.failure:
+    if row.failure.startswith(NO_PRODUCTION_ADAPTER):  # trained, but its first version is below the floor
+        status.append(f'<span class="failed">{html.escape(row.failure)}</span>')
+    elif row.failure:
         kept = f", serving v{html.escape(entry.version)} from before" if entry else ", no adapter"
         status.append(f'<span class="failed">training failed: {html.escape(row.failure)}{kept}</span>')
     cells = [html.escape(row.customer)]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,9 +20,18 @@ from retrain.errors import InputError
 
 log = logging.getLogger(__name__)
 
+HOLDOUT_METRICS = ("roc_auc", "f1", "accuracy")  # what the promotion gate may compare
+# How many of the labels in its holdout an adapter never predicts there: 1 for an adapter that
+# always answers the majority class, however good its accuracy looks.
+UNPREDICTED_LABELS = "unpredicted_labels"
+
 
 class TrainingDataError(InputError):
     """A customer's rows cannot train an adapter (none, too few, a single class)."""
+
+
+class TrainingParamsError(InputError):
+    """A training parameter out of range; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,27 @@ class TrainingParams:
     max_length: int = 64
     min_examples: int = 20
     seed: int = 13
+
+    def __post_init__(self) -> None:
+        """Refuse what would register an untrained or unmeasured adapter (0 epochs, no holdout)."""
+        at_least = {"epochs": 1, "batch_size": 1, "lora_rank": 1, "lora_alpha": 1, "max_length": 8,
+                    "min_examples": 2}  # fmt: skip
+        for name, minimum in at_least.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise TrainingParamsError(
+                    f"training parameter {name} must be an integer >= {minimum}, got {value!r}"
+                )
+        holdout = self.holdout_percent
+        if isinstance(holdout, bool) or not isinstance(holdout, int) or not 1 <= holdout <= 99:
+            raise TrainingParamsError(
+                f"training parameter holdout_percent must be an integer from 1 to 99, got {holdout!r}"
+            )
+        rate = self.learning_rate
+        if not isinstance(rate, int | float) or not math.isfinite(rate) or not 0 < rate < 1:
+            raise TrainingParamsError(
+                f"training parameter learning_rate must be a number between 0 and 1, got {rate!r}"
+            )
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -117,6 +149,7 @@ def train_adapter(
     )
     texts, targets = train["text"].astype(str).tolist(), [index[str(v)] for v in train["label"]]
     generator = torch.Generator().manual_seed(params.seed)
+    weights = class_weights(targets, len(labels)).to(classifier.device)
     classifier.model.train()
     for epoch in range(params.epochs):
         order = torch.randperm(len(texts), generator=generator).tolist()
@@ -125,8 +158,9 @@ def train_adapter(
             batch = order[start : start + params.batch_size]
             encoded = classifier.encode([texts[i] for i in batch], params.max_length)
             labels_tensor = torch.tensor([targets[i] for i in batch], device=classifier.device)
-            loss = classifier.model(**encoded, labels=labels_tensor).loss
-            loss.backward()
+            logits = classifier.model(**encoded).logits.float()
+            loss = torch.nn.functional.cross_entropy(logits, labels_tensor, weight=weights)
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves backward unannotated
             optimizer.step()
             optimizer.zero_grad()
             epoch_loss += loss.item() * len(batch)
@@ -155,8 +189,19 @@ def train_adapter(
     )
 
 
+def class_weights(targets: list[int], classes: int) -> Any:
+    """Inverse class frequencies (sklearn's "balanced"): a rare class's mistakes cost as much in
+    total as the common one's, so a 1-in-6 ``urgent`` does not train an always-``routine`` adapter."""
+    import torch
+
+    counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=classes).astype(np.float64)
+    weights = len(targets) / (classes * np.maximum(counts, 1.0))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
 def holdout_metrics(truth: list[str], probabilities: np.ndarray, labels: list[str]) -> dict[str, float]:
-    """Accuracy, F1 (binary on the last label, else macro) and ROC AUC when both classes are held out."""
+    """Accuracy, F1 (binary on the last label, else macro), ROC AUC when both classes are held out,
+    and :data:`UNPREDICTED_LABELS`."""
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
     if not truth:
@@ -170,6 +215,7 @@ def holdout_metrics(truth: list[str], probabilities: np.ndarray, labels: list[st
             if binary
             else f1_score(truth, predicted, average="macro")
         ),
+        UNPREDICTED_LABELS: float(len(set(truth) - set(predicted))),
     }
     if len(set(truth)) == len(labels):
         metrics["roc_auc"] = float(

@@ -17,6 +17,8 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from retrain.dolt import DoltRepository
 from retrain.errors import InputError
+from retrain.identifiers import CUSTOMER_ID_RULE, is_customer_id
+from retrain.outputs import DATA_DOCS, claim
 from retrain.spark import SparkSettings, spark_session
 from retrain.validation.report import ExpectationFailure, ValidationReport
 from retrain.validation.suite import (
@@ -29,6 +31,12 @@ from retrain.validation.suite import (
 
 log = logging.getLogger(__name__)
 SAMPLE_VALUES = 5
+# GX forces this logger to INFO at import: every run printed "Created temporary directory ... for
+# ephemeral docs site". Let it follow its parents' level like every other GX logger (-v shows them).
+logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.NOTSET)
+# Failures the gate adds to GX's, for customers it cannot hand to GX or to training.
+INVALID_CUSTOMER_ID = "customer_id_rule"
+NO_ROWS = "customer_has_rows"
 
 
 class ValidationInputError(InputError):
@@ -71,13 +79,15 @@ def validate_commit(
 ) -> ValidationReport:
     """Check ``table`` as of ``commit`` against ``suite``; only ``customers``' rows when given.
 
-    :param docs_dir: build GX Data Docs there; the report's ``docs_page`` is this commit's page.
+    :param docs_dir: build GX Data Docs there; the report's ``docs_page`` is this commit's page. A new
+        folder, an empty one, or Data Docs the suite made (:func:`retrain.outputs.claim`).
     :param engine: ``pandas`` reads the rows into memory; ``spark`` streams them from Dolt in
         batches of ``batch_rows`` (ordered by the suite's ``id_column``) into Parquet and validates
         with GX's Spark datasource, for tables too large for memory.
     :param spark: Spark settings for the ``spark`` engine (default: from the environment).
     """
     suite_file = suite if isinstance(suite, SuiteFile) else load_suite(suite)
+    docs = claim(docs_dir, DATA_DOCS) if docs_dir is not None else None  # before reading any rows
     commit_hash = repo.resolve(commit)
     suite_file.check_columns(repo.columns(table, commit_hash), f"table {table!r} at commit {commit_hash}")
     where = {suite_file.key_column: sorted(customers)} if customers is not None else None
@@ -99,6 +109,9 @@ def validate_commit(
                 raise empty
             frame = spark_session(spark or SparkSettings.from_env()).read.parquet(staging)
             key, label = suite_file.key_column, suite_file.label_column
+            invalid = _invalid_ids(r[0] for r in frame.select(key).distinct().collect() if r[0] is not None)
+            if invalid:  # their rows are reported, never validated or trained
+                frame = frame.where(frame[key].isNull() | ~frame[key].cast("string").isin(invalid))
             batch = customer_statistics_spark(frame, key, label, suite_file.labels)
             rows = frame.count()
             customers_seen = [str(r[0]) for r in frame.select(key).distinct().collect() if r[0] is not None]
@@ -106,14 +119,22 @@ def validate_commit(
             in_memory = repo.read_table(table, commit_hash, where=where)
             if in_memory.empty:
                 raise empty
+            invalid = _invalid_ids(in_memory[suite_file.key_column].dropna().unique())
+            if invalid:  # their rows are reported, never validated or trained
+                keys = in_memory[suite_file.key_column]
+                in_memory = in_memory[keys.isna() | ~keys.astype(str).isin(invalid)]
             batch = customer_statistics(
                 in_memory, suite_file.key_column, suite_file.label_column, suite_file.labels
             )
             rows = len(in_memory)
             customers_seen = [str(c) for c in in_memory[suite_file.key_column].dropna().unique()]
         read_seconds = time.perf_counter() - started
-        result, docs_page = _run_gx(batch, suite_file, commit_hash, docs_dir, engine)
+        result, docs_page = _run_gx(batch, suite_file, commit_hash, docs, engine)
+    _raise_if_broken(result, suite_file)
     failures = [_failure(r, suite_file.key_column) for r in result.results if not r.success]
+    invalid = sorted({*invalid, *_invalid_ids(customers or ())})  # requested ids too, with rows or not
+    missing = sorted(set(customers or ()) - set(customers_seen) - set(invalid))
+    failures += _customer_failures(suite_file.key_column, invalid, missing)
     report = ValidationReport(
         table=table,
         commit=commit_hash,
@@ -131,6 +152,58 @@ def validate_commit(
         len(failures), report.expectations_evaluated,
     )  # fmt: skip
     return report
+
+
+def _invalid_ids(keys: Iterable[object]) -> list[str]:
+    """The customer ids outside :data:`~retrain.identifiers.CUSTOMER_ID_RULE`, sorted."""
+    return sorted({str(k) for k in keys if not is_customer_id(str(k))})
+
+
+def _customer_failures(key_column: str, invalid: list[str], missing: list[str]) -> list[ExpectationFailure]:
+    """Quarantine customers with an id that cannot name a model or a path, and requested customers
+    without a row at the commit: reported like any failing customer, never a failed training."""
+    failures = []
+    if invalid:
+        failures.append(ExpectationFailure(
+            expectation=INVALID_CUSTOMER_ID, column=key_column, unexpected_count=len(invalid),
+            sample_values=[], customers=[repr(c) for c in invalid], per_customer=True,
+            notes=f"customer ids must be {CUSTOMER_ID_RULE}; these customers' rows were set aside",
+        ))  # fmt: skip
+    if missing:
+        failures.append(ExpectationFailure(
+            expectation=NO_ROWS, column=key_column, unexpected_count=len(missing), sample_values=[],
+            customers=missing, per_customer=True, notes="requested, but no rows at this commit",
+        ))  # fmt: skip
+    return failures
+
+
+def _raise_if_broken(result: Any, suite_file: SuiteFile) -> None:
+    """An expectation that raised did not check the data (a bad regex, a bad kwarg): the suite is
+    broken, which is not the same as bad data (exit 2 with "0 unexpected rows")."""
+    for outcome in result.results:
+        message = _exception_message(outcome.exception_info)
+        if message is not None:
+            configuration = outcome.expectation_config
+            columns = expectation_columns(configuration)
+            where = f" on column {columns[0]}" if columns else ""
+            raise SuiteError(
+                f"{suite_file.path}: expectation {configuration.type}{where} could not run: {message}"
+            )
+
+
+def _exception_message(info: Any) -> str | None:
+    """The first line of the exception an expectation raised, if it raised: GX reports it flat
+    (``raised_exception``) or per metric (``{metric id: {exception_message, ...}}``)."""
+    if not isinstance(info, dict):
+        return None
+    if info.get("exception_message") and info.get("raised_exception", True):
+        lines = str(info["exception_message"]).strip().splitlines()
+        return lines[-1] if lines else "no message"
+    for value in info.values():
+        found = _exception_message(value)
+        if found is not None:
+            return found
+    return None
 
 
 def _write_parquet(batches: Iterable[pd.DataFrame], directory: Path) -> int:
@@ -173,7 +246,7 @@ def customer_statistics_spark(
 
 
 def _run_gx(
-    batch: Any, suite_file: SuiteFile, commit: str, docs_dir: str | Path | None, engine: str
+    batch: Any, suite_file: SuiteFile, commit: str, docs_dir: Path | None, engine: str
 ) -> tuple[Any, str | None]:
     """Run the suite on ``batch``; with ``docs_dir``, in a file context whose Data Docs keep every commit."""
     context = (
@@ -225,11 +298,7 @@ def _failure(result: Any, key_column: str) -> ExpectationFailure:
         }
     )
     per_customer = any(c in PER_CUSTOMER_COLUMNS for c in columns)
-    if result.exception_info and result.exception_info.get("raised_exception"):
-        message = str(result.exception_info.get("exception_message", "")).splitlines()[0]
-        samples = [f"error: {message}"]
-    else:
-        samples = [repr(v) for v in (outcome.get("partial_unexpected_list") or [])[:SAMPLE_VALUES]]
+    samples = [repr(v) for v in (outcome.get("partial_unexpected_list") or [])[:SAMPLE_VALUES]]
     return ExpectationFailure(
         expectation=configuration.type,
         column=columns[0] if columns else None,

@@ -83,13 +83,23 @@ def load_suite(path: str | Path) -> SuiteFile:
     """Read and check a suite file; every problem is a :class:`SuiteError` naming the file."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SuiteError(f"expectation suite file {path} does not exist") from None
+    except IsADirectoryError:
+        raise SuiteError(f"expectation suite file {path} is a directory, not a JSON file") from None
+    except OSError as error:
+        raise SuiteError(f"cannot read expectation suite file {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise SuiteError(
+            f"{path} is not UTF-8 text: byte 0x{error.object[error.start]:02x} at offset {error.start}"
+        ) from None
     except json.JSONDecodeError as error:
         raise SuiteError(
             f"{path} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
         ) from None
+    except RecursionError:  # json's C parser recurses once per nesting level
+        raise SuiteError(f"{path} nests JSON too deeply to be an expectation suite") from None
     if not isinstance(raw, dict):
         raise SuiteError(f"{path}: the suite must be a JSON object")
     for field in ("name", "key_column", "label_column", "expectations"):
@@ -122,8 +132,9 @@ def _add_expectations(path: Path, suite: gx.ExpectationSuite, expectations: Any,
             )
             suite.add_expectation_configuration(configuration)
         except Exception as error:  # GX raises several types for unknown types and bad kwargs
+            why = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())  # one line
             raise SuiteError(
-                f"{path}: {field}[{index}] ({item['type']}) is not a valid expectation: {error}"
+                f"{path}: {field}[{index}] ({item['type']}) is not a valid expectation: {why}"
             ) from None
 
 

@@ -39,7 +39,7 @@ def test_each_commit_is_retrained_once_across_a_restart(tmp_path: Path) -> None:
     today = dt.datetime.now(dt.UTC).date()
     subprocess.run(
         ["retrain", "demo-data", "--repo", str(home / "training.db"), "--warehouse", str(home / "warehouse"),
-         "--customers", "3", "--examples", "40", "--start", today.isoformat(), "--days", "1"],
+         "--customers", "3", "--examples", "80", "--start", today.isoformat(), "--days", "1"],
         env=env, check=True, capture_output=True,
     )  # fmt: skip
     mlflow_server = start_mlflow(home, env, mlflow_port)

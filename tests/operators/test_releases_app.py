@@ -33,8 +33,10 @@ from retrain.release.promotion import promote
 from retrain.release.store import ReleaseStore
 
 BIG = 1000
-HOSTILE = "<script>alert('customer')</script>"
+# Customer ids cannot hold markup (retrain.identifiers); every character they may hold is here.
+ODD = "a-0.odd_but.valid"
 HOSTILE_REASON = "<img src=x onerror=alert('reason')>"
+FLOOR_REASON = "no production adapter: ROC AUC 0.41 < floor 0.6"  # promotion.floor_failures
 DOLT_WEB = "https://www.dolthub.com/repositories/acme/training"
 PAGE_BOUND_S = 3.0  # the target is 1 s; a loaded 2-core CI machine gets slack
 
@@ -63,10 +65,11 @@ def register_big_releases(store: ReleaseStore, template: AdapterEntry) -> BigRel
     kept = [big_entry(template, i, 1) for i in (*range(10), *range(400, BIG))]
     changed = [big_entry(template, i, 2) for i in range(15, 400)]
     added = [big_entry(template, i, 1) for i in range(BIG, BIG + 4)]
-    added.append(dataclasses.replace(added[0], customer=HOSTILE, model_name="adapter-hostile"))
+    added.append(dataclasses.replace(added[0], customer=ODD, model_name=f"adapter-{ODD}"))
     new = Manifest((*kept, *changed, *added))
     failures = {f"customer_{i:04d}": f"out of memory #{i}" for i in range(15)}
     failures["customer_0010"] = HOSTILE_REASON
+    failures["customer_0011"] = FLOOR_REASON
     store.register(old)
     return BigReleases(old.release_id, store.register(new, failures=failures).release_id, new)
 
@@ -229,7 +232,7 @@ def test_release_of_1000_adapters_pages_sorts_and_filters(api: TestClient, big: 
         assert found.status_code == 200, found.text
         return found.json()["total"], [row["customer"] for row in found.json()["rows"]]
 
-    everyone = [HOSTILE, *(f"customer_{i:04d}" for i in range(BIG + 4))]  # "<" sorts before "c"
+    everyone = [ODD, *(f"customer_{i:04d}" for i in range(BIG + 4))]  # "a" sorts before "c"
     assert customers(page=3) == (1005, everyone[100:150])  # the 5 failed without an adapter too
     ranked = [a.customer for a in sorted(big.manifest.adapters, key=lambda a: -a.metrics["roc_auc"])]
     assert customers(sort="roc_auc", order="desc", page=2) == (1005, ranked[50:100])
@@ -264,9 +267,9 @@ def test_user_values_are_escaped_and_bad_parameters_refused(api: TestClient, big
     assert html.escape(HOSTILE_REASON) in failed
     assert HOSTILE_REASON not in failed
     assert "training failed: out of memory #12, no adapter" in failed
-    hostile = api.get(detail, params={"q": "script"}, headers=viewer).text
-    assert customers_shown(hostile) == [HOSTILE]
-    assert "<script>alert" not in hostile
+    assert f'<span class="failed">{html.escape(FLOOR_REASON)}</span>' in failed  # trained, not failed
+    odd = api.get(detail, params={"q": "odd_but"}, headers=viewer).text
+    assert customers_shown(odd) == [ODD]
     echoed = api.get(detail, params={"q": '"><script>x()</script>'}, headers=viewer).text
     assert "<script>x()" not in echoed
     assert "none of 0 matching rows" in echoed

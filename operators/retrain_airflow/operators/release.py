@@ -9,9 +9,17 @@ from typing import Any, Literal
 from airflow.sdk import BaseOperator, Context
 
 from retrain.release.manifest import diff
-from retrain.release.promotion import promote
+from retrain.release.promotion import (
+    DEFAULT_FLOOR,
+    check_settings,
+    first_versions_below_floor,
+    floor_failures,
+    parse_floor,
+    promote,
+)
 from retrain.release.store import SERVING_EVENTS, ReleaseError, ReleaseEvent, ReleaseStore
 from retrain_airflow.handoff import bounded, resolve
+from retrain_airflow.operators.training import as_flag
 
 Action = Literal["build", "resolve", "rollback", "rollback_customer", "pin"]
 
@@ -25,7 +33,9 @@ class ReleaseManifestOperator(BaseOperator):
     "changes", "diff", "promotions"}``, ``diff`` and ``promotions`` handed off as files when large
     (:mod:`retrain_airflow.handoff`). The release id (the manifest's MD5) is the serving image tag.
     ``failures`` (a partial training's failed customers) are recorded with the release and shown
-    in the Releases view; those customers keep their previous production adapter.
+    in the Releases view; those customers keep their previous production adapter. So is each
+    customer whose first version is below the quality ``floor`` ("no production adapter: ROC AUC
+    0.52 < floor 0.6"): the release goes out without it, unless ``require_floor``.
 
     ``resolve`` finds the release to score ``day`` with: ``release_id`` when given (checked to
     exist), else a pin covering the day, else the release in production that day, so a rerun or
@@ -37,6 +47,11 @@ class ReleaseManifestOperator(BaseOperator):
         handoff reference to it (templated).
     :param failures: customer -> reason, or a handoff reference (templated); ``build`` only.
     :param metric: promotion metric; ``tolerance``: how much worse a challenger may be.
+    :param floor: minimum holdout metrics every version must reach, e.g. ``{"roc_auc": 0.6}`` (the
+        default), or a template of a DAG param; ``{}`` checks only that an adapter predicts each of
+        its labels; None promotes without a floor (adapters trained on a handful of rows) (templated).
+    :param require_floor: withhold the whole release (fail the task, moving no alias) when a
+        customer's first version is below the floor (templated).
     :param release_id: the release to roll back to or pin (templated).
     :param customer: the customer to roll back (templated).
     :param pin_from: first day of a pin, ISO date (templated); ``pin_to``: last day (templated).
@@ -45,7 +60,8 @@ class ReleaseManifestOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "candidates", "failures", "release_id", "customer", "pin_from", "pin_to", "day",
+        "candidates", "failures", "floor", "require_floor", "release_id", "customer", "pin_from", "pin_to",
+        "day",
     )  # fmt: skip
 
     def __init__(
@@ -56,6 +72,8 @@ class ReleaseManifestOperator(BaseOperator):
         failures: Mapping[str, str] | str | None = None,
         metric: str = "roc_auc",
         tolerance: float = 0.01,
+        floor: Mapping[str, float] | str | None = DEFAULT_FLOOR,
+        require_floor: bool | str = False,
         release_id: str | None = None,
         customer: str | None = None,
         pin_from: str | None = None,
@@ -65,7 +83,9 @@ class ReleaseManifestOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_settings(metric, tolerance, DEFAULT_FLOOR)  # a bad metric or tolerance fails the DAG's import
         self.action, self.candidates, self.metric, self.tolerance = action, candidates, metric, tolerance
+        self.floor, self.require_floor = floor, require_floor
         self.failures = failures
         self.release_id, self.customer, self.pin_from, self.pin_to = release_id, customer, pin_from, pin_to
         self.day, self.mlflow_uri = day, mlflow_uri
@@ -75,19 +95,35 @@ class ReleaseManifestOperator(BaseOperator):
         promotions: list[dict[str, Any]] = []
         if self.action == "build":
             candidates: Mapping[str, Any] = _mapping("candidates", resolve(self.candidates))
-            failures: Mapping[str, str] = _mapping("failures", resolve(self.failures))
-            for customer, candidate in sorted(candidates.items()):
-                version = candidate["version"] if isinstance(candidate, Mapping) else str(candidate)
-                decision = promote(
-                    store.client, customer, version, metric=self.metric, tolerance=self.tolerance
+            failures: dict[str, str] = dict(_mapping("failures", resolve(self.failures)))
+            floor = None if self.floor is None else parse_floor(_mapping("floor", self.floor))
+            versions = {
+                customer: candidate["version"] if isinstance(candidate, Mapping) else str(candidate)
+                for customer, candidate in candidates.items()
+            }
+            if (
+                floor is not None
+                and as_flag(self.require_floor)
+                and (below := first_versions_below_floor(store.client, versions, floor))
+            ):
+                raise ReleaseError(
+                    "release withheld (require_floor): "
+                    + "; ".join(f"{customer}: {reason}" for customer, reason in below.items())
                 )
+            decisions = []
+            for customer, version in sorted(versions.items()):
+                decision = promote(
+                    store.client, customer, version, metric=self.metric, tolerance=self.tolerance, floor=floor
+                )
+                decisions.append(decision)
                 verdict = "promoted" if decision.promoted else "rejected"
                 self.log.info("%s %s v%s: %s", verdict, customer, version, decision.reason)
                 promotions.append({"customer": customer, "version": version, "promoted": decision.promoted,
                                    "reason": decision.reason})  # fmt: skip
+            failures.update(floor_failures(decisions))
             previous = store.latest()
             for customer, reason in sorted(failures.items()):
-                self.log.warning("not in this release's training: %s (%s)", customer, reason)
+                self.log.warning("not in this release: %s (%s)", customer, reason)
             # Only the candidates' aliases can have moved: the rest of the release stands as it is.
             manifest = store.production_manifest(changed=list(candidates))
             event = store.register(manifest, failures=failures)

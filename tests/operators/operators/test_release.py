@@ -21,8 +21,9 @@ from airflow.sdk import DAG
 from retrain_airflow.operators.release import ReleaseManifestOperator
 
 with DAG("{dag_id}", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
+    # Adapters of 20 rows: the floor (tested below) would rightly refuse some of them.
     ReleaseManifestOperator(
-        task_id="release", action="build", candidates={candidates!r}, failures={failures!r}
+        task_id="release", action="build", candidates={candidates!r}, failures={failures!r}, floor=None
     )
 """
 
@@ -66,3 +67,84 @@ def test_build_promotes_candidates_and_registers_the_release(
     assert store.failures(release_id) == reasons
     kept = store.manifest(release_id).by_customer()["globex_bank"]
     assert kept.version == trained["globex_bank"]["version"]
+
+
+FLOOR_DAG = """
+import datetime as dt
+from airflow.sdk import DAG
+from retrain_airflow.operators.release import ReleaseManifestOperator
+
+with DAG("{dag_id}", schedule=None, start_date=dt.datetime(2026, 1, 1), params={{"floor": {floor!r}}},
+         render_template_as_native_obj=True) as dag:
+    ReleaseManifestOperator(task_id="release", action="build", candidates={candidates!r},
+                            floor="{{{{ params.floor }}}}", require_floor={require!r})
+"""
+
+
+def register_version(client: MlflowClient, root: Path, customer: str, roc_auc: float) -> str:
+    """A version with a holdout ROC AUC and non-empty required artifacts, without training."""
+    from retrain.adapters.registry import METRIC_TAG_PREFIX, TAG_PREFIX, model_name
+    from retrain.release.store import REQUIRED_ARTIFACTS
+
+    client.create_registered_model(model_name(customer))
+    run = client.create_run("0")
+    artifacts = root / customer
+    for required in REQUIRED_ARTIFACTS:
+        (artifacts / required).parent.mkdir(parents=True, exist_ok=True)
+        (artifacts / required).write_text("x")
+    tags = {f"{METRIC_TAG_PREFIX}roc_auc": str(roc_auc), f"{METRIC_TAG_PREFIX}unpredicted_labels": "0",
+            f"{TAG_PREFIX}customer": customer, f"{TAG_PREFIX}artifact_uri": str(artifacts)}  # fmt: skip
+    return str(
+        client.create_model_version(model_name(customer), str(artifacts), run.info.run_id, tags).version
+    )
+
+
+def test_build_leaves_out_a_first_version_below_the_floor_unless_required(
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    store = ReleaseStore(MlflowClient(uri), uri)
+    candidates = {
+        "acme_air": register_version(store.client, tmp_path, "acme_air", 0.9),
+        "initech_saas": register_version(store.client, tmp_path, "initech_saas", 0.52),
+    }
+
+    def dag(dag_id: str, floor: dict[str, float], require: bool) -> Any:
+        source = FLOOR_DAG.format(dag_id=dag_id, floor=floor, candidates=candidates, require=require)
+        return load_dag(airflow_db, dag_id, source)
+
+    withheld = dag("release_require_floor", {"roc_auc": 0.6}, True).test()
+    assert withheld.state == "failed"
+    assert store.latest() is None
+    assert not store.client.get_registered_model("adapter-acme_air").aliases  # no alias moved
+
+    run = dag("release_floor", {"roc_auc": 0.6}, False).test()
+    assert run.state == "success"
+    result = run.get_task_instance("release").xcom_pull(task_ids="release")
+    reason = "no production adapter: ROC AUC 0.52 < floor 0.6"
+    assert [(p["customer"], p["promoted"], p["reason"]) for p in result["promotions"]][1] == (
+        "initech_saas",
+        False,
+        reason,
+    )
+    assert store.failures(result["release_id"]) == {"initech_saas": reason}
+    assert [a.customer for a in store.manifest(result["release_id"]).adapters] == ["acme_air"]
+
+    # The DAG param lowers the floor: the customer joins the next release.
+    lowered = dag("release_low_floor", {"roc_auc": 0.5}, True).test()
+    assert lowered.state == "success"
+    assert store.latest().adapter_count == 2  # type: ignore[union-attr]
+
+
+def test_unusable_gate_settings_fail_the_dag_import() -> None:
+    from retrain_airflow.operators.release import ReleaseManifestOperator
+
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"metric": "nope"}, "unknown promotion metric 'nope'"),
+        ({"tolerance": float("nan")}, "promotion tolerance must be a finite number >= 0, got nan"),
+        ({"tolerance": -0.5}, "promotion tolerance must be a finite number >= 0, got -0.5"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            ReleaseManifestOperator(task_id="release", **kwargs)

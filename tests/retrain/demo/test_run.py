@@ -21,7 +21,7 @@ def test_demo_retrains_only_the_healthy_edited_customer_and_releases(tmp_path: P
             "--customers",
             "3",
             "--examples",
-            "30",
+            "80",  # 30 leaves initech_saas a holdout of 7 rows, where its adapter never says urgent
         ],
         capture_output=True,
         text=True,
@@ -48,3 +48,20 @@ def test_demo_retrains_only_the_healthy_edited_customer_and_releases(tmp_path: P
     assert (
         tmp_path / "data_docs" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     ).is_file()
+
+
+def test_demo_refuses_a_workdir_it_did_not_make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrain.demo.run import main
+
+    (tmp_path / "mlflow").mkdir()
+    (tmp_path / "mlflow" / "mine.db").write_bytes(b"a user's own store")
+    (tmp_path / "training.db").write_bytes(b"a user's own repo")
+    monkeypatch.setattr(sys, "argv", ["run", "--workdir", str(tmp_path)])
+    with pytest.raises(SystemExit) as raised:
+        main()
+    assert str(raised.value.code).startswith(
+        f"make demo: refusing to write into {tmp_path}: it is not empty and has no .retrain-output marker"
+    )
+    assert (tmp_path / "mlflow" / "mine.db").read_bytes() == b"a user's own store"
+    assert (tmp_path / "training.db").read_bytes() == b"a user's own repo"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["mine.db", "mlflow", "training.db"]

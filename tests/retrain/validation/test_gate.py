@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -170,6 +173,7 @@ def test_spark_engine_streams_batches_and_agrees_with_pandas(sheet: DoltReposito
         "UPDATE sheet SET label = 'maybe' WHERE example_id = 1",
         "UPDATE sheet SET label = 'urgent' WHERE customer_id = 'initech_saas'",
         "UPDATE sheet SET text = NULL WHERE example_id = 25",
+        COPY_AS_BAD_ID,
     )
     settings = SparkSettings(warehouse=str(tmp_path / "warehouse"))
     spark = validate_commit(sheet, "sheet", commit, SUITE, engine="spark", spark=settings, batch_rows=10)
@@ -181,6 +185,7 @@ def test_spark_engine_streams_batches_and_agrees_with_pandas(sheet: DoltReposito
             ("expect_column_values_to_be_in_set", "label"): ["acme_air"],
             ("expect_column_values_to_not_be_null", "text"): ["globex_bank"],
             ("expect_column_values_to_be_between", "customer_minority_label_share"): ["initech_saas"],
+            ("customer_id_rule", "customer_id"): ["'acme air'"],
         }
     )
     assert spark.rows_validated == pandas.rows_validated
@@ -189,6 +194,88 @@ def test_spark_engine_streams_batches_and_agrees_with_pandas(sheet: DoltReposito
                            spark=settings)  # fmt: skip
     assert only.success
     assert only.customers_validated == ["umbrella_health"]
+
+
+# A healthy customer's rows under an id that cannot name a model, a folder or an Argo parameter.
+COPY_AS_BAD_ID = (
+    "INSERT INTO sheet SELECT example_id + 1000, 'acme air', text, label FROM sheet "
+    "WHERE customer_id = 'acme_air'"
+)
+
+
+def test_a_bad_customer_id_is_quarantined_not_trained(sheet: DoltRepository) -> None:
+    report = validate_commit(sheet, "sheet", broken(sheet, COPY_AS_BAD_ID), SUITE)
+    assert report.quarantined == {"'acme air'": ["customer_id_rule on customer_id"]}
+    assert report.healthy_customers == ["acme_air", "globex_bank", "initech_saas", "umbrella_health"]
+    assert report.rows_validated == 84  # its rows were set aside, not validated
+    assert report.passes(quarantine=True)
+    assert not report.passes()
+    (line,) = [x for x in report.summary().splitlines() if "FAILED" in x]
+    assert line == (
+        "  FAILED customer_id_rule on column customer_id: 1 unexpected customer(s); customers: 'acme air' "
+        "(customer ids must be 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit; "
+        "these customers' rows were set aside)"
+    )
+
+
+def test_a_requested_customer_without_rows_is_named(sheet: DoltRepository) -> None:
+    report = validate_commit(sheet, "sheet", "main", SUITE, customers=["acme_air", "ghost_co", "bad id"])
+    assert report.quarantined == {
+        "'bad id'": ["customer_id_rule on customer_id"],
+        "ghost_co": ["customer_has_rows on customer_id"],
+    }
+    assert report.healthy_customers == ["acme_air"]
+    assert "customers: ghost_co (requested, but no rows at this commit)" in report.summary()
+
+
+def test_an_expectation_that_cannot_run_is_a_broken_suite(sheet: DoltRepository, tmp_path: Path) -> None:
+    suite = json.loads(SUITE.read_text())
+    suite["expectations"].append(
+        {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "text", "regex": "(unclosed"}}
+    )
+    path = tmp_path / "bad_regex.json"
+    path.write_text(json.dumps(suite))
+    with pytest.raises(SuiteError) as raised:
+        validate_commit(sheet, "sheet", "main", path)
+    assert str(raised.value) == (
+        f"{path}: expectation expect_column_values_to_match_regex on column text could not run: "
+        "missing ), unterminated subpattern at position 0"
+    )
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``retrain`` in a child process: its stderr is what a user sees (no pytest log capture)."""
+    return subprocess.run(
+        [sys.executable, "-m", "retrain.cli", *argv], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_validate_cli_reports_bad_input_not_bad_data(seeded: SeededRepository, tmp_path: Path) -> None:
+    base = ["validate", "--repo", str(seeded.path), "--table", "examples", "--commit", "main", "--suite"]
+    ghost = run_cli(*base, str(SUITE), "--customers", "acme_air,ghost_co")
+    assert ghost.returncode == 2
+    assert "customers: ghost_co (requested, but no rows at this commit)" in ghost.stdout
+    assert ghost.stderr == ""  # GX's "Created temporary directory ... ephemeral docs site" is gone
+    quarantined = run_cli(*base, str(SUITE), "--customers", "acme_air,ghost_co", "--quarantine")
+    assert quarantined.returncode == 0
+    assert "quarantined: ghost_co; healthy: acme_air" in quarantined.stdout
+    suite = json.loads(SUITE.read_text())
+    suite["expectations"][0] = {
+        "type": "expect_column_values_to_match_regex",
+        "kwargs": {"column": "text", "regex": "["},
+    }
+    (tmp_path / "bad.json").write_text(json.dumps(suite))
+    broken_suite = run_cli(*base, str(tmp_path / "bad.json"))
+    assert broken_suite.returncode == 1
+    assert broken_suite.stderr.startswith(f"retrain: error: {tmp_path / 'bad.json'}: expectation ")
+    assert broken_suite.stderr.count("\n") == 1
+    (tmp_path / "folder.json").mkdir()
+    folder = run_cli(*base, str(tmp_path / "folder.json"))
+    assert (folder.returncode, folder.stderr) == (
+        1,
+        f"retrain: error: expectation suite file {tmp_path / 'folder.json'} is a directory, "
+        "not a JSON file\n",
+    )
 
 
 def test_spark_engine_needs_an_id_column(sheet: DoltRepository, tmp_path: Path) -> None:

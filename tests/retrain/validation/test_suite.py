@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,30 @@ def test_columns_are_checked_against_the_table(tmp_path: Path) -> None:
         suite.check_columns(["text", "label"], "table 'x'")
     with pytest.raises(SuiteError, match="reserved for per-customer checks"):
         suite.check_columns([*table, "customer_examples"], "table 'x'")
+
+
+# GX explains this one over five lines (one per type it tried for min_value).
+BAD_BOUND = {"type": "expect_column_values_to_be_between", "kwargs": {"column": "x", "min_value": "a"}}
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.mkdir(), "expectation suite file {path} is a directory, not a JSON file"),
+        (lambda p: p.write_bytes(b'{"name": "caf\xe9"}'), "{path} is not UTF-8 text: byte 0xe9 at offset 13"),
+        (lambda p: p.write_text("[" * 100_000 + "]" * 100_000),
+         "{path} nests JSON too deeply to be an expectation suite"),
+        (lambda p: p.write_text(json.dumps(minimal(expectations=[BAD_BOUND]))),
+         "{path}: expectations[0] (expect_column_values_to_be_between) is not a valid expectation: "),
+    ],
+    ids=["directory", "latin-1", "nested-100k", "multi-line-gx-error"],
+)  # fmt: skip
+def test_unreadable_files_are_one_line_naming_the_file(
+    tmp_path: Path, make: Callable[[Path], object], message: str
+) -> None:
+    path = tmp_path / "suite.json"
+    make(path)
+    with pytest.raises(SuiteError) as raised:
+        load_suite(path)
+    assert str(raised.value).startswith(message.format(path=path))
+    assert "\n" not in str(raised.value)
