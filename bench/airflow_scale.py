@@ -28,6 +28,7 @@ from retrain.cluster.local import local_cluster
 from retrain.cluster.process import free_port
 from retrain.demo.airflow_api import AirflowApi
 from retrain.demo.up import prepare_airflow, service_env, start_airflow, start_mlflow, stop
+from retrain.outputs import BENCH_WORK, OutputPathError, claim
 from retrain_airflow.handoff import HANDOFF_LIMIT
 
 DAG_ID = "retrain_scheduled"
@@ -45,10 +46,14 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to wait for the run")
     parser.add_argument("--keep", type=Path, help="keep the services' home here instead of a temporary one")
     args = parser.parse_args()
-    home = (args.keep or Path(tempfile.mkdtemp(prefix="retrain-airflow-scale-"))).resolve()
-    if args.keep:
-        shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
+    try:  # a kept home starts over each run, and only ever one an earlier run marked
+        home = (
+            claim(args.keep, BENCH_WORK, fresh=True)
+            if args.keep
+            else Path(tempfile.mkdtemp(prefix="retrain-airflow-scale-")).resolve()
+        )
+    except OutputPathError as error:
+        parser.error(str(error))
     try:
         run(home, args.customers, args.examples, args.timeout)
     finally:

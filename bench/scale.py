@@ -58,6 +58,7 @@ from retrain.dolt import DoltRepository
 from retrain.dolt.dialects import Statement
 from retrain.dolt.watermark import CommitWatermark
 from retrain.fanout.local import train_customers
+from retrain.outputs import BENCH_WORK, OutputPathError, claim
 from retrain.release.promotion import promote
 from retrain.release.store import ReleaseStore
 from retrain.scoring.job import score_partition
@@ -394,9 +395,14 @@ def main() -> None:
     })  # fmt: skip
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
-    root = Path(args.keep or tempfile.mkdtemp(prefix="retrain-scale-"))
-    if args.keep:
-        shutil.rmtree(root, ignore_errors=True)
+    try:  # a kept folder starts over each run, and only ever one an earlier run marked
+        root = (
+            claim(args.keep, BENCH_WORK, fresh=True)
+            if args.keep
+            else Path(tempfile.mkdtemp(prefix="retrain-scale-"))
+        )
+    except OutputPathError as error:
+        parser.error(str(error))
     with ExitStack() as running:
         running.callback(lambda: None if args.keep else shutil.rmtree(root, ignore_errors=True))
         if args.spark == "cluster":

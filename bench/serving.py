@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING
 
 from synthetic import synthetic_customer, synthetic_release
 
+from retrain.outputs import BENCH_WORK, OutputPathError, claim
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -51,9 +53,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     parts = set(args.part.split(","))
+    try:
+        kept = claim(args.work, BENCH_WORK) if args.work else None  # releases kept from earlier runs
+    except OutputPathError as error:
+        parser.error(str(error))
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch:
-        work = args.work or Path(scratch)
-        work.mkdir(parents=True, exist_ok=True)
+        work = kept or Path(scratch)
         ceiling = throughput(work) if "a" in parts else None
         if "b" in parts:
             memory(work)

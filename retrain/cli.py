@@ -11,12 +11,13 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from retrain.dolt import DoltRepository
 from retrain.dolt.watermark import CommitWatermark
 from retrain.engine import DEFAULT_CACHE_BYTES
 from retrain.errors import InputError, RetrainError
+from retrain.identifiers import customer_id, release_id
 from retrain.serving.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
 from retrain.serving.protocol import DEFAULT_MODEL_NAME
 
@@ -34,6 +35,86 @@ Handler = Callable[[argparse.Namespace], int | None]
 VALIDATION_FAILED = 2  # distinct from 1 (bad input) so schedulers can tell bad data from bad calls
 
 
+class UsageError(InputError):
+    """An argument argparse refuses: missing, unknown, or not of its kind (the message names it)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit code 1, like every other bad input (2: data failed)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("retrain").strip()
+        raise UsageError(f"{command}: {message}" if command else message)
+
+
+def _checked(check: Callable[[str], str]) -> Callable[[str], str]:
+    """An argparse ``type=`` from a check raising :class:`InputError`: its message (the rule) is the error."""
+
+    def convert(text: str) -> str:
+        try:
+            return check(text)
+        except InputError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
+
+
+_customer = _checked(customer_id)
+_release = _checked(release_id)
+
+
+def _customers(text: str) -> list[str]:
+    """Comma-separated customer ids, each checked."""
+    return [_customer(c) for c in text.split(",") if c]
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type=``: a whole number not below ``minimum``."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return convert
+
+
+def _seconds(text: str) -> float:
+    """An argparse ``type=``: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _tolerance(text: str) -> float:
+    """An argparse ``type=``: a golden-score tolerance, finite and >= 0."""
+    from retrain.scoring.reference import check_tolerance
+
+    try:
+        return check_tolerance(float(text))
+    except (ValueError, InputError) as error:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}") from error
+
+
+def _selection(text: str) -> str:
+    """``--selection``, checked here so that a malformed one fails before any training starts."""
+    from retrain.fanout.argo import parse_selection
+
+    try:
+        parse_selection(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def _print_json(value: object) -> None:
     print(json.dumps(value, indent=None, sort_keys=True))
 
@@ -46,7 +127,7 @@ def _dolt_head(args: argparse.Namespace) -> None:
 def _dolt_log(args: argparse.Namespace) -> None:
     with DoltRepository.open(args.repo) as repo:
         for commit in repo.log(since=args.since, until=args.until):
-            print(f"{commit.commit_hash}  {commit.date}  {commit.committer}  {commit.message}")
+            print(commit.log_line())
 
 
 def _dolt_changed(args: argparse.Namespace) -> None:
@@ -68,7 +149,7 @@ def _dolt_advance(args: argparse.Namespace) -> None:
 def _validate(args: argparse.Namespace) -> int:
     from retrain.validation.gate import validate_commit
 
-    customers = [c for c in args.customers.split(",") if c] if args.customers else None
+    customers = args.customers or None
     with DoltRepository.open(args.repo) as repo:
         report = validate_commit(
             repo,
@@ -111,7 +192,7 @@ def _train_all(args: argparse.Namespace) -> int:
     from retrain.fanout.local import train_customers
 
     if args.customers:
-        customers = sorted({c for c in args.customers.split(",") if c})
+        customers = sorted(set(args.customers))
     else:
         with DoltRepository.open(args.repo) as repo:
             frame = repo.read_table(args.table, args.commit, columns=[args.key])
@@ -133,6 +214,8 @@ def _train_shard(args: argparse.Namespace) -> int:
     from retrain.adapters.registry import train_and_register
     from retrain.fanout.argo import resolve_selection, shard_of
 
+    if args.shard >= args.shards:
+        raise UsageError(f"train-shard: argument --shard: {args.shard} is outside 0..{args.shards - 1}")
     customers = shard_of(
         resolve_selection(args.selection, args.parent_run_id, args.mlflow_uri), args.shard, args.shards
     )
@@ -164,17 +247,23 @@ def _release_store(args: argparse.Namespace) -> ReleaseStore:
 
 def _release_build(args: argparse.Namespace) -> None:
     from retrain.release.manifest import diff
-    from retrain.release.promotion import promote
+    from retrain.release.promotion import check_settings, floor_failures, parse_floor, promote
 
     store = _release_store(args)
+    floor = None if args.no_floor else parse_floor(args.floor)
+    check_settings(args.metric, args.tolerance, floor or {})
+    decisions = []
     if args.promote:
         for customer, version in store.challengers().items():
-            decision = promote(store.client, customer, version, metric=args.metric, tolerance=args.tolerance)
+            decision = promote(
+                store.client, customer, version, metric=args.metric, tolerance=args.tolerance, floor=floor
+            )
+            decisions.append(decision)
             print(
                 f"{'promoted' if decision.promoted else 'rejected'} {customer} v{version}: {decision.reason}"
             )
     previous = store.latest()
-    event = store.register(store.production_manifest())
+    event = store.register(store.production_manifest(), failures=floor_failures(decisions))
     print(f"release {event.release_id} ({event.event}, {event.adapter_count} adapters, {event.changes})")
     if previous is not None and previous.release_id != event.release_id:
         print("\n".join(diff(store.manifest(previous.release_id), store.manifest(event.release_id)).lines()))
@@ -230,7 +319,7 @@ def _release_pin(args: argparse.Namespace) -> None:
 def _release_context(args: argparse.Namespace) -> None:
     from retrain.release.context import write_context
 
-    print(write_context(_release_store(args), args.release, args.out))
+    print(write_context(_release_store(args), args.release, args.out, force=args.force))
 
 
 def _release_inference_service(args: argparse.Namespace) -> None:
@@ -278,10 +367,11 @@ def _score(args: argparse.Namespace) -> None:
     from retrain.scoring.job import score_partition
     from retrain.spark import SparkSettings, spark_session
 
+    store = _release_store(args)  # ids were checked by argparse; MLflow is reached before a JVM starts
     if args.check_reference:
         from retrain.scoring.reference import check_reference
 
-        checked = check_reference(_release_store(args), args.release, args.workdir, tolerance=args.tolerance)
+        checked = check_reference(store, args.release, args.workdir, tolerance=args.tolerance)
         for customer, rows in checked.checked_rows.items():
             worst = checked.max_difference[customer]
             print(f"{customer}: {rows} reference rows match (max difference {worst:.1e})")
@@ -291,7 +381,7 @@ def _score(args: argparse.Namespace) -> None:
     settings = SparkSettings.from_env(warehouse=args.warehouse)
     spark = spark_session(replace(settings, conf=dict(_key_value(item) for item in args.conf)))
     report = score_partition(
-        spark, _release_store(args), release_id=args.release, input_table=args.table, ds=args.ds,
+        spark, store, release_id=args.release, input_table=args.table, ds=args.ds,
         output_table=args.out, workdir=args.workdir, customers=args.customer or None,
         if_missing=args.if_missing,
     )  # fmt: skip
@@ -330,14 +420,17 @@ def _demo_data(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="retrain", description=__doc__)
+    parser = _Parser(prog="retrain", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(dest="command", required=True)
 
     dolt = commands.add_parser("dolt", help="inspect a Dolt repository").add_subparsers(
         dest="dolt_command", required=True
     )
-    repo_help = "doltlite:///path.db, a file path, or mysql://user@host:port/db ($RETRAIN_DOLT_PASSWORD)"
+    repo_help = (
+        "doltlite:///path.db, a file path, or mysql://user@host:port/db[?timeout=SECONDS] "
+        "($RETRAIN_DOLT_PASSWORD; timeout: $RETRAIN_DOLT_TIMEOUT, default 15)"
+    )
 
     def dolt_command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
         sub = dolt.add_parser(name, help=help)
@@ -366,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     advance = dolt_command("advance", _dolt_advance, "move a watermark once work up to a commit finished")
     advance.add_argument("--consumer", required=True)
-    advance.add_argument("--branch", default="main")
+    advance.add_argument("--branch", default="main", help="the watched branch: --commit must be on it")
     advance.add_argument("--commit", required=True)
 
     validate = commands.add_parser(
@@ -376,7 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--table", required=True)
     validate.add_argument("--commit", required=True, help="commit hash or branch")
     validate.add_argument("--suite", required=True, help="suite JSON, e.g. expectations/examples.json")
-    validate.add_argument("--customers", help="comma-separated: validate only these customers' rows")
+    validate.add_argument(
+        "--customers", type=_customers, help="comma-separated: validate only these customers' rows"
+    )
     validate.add_argument("--docs", help="build Great Expectations Data Docs in this folder")
     validate.add_argument("--quarantine", action="store_true", help="pass when only some customers fail")
     validate.add_argument("--json", action="store_true", help="print the structured result as JSON")
@@ -399,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--base-model", help="base model folder (default $RETRAIN_BASE_MODEL or the packaged one)"
         )
-        sub.add_argument("--epochs", type=int, default=4)
+        sub.add_argument("--epochs", type=_at_least(1), default=4)
         sub.add_argument(
             "--force", action="store_true", help="retrain even if this exact training is registered"
         )
@@ -407,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     train = training_command("train", _train, "train and register one customer's adapter; prints its version")
-    train.add_argument("--customer", required=True)
+    train.add_argument("--customer", type=_customer, required=True)
     train.add_argument(
         "--parent-run-id", help="MLflow run of the pipeline: the adapter's run becomes its child"
     )
@@ -415,15 +510,20 @@ def build_parser() -> argparse.ArgumentParser:
     shard = training_command(
         "train-shard", _train_shard, "train one Argo shard's customers (run inside pods)"
     )
-    shard.add_argument("--selection", required=True, help="JSON customer selection from the workflow")
-    shard.add_argument("--shard", type=int, required=True)
-    shard.add_argument("--shards", type=int, required=True)
+    shard.add_argument(
+        "--selection", type=_selection, required=True,
+        help='JSON from the workflow: {"customers": [...]} or {"parent_run_artifact": "customers.json"}',
+    )  # fmt: skip
+    shard.add_argument("--shard", type=_at_least(0), required=True, help="this pod's shard, 0..shards-1")
+    shard.add_argument("--shards", type=_at_least(1), required=True)
     shard.add_argument("--parent-run-id", default="")
 
     train_all = training_command("train-all", _train_all, "train many adapters on local worker processes")
-    train_all.add_argument("--customers", help="comma-separated (default: every customer at the commit)")
-    train_all.add_argument("--parallelism", type=int, default=2, help="worker processes (default 2)")
-    train_all.add_argument("--retries", type=int, default=1, help="retries per adapter after an error")
+    train_all.add_argument(
+        "--customers", type=_customers, help="comma-separated (default: every customer at the commit)"
+    )
+    train_all.add_argument("--parallelism", type=_at_least(1), default=2, help="worker processes (default 2)")
+    train_all.add_argument("--retries", type=_at_least(0), default=1, help="retries per failed adapter")
     train_all.add_argument("--allow-partial", action="store_true", help="exit 0 even if some adapters failed")
 
     release = commands.add_parser(
@@ -442,44 +542,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--metric", default="roc_auc", help="promotion metric (default roc_auc)")
     build.add_argument("--tolerance", type=float, default=0.01, help="how much worse a challenger may be")
+    floors = build.add_mutually_exclusive_group()
+    floors.add_argument(
+        "--floor", action="append", metavar="METRIC=MIN",
+        help="quality floor every promoted version must reach (repeatable; default roc_auc=0.6)",
+    )  # fmt: skip
+    floors.add_argument(
+        "--no-floor", action="store_true",
+        help="promote without the quality floor (adapters trained on a handful of rows)",
+    )  # fmt: skip
     release_command("list", _release_list, "release events, newest first")
     show = release_command("show", _release_show, "a release's adapters")
-    show.add_argument("release", nargs="?", help="release id (MD5)")
-    show.add_argument("--as-of", type=_timestamp, help="the release in production at this time (ISO 8601)")
+    shown = show.add_mutually_exclusive_group(required=True)  # an id and a time could name two releases
+    shown.add_argument("release", nargs="?", type=_release, help="release id (MD5)")
+    shown.add_argument("--as-of", type=_timestamp, help="the release in production at this time (ISO 8601)")
     show.add_argument("--json", action="store_true", help="print the canonical manifest")
     release_diff = release_command("diff", _release_diff, "added, removed and changed adapters")
-    release_diff.add_argument("old")
-    release_diff.add_argument("new")
+    release_diff.add_argument("old", type=_release)
+    release_diff.add_argument("new", type=_release)
     rollback = release_command("rollback", _release_rollback, "roll back a whole release or one customer")
-    rollback.add_argument("release", nargs="?")
-    rollback.add_argument("--customer", help="re-point this customer to its last released version")
+    rollback.add_argument("release", nargs="?", type=_release)
+    rollback.add_argument("--customer", type=_customer, help="re-point this customer to its last release")
     pin = release_command("pin", _release_pin, "pin a release to a date range (retro-tests)")
-    pin.add_argument("release")
+    pin.add_argument("release", type=_release)
     pin.add_argument("--from", dest="start", type=dt.date.fromisoformat, required=True)
     pin.add_argument("--to", dest="end", type=dt.date.fromisoformat, required=True)
     context = release_command("context", _release_context, "write the serving image's build context")
-    context.add_argument("--release", required=True)
-    context.add_argument("--out", required=True)
+    context.add_argument("--release", type=_release, required=True)
+    context.add_argument("--out", required=True, help="a new or empty folder, or a context it wrote before")
+    context.add_argument("--force", action="store_true", help="replace the release context already in --out")
     check = release_command("check", _release_check, "send each adapter's golden sample to a model server")
     check.add_argument("--endpoint", required=True, help="the server's base URL, e.g. http://host:8080")
-    check.add_argument("--release", required=True, help="release id (manifest MD5) the server must serve")
+    check.add_argument(
+        "--release", type=_release, required=True, help="release id (manifest MD5) the server must serve"
+    )
     check.add_argument("--model-name", help="V2 model name in /v2/models/<name> (default retrain)")
-    check.add_argument("--tolerance", type=float, default=1e-4, help="golden-score tolerance")
-    check.add_argument("--timeout", type=float, default=15.0, help="seconds to connect and to read (15)")
+    check.add_argument("--tolerance", type=_tolerance, default=1e-4, help="golden-score tolerance")
+    check.add_argument(
+        "--timeout", type=_seconds, help="seconds per request (default $RETRAIN_CONNECT_TIMEOUT or 15)"
+    )
     from retrain.serving.inference_service import add_arguments as add_inference_service_arguments
 
     isvc = release.add_parser("inference-service", help="print the release's KServe InferenceService (YAML)")
-    isvc.add_argument("--release", required=True, help="release id (manifest MD5)")
+    isvc.add_argument("--release", type=_release, required=True, help="release id (manifest MD5)")
     add_inference_service_arguments(isvc)
     isvc.set_defaults(handler=_release_inference_service)
 
     score = commands.add_parser("score", help="score a Hive partition with a release (spark-submit-able)")
-    score.add_argument("--release", required=True, help="release id (manifest MD5)")
+    score.add_argument("--release", type=_release, required=True, help="release id (manifest MD5)")
     score.add_argument("--table", help="input Hive table with request_id, customer_id, text")
     score.add_argument("--ds", help="input partition, YYYY-MM-DD")
     score.add_argument("--out", help="output Hive table, partitioned by ds and release")
     score.add_argument("--check-reference", action="store_true", help="rescore each adapter's golden sample")
-    score.add_argument("--tolerance", type=float, default=1e-4, help="golden-score tolerance")
+    score.add_argument("--tolerance", type=_tolerance, default=1e-4, help="golden-score tolerance")
     score.add_argument("--warehouse", help="Hive warehouse (default $RETRAIN_WAREHOUSE or var/warehouse)")
     score.add_argument("--workdir", default="var/scoring", help="local cache of the release's adapters")
     score.add_argument("--mlflow-uri", help="tracking URI (default $MLFLOW_TRACKING_URI or var/mlflow)")
@@ -489,8 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     score.add_argument("--report-json", help="also write the scoring report to this JSON file")
     score.add_argument(
-        "--customer", action="append", help="score only this customer's rows (repeatable); others are kept"
-    )
+        "--customer", action="append", type=_customer,
+        help="score only this customer's rows (repeatable); others are kept",
+    )  # fmt: skip
     score.add_argument(
         "--if-missing", choices=("error", "skip"), default="error",
         help="when the input partition does not exist: fail (default) or report it and exit 0",
@@ -499,7 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve a release: KServe model server, V2 REST and gRPC")
     source = serve.add_mutually_exclusive_group()
-    source.add_argument("--release", help="release id (manifest MD5): fetched from MLflow into --workdir")
+    source.add_argument(
+        "--release", type=_release, help="release id (manifest MD5): fetched from MLflow into --workdir"
+    )
     source.add_argument("--release-dir", default=os.environ.get("RETRAIN_RELEASE_DIR"),
                         help="a release context folder; default $RETRAIN_RELEASE_DIR")  # fmt: skip
     serve.add_argument("--http-port", type=int, default=8080, help="REST: V2 and /invocations (default 8080)")
@@ -527,16 +645,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr stays one-line errors
-    for noisy in ("great_expectations", "py4j", "mlflow", "alembic", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr stays one-line errors
+        for noisy in ("great_expectations", "py4j", "mlflow", "alembic", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         return args.handler(args) or 0
     except RetrainError as error:
         print(f"retrain: error: {error}", file=sys.stderr)

@@ -21,8 +21,9 @@ from retrain.dolt import DoltRepository
 from retrain.dolt.dialects import Statement
 from retrain.dolt.watermark import CommitWatermark
 from retrain.fanout.local import train_customers
+from retrain.outputs import DEMO_HOME, OutputPathError, claim
 from retrain.release.manifest import diff
-from retrain.release.promotion import promote
+from retrain.release.promotion import DEFAULT_FLOOR, floor_failures, promote
 from retrain.release.store import ReleaseStore
 from retrain.scoring.job import score_partition
 from retrain.spark import SparkSettings, spark_session
@@ -53,12 +54,14 @@ def cycle(repo: DoltRepository, commit: str, customers: list[str] | None, suite:
     print(trained.table())
     step("Promotion gate and release")
     store = ReleaseStore.open(uri)
-    for adapter in trained.succeeded:
-        decision = promote(store.client, adapter.customer, adapter.version)
-        print(f"{'promoted' if decision.promoted else 'rejected'} {adapter.customer} v{adapter.version}: "
+    decisions = [promote(store.client, a.customer, a.version, floor=DEFAULT_FLOOR) for a in trained.succeeded]
+    for decision in decisions:
+        print(f"{'promoted' if decision.promoted else 'rejected'} {decision.customer} v{decision.version}: "
               f"{decision.reason}")  # fmt: skip
-    event = store.register(store.production_manifest())
-    print(f"release {event.release_id} ({event.adapter_count} adapters, {event.changes})")
+    left_out = floor_failures(decisions)  # first versions below the quality floor
+    event = store.register(store.production_manifest(), failures=left_out)
+    print(f"release {event.release_id} ({event.adapter_count} adapters, {event.changes})"
+          + "".join(f"\n  left out {c}: {reason}" for c, reason in left_out.items()))  # fmt: skip
     return event.release_id
 
 
@@ -66,6 +69,7 @@ def run(workdir: Path, customers: int, examples: int) -> None:
     started = time.perf_counter()
     repo_path, warehouse, docs = workdir / "training.db", workdir / "warehouse", workdir / "data_docs"
     suite = load_suite(SUITE)
+    claim(workdir, DEMO_HOME)  # what follows replaces files in it: only ever in the demo's own folder
     shutil.rmtree(workdir / "mlflow", ignore_errors=True)  # a fresh store each demo, like the fresh repo
     (workdir / "mlflow").mkdir(parents=True)
     uri = f"sqlite:///{(workdir / 'mlflow' / 'mlflow.db').resolve()}"
@@ -157,7 +161,10 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # log lines, not bars
     for noisy in ("great_expectations", "py4j", "mlflow", "alembic", "urllib3", "retrain.adapters"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    run(args.workdir, args.customers, args.examples)
+    try:
+        run(args.workdir, args.customers, args.examples)
+    except OutputPathError as error:
+        raise SystemExit(f"make demo: {error}") from None
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from retrain.cluster import LocalCluster, ServiceError, local_cluster
+from retrain.outputs import UP_HOME, OutputPathError, claim
 
 ROOT = Path(__file__).resolve().parents[2]
 SPARK_POOL = "hive_embedded"
@@ -156,8 +157,10 @@ def main() -> None:
         help="no Spark cluster: Spark in the tasks' processes on embedded Derby, one Spark job at a time",
     )  # fmt: skip
     args = parser.parse_args()
-    home: Path = args.home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home = claim(args.home, UP_HOME)  # seeded, migrated and written by the services below
+    except OutputPathError as error:
+        raise SystemExit(f"make up: {error}") from None
     if not (home / "training.db").exists():
         # Seeded on embedded Derby before the metastore service opens the same database.
         print("seeding the demo training repo and Hive warehouse ...", flush=True)

@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from retrain.identifiers import sql_identifier
+from retrain.outputs import RETRO_REPORT, replacing
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -79,20 +80,34 @@ def daily_metrics(scores: pd.DataFrame, positive_label: str) -> pd.DataFrame:
 
 
 def write_retro_report(
-    scores: pd.DataFrame, out_dir: Path, *, partner: str, positive_label: str
+    scores: pd.DataFrame, out_dir: Path, *, partner: str, positive_label: str, force: bool = False
 ) -> RetroReport:
-    """Write the report for ``partner`` into ``out_dir`` (replacing an earlier one there)."""
+    """Write the report for ``partner`` into ``out_dir``, built beside it and renamed into place.
+
+    :param force: replace an earlier retro-test report there (:func:`retrain.outputs.replacing`:
+        any other non-empty folder is refused).
+    """
     lacking = [c for c in REQUIRED_COLUMNS if c not in scores.columns]
     if lacking:
         raise ValueError(f"retro-test scores for {partner!r} lack column(s) {', '.join(lacking)}")
     if scores.empty:
         raise ValueError(f"no retro-test scores for {partner!r}: score some days first")
+    with replacing(out_dir, RETRO_REPORT, force=force) as staging:
+        metrics, plots = _write(scores, staging, partner, positive_label)
+    return RetroReport(
+        out_dir / "index.html", len(metrics), len(scores), [out_dir / p.name for p in plots], metrics
+    )
+
+
+def _write(
+    scores: pd.DataFrame, out_dir: Path, partner: str, positive_label: str
+) -> tuple[pd.DataFrame, list[Path]]:
+    """The report's files in ``out_dir``; returns the daily metrics and the plots."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     metrics = daily_metrics(scores, positive_label)
     metrics.to_csv(out_dir / "metrics.csv", index=False)
     plots = []
@@ -123,9 +138,8 @@ def write_retro_report(
     plots.append(_save(figure, out_dir / "score_distribution.png"))
     plt.close("all")
 
-    index = out_dir / "index.html"
-    index.write_text(_html(partner, positive_label, scores, metrics, plots))
-    return RetroReport(index, len(metrics), len(scores), plots, metrics)
+    (out_dir / "index.html").write_text(_html(partner, positive_label, scores, metrics, plots))
+    return metrics, plots
 
 
 def _save(figure: Figure, path: Path) -> Path:

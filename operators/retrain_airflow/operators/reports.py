@@ -21,7 +21,8 @@ class RetroTestReportOperator(BaseOperator):
     :param customer: the partner's customer id (templated).
     :param scores_table: Hive table of retro-test scores (templated).
     :param history_table: Hive table with the known outcomes in ``label``, by ``ds`` (templated).
-    :param report_dir: folder of the report (templated).
+    :param report_dir: folder of the report: new, empty or an earlier retro-test report, which is
+        replaced; any other non-empty folder fails the task (templated).
     :param positive_label: the label ``score`` is the probability of; default: the last in sorted
         order, as scoring defines it.
     :param warehouse: Hive warehouse (default ``$RETRAIN_WAREHOUSE``, else ``var/warehouse``) (templated).
@@ -51,7 +52,7 @@ class RetroTestReportOperator(BaseOperator):
         )
         report = write_retro_report(
             scores, Path(self.report_dir), partner=self.customer,
-            positive_label=self.positive_label or positive_label_of(scores),
+            positive_label=self.positive_label or positive_label_of(scores), force=True,
         )  # fmt: skip
         self.log.info("retro-test report for %s: %s (%d days, %d rows)", self.customer, report.path,
                       report.days, report.rows)  # fmt: skip

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from retrain.cluster import LocalCluster
-from retrain.demo.up import SPARK_POOL, service_env
+from retrain.demo.up import SPARK_POOL, main, service_env
 
 
 def cluster(tmp_path: Path) -> LocalCluster:
@@ -36,3 +37,13 @@ def test_embedded_derby_keeps_the_one_slot_pool(tmp_path: Path, monkeypatch: pyt
     assert env["RETRAIN_SPARK_POOL"] == SPARK_POOL
     assert env["RETRAIN_WAREHOUSE"] == str(tmp_path.resolve() / "warehouse")
     assert "RETRAIN_HIVE_METASTORE" not in env
+
+
+def test_make_up_refuses_a_home_it_did_not_make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    monkeypatch.setattr(sys, "argv", ["up", "--home", str(tmp_path)])
+    with pytest.raises(SystemExit) as raised:
+        main()
+    assert str(raised.value.code).startswith(f"make up: refusing to write into {tmp_path}: it is not empty")
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "keep me"

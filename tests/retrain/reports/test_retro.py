@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from retrain.outputs import OutputPathError
 from retrain.reports.retro import daily_metrics, write_retro_report
 
 
@@ -58,3 +59,26 @@ def test_bad_input_is_named(tmp_path: Path) -> None:
         write_retro_report(lacking, tmp_path, partner="acme_air", positive_label="urgent")
     with pytest.raises(ValueError, match="no retro-test scores for 'acme_air'"):
         write_retro_report(scores().iloc[0:0], tmp_path, partner="acme_air", positive_label="urgent")
+
+
+def test_a_report_replaces_only_an_earlier_report_and_only_with_force(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputPathError, match=r"has no \.retrain-output marker"):
+        write_retro_report(scores(), home, partner="acme_air", positive_label="urgent", force=True)
+    assert [p.name for p in home.iterdir()] == ["notes.txt"]
+    assert (home / "notes.txt").read_text() == "keep me"
+
+    out = tmp_path / "acme"
+    write_retro_report(scores().iloc[0:4], out, partner="acme_air", positive_label="urgent")
+    (out / "stale.txt").write_text("from the old report")
+    with pytest.raises(OutputPathError, match="already holds a retro report: pass --force"):
+        write_retro_report(scores(), out, partner="acme_air", positive_label="urgent")
+    assert pd.read_csv(out / "metrics.csv")["ds"].tolist() == ["2026-10-29"]
+    report = write_retro_report(scores(), out, partner="acme_air", positive_label="urgent", force=True)
+    assert report.path == out / "index.html"
+    assert all(p.parent == out and p.is_file() for p in report.plots)
+    assert pd.read_csv(out / "metrics.csv")["ds"].tolist() == ["2026-10-29", "2026-10-30", "2026-10-31"]
+    assert not (out / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["acme", "home"]  # no staging left
