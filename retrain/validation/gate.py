@@ -100,7 +100,8 @@ def validate_commit(
         if engine == "spark":
             if suite_file.id_column is None:
                 raise SuiteError(
-                    f"{suite_file.path}: the spark engine needs 'id_column' to stream rows in order"
+                    f"{suite_file.path}: the spark engine needs meta.retrain.id_column "
+                    "to stream rows in order"
                 )
             batches = repo.iter_table(
                 table, commit_hash, key_column=suite_file.id_column, batch_size=batch_rows, where=where

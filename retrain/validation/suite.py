@@ -1,25 +1,36 @@
-"""Expectation suite files that analysts edit: Great Expectations' own JSON, plus per-customer checks.
+"""Expectation suite files that analysts edit, in Great Expectations' own JSON form.
 
-A suite file holds::
+A suite file loads with ``gx.ExpectationSuite(**json.load(f))``; this suite's own settings sit
+under the suite's ``meta``::
 
     {
       "name": "examples",
-      "key_column": "customer_id",        # whose rows each failure is attributed to
-      "label_column": "label",            # used to compute per-customer class balance
-      "id_column": "example_id",          # optional: unique row id, needed by the Spark engine
-      "expectations": [ ...GX expectation configurations on the table's rows... ],
-      "per_customer": [ ...GX expectations on the per-customer columns below... ]
+      "meta": {"retrain": {
+        "key_column": "customer_id",      # whose rows each failure is attributed to
+        "label_column": "label",          # used to compute per-customer class balance
+        "id_column": "example_id"         # optional: unique row id, needed by the Spark engine
+      }},
+      "expectations": [ ...GX expectation configurations... ]
     }
 
-The per-customer columns (``customer_examples``, ``customer_distinct_labels``,
-``customer_minority_label_share``) are computed for each row from its customer's rows, so one GX
-suite checks rows and customers together and one Data Docs page shows a commit's whole result.
-Every threshold lives in the file; the code only computes those columns.
+Expectations on the per-customer columns (``customer_examples``, ``customer_distinct_labels``,
+``customer_minority_label_share``) check customers: those columns are computed for each row from
+its customer's rows, so one GX suite checks rows and customers together and one Data Docs page
+shows a commit's whole result. Every threshold lives in the file; the code only computes those
+columns.
+
+The old form (settings as top-level keys, per-customer expectations in a top-level
+``per_customer`` list) still loads, with one deprecation warning per file;
+``retrain migrate-suite FILE`` rewrites it in the form above.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +40,19 @@ from great_expectations.expectations.expectation_configuration import Expectatio
 
 from retrain.errors import InputError
 
-# Columns computed per customer that ``per_customer`` expectations may use.
+logger = logging.getLogger(__name__)
+
+# Columns computed per customer that expectations may use.
 PER_CUSTOMER_COLUMNS = ("customer_examples", "customer_distinct_labels", "customer_minority_label_share")
 _COLUMN_KWARGS = ("column", "column_A", "column_B")
+META_KEY = "retrain"  # the suite's settings: meta.retrain
+_REQUIRED_SETTINGS = ("key_column", "label_column")
+_SETTINGS = (*_REQUIRED_SETTINGS, "id_column")
+_OLD_FORM_KEYS = (*_SETTINGS, "per_customer")
+# The top-level keys GX accepts: gx.ExpectationSuite's own arguments.
+_SUITE_FIELDS = tuple(inspect.signature(gx.ExpectationSuite).parameters)
+MIGRATE_COMMAND = "retrain migrate-suite"
+_warned_old_form: set[Path] = set()  # files already warned about in this process
 
 
 class SuiteError(InputError):
@@ -44,7 +65,7 @@ class SuiteFile:
     name: str
     key_column: str
     label_column: str
-    suite: gx.ExpectationSuite  # row expectations, then per-customer ones
+    suite: gx.ExpectationSuite
     id_column: str | None = None  # a unique row id: the Spark engine streams rows in its order
 
     @property
@@ -63,7 +84,7 @@ class SuiteFile:
         """Raise naming the expectation when it refers to a column the table lacks."""
         for role, column in (("key_column", self.key_column), ("label_column", self.label_column)):
             if column not in table_columns:
-                raise SuiteError(f"{self.path}: {role} {column!r} is not a column of {where}")
+                raise SuiteError(f"{self.path}: meta.{META_KEY}.{role} {column!r} is not a column of {where}")
         clashing = set(PER_CUSTOMER_COLUMNS) & set(table_columns)
         if clashing:
             raise SuiteError(
@@ -80,8 +101,37 @@ class SuiteFile:
 
 
 def load_suite(path: str | Path) -> SuiteFile:
-    """Read and check a suite file; every problem is a :class:`SuiteError` naming the file."""
+    """Read and check a suite file; every problem is a :class:`SuiteError` naming the file.
+
+    A file in the old form loads too, after one deprecation warning naming the command that
+    migrates it.
+    """
     path = Path(path)
+    raw = _read_object(path)
+    if _is_old_form(raw):
+        _warn_old_form(path)
+    return _parse(path, *_native(path, raw))
+
+
+def migrate_suite(source: str | Path, out: str | Path | None = None) -> Path | None:
+    """Write ``source`` in the GX-native form to ``out`` (default: over ``source``), atomically.
+
+    The result is checked before anything is written. Returns the path written, or None when
+    ``source`` is already native and no ``out`` is given (nothing to do).
+    """
+    source = Path(source)
+    raw = _read_object(source)
+    native, where = _native(source, raw)
+    _parse(source, native, where)
+    if not _is_old_form(raw) and out is None:
+        return None
+    target = Path(out) if out is not None else source
+    _write_atomically(target, json.dumps(native, indent=2, ensure_ascii=False) + "\n", like=source)
+    return target
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    """The file's JSON object; unreadable files and other JSON values are SuiteErrors."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -102,40 +152,142 @@ def load_suite(path: str | Path) -> SuiteFile:
         raise SuiteError(f"{path} nests JSON too deeply to be an expectation suite") from None
     if not isinstance(raw, dict):
         raise SuiteError(f"{path}: the suite must be a JSON object")
-    for field in ("name", "key_column", "label_column", "expectations"):
+    return raw
+
+
+def _is_old_form(raw: dict[str, Any]) -> bool:
+    return any(key in raw for key in _OLD_FORM_KEYS)
+
+
+def _warn_old_form(path: Path) -> None:
+    """Log the deprecation once per file and process, so a loop over commits does not repeat it."""
+    resolved = path.resolve()
+    if resolved not in _warned_old_form:
+        _warned_old_form.add(resolved)
+        logger.warning(
+            "%s uses the deprecated suite form (top-level %s); run `%s %s` to move them under meta.%s",
+            path, ", ".join(_OLD_FORM_KEYS), MIGRATE_COMMAND, path, META_KEY,
+        )  # fmt: skip
+
+
+def _native(path: Path, raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The suite in GX's form, and where each expectation sits in the file (for messages)."""
+    if not _is_old_form(raw):
+        listed = raw.get("expectations")
+        count = len(listed) if isinstance(listed, list) else 0
+        return raw, [f"expectations[{i}]" for i in range(count)]
+    for field in ("name", *_REQUIRED_SETTINGS, "expectations"):
         if field not in raw:
             raise SuiteError(f"{path}: missing required field {field!r}")
-    suite = gx.ExpectationSuite(name=str(raw["name"]))
-    _add_expectations(path, suite, raw["expectations"], "expectations")
-    _add_expectations(path, suite, raw.get("per_customer", []), "per_customer")
-    return SuiteFile(
-        path=path,
-        name=str(raw["name"]),
-        key_column=str(raw["key_column"]),
-        label_column=str(raw["label_column"]),
-        suite=suite,
-        id_column=str(raw["id_column"]) if raw.get("id_column") else None,
-    )
+    meta = raw.get("meta", {})
+    if not isinstance(meta, dict) or META_KEY in meta:
+        raise SuiteError(
+            f"{path}: mixes the old form (top-level {', '.join(k for k in _OLD_FORM_KEYS if k in raw)}) "
+            f"with a 'meta' that is not an object or already has {META_KEY!r}; keep one form"
+        )
+    where: list[str] = []
+    expectations: list[Any] = []
+    for field in ("expectations", "per_customer"):
+        items = raw.get(field, [])
+        if not isinstance(items, list):
+            raise SuiteError(f"{path}: {field!r} must be a list of expectations")
+        expectations += items
+        where += [f"{field}[{i}]" for i in range(len(items))]
+    settings = {key: raw[key] for key in _SETTINGS if key in raw}
+    native = {key: value for key, value in raw.items() if key not in _OLD_FORM_KEYS}
+    native["expectations"] = expectations
+    native["meta"] = {**meta, META_KEY: settings}
+    return native, where
 
 
-def _add_expectations(path: Path, suite: gx.ExpectationSuite, expectations: Any, field: str) -> None:
-    if not isinstance(expectations, list):
-        raise SuiteError(f"{path}: {field!r} must be a list of expectations")
-    for index, item in enumerate(expectations):
-        if not isinstance(item, dict) or "type" not in item:
+def _parse(path: Path, native: dict[str, Any], where: list[str]) -> SuiteFile:
+    """Check a GX-form suite and build it; ``where`` names each expectation's place in the file."""
+    unknown = [key for key in native if key not in _SUITE_FIELDS]
+    if unknown:
+        raise SuiteError(
+            f"{path}: unknown top-level field {unknown[0]!r} (a GX suite has {', '.join(_SUITE_FIELDS)}; "
+            f"this suite's own settings go under meta.{META_KEY})"
+        )
+    for field in ("name", "expectations", "meta"):
+        if field not in native:
+            raise SuiteError(f"{path}: missing required field {field!r}")
+    if not isinstance(native["name"], str) or not native["name"]:
+        raise SuiteError(f"{path}: 'name' must be a non-empty string")
+    if not isinstance(native["expectations"], list):
+        raise SuiteError(f"{path}: 'expectations' must be a list of expectations")
+    settings = _settings(path, native["meta"])
+    try:
+        suite = gx.ExpectationSuite(**{k: v for k, v in native.items() if k != "expectations"})
+    except Exception as error:  # GX raises several types for bad ids, notes and parameters
+        raise SuiteError(f"{path}: not a valid GX suite: {_one_line(error)}") from None
+    _add_expectations(path, suite, native["expectations"], where)
+    return SuiteFile(path=path, name=native["name"], suite=suite, **settings)
+
+
+def _settings(path: Path, meta: Any) -> dict[str, str]:
+    """This suite's settings from ``meta.retrain``: column names, checked for presence and type."""
+    if not isinstance(meta, dict):
+        raise SuiteError(f"{path}: 'meta' must be an object")
+    settings = meta.get(META_KEY)
+    if not isinstance(settings, dict):
+        raise SuiteError(
+            f"{path}: meta.{META_KEY} must be an object with {', '.join(_REQUIRED_SETTINGS)} "
+            f"(and optionally id_column)"
+        )
+    unknown = [key for key in settings if key not in _SETTINGS]
+    if unknown:
+        raise SuiteError(
+            f"{path}: unknown field meta.{META_KEY}.{unknown[0]} (known: {', '.join(_SETTINGS)})"
+        )
+    for key in _REQUIRED_SETTINGS:
+        if key not in settings:
+            raise SuiteError(f"{path}: missing required field meta.{META_KEY}.{key}")
+    for key, value in settings.items():
+        if not isinstance(value, str) or not value:
             raise SuiteError(
-                f"{path}: {field}[{index}] needs a 'type' (e.g. expect_column_values_to_not_be_null)"
+                f"{path}: meta.{META_KEY}.{key} must be a column name (a non-empty string), not {value!r}"
             )
+    return dict(settings)
+
+
+def _add_expectations(
+    path: Path, suite: gx.ExpectationSuite, expectations: list[Any], where: list[str]
+) -> None:
+    for place, item in zip(where, expectations, strict=True):
+        if not isinstance(item, dict) or "type" not in item:
+            raise SuiteError(f"{path}: {place} needs a 'type' (e.g. expect_column_values_to_not_be_null)")
         try:
             configuration = ExpectationConfiguration(
                 type=item["type"], kwargs=item.get("kwargs", {}), meta=item.get("meta") or {}
             )
             suite.add_expectation_configuration(configuration)
         except Exception as error:  # GX raises several types for unknown types and bad kwargs
-            why = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())  # one line
             raise SuiteError(
-                f"{path}: {field}[{index}] ({item['type']}) is not a valid expectation: {why}"
+                f"{path}: {place} ({item['type']}) is not a valid expectation: {_one_line(error)}"
             ) from None
+
+
+def _one_line(error: Exception) -> str:
+    """GX explains some errors over several lines (one per type it tried); join them."""
+    return "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
+def _write_atomically(target: Path, text: str, like: Path) -> None:
+    """Replace ``target`` with ``text`` in one rename, with ``like``'s permissions."""
+    try:
+        handle, staging = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as error:
+        raise SuiteError(f"cannot write {target}: {error.strerror}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(staging, like.stat().st_mode & 0o777)
+        os.replace(staging, target)
+    except OSError as error:
+        Path(staging).unlink(missing_ok=True)
+        raise SuiteError(f"cannot write {target}: {error.strerror}") from None
 
 
 def expectation_columns(configuration: ExpectationConfiguration) -> list[str]:

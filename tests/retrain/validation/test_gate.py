@@ -17,6 +17,8 @@ from retrain.validation.report import ValidationReport
 from retrain.validation.suite import SuiteError
 
 SUITE = Path(__file__).resolve().parents[3] / "expectations" / "examples.json"
+# The shipped suite as it was before its settings moved under meta (byte for byte).
+OLD_FORM = Path(__file__).resolve().parent / "old_form_examples.json"
 
 
 @pytest.fixture
@@ -101,6 +103,31 @@ def test_quarantine_splits_healthy_from_broken_customers(sheet: DoltRepository) 
     assert report.quarantined["acme_air"] == ["expect_column_values_to_be_in_set on label"]
     assert report.healthy_customers == ["globex_bank", "umbrella_health"]
     assert report.to_json()["healthy_customers"] == ["globex_bank", "umbrella_health"]
+
+
+def test_an_old_form_suite_gives_the_same_result(
+    seeded: SeededRepository, sheet: DoltRepository, tmp_path: Path
+) -> None:
+    commit = broken(
+        sheet,
+        "UPDATE sheet SET label = 'maybe' WHERE example_id = 1",
+        "UPDATE sheet SET label = 'urgent' WHERE customer_id = 'initech_saas'",
+        "DELETE FROM sheet WHERE customer_id = 'globex_bank' AND example_id > 25",
+    )
+    old = tmp_path / "old.json"
+    old.write_bytes(OLD_FORM.read_bytes())
+    expected = validate_commit(sheet, "sheet", commit, SUITE)
+    assert set(expected.quarantined) == {"acme_air", "globex_bank", "initech_saas"}  # rows and customers
+    assert validate_commit(sheet, "sheet", commit, old).to_json() == expected.to_json()
+    where = ["--repo", str(seeded.path), "--table", "sheet", "--commit", commit]
+    cli = run_cli("validate", *where, "--suite", str(old))
+    assert (cli.returncode, cli.stdout) == (2, expected.summary() + "\n")
+    assert cli.stderr.count("\n") == 1
+    assert cli.stderr.endswith(
+        f"WARNING retrain.validation.suite: {old} uses the deprecated suite form (top-level key_column, "
+        f"label_column, id_column, per_customer); run `retrain migrate-suite {old}` to move them under "
+        "meta.retrain\n"
+    )
 
 
 def test_unattributable_failure_blocks_even_in_quarantine(sheet: DoltRepository) -> None:
@@ -280,6 +307,8 @@ def test_validate_cli_reports_bad_input_not_bad_data(seeded: SeededRepository, t
 
 def test_spark_engine_needs_an_id_column(sheet: DoltRepository, tmp_path: Path) -> None:
     suite = tmp_path / "no_id.json"
-    suite.write_text(SUITE.read_text().replace('"id_column": "example_id",', ""))
-    with pytest.raises(SuiteError, match="the spark engine needs 'id_column'"):
+    native = json.loads(SUITE.read_text())
+    del native["meta"]["retrain"]["id_column"]
+    suite.write_text(json.dumps(native))
+    with pytest.raises(SuiteError, match=r"the spark engine needs meta\.retrain\.id_column to stream"):
         validate_commit(sheet, "sheet", "main", suite, engine="spark")

@@ -1,32 +1,48 @@
-"""Suite files: every way a file can be unusable is a SuiteError naming the file and the problem."""
+"""Suite files: GX's own form, the old form's migration, and every way a file can be unusable
+(a one-line SuiteError naming the file and the problem)."""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import great_expectations as gx
 import pytest
 
-from retrain.validation.suite import SuiteError, load_suite
+from retrain.cli import main
+from retrain.validation.suite import SuiteError, SuiteFile, load_suite
 
 SHIPPED = Path(__file__).resolve().parents[3] / "expectations" / "examples.json"
+# The shipped suite as it was before settings moved under meta (byte for byte).
+OLD_FORM = Path(__file__).resolve().parent / "old_form_examples.json"
+RETRAIN = {"key_column": "customer_id", "label_column": "label"}
 
 
-def write(tmp_path: Path, content: object) -> Path:
-    path = tmp_path / "suite.json"
+def write(tmp_path: Path, content: object, name: str = "suite.json") -> Path:
+    path = tmp_path / name
     path.write_text(content if isinstance(content, str) else json.dumps(content))
     return path
 
 
 def minimal(**overrides: object) -> dict[str, object]:
-    return {
-        "name": "s",
-        "key_column": "customer_id",
-        "label_column": "label",
-        "expectations": [],
-        **overrides,
-    }
+    return {"name": "s", "expectations": [], "meta": {"retrain": RETRAIN}, **overrides}
+
+
+def old_minimal(**overrides: object) -> dict[str, object]:
+    return {"name": "s", **RETRAIN, "expectations": [], **overrides}
+
+
+def configurations(suite: SuiteFile) -> list[dict[str, Any]]:
+    """The suite's expectations as GX writes them."""
+    return [e.configuration.to_json_dict() for e in suite.suite.expectations]
+
+
+def deprecations(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "deprecated suite form" in r.getMessage()]
 
 
 def test_shipped_suite_loads_with_thresholds_from_the_file() -> None:
@@ -35,12 +51,152 @@ def test_shipped_suite_loads_with_thresholds_from_the_file() -> None:
     assert types.count("expect_column_values_to_not_be_null") == 3
     assert "expect_column_values_to_be_unique" in types
     assert suite.labels == ["routine", "urgent"]
+    assert (suite.key_column, suite.label_column, suite.id_column) == ("customer_id", "label", "example_id")
     between = [
         e.configuration.kwargs
         for e in suite.suite.expectations
         if e.configuration.kwargs.get("column") == "customer_examples"
     ]
     assert between == [{"column": "customer_examples", "min_value": 20}]
+
+
+def test_shipped_suite_is_great_expectations_own_form() -> None:
+    native = gx.ExpectationSuite(**json.loads(SHIPPED.read_text()))
+    assert native.meta["retrain"] == {
+        "key_column": "customer_id",
+        "label_column": "label",
+        "id_column": "example_id",
+    }
+    assert [e.configuration.to_json_dict() for e in native.expectations] == configurations(
+        load_suite(SHIPPED)
+    )
+
+
+def test_old_form_is_rejected_by_gx_itself() -> None:
+    with pytest.raises(TypeError, match="key_column"):
+        gx.ExpectationSuite(**json.loads(OLD_FORM.read_text()))
+
+
+def test_old_form_loads_the_same_suite_with_one_deprecation(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "old.json"
+    path.write_bytes(OLD_FORM.read_bytes())
+    with caplog.at_level(logging.WARNING, logger="retrain.validation.suite"):
+        first, again = load_suite(path), load_suite(path)
+        load_suite(SHIPPED)
+    assert deprecations(caplog) == [
+        f"{path} uses the deprecated suite form (top-level key_column, label_column, id_column, "
+        f"per_customer); run `retrain migrate-suite {path}` to move them under meta.retrain"
+    ]
+    shipped = load_suite(SHIPPED)
+    for loaded in (first, again):
+        assert (loaded.name, loaded.key_column, loaded.label_column, loaded.id_column, loaded.labels) == (
+            shipped.name, shipped.key_column, shipped.label_column, shipped.id_column, shipped.labels
+        )  # fmt: skip
+        assert configurations(loaded) == configurations(shipped)
+
+
+def migrate(*argv: str) -> int:
+    return main(["migrate-suite", *argv])
+
+
+def test_migrate_writes_gx_form_that_round_trips(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    old = tmp_path / "old.json"
+    old.write_bytes(OLD_FORM.read_bytes())
+    old.chmod(0o640)
+    out = tmp_path / "new.json"
+    assert migrate(str(old), "--out", str(out)) == 0
+    assert capsys.readouterr().out == f"wrote {out}\n"
+    assert old.read_bytes() == OLD_FORM.read_bytes()  # --out leaves the source alone
+    assert out.stat().st_mode & 0o777 == 0o640
+    native = json.loads(out.read_text())
+    assert set(native) == {"name", "expectations", "meta"}
+    assert gx.ExpectationSuite(**native).meta["retrain"]["id_column"] == "example_id"
+    with caplog.at_level(logging.WARNING, logger="retrain.validation.suite"):
+        migrated = load_suite(out)
+    assert deprecations(caplog) == []
+    assert configurations(migrated) == configurations(load_suite(old))
+    before = out.read_bytes()
+    assert migrate(str(out)) == 0  # already migrated: nothing to do, nothing written
+    assert capsys.readouterr().out == f"{out} is already in the GX form; nothing written\n"
+    assert out.read_bytes() == before
+    assert migrate(str(old)) == 0  # in place
+    assert old.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.json", "old.json"]  # no staging files
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (old_minimal(expectations=[{"type": "expect_the_moon"}]),
+         "{path}: expectations[0] (expect_the_moon) is not a valid expectation: "),
+        (old_minimal(per_customer="x"), "{path}: 'per_customer' must be a list of expectations"),
+        (old_minimal(meta={"retrain": {}}),
+         "{path}: mixes the old form (top-level key_column, label_column) "),
+        (old_minimal(colour="blue"), "{path}: unknown top-level field 'colour'"),
+    ],
+)  # fmt: skip
+def test_migrate_writes_nothing_for_an_unusable_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: object, message: str
+) -> None:
+    path = write(tmp_path, content)
+    before = path.read_bytes()
+    out = tmp_path / "out.json"
+    assert migrate(str(path), "--out", str(out)) == 1
+    assert migrate(str(path)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"retrain: error: {message.format(path=path)}")
+    assert err.count("\n") == 2  # one line per run
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["suite.json"]
+
+
+def test_migrate_into_a_missing_folder_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = tmp_path / "old.json"
+    old.write_bytes(OLD_FORM.read_bytes())
+    assert migrate(str(old), "--out", str(tmp_path / "no" / "new.json")) == 1
+    assert capsys.readouterr().err == (
+        f"retrain: error: cannot write {tmp_path / 'no' / 'new.json'}: No such file or directory\n"
+    )
+    assert os.listdir(tmp_path) == ["old.json"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"name": "s", "expectations": []}, "missing required field 'meta'"),
+        (minimal(meta=[]), "'meta' must be an object"),
+        (minimal(meta={"notes": "x"}), "meta.retrain must be an object with key_column, label_column"),
+        (minimal(meta={"retrain": "customer_id"}), "meta.retrain must be an object"),
+        (minimal(meta={"retrain": {"label_column": "label"}}),
+         "missing required field meta.retrain.key_column"),
+        (minimal(meta={"retrain": {"key_column": "customer_id"}}),
+         "missing required field meta.retrain.label_column"),
+        (minimal(meta={"retrain": {**RETRAIN, "key_column": 5}}),
+         "meta.retrain.key_column must be a column name (a non-empty string), not 5"),
+        (minimal(meta={"retrain": {**RETRAIN, "label_column": ""}}),
+         "meta.retrain.label_column must be a column"),
+        (minimal(meta={"retrain": {**RETRAIN, "id_column": ["example_id"]}}),
+         "meta.retrain.id_column must be a column name (a non-empty string), not ['example_id']"),
+        (minimal(meta={"retrain": {**RETRAIN, "key_colum": "x"}}), "unknown field meta.retrain.key_colum"),
+        (minimal(key_colum="x"), "unknown top-level field 'key_colum'"),
+        (minimal(name=7), "'name' must be a non-empty string"),
+        (old_minimal(label_column=None), "meta.retrain.label_column must be a column name"),
+        (old_minimal(meta="x"), "mixes the old form"),
+    ],
+)  # fmt: skip
+def test_bad_meta_is_one_line_naming_file_and_key(tmp_path: Path, content: object, message: str) -> None:
+    path = write(tmp_path, content)
+    with pytest.raises(SuiteError) as raised:
+        load_suite(path)
+    assert str(raised.value).startswith(f"{path}: ")
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -58,11 +214,12 @@ def test_malformed_json_names_the_line(tmp_path: Path) -> None:
     ("content", "message"),
     [
         ([], "must be a JSON object"),
-        ({"name": "s"}, "missing required field 'key_column'"),
+        ({"name": "s"}, "missing required field 'expectations'"),
+        ({"name": "s", "key_column": "k"}, "missing required field 'label_column'"),
         (minimal(expectations={"type": "x"}), "'expectations' must be a list"),
         (minimal(expectations=[{"kwargs": {}}]), r"expectations\[0\] needs a 'type'"),
         (minimal(expectations=[{"type": "expect_the_moon"}]), r"\[0\] \(expect_the_moon\) is not a valid"),
-        (minimal(per_customer=[{"type": "expect_column_values_to_be_between", "kwargs": {"colum": "x"}}]),
+        (old_minimal(per_customer=[{"type": "expect_column_values_to_be_between", "kwargs": {"colum": "x"}}]),
          r"per_customer\[0\] \(expect_column_values_to_be_between\) is not a valid"),
     ],
 )  # fmt: skip
@@ -85,7 +242,7 @@ def test_columns_are_checked_against_the_table(tmp_path: Path) -> None:
         SuiteError, match=r"expect_column_values_to_not_be_null names column 'txt', which table 'examples'"
     ):
         suite.check_columns(table, "table 'examples' at commit abc")
-    with pytest.raises(SuiteError, match="key_column 'customer_id' is not a column"):
+    with pytest.raises(SuiteError, match=r"meta\.retrain\.key_column 'customer_id' is not a column"):
         suite.check_columns(["text", "label"], "table 'x'")
     with pytest.raises(SuiteError, match="reserved for per-customer checks"):
         suite.check_columns([*table, "customer_examples"], "table 'x'")
