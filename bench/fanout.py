@@ -38,7 +38,7 @@ def workflow_sizes() -> None:
             spec, table="examples", commit="0" * 40, customers=customers, parent_run_id="0" * 32,
             store_artifact=stored.__setitem__,
         )  # fmt: skip
-        size = len(json.dumps(workflow))
+        size = len(json.dumps(workflow.to_dict()))
         where = "parent-run artifact" if stored else "inline"
         pods = pods_for(count, spec)
         print(f"   {count:>6,} customers: Workflow {size:>6,} bytes, {pods:>3} pods, customer list {where}")

@@ -9,12 +9,17 @@ per-customer spec: customers travel as one parameter (inline while small, else a
 1 MiB object limit, and the number of pods is capped by ``max_pods`` whatever N is. Results are
 read back from MLflow by tags, never from Argo outputs (256 kB limit).
 
+The image is a parameter too, and so is its tag or digest, which the pods record as their code
+version (``$RETRAIN_CODE_VERSION``, part of each adapter's training key): every submission names
+the image it runs, and a mutable tag such as ``latest`` is refused (:func:`image_code_version`).
+
 ``make argo-templates`` writes the template to ``argo_templates/``; never edit that YAML by hand.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,10 +32,12 @@ from hera.workflows import (
     Resources,
     RetryStrategy,
     SecretEnv,
+    Workflow,
     WorkflowTemplate,
 )
 from hera.workflows import models as m
 
+from retrain import __version__
 from retrain.adapters.registry import RegisteredAdapter, versions_for_commit
 from retrain.argo_common import mlflow_env, template_settings
 from retrain.errors import InputError
@@ -38,10 +45,13 @@ from retrain.fanout.argo_client import CUSTOMERS_LABEL, ArgoClient
 from retrain.fanout.shards import shard_count
 from retrain.fanout.shards import shard_of as shard_of  # retrain train-shard imports it from here
 from retrain.identifiers import customer_id
+from retrain.tracking import MUTABLE_TAGS
 
 TEMPLATE_NAME = "retrain-train-adapters"
 INLINE_SELECTION_LIMIT = 16_384  # bytes of customer JSON kept inline in the Workflow's parameters
 CUSTOMERS_ARTIFACT = "customers.json"
+_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}")  # OCI: algorithm:hex
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # OCI tag grammar
 
 
 @dataclass(frozen=True)
@@ -50,10 +60,11 @@ class ArgoTrainingSpec:
 
     Secrets are referenced by name, never inlined: ``mlflow_secret`` holds ``tracking-uri`` (and
     optionally ``tracking-token``), ``dolt_secret`` holds ``repo`` (a ``mysql://user@host/db``
-    location) and ``password``.
+    location) and ``password``. ``image`` must carry a version tag or a digest: its tag or digest
+    is the pods' code version; the default is this release's image.
     """
 
-    image: str = "ghcr.io/retrain-suite/trainer:latest"
+    image: str = f"ghcr.io/retrain-suite/trainer:{__version__}"
     namespace: str = "ml-training"
     service_account: str = "retrain-trainer"
     gpus: int = 1
@@ -90,12 +101,14 @@ def build_template(spec: ArgoTrainingSpec) -> WorkflowTemplate:
             Parameter(name="shards", value="1"),
             Parameter(name="shard-numbers", value="[0]"),
             Parameter(name="parent-run-id", value=""),
+            Parameter(name="image", description="the trainer image, with a version tag or a digest"),
+            Parameter(name="code-version", description="the image's tag or digest, the pods' code version"),
         ],
         **template_settings("retrain.fanout.argo", spec.active_deadline_seconds),
     ) as template:
         train = Container(
             name="train-shard",
-            image=spec.image,
+            image="{{workflow.parameters.image}}",
             image_pull_policy="IfNotPresent",
             inputs=[Parameter(name="shard")],
             command=["retrain"],
@@ -119,7 +132,7 @@ def build_template(spec: ArgoTrainingSpec) -> WorkflowTemplate:
                 *mlflow_env(spec.mlflow_secret),
                 SecretEnv(name="RETRAIN_DOLT_REPO", secret_name=spec.dolt_secret, secret_key="repo"),
                 SecretEnv(name="RETRAIN_DOLT_PASSWORD", secret_name=spec.dolt_secret, secret_key="password"),
-                Env(name="RETRAIN_CODE_VERSION", value=spec.image.rsplit(":", 1)[-1]),
+                Env(name="RETRAIN_CODE_VERSION", value="{{workflow.parameters.code-version}}"),
                 Env(name="PYTHONUNBUFFERED", value="1"),
             ],
             resources=Resources(gpus=spec.gpus, memory_request=spec.memory, memory_limit=spec.memory),
@@ -214,6 +227,33 @@ def resolve_selection(selection: str, parent_run_id: str | None, mlflow_uri: str
     return [customer_id(c) for c in listed]
 
 
+def image_code_version(image: str) -> str:
+    """The code version an image stands for: its digest when it has one, else its tag.
+
+    A training key built from a mutable tag such as ``latest`` would take adapters trained by new
+    code as already trained, so such an image (or one with neither tag nor digest) is refused.
+    """
+    name, _, digest = image.partition("@")
+    if digest:
+        if not _DIGEST.fullmatch(digest):
+            raise InputError(f"image {image}: {digest!r} is not a digest such as sha256:<64 hex digits>")
+        return digest
+    repository, _, tag = name.rpartition("/")[2].rpartition(":")
+    if not repository:
+        raise InputError(
+            f"image {image} has no tag: name a version tag or a digest (image@sha256:...), "
+            "the pods' code version"
+        )
+    if not _TAG.fullmatch(tag):
+        raise InputError(f"image {image}: {tag!r} is not a valid image tag")
+    if tag.lower() in MUTABLE_TAGS:
+        raise InputError(
+            f"image {image}: tag {tag!r} moves from build to build, so it cannot name the code "
+            "version; use a version tag or a digest (image@sha256:...)"
+        )
+    return tag
+
+
 def build_submission(
     spec: ArgoTrainingSpec,
     *,
@@ -222,38 +262,31 @@ def build_submission(
     customers: Sequence[str],
     parent_run_id: str,
     store_artifact: Callable[[str, str], None],
-) -> dict[str, Any]:
-    """The Workflow object to POST: a reference to the template plus this run's parameters."""
+) -> Workflow:
+    """The Workflow to create: a reference to the template plus this run's parameters and image."""
+    code_version = image_code_version(spec.image)  # before anything is stored
     shards = shard_count(len(customers), spec.max_pods)
-    return {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Workflow",
-        "metadata": {
-            "generateName": "retrain-train-",
-            "namespace": spec.namespace,
-            "labels": {
-                "app.kubernetes.io/part-of": "retrain",
-                "retrain/commit": commit[:63],
-                CUSTOMERS_LABEL: str(len(customers)),
-            },
-        },
-        "spec": {
-            "workflowTemplateRef": {"name": TEMPLATE_NAME},
-            "arguments": {
-                "parameters": [
-                    {"name": "table", "value": table},
-                    {"name": "commit", "value": commit},
-                    {"name": "selection", "value": selection_parameter(customers, store_artifact)},
-                    {"name": "shards", "value": str(shards)},
-                    {
-                        "name": "shard-numbers",
-                        "value": json.dumps(list(range(shards)), separators=(",", ":")),
-                    },
-                    {"name": "parent-run-id", "value": parent_run_id},
-                ]
-            },
-        },
+    parameters = {
+        "table": table,
+        "commit": commit,
+        "selection": selection_parameter(customers, store_artifact),
+        "shards": str(shards),
+        "shard-numbers": json.dumps(list(range(shards)), separators=(",", ":")),
+        "parent-run-id": parent_run_id,
+        "image": spec.image,
+        "code-version": code_version,
     }
+    return Workflow(
+        generate_name="retrain-train-",
+        namespace=spec.namespace,
+        labels={
+            "app.kubernetes.io/part-of": "retrain",
+            "retrain/commit": commit[:63],
+            CUSTOMERS_LABEL: str(len(customers)),
+        },
+        workflow_template_ref=m.WorkflowTemplateRef(name=TEMPLATE_NAME),
+        arguments=[Parameter(name=name, value=value) for name, value in parameters.items()],
+    )
 
 
 def pods_for(customers: int, spec: ArgoTrainingSpec) -> int:

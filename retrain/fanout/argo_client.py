@@ -1,24 +1,34 @@
-"""A small client of the Argo Server REST API: submit, poll phase and progress, read failures, stop.
+"""A client of the Argo Server: Hera's ``WorkflowsService`` through a bounded, retrying session.
 
-Progress and failures are counted in customers, not pods: each training pod's node carries its
-shard number, and :mod:`retrain.fanout.shards` says which customers a shard trains. The bearer
-token is sent in a header and never appears in messages or ``repr``.
+Submitting and stopping are Hera's ``create_workflow`` and ``stop_workflow``. Every request, Hera's
+and the poll's, goes through :class:`ArgoSession`: urllib3's retries of connection errors and 5xx,
+all attempts within one ``$RETRAIN_CONNECT_TIMEOUT`` deadline, and the suite's errors for what the
+server answered. Progress and failures are counted in customers, not pods: each training pod's node
+carries its shard number, and :mod:`retrain.fanout.shards` says which customers a shard trains. The
+bearer token is sent in a header and never appears in messages or ``repr``.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 import time
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Self, cast
+from urllib.parse import urlsplit
 
 import requests
+import urllib3
+from hera.workflows import Workflow, WorkflowsService
+from hera.workflows.models import Workflow as WorkflowModel
+from hera.workflows.models import WorkflowCreateRequest, WorkflowStopRequest
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
-from retrain.connect import CONNECT_TIMEOUT_ENV, connect_timeout, root_cause, total_timeout
+from retrain.connect import CONNECT_TIMEOUT_ENV, connect_timeout, root_cause
 from retrain.errors import NotFoundError, RetrainError, ServiceUnreachableError
 from retrain.fanout.shards import shard_size
 
@@ -126,13 +136,14 @@ class WorkflowStatus:
 
 
 class ArgoClient:
-    """A session with one Argo Server.
+    """A session with one Argo Server, in one namespace.
 
     :param base_url: the Argo Server, e.g. ``https://argo.example.com:2746``.
     :param timeout: seconds one call may take, retries of connection errors and 5xx included
         (default ``$RETRAIN_CONNECT_TIMEOUT``): an absent server fails in bounded time, and
         Airflow's task retries, not a hidden loop, decide what happens next.
-    :param retries: retries within that time; ``backoff`` seconds before the first, doubling.
+    :param retries: retries within that time, as urllib3 spaces them: the first at once, then
+        ``backoff`` times 2, 4, ... seconds.
     """
 
     def __init__(
@@ -148,12 +159,14 @@ class ArgoClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.namespace = namespace
-        self._session = requests.Session()
-        if token:
-            self._session.headers["Authorization"] = f"Bearer {token.removeprefix('Bearer ')}"
-        self._session.verify = verify
-        self.timeout = connect_timeout() if timeout is None else timeout
-        self.retries, self.backoff = retries, backoff
+        session = ArgoSession(
+            self.base_url, connect_timeout() if timeout is None else timeout, retries, backoff, verify
+        )
+        # Hera joins its paths onto ``host``: the slash keeps a path prefix such as ``/argo``.
+        self._service = WorkflowsService(host=f"{self.base_url}/", token=token, namespace=namespace,
+                                         session=session)  # fmt: skip
+        if self._service.token:  # Hera's "Bearer ..." form, for the poll too
+            session.headers["Authorization"] = self._service.token
 
     def __repr__(self) -> str:
         return f"ArgoClient({self.base_url!r}, namespace={self.namespace!r})"
@@ -162,20 +175,19 @@ class ArgoClient:
         """The workflow's page in the Argo UI."""
         return f"{self.base_url}/workflows/{self.namespace}/{name}"
 
-    def submit(self, workflow: dict[str, Any]) -> str:
+    def submit(self, workflow: Workflow) -> str:
         """Create the workflow; returns its generated name."""
-        created = self._request("POST", f"/api/v1/workflows/{self.namespace}", json={"workflow": workflow})
-        return str(created["metadata"]["name"])
+        built = cast(WorkflowModel, workflow.build())  # Hera types it as any of its workflow kinds
+        request = WorkflowCreateRequest(workflow=built)
+        created = self._service.create_workflow(request, namespace=self.namespace)
+        return str(created.metadata.name)
 
     def status(self, name: str) -> WorkflowStatus:
         """Phase, progress and each training pod's node: one GET of the fields that say it."""
-        data = self._request(
-            "GET",
-            f"/api/v1/workflows/{self.namespace}/{name}",
-            params={
-                "fields": "metadata.name,metadata.labels,spec.arguments.parameters,status.phase,"
-                "status.progress,status.message,status.startedAt,status.nodes"
-            },
+        data = self._fields(
+            name,
+            "metadata.name,metadata.labels,spec.arguments.parameters,status.phase,"
+            "status.progress,status.message,status.startedAt,status.nodes",
         )
         status = data.get("status") or {}
         customers = ((data.get("metadata") or {}).get("labels") or {}).get(CUSTOMERS_LABEL)
@@ -199,11 +211,7 @@ class ArgoClient:
         MLflow says which customers failed; this only explains them, so a pod training several
         customers where one failed names that one alone.
         """
-        data = self._request(
-            "GET",
-            f"/api/v1/workflows/{self.namespace}/{name}",
-            params={"fields": "spec.arguments.parameters,status.phase,status.message,status.nodes"},
-        )
+        data = self._fields(name, "spec.arguments.parameters,status.phase,status.message,status.nodes")
         status = data.get("status") or {}
         shards, nodes = _shards(data), _shard_nodes(status.get("nodes") or {})
         shard_by_customer = {c: i % shards for i, c in enumerate(sorted(customers))}
@@ -220,47 +228,140 @@ class ArgoClient:
         return reasons
 
     def stop(self, name: str, message: str = "stopped by retrain") -> None:
-        self._request("PUT", f"/api/v1/workflows/{self.namespace}/{name}/stop", json={"message": message})
+        self._service.stop_workflow(name, WorkflowStopRequest(message=message), namespace=self.namespace)
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One call, retried on connection errors and 5xx while ``self.timeout`` seconds last in all."""
-        url = f"{self.base_url}{path}"
+    def _fields(self, name: str, fields: str) -> dict[str, Any]:
+        """The workflow's JSON, only ``fields`` of it (a poll of a 500-pod workflow stays small).
+
+        Hera's ``get_workflow`` cannot serve this: it parses the reply into its typed ``Workflow``,
+        which requires ``metadata`` and each node's ``id`` and ``name``, so a ``fields=``-filtered
+        reply fails validation. The GET goes through the same session, retries and errors.
+        """
+        url = f"{self.base_url}/api/v1/workflows/{self.namespace}/{name}"
+        answer: dict[str, Any] = self._service.session.get(url, params={"fields": fields}).json()
+        return answer
+
+
+@dataclass
+class _Call:
+    """One request's budget: when its last attempt must end, and how many attempts failed so far."""
+
+    deadline: float
+    failures: int = 0
+
+
+_CALL: ContextVar[_Call] = ContextVar("argo_call")
+
+
+class _DeadlineTimeout(urllib3.Timeout):
+    """Each attempt's timeout, connecting and reading together: what is left of the call's deadline.
+
+    urllib3 clones the request's timeout for every attempt, so the clone is where it shrinks.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(total=max(deadline - time.monotonic(), 0.001))
+        self.deadline = deadline
+
+    def clone(self) -> _DeadlineTimeout:
+        return _DeadlineTimeout(self.deadline)
+
+
+class _DeadlineRetry(Retry):
+    """urllib3's retries, counted, and exhausted where the next backoff would end past the deadline."""
+
+    def increment(self, *args: Any, **kwargs: Any) -> Self:
+        _CALL.get().failures += 1
+        return super().increment(*args, **kwargs)
+
+    def is_exhausted(self) -> bool:
+        return super().is_exhausted() or time.monotonic() + self.get_backoff_time() >= _CALL.get().deadline
+
+    def sleep(self, response: Any = None) -> None:
+        last = self.history[-1]
+        failure = root_cause(last.error) if last.error else f"HTTP {last.status}"
+        log.warning("Argo Server %s %s: %s (attempt %d), retrying in %.1fs",
+                    last.method, last.url, failure, len(self.history), self.get_backoff_time())  # fmt: skip
+        super().sleep(response)
+
+
+class ArgoSession(requests.Session):
+    """Every request to one Argo Server, Hera's included: bounded, retried, answered with the suite's errors.
+
+    Connection errors and 5xx are retried (urllib3's ``Retry``, POST too) while ``timeout`` seconds
+    last in all; then :class:`ArgoUnreachableError` names the server, the request and the attempts.
+    401/403, 404 and other 4xx raise :class:`ArgoAuthError`, :class:`ArgoNotFoundError` and
+    :class:`ArgoError` here, so callers never parse Hera's generic exceptions. ``verify`` (a flag or
+    a CA bundle path) overrides the flag Hera passes with each request.
+    """
+
+    def __init__(
+        self, base_url: str, timeout: float, retries: int, backoff: float, verify: bool | str
+    ) -> None:
+        super().__init__()
+        self.base_url, self.timeout = base_url, timeout
+        self.verify = verify
+        retry = _DeadlineRetry(
+            total=retries, backoff_factor=backoff, status_forcelist=frozenset(range(500, 600)),
+            allowed_methods=None, raise_on_status=False, respect_retry_after_header=False,
+        )  # fmt: skip
+        self.mount("http://", HTTPAdapter(max_retries=retry))
+        self.mount("https://", HTTPAdapter(max_retries=retry))
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         started = time.monotonic()
-        deadline = started + self.timeout
-        for attempt in itertools.count(1):
-            remaining = max(deadline - time.monotonic(), 0.001)
-            try:
-                response = self._session.request(method, url, timeout=total_timeout(remaining), **kwargs)
-            except requests.Timeout:
-                failure = f"no answer within {self.timeout:g}s (${CONNECT_TIMEOUT_ENV})"
-            except requests.ConnectionError as error:
-                failure = root_cause(error)
-            else:
-                if response.status_code < 500:
-                    return self._answer(response, method, path)
-                failure = f"HTTP {response.status_code} {_reason(response)}"
-            delay = self.backoff * 2 ** (attempt - 1)
-            if attempt > self.retries or time.monotonic() + delay >= deadline:
-                tries = f"{attempt} attempt{'s' if attempt > 1 else ''} in {time.monotonic() - started:.1f}s"
-                raise ArgoUnreachableError(
-                    f"cannot reach Argo Server at {self.base_url} ({method} {path}, {tries}): {failure}"
-                )
-            log.warning("Argo Server %s %s: %s (attempt %d), retrying in %.1fs",
-                        method, path, failure, attempt, delay)  # fmt: skip
-            time.sleep(delay)
-        raise AssertionError("unreachable")
+        call = _Call(started + self.timeout)
+        where = f"{request.method} {urlsplit(request.url or '').path}"
+        token = _CALL.set(call)
+        try:
+            response = super().send(
+                request, **{**kwargs, "timeout": _DeadlineTimeout(call.deadline), "verify": self.verify}
+            )
+        except requests.RequestException as error:
+            failure = (
+                f"no answer within {self.timeout:g}s (${CONNECT_TIMEOUT_ENV})"
+                if _timed_out(error)
+                else root_cause(error)
+            )
+        else:
+            if response.status_code < 500:
+                return self._checked(response, where)
+            failure = f"HTTP {response.status_code} {_reason(response)}"
+        finally:
+            _CALL.reset(token)
+        attempts = max(call.failures, 1)
+        tries = f"{attempts} attempt{'s' if attempts > 1 else ''} in {time.monotonic() - started:.1f}s"
+        raise ArgoUnreachableError(
+            f"cannot reach Argo Server at {self.base_url} ({where}, {tries}): {failure}"
+        )
 
-    def _answer(self, response: requests.Response, method: str, path: str) -> Any:
-        """The JSON of a non-5xx answer, or the error it stands for."""
-        if response.status_code == 401:
-            raise ArgoAuthError(f"Argo Server {self.base_url} rejected the token (401) for {method} {path}")
-        if response.status_code == 403:
-            raise ArgoAuthError(f"Argo Server {self.base_url} denied {method} {path} (403)")
-        if response.status_code == 404:
-            raise ArgoNotFoundError(f"Argo Server {self.base_url}: {method} {path} not found (404)")
-        if response.status_code >= 400:
-            raise ArgoError(f"Argo Server {method} {path}: {response.status_code} {_reason(response)}")
-        return response.json()
+    def _checked(self, response: requests.Response, where: str) -> requests.Response:
+        """A non-5xx answer, or the error it stands for."""
+        code = response.status_code
+        if code == 401:
+            raise ArgoAuthError(f"Argo Server {self.base_url} rejected the token (401) for {where}")
+        if code == 403:
+            raise ArgoAuthError(f"Argo Server {self.base_url} denied {where} (403)")
+        if code == 404:
+            raise ArgoNotFoundError(f"Argo Server {self.base_url}: {where} not found (404)")
+        if code >= 400:
+            raise ArgoError(f"Argo Server {where}: {code} {_reason(response)}")
+        return response
+
+
+def _timed_out(error: BaseException) -> bool:
+    """Whether the last attempt ran out of time, rather than being refused or reset.
+
+    urllib3's ``NewConnectionError`` (refused, DNS) subclasses its ``TimeoutError``, as requests notes.
+    """
+    chain: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return not any(isinstance(e, urllib3.exceptions.NewConnectionError) for e in chain) and any(
+        isinstance(e, TimeoutError | urllib3.exceptions.TimeoutError) for e in chain
+    )
 
 
 def _shards(workflow: dict[str, Any]) -> int:

@@ -41,7 +41,9 @@ class AdapterTrainingOperator(BaseOperator):
     :param allow_partial: succeed when only some customers failed (templated: a DAG param).
     :param mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI``, else the embedded store).
     :param argo_conn_id: connection of type ``argo`` (backend ``argo``).
-    :param argo_spec: image, namespace, GPU and quota settings of the training pods.
+    :param argo_spec: image, namespace, GPU and quota settings of the training pods. The image needs
+        a version tag or a digest (``latest`` is refused): its tag or digest is the adapters' code
+        version, part of the key that decides whether a customer is already trained.
     :param poll_interval: seconds between workflow polls while deferred.
     """
 
@@ -112,9 +114,8 @@ class AdapterTrainingOperator(BaseOperator):
             store_artifact=lambda name, text: mlflow_client.log_text(parent_run_id, text, name),
         )  # fmt: skip
         name = client.submit(workflow)
-        self.log.info(
-            "submitted Argo workflow %s for %d customers: %s", name, len(customers), client.workflow_url(name)
-        )
+        self.log.info("submitted Argo workflow %s for %d customers (image %s): %s", name, len(customers),
+                      self.argo_spec.image, client.workflow_url(name))  # fmt: skip
         context["ti"].xcom_push(key=ArgoWorkflowLink.source_key, value=client.workflow_url(name))
         request = {
             "commit": commit, "parent_run_id": parent_run_id,

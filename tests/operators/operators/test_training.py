@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hera.workflows import Workflow
 from mlflow.tracking import MlflowClient
 
+import retrain
 from retrain.adapters.registry import train_and_register
 from retrain.adapters.training import TrainingParams
 from retrain.demo.seed import SeededRepository
@@ -84,6 +86,7 @@ def test_argo_backend_collects_versions_from_mlflow_and_names_failures(
     parameters = {p["name"]: p["value"] for p in submitted["spec"]["arguments"]["parameters"]}
     assert json.loads(parameters["selection"]) == {"customers": ["acme_air", "globex_bank"]}
     assert parameters["commit"] == seeded.commits[-1]
+    assert parameters["code-version"] == retrain.__version__  # of the default image, never "latest"
     parent = MlflowClient(mlflow_uri).get_run(parameters["parent-run-id"])
     assert parent.data.tags["retrain.backend"] == "argo"
     assert ti.xcom_pull(task_ids="train", key=ArgoWorkflowLink.source_key).endswith(
@@ -97,7 +100,7 @@ def test_trigger_serializes_and_on_kill_stops_the_workflow(monkeypatch: pytest.M
         monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", airflow_connection(url, TOKEN, namespace=None))
         from retrain_airflow.hooks.argo import ArgoHook
 
-        name = ArgoHook().get_client().submit({"metadata": {"generateName": "w-"}, "spec": {}})
+        name = ArgoHook().get_client().submit(Workflow(generate_name="w-"))
         trigger = ArgoWorkflowTrigger(argo_conn_id="argo_default", workflow=name, poll_interval=0.05)
         classpath, kwargs = trigger.serialize()
         assert classpath == "retrain_airflow.triggers.argo.ArgoWorkflowTrigger"

@@ -140,7 +140,7 @@ def test_fan_out_reports_progress_in_customers_and_names_exactly_the_failed_ones
         spec, table="examples", commit=COMMIT, customers=customers, parent_run_id=parent,
         store_artifact=lambda name, text: mlflow_client.log_text(parent, text, name),
     )  # fmt: skip
-    parameters = {p["name"]: p["value"] for p in workflow["spec"]["arguments"]["parameters"]}
+    parameters = {p["name"]: p["value"] for p in workflow.to_dict()["spec"]["arguments"]["parameters"]}
     shards = int(parameters["shards"])
     assert shards == spec.max_pods  # several customers per pod: a failed pod is not a failed customer
     # Three customers fail; customer_00500 shares shard 0 with customer_00000, which succeeds.

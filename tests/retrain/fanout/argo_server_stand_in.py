@@ -2,8 +2,9 @@
 
 It speaks the documented shapes (``POST /api/v1/workflows/{ns}`` with ``{"workflow": ...}``,
 ``GET /api/v1/workflows/{ns}/{name}?fields=...`` answering only the listed fields, ``PUT
-.../stop``), checks the bearer token, moves each workflow one step further along a scripted path
-of phases (and node statuses) per poll, and can answer 5xx a given number of times. It runs no pods.
+.../stop``, ``GET /api/v1/workflow-templates/{ns}/{name}``), checks the bearer token, moves each
+workflow one step further along a scripted path of phases (and node statuses) per poll, and can
+answer 5xx a given number of times. It runs no pods.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class StandInState:
     node_steps: list[Nodes] = field(default_factory=list)  # status.nodes as of each poll, like phases
     started_at: str | None = None  # status.startedAt
     server_errors: int = 0  # answer this many requests with 503 first
+    templates: list[str] = field(default_factory=lambda: ["retrain-train-adapters"])  # in every namespace
     submitted: list[dict[str, Any]] = field(default_factory=list)
     reads: dict[str, int] = field(default_factory=dict)
     stopped: list[str] = field(default_factory=list)
@@ -91,6 +93,11 @@ def _handler(state: StandInState) -> type[BaseHTTPRequestHandler]:
                 return self._reply(401, {"code": 16, "message": "token not valid"})
             url = urlsplit(self.path)
             parts = url.path.strip("/").split("/")  # api v1 workflows ns [name [stop]]
+            if method == "GET" and parts[:3] == ["api", "v1", "workflow-templates"] and len(parts) == 5:
+                if parts[4] not in state.templates:
+                    message = f'workflowtemplates.argoproj.io "{parts[4]}" not found'
+                    return self._reply(404, {"code": 5, "message": message})
+                return self._reply(200, {"metadata": {"name": parts[4], "namespace": parts[3]}})
             if parts[:3] != ["api", "v1", "workflows"] or len(parts) < 4:
                 return self._reply(404, {"code": 5, "message": "not found"})
             by_name = {w["metadata"]["name"]: w for w in state.submitted}
@@ -109,7 +116,7 @@ def _handler(state: StandInState) -> type[BaseHTTPRequestHandler]:
             name = parts[4]
             if method == "PUT" and parts[5:] == ["stop"]:
                 state.stopped.append(name)
-                return self._reply(200, {"metadata": {"name": name}, "status": {"phase": "Failed"}})
+                return self._reply(200, {**by_name[name], "status": {"phase": "Failed"}})  # whole, as Argo
             fields = parse_qs(url.query).get("fields", [""])[0]
             read = state.reads.get(name, 0)
             if "metadata.name" in fields.split(","):  # a poll moves the workflow one step on

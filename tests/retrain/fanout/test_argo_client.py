@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hera.workflows import Parameter, Workflow
+from hera.workflows import models as m
 
 from retrain.connect import CONNECT_TIMEOUT_ENV
 from retrain.fanout.argo_client import (
@@ -16,7 +18,7 @@ from retrain.fanout.argo_client import (
 from ..sockets import BOUND, MARGIN, Elapsed, closed_port, silent_port
 from .argo_server_stand_in import StandInState, argo_server_stand_in, shard_pod_node
 
-WORKFLOW = {"metadata": {"generateName": "retrain-train-"}, "spec": {"workflowTemplateRef": {"name": "t"}}}
+WORKFLOW = Workflow(generate_name="retrain-train-", workflow_template_ref=m.WorkflowTemplateRef(name="t"))
 
 
 def client(url: str, token: str = "good-token") -> ArgoClient:
@@ -33,7 +35,7 @@ def test_submit_and_poll_to_success() -> None:
     assert [s.phase for s in phases] == ["Pending", "Running", "Succeeded", "Succeeded"]
     assert [s.finished for s in phases] == [False, False, True, True]
     assert phases[-1].progress == "3/3"
-    assert state.submitted[0]["spec"] == WORKFLOW["spec"]
+    assert state.submitted[0]["spec"] == WORKFLOW.to_dict()["spec"]
     assert "fields=metadata.name" in state.requests[1]  # polls ask only for phase and progress
     assert argo.workflow_url(name) == f"{url}/workflows/ml-training/{name}"
 
@@ -54,12 +56,13 @@ def test_failed_workflow_names_its_failed_nodes() -> None:
 
 
 def test_failures_are_explained_by_the_shard_each_customer_was_trained_in() -> None:
-    shards = {"arguments": {"parameters": [{"name": "shards", "value": "3"}]}}
     state = StandInState(token="good-token", phases=["Failed"])
     customers = ["acme_air", "globex_bank", "initech_saas", "umbrella"]  # shard 0: acme_air, umbrella
     with argo_server_stand_in(state) as url:
         argo = client(url)
-        name = argo.submit({"metadata": {"generateName": "retrain-train-"}, "spec": shards})
+        name = argo.submit(
+            Workflow(generate_name="retrain-train-", arguments=[Parameter(name="shards", value="3")])
+        )
         state.node_steps = [shard_pod_node(name, 0, "Failed", message="failed customers: umbrella: no rows")]
         assert argo.status(name).nodes[0].failed
         reasons = argo.failed_customers(name, customers, ["umbrella", "globex_bank"])
