@@ -7,6 +7,78 @@ from typing import Any
 import retrain
 
 
+def _text_field(label: str, description: str, **schema: Any) -> dict[str, Any]:
+    """One ``conn-fields`` entry: an optional extra shown in the connection form."""
+    return {"label": label, "description": description, "schema": {"type": ["string", "null"], **schema}}
+
+
+def _seconds_field(label: str, description: str) -> dict[str, Any]:
+    return {"label": label, "description": description, "schema": {"type": ["number", "null"], "minimum": 0}}
+
+
+# The connection forms, read by Airflow's UI from here without importing the hooks (Airflow 3.2+).
+DOLT_CONNECTION: dict[str, Any] = {
+    "connection-type": "dolt",
+    "hook-class-name": "retrain_airflow.hooks.dolt.DoltHook",
+    "hook-name": "Dolt",
+    "ui-field-behaviour": {
+        "relabeling": {"schema": "Database"},
+        "placeholders": {
+            "host": "dolt sql-server host (leave empty for an embedded doltlite file)",
+            "port": "3306",
+            "schema": "training",
+            "login": "root",
+        },
+    },
+    "conn-fields": {
+        "path": _text_field(
+            "Doltlite file",
+            "Absolute path of an embedded doltlite repository; when set, host and port are unused.",
+        ),
+        "web_url": _text_field(
+            "Web UI URL", "The repository on DoltHub or DoltLab, for commit and diff links.", format="url"
+        ),
+        "timeout": _seconds_field(
+            "Connect timeout (s)",
+            "sql-server only: seconds to connect "
+            "(default $RETRAIN_DOLT_TIMEOUT, else $RETRAIN_CONNECT_TIMEOUT, else 15).",
+        ),
+        "query_timeout": _seconds_field(
+            "Query timeout (s)",
+            "sql-server only: seconds each query may read or write "
+            "(default $RETRAIN_DOLT_QUERY_TIMEOUT, else 600).",
+        ),
+    },
+}
+ARGO_CONNECTION: dict[str, Any] = {
+    "connection-type": "argo",
+    "hook-class-name": "retrain_airflow.hooks.argo.ArgoHook",
+    "hook-name": "Argo Workflows",
+    "ui-field-behaviour": {
+        "hidden-fields": ["login"],
+        "relabeling": {"password": "Bearer token", "schema": "Scheme (https or http)"},
+        "placeholders": {
+            "host": "argo-server.argo.svc",
+            "port": "2746",
+            "schema": "https",
+        },
+    },
+    "conn-fields": {
+        "namespace": _text_field(
+            "Namespace",
+            "Kubernetes namespace of the workflows and the retrain-train-adapters template.",
+            default="ml-training",
+        ),
+        "verify": {
+            "label": "Verify TLS certificate",
+            "description": "Uncheck only for a self-signed test server; "
+            'a CA bundle path may be given as "verify" in Extra.',
+            "schema": {"type": ["boolean", "null"], "default": True},
+        },
+    },
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     """Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
     return {
@@ -14,10 +86,7 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Retrain",
         "description": "Per-customer adapter retraining on Dolt commits, with MLflow lineage.",
         "versions": [retrain.__version__],
-        "connection-types": [
-            {"connection-type": "dolt", "hook-class-name": "retrain_airflow.hooks.dolt.DoltHook"},
-            {"connection-type": "argo", "hook-class-name": "retrain_airflow.hooks.argo.ArgoHook"},
-        ],
+        "connection-types": [DOLT_CONNECTION, ARGO_CONNECTION],
         "hooks": [
             {"integration-name": "Dolt", "python-modules": ["retrain_airflow.hooks.dolt"]},
             {"integration-name": "Argo Workflows", "python-modules": ["retrain_airflow.hooks.argo"]},

@@ -1,7 +1,8 @@
 """A real browser in the real Airflow UI: Debian's Chromium, driven headless by Playwright.
 
-Logs in as admin and as viewer, finds the four DAGs and the Releases view, and saves screenshots
-under ``var/test-artifacts/screenshots`` (kept as test artifacts); the viewer sees no rollback
+Logs in as admin and as viewer, finds the four DAGs, the Releases view and the Add Connection form
+for ``dolt`` with its fields, and saves screenshots under ``var/test-artifacts/screenshots`` (kept
+as test artifacts); the viewer sees no rollback
 button and the rollback endpoint answers 403. A release of 1,000 adapters (entries pointing at one
 trained adapter's artifacts) is searched, sorted and paged in the browser.
 """
@@ -211,3 +212,22 @@ def test_release_of_1000_adapters_searches_sorts_and_pages(browser: Any, airflow
     assert shown(page) == ["customer_0002", "customer_0001", "customer_0000"]  # still by roc_auc, descending
     assert page.get_by_text("training failed: out of memory").count() == 3
     screenshot(page, "release-1000-failed")
+
+
+def test_add_connection_form_for_dolt_shows_its_fields(browser: Any, airflow_ui: dict[str, Any]) -> None:
+    """The form Airflow builds from the provider info's hook-name, ui-field-behaviour and conn-fields."""
+    page = logged_in(browser, airflow_ui, "admin")
+    page.goto(airflow_ui["base"] + "/connections")
+    page.get_by_role("button", name="Add Connection").click()
+    page.get_by_role("dialog").get_by_role("combobox").first.press_sequentially("Dolt")  # react-select
+    page.get_by_role("option", name="Dolt", exact=True).click()
+    page.get_by_text("Database", exact=True).first.wait_for(timeout=30_000)  # the relabelled schema
+    page.get_by_placeholder("dolt sql-server host (leave empty for an embedded doltlite file)").wait_for()
+    extras = ("Doltlite file", "Web UI URL", "Connect timeout (s)", "Query timeout (s)")
+    page.get_by_text("Extra Fields", exact=True).first.wait_for()
+    page.wait_for_timeout(1_000)  # the section renders its fields, open or collapsed
+    if not page.get_by_text(extras[0], exact=True).first.is_visible():
+        page.get_by_text("Extra Fields", exact=True).first.click()
+    for label in extras:
+        page.get_by_text(label, exact=True).first.wait_for(timeout=30_000)
+    screenshot(page, "connection-form-dolt")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlencode
 
 from airflow.sdk import BaseHook, Connection
 
 from retrain.dolt import DoltRepository
-from retrain.dolt.connections import URL_OPTIONS
+from retrain.dolt.connections import URL_OPTIONS, redact_url
+from retrain.dolt.errors import DoltConnectionError
 
 
 def repository_location(connection: Connection) -> str:
@@ -40,7 +40,8 @@ class DoltHook(BaseHook):
     """Interact with a Dolt repository: an embedded doltlite file or a ``dolt sql-server``.
 
     :param dolt_conn_id: connection of type ``dolt``: extra ``{"path": "/abs/training.db"}`` for
-        doltlite, or host, port, schema (database), login and password for sql-server.
+        doltlite, or host, port, schema (database), login and password for sql-server. Its form
+        in Airflow's UI is declared in :func:`retrain_airflow.get_provider_info`.
     """
 
     conn_name_attr = "dolt_conn_id"
@@ -67,14 +68,21 @@ class DoltHook(BaseHook):
     async def aget_repository_location(self) -> str:
         return repository_location(await self.aget_connection(self.dolt_conn_id))
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": [],
-            "relabeling": {"schema": "Database"},
-            "placeholders": {
-                "host": "dolt sql-server host (leave empty for an embedded doltlite file)",
-                "port": "3306",
-                "extra": '{"path": "/data/training.db"} or, for sql-server, {"timeout": 15}',
-            },
-        }
+    def test_connection(self) -> tuple[bool, str]:
+        """Open the repository and read the head of ``main``, as every task does first.
+
+        Airflow's ``(ok, message)``; never raises, so the UI shows one line. The message names the
+        repository, with any password hidden.
+        """
+        try:
+            location = repository_location(self.get_connection(self.dolt_conn_id))
+        except Exception as error:  # a missing or incomplete connection: the UI shows why
+            return False, str(error)
+        shown = redact_url(location)
+        try:
+            with DoltRepository.open(location) as repo:
+                return True, f"Dolt repository {shown}: main is at commit {repo.head()}"
+        except DoltConnectionError as error:  # these messages already name the file or server
+            return False, str(error)
+        except Exception as error:  # e.g. no branch main, or the server rejected a query
+            return False, f"Dolt repository {shown}: {error}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from airflow.sdk import Connection
 from retrain.demo.seed import SeededRepository
 from retrain.dolt import DoltRepository
 from retrain_airflow.hooks.dolt import DoltHook, repository_location
+
+from ...retrain.sockets import MARGIN, Elapsed, closed_port
 
 
 def test_embedded_path_becomes_doltlite_location(tmp_path: Path) -> None:
@@ -36,8 +39,54 @@ def test_get_repository_from_environment_connection(dolt_conn: str, seeded: Seed
         assert repo.head() == seeded.commits[-1]
 
 
-def test_ui_field_behaviour_relabels_schema() -> None:
-    assert DoltHook.get_ui_field_behaviour()["relabeling"] == {"schema": "Database"}
+def set_connection(monkeypatch: pytest.MonkeyPatch, **fields: object) -> DoltHook:
+    monkeypatch.setenv("AIRFLOW_CONN_DOLT_DEFAULT", json.dumps({"conn_type": "dolt", **fields}))
+    return DoltHook()
+
+
+def test_test_connection_reads_the_head_of_main(dolt_conn: str, seeded: SeededRepository) -> None:
+    ok, message = DoltHook(dolt_conn).test_connection()
+    assert (ok, message) == (
+        True,
+        f"Dolt repository doltlite://{seeded.path}: main is at commit {seeded.commits[-1]}",
+    )
+
+
+def test_test_connection_to_a_missing_file_names_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    missing = tmp_path / "gone" / "training.db"
+    ok, message = set_connection(monkeypatch, extra={"path": str(missing)}).test_connection()
+    assert (ok, message) == (False, f"Dolt repository file {missing} does not exist")
+    assert not missing.parent.exists()  # testing never creates a repository
+
+
+def test_test_connection_to_a_plain_sqlite_file_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    plain = tmp_path / "plain.db"
+    sqlite3.connect(plain).execute("CREATE TABLE t (x)").connection.close()
+    ok, message = set_connection(monkeypatch, extra={"path": str(plain)}).test_connection()
+    assert (ok, message) == (False, f"{plain} is a plain SQLite database, not a doltlite (Dolt) repository")
+
+
+def test_test_connection_to_a_closed_port_hides_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    port = closed_port()
+    hook = set_connection(
+        monkeypatch, host="127.0.0.1", port=port, schema="training", login="trainer", password="s3cret-pw"
+    )
+    with Elapsed() as timer:
+        ok, message = hook.test_connection()
+    assert not ok
+    assert message.startswith(
+        f"cannot reach Dolt sql-server at mysql://trainer:***@127.0.0.1:{port}/training: "
+    )
+    assert "s3cret-pw" not in message
+    assert timer.seconds < MARGIN
+
+
+def test_test_connection_without_path_or_host_is_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    ok, message = set_connection(monkeypatch).test_connection()
+    assert not ok
+    assert message.startswith("Dolt connection 'dolt_default' needs either extra {'path': ...}")
 
 
 def test_commit_diff_url_from_the_connections_web_url(
