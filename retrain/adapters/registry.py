@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from retrain.adapters.model import check_base_model, default_base_model
+from retrain.adapters.model import base_model_id, resolve_base_model
 from retrain.adapters.training import TrainingParams, rows_fingerprint, train_adapter
 from retrain.dolt import DoltRepository
 from retrain.errors import (
@@ -122,9 +122,14 @@ class RegisteredAdapter:
         return asdict(self)
 
 
-def training_key(customer: str, commit: str, code: str, params: TrainingParams, base_model: str) -> str:
-    """What makes two trainings the same: idempotency looks versions up by this tag."""
-    material = json.dumps([customer, commit, code, params.fingerprint(), Path(base_model).name])
+def training_key(customer: str, commit: str, code: str, params: TrainingParams, base_id: str) -> str:
+    """What makes two trainings the same: idempotency looks versions up by this tag.
+
+    ``base_id`` is the base model's portable identifier (:func:`base_model_id`). For a configured
+    folder that is its name, as before; for the packaged model it is ``<package>==<version>``
+    (it was the folder name ``model``), so a new base-model release is never taken as trained.
+    """
+    material = json.dumps([customer, commit, code, params.fingerprint(), base_id])
     return hashlib.sha256(material.encode()).hexdigest()[:24]
 
 
@@ -159,14 +164,15 @@ def train_and_register(
     from mlflow.tracking import MlflowClient
     from mlflow.types import ColSpec, Schema
 
-    from retrain.adapters.pyfunc import AdapterPyfunc
+    from retrain.adapters.pyfunc import INPUT_EXAMPLE, MODEL_CODE, model_config, pip_requirements
 
     customer_id(customer)
     params = params or TrainingParams()
-    base = str(check_base_model(base_model or default_base_model()))
+    base = str(resolve_base_model(override=base_model))
+    base_id = base_model_id(base)
     commit_hash = repo.resolve(commit)
     code = code_version()
-    key = training_key(customer, commit_hash, code, params, base)
+    key = training_key(customer, commit_hash, code, params, base_id)
     uri = tracking_uri(mlflow_uri)
     client = MlflowClient(uri)
     if not force and (existing := find_registered(client, customer, key)) is not None:
@@ -196,7 +202,7 @@ def train_and_register(
         f"{TAG_PREFIX}row_count": str(len(rows)),
         f"{TAG_PREFIX}rows_fingerprint": rows_fingerprint(rows) if len(rows) else "",
         f"{TAG_PREFIX}code_version": code,
-        f"{TAG_PREFIX}base_model": base,
+        f"{TAG_PREFIX}base_model": base_id,
         f"{TAG_PREFIX}training_key": key,
     }
     mlflow.set_tracking_uri(uri)
@@ -217,16 +223,17 @@ def train_and_register(
         mlflow.log_table(result.holdout.head(REFERENCE_SAMPLE), artifact_file="reference_scores.json")
         logged = mlflow.pyfunc.log_model(
             name="adapter",
-            python_model=AdapterPyfunc(),
+            python_model=str(MODEL_CODE),
+            input_example=INPUT_EXAMPLE,
             artifacts={"adapter": str(result.adapter_dir)},
-            model_config={"base_model": base},
+            model_config=model_config(base_id),
             signature=ModelSignature(
                 inputs=Schema([ColSpec("string", "text")]),
                 outputs=Schema(
                     [ColSpec("string", "label"), *(ColSpec("double", f"p_{x}") for x in result.labels)]
                 ),
             ),
-            pip_requirements=["retrain-suite", "torch", "transformers", "peft"],
+            pip_requirements=pip_requirements(base_id),
         )
         # Registration last: one call, every lineage tag included, nothing half-registered.
         _ensure_registered_model(client, model_name(customer))

@@ -211,9 +211,9 @@ def holdout_metrics(truth: list[str], probabilities: np.ndarray, labels: list[st
     metrics = {
         "accuracy": float(accuracy_score(truth, predicted)),
         "f1": float(
-            f1_score(truth, predicted, pos_label=labels[-1], average="binary")
+            f1_score(truth, predicted, pos_label=labels[-1], average="binary", zero_division=0.0)
             if binary
-            else f1_score(truth, predicted, average="macro")
+            else f1_score(truth, predicted, average="macro", zero_division=0.0)
         ),
         UNPREDICTED_LABELS: float(len(set(truth) - set(predicted))),
     }

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retrain.adapters.model import check_base_model, default_base_model, load_base, pick_device
+from retrain.adapters.model import load_base, pick_device, resolve_base_model
 from retrain.engine.cache import AdapterCache
 from retrain.engine.errors import AdapterFileError, EngineError, UnknownCustomerError
 from retrain.engine.weights import WEIGHTS_FILE, AdapterWeights
@@ -75,7 +75,7 @@ class AdapterEngine:
         self.release_id = release_id
         self.batch_size = batch_size
         self._adapters = adapters
-        self.base_model = str(check_base_model(base_model or default_base_model()))
+        self.base_model = str(resolve_base_model(override=base_model))
         self.device, self.dtype = pick_device() if device is None else (device, _dtype_for(device))
         started = time.perf_counter()
         self._tokenizer, model, _ = load_base(self.base_model, num_labels=2)
