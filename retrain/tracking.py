@@ -9,10 +9,12 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import retrain
 from retrain.connect import CONNECT_TIMEOUT_ENV, connect_timeout, root_cause, total_timeout
-from retrain.errors import ServiceUnreachableError
+from retrain.errors import InputError, ServiceUnreachableError
 
 DEFAULT_STORE = Path("var/mlflow")
 CODE_VERSION_ENV = "RETRAIN_CODE_VERSION"
+# Image tags that move from build to build: never a code version (a training key would outlive the code).
+MUTABLE_TAGS = frozenset({"latest", "stable", "edge", "nightly", "main", "master"})
 # MLflow's own defaults retry a dead server for minutes (7 retries, backoff factor 2, 120 s per try).
 # These bound every later call too; a user's own settings of these variables win.
 MLFLOW_HTTP_DEFAULTS = {
@@ -116,9 +118,18 @@ def ensure_experiment(name: str, uri: str) -> str:
 
 
 def code_version() -> str:
-    """``$RETRAIN_CODE_VERSION`` (set in images), else the checkout's git commit, else the package version."""
-    if os.environ.get(CODE_VERSION_ENV):
-        return os.environ[CODE_VERSION_ENV]
+    """``$RETRAIN_CODE_VERSION`` (an image's tag or digest), else the git commit, else the package version.
+
+    A mutable tag such as ``latest`` is refused: adapters trained by new code would share its
+    training key with the old ones and be skipped as already trained.
+    """
+    if version := os.environ.get(CODE_VERSION_ENV, "").strip():
+        if version.lower() in MUTABLE_TAGS:
+            raise InputError(
+                f"${CODE_VERSION_ENV}={version} names no code version (the tag moves from build to "
+                "build); set the image's version tag or digest"
+            )
+        return version
     package_dir = Path(retrain.__file__).resolve().parent
     try:
         head = subprocess.run(

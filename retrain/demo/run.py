@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from retrain.dolt.dialects import Statement
 from retrain.dolt.watermark import CommitWatermark
 from retrain.fanout.local import train_customers
 from retrain.outputs import DEMO_HOME, OutputPathError, claim
+from retrain.quiet import quiet_libraries
 from retrain.release.manifest import diff
 from retrain.release.promotion import DEFAULT_FLOOR, floor_failures, promote
 from retrain.release.store import ReleaseStore
@@ -158,9 +158,8 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=200)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # log lines, not bars
-    for noisy in ("great_expectations", "py4j", "mlflow", "alembic", "urllib3", "retrain.adapters"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_libraries()
+    logging.getLogger("retrain.adapters").setLevel(logging.WARNING)
     try:
         run(args.workdir, args.customers, args.examples)
     except OutputPathError as error:

@@ -29,6 +29,10 @@ def test_demo_retrains_only_the_healthy_edited_customer_and_releases(tmp_path: P
     )
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
+    # Our lines only: library warnings are fixed or filtered (retrain.quiet), Spark's log level is set
+    # before its session starts (retrain.spark).
+    noise = [line for line in (out + result.stderr).splitlines() if "Warning" in line or " WARN " in line]
+    assert noise == []
     assert "{'keys': ['globex_bank']}" in out  # the second seed commit changed customer #2 of 3
     assert "sensing again before the run finishes: None" in out
     assert "changed ['acme_air', 'initech_saas']" in out
