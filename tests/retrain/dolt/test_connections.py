@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,15 +11,11 @@ from retrain.dolt import DoltConnectionError, DoltRepository, DoltUnreachableErr
 from retrain.dolt.connections import DoltServerConnection
 from retrain.errors import InputError, ServiceUnreachableError
 
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ..sockets import closed_port, silent_port
 
 
 def test_unreachable_server_names_the_endpoint_and_hides_the_password() -> None:
-    port = _closed_port()
+    port = closed_port()
     repo = DoltRepository.open(f"mysql://trainer:s3cret-pw@127.0.0.1:{port}/training")
     with pytest.raises(DoltConnectionError) as raised:
         repo.head()
@@ -55,36 +47,8 @@ def test_worker_imports_doltlite_before_anything_else() -> None:
     assert first.names[0].name == "doltlite"
 
 
-@contextlib.contextmanager
-def _silent_server() -> Iterator[int]:
-    """A port that accepts TCP connections and then never says a word (a hung server)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])  # held open, never written to
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join()
-        for connection in [*accepted, listener]:
-            connection.close()
-
-
 def test_closed_port_fails_fast_with_a_retryable_error_naming_the_endpoint() -> None:
-    port = _closed_port()
+    port = closed_port()
     repo = DoltRepository.open(f"mysql://trainer:s3cret-pw@127.0.0.1:{port}/training?timeout=2")
     started = time.monotonic()
     with pytest.raises(DoltUnreachableError) as raised:
@@ -101,7 +65,7 @@ def test_closed_port_fails_fast_with_a_retryable_error_naming_the_endpoint() -> 
 
 @pytest.mark.timeout(60)
 def test_a_server_that_accepts_but_never_answers_times_out_by_url_option() -> None:
-    with _silent_server() as port:
+    with silent_port() as port:
         repo = DoltRepository.open(f"mysql://trainer:s3cret-pw@127.0.0.1:{port}/training?timeout=1")
         started = time.monotonic()
         with pytest.raises(DoltUnreachableError) as raised:
@@ -120,7 +84,7 @@ def test_a_silent_server_times_out_by_environment_and_the_cli_says_so(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("RETRAIN_DOLT_TIMEOUT", "1.5")
-    with _silent_server() as port:
+    with silent_port() as port:
         started = time.monotonic()
         code = main(["dolt", "head", "--repo", f"mysql://trainer:s3cret-pw@127.0.0.1:{port}/training"])
         elapsed = time.monotonic() - started
@@ -144,7 +108,7 @@ def test_the_suites_connect_timeout_bounds_dolt_too(monkeypatch: pytest.MonkeyPa
     """One knob for every service's first contact; queries keep their own, longer bound."""
     monkeypatch.delenv("RETRAIN_DOLT_TIMEOUT", raising=False)
     monkeypatch.setenv("RETRAIN_CONNECT_TIMEOUT", "1")
-    with _silent_server() as port:
+    with silent_port() as port:
         repo = DoltRepository.open(f"mysql://trainer@127.0.0.1:{port}/training?query_timeout=30")
         started = time.monotonic()
         with pytest.raises(DoltUnreachableError, match="did not answer a connection within 1 s"):
