@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from retrain.errors import InputError
 
@@ -52,3 +53,18 @@ def total_timeout(seconds: float) -> Any:
     import urllib3
 
     return urllib3.Timeout(total=seconds)
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part replaced by ``***``, for messages.
+
+    Works on URLs with a bad port; one too malformed to split shows only its scheme.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.partition("://")[0] + "://***"
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostport}"))
+    return url

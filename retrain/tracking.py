@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import retrain
-from retrain.connect import CONNECT_TIMEOUT_ENV, connect_timeout, root_cause, total_timeout
+from retrain.connect import CONNECT_TIMEOUT_ENV, connect_timeout, redacted_url, root_cause, total_timeout
 from retrain.errors import InputError, ServiceUnreachableError
 
 DEFAULT_STORE = Path("var/mlflow")
@@ -47,20 +47,8 @@ def tracking_uri(uri: str | None = None) -> str:
     for name, value in MLFLOW_HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
     server = _move_credentials(resolved)
-    _check_reachable(server, redacted_uri(resolved))
+    _check_reachable(server, redacted_url(resolved))
     return server
-
-
-def redacted_uri(uri: str) -> str:
-    """``uri`` with the password of its ``user:password@`` part replaced by ``***``, for messages."""
-    try:
-        parts = urlsplit(uri)
-        if parts.password is None:
-            return uri
-    except ValueError:  # unparseable: show nothing that could be a secret
-        return uri.partition("://")[0] + "://***"
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def _move_credentials(uri: str) -> str:

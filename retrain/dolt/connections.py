@@ -27,9 +27,9 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from retrain.connect import connect_timeout
+from retrain.connect import connect_timeout, redacted_url
 from retrain.dolt.dialects import DoltDialect, DoltliteDialect, DoltServerDialect, Statement
 from retrain.dolt.errors import (
     DoltConnectionError,
@@ -270,19 +270,9 @@ def _stop_worker(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``; works on URLs too malformed to parse fully."""
-    parts = urlsplit(url)
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
 def _server_timeout(url: str, query: dict[str, list[str]], option: str, env: str, default: float) -> float:
     if option in query:
-        text, source = query[option][-1], f"option {option} in {redact_url(url)}"
+        text, source = query[option][-1], f"option {option} in {redacted_url(url)}"
     elif os.environ.get(env):
         text, source = os.environ[env], f"${env}"
     else:
@@ -313,15 +303,15 @@ class DoltServerConnection:
         if unknown:
             supported = ", ".join(URL_OPTIONS)
             raise InvalidLocationError(
-                f"unknown option(s) {', '.join(unknown)} in {redact_url(url)} (supported: {supported})"
+                f"unknown option(s) {', '.join(unknown)} in {redacted_url(url)} (supported: {supported})"
             )
         try:
             port = parts.port or 3306
         except ValueError as error:  # ':99999', ':abc'
-            message = f"bad port in Dolt repository URL {redact_url(url)}: {error}"
+            message = f"bad port in Dolt repository URL {redacted_url(url)}: {error}"
             raise InvalidLocationError(message) from None
         if not parts.hostname:
-            raise InvalidLocationError(f"Dolt repository URL {redact_url(url)} names no host")
+            raise InvalidLocationError(f"Dolt repository URL {redacted_url(url)} names no host")
         self.timeout = _server_timeout(url, query, "timeout", TIMEOUT_ENV, connect_timeout())
         self.query_timeout = _server_timeout(
             url, query, "query_timeout", QUERY_TIMEOUT_ENV, DEFAULT_QUERY_TIMEOUT_S

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from retrain.adapters.model import default_base_model
 from retrain.engine.engine import DEFAULT_BATCH_SIZE, DEFAULT_CACHE_BYTES
 from retrain.errors import InputError, NotFoundError
-from retrain.identifiers import sql_identifier
+from retrain.identifiers import RELEASE_ID_RULE, is_release_id, sql_identifier
 from retrain.outputs import RELEASE_CACHE, claim
 from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE, write_context
 from retrain.release.manifest import Manifest
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 INPUT_COLUMNS = ("request_id", "customer_id", "text")
 _DS = re.compile(r"\d{4}-\d{2}-\d{2}")
-_RELEASE = re.compile(r"[0-9a-f]{32}")
 
 
 class ScoringError(InputError):
@@ -110,8 +109,8 @@ def score_partition(
     sql_identifier(output_table, "table")
     if not _DS.fullmatch(ds):
         raise ScoringError(f"partition value ds={ds!r} is not a date (YYYY-MM-DD)")
-    if not _RELEASE.fullmatch(release_id):
-        raise ScoringError(f"release {release_id!r} is not a release id (32 hex characters)")
+    if not is_release_id(release_id):
+        raise ScoringError(f"release {release_id!r} is not a release id ({RELEASE_ID_RULE})")
     started = time.perf_counter()
     try:
         frame = _input_partition(spark, input_table, ds)

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from retrain.connect import CONNECT_TIMEOUT_ENV, connect_timeout
+from retrain.connect import CONNECT_TIMEOUT_ENV, connect_timeout, redacted_url
 from retrain.errors import InputError, ServiceUnreachableError
-from retrain.tracking import MLFLOW_HTTP_DEFAULTS, TrackingUnreachableError, redacted_uri, tracking_uri
+from retrain.tracking import MLFLOW_HTTP_DEFAULTS, TrackingUnreachableError, tracking_uri
 
 from .sockets import BOUND, MARGIN, Elapsed, closed_port, health_only_port, silent_port
 
@@ -32,10 +32,11 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ("mysql+pymysql://ml:pw@db:3306/mlflow", "mysql+pymysql://ml:***@db:3306/mlflow"),
         ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
         ("http://bob:pw@[::1", "http://***"),  # unparseable: nothing shown
+        ("mysql://ml:pw@db:99999/x", "mysql://ml:***@db:99999/x"),  # a bad port still splits
     ],
 )
-def test_redacted_uri_hides_only_the_password(uri: str, shown: str) -> None:
-    assert redacted_uri(uri) == shown
+def test_redacted_url_hides_only_the_password(uri: str, shown: str) -> None:
+    assert redacted_url(uri) == shown
 
 
 def test_closed_port_fails_in_bound_naming_the_server_without_its_password() -> None:

@@ -7,8 +7,9 @@ from urllib.parse import quote, urlencode
 
 from airflow.sdk import BaseHook, Connection
 
+from retrain.connect import redacted_url
 from retrain.dolt import DoltRepository
-from retrain.dolt.connections import URL_OPTIONS, redact_url
+from retrain.dolt.connections import URL_OPTIONS
 from retrain.dolt.errors import DoltConnectionError
 
 
@@ -78,7 +79,7 @@ class DoltHook(BaseHook):
             location = repository_location(self.get_connection(self.dolt_conn_id))
         except Exception as error:  # a missing or incomplete connection: the UI shows why
             return False, str(error)
-        shown = redact_url(location)
+        shown = redacted_url(location)
         try:
             with DoltRepository.open(location) as repo:
                 return True, f"Dolt repository {shown}: main is at commit {repo.head()}"
