@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Targets:
-#   airflow  - Airflow 3.3 with the suite (retrain + retrain_airflow provider), dags/ and plugins/;
+#   airflow  - Airflow 3.3 with the suite (retrain + the retrain_airflow provider and its plugin), dags/;
 #              trains (local backend) and scores (in-task Spark) too
 #   trainer  - the `retrain` CLI for Argo training pods: no Airflow; PyPI's Linux torch wheels carry CUDA
 #   scorer   - the trainer plus Java and PySpark: the Spark driver of argo_templates/hive-scoring.yaml
@@ -16,6 +16,7 @@ WORKDIR /src
 COPY pyproject.toml setup.cfg constraints.txt constraints-serve.txt README.md ./
 COPY retrain ./retrain
 COPY operators ./operators
+COPY plugins ./plugins
 
 FROM ${AIRFLOW_IMAGE} AS airflow
 USER root
@@ -26,8 +27,6 @@ USER airflow
 COPY --from=source --chown=airflow:root /src /opt/retrain
 RUN pip install --no-cache-dir -c /opt/retrain/constraints.txt "/opt/retrain[airflow,train,spark]"
 COPY --chown=airflow:root dags /opt/airflow/dags
-COPY --chown=airflow:root plugins /opt/airflow/plugins
-COPY --chown=airflow:root expectations /opt/airflow/expectations
 
 FROM ${PYTHON_IMAGE} AS trainer
 RUN useradd --create-home --uid 1000 retrain

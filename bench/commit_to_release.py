@@ -37,8 +37,8 @@ from retrain.fanout.local import train_customers
 from retrain.release.promotion import promote
 from retrain.release.store import ReleaseStore
 from retrain.validation.gate import validate_commit
+from retrain.validation.suite import PACKAGED_SUITE
 
-SUITE = Path(__file__).resolve().parents[1] / "expectations" / "examples.json"
 PARAMS = TrainingParams(epochs=2, min_examples=10)
 
 
@@ -79,7 +79,7 @@ def main() -> None:
             # (not promoted), Great Expectations loaded; then both timings below are warm.
             train_and_register(repo, table=EXAMPLES_TABLE, commit="main", customer=seeded.customers[0],
                                params=PARAMS, mlflow_uri=uri, force=True)  # fmt: skip
-            validate_commit(repo, EXAMPLES_TABLE, "main", SUITE, customers=[seeded.customers[0]])
+            validate_commit(repo, EXAMPLES_TABLE, "main", PACKAGED_SUITE, customers=[seeded.customers[0]])
 
             repo.execute(Statement(
                 "UPDATE examples SET text = text || ' (reviewed)' WHERE customer_id = ?", (changed,)
@@ -109,7 +109,7 @@ def main() -> None:
             assert commit_range is not None
             customers = sorted(commit_range.changed.keys)
             lap("sense")
-            report = validate_commit(repo, EXAMPLES_TABLE, commit, SUITE, customers=customers)
+            report = validate_commit(repo, EXAMPLES_TABLE, commit, PACKAGED_SUITE, customers=customers)
             lap("validate")
             trained = train_customers(
                 str(seeded.path), table=EXAMPLES_TABLE, commit=commit, customers=report.healthy_customers,

@@ -64,8 +64,8 @@ from retrain.release.store import ReleaseStore
 from retrain.scoring.job import score_partition
 from retrain.spark import SparkSettings, spark_session
 from retrain.validation.gate import validate_commit
+from retrain.validation.suite import PACKAGED_SUITE
 
-SUITE = Path(__file__).resolve().parents[1] / "expectations" / "examples.json"
 PARAMS = TrainingParams(epochs=2, min_examples=10)
 WORKERS = 2
 DAY = "2026-11-30"
@@ -217,9 +217,11 @@ def _run_size(
 
     with DoltRepository.open(location) as repo:
         head = repo.head("main")
-        validate_commit(repo, EXAMPLES_TABLE, head, SUITE, customers=seeded.customers[:1])  # warm-up, untimed
+        validate_commit(
+            repo, EXAMPLES_TABLE, head, PACKAGED_SUITE, customers=seeded.customers[:1]
+        )  # warm-up, untimed
         with meter.stage("validate all", "rows") as counts:
-            report = validate_commit(repo, EXAMPLES_TABLE, head, SUITE)
+            report = validate_commit(repo, EXAMPLES_TABLE, head, PACKAGED_SUITE)
             counts["items"] = report.rows_validated
         assert report.success, report.summary()
         with meter.stage("train all", "adapters") as counts:
@@ -258,7 +260,7 @@ def _run_size(
                 counts["items"] = len(keys)
             assert keys == changed, (keys, changed)
             with meter.stage(f"{tag} validate changed", "rows") as counts:
-                report = validate_commit(repo, EXAMPLES_TABLE, commit, SUITE, customers=keys)
+                report = validate_commit(repo, EXAMPLES_TABLE, commit, PACKAGED_SUITE, customers=keys)
                 counts["items"] = report.rows_validated
             with meter.stage(f"{tag} train", "adapters") as counts:
                 result = train_customers(

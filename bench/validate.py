@@ -17,9 +17,7 @@ from pathlib import Path
 from synthetic import CHANGED_CUSTOMERS, build_repo
 
 from retrain.validation.gate import validate_commit
-from retrain.validation.suite import load_suite
-
-SUITE = Path(__file__).resolve().parents[1] / "expectations" / "examples.json"
+from retrain.validation.suite import PACKAGED_SUITE, load_suite
 
 
 def main() -> None:
@@ -28,7 +26,7 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
-    suite = load_suite(SUITE)
+    suite = load_suite(PACKAGED_SUITE)
     with tempfile.TemporaryDirectory() as workdir:
         print(f"examples table of {args.rows:,} rows")
         repo, before, after = build_repo(Path(workdir) / "bench.db", args.rows)

@@ -1,9 +1,8 @@
 """Airflow plugin of the retrain suite: the "Releases" view in the Airflow UI.
 
-Put this folder on ``[core] plugins_folder`` (``make up`` does). The app itself lives in the
-provider package (``retrain_airflow.releases_app``) so it is typed, tested and importable; the
-operators' extra links (MLflow run, Argo workflow, Dolt commit diff, Data Docs) are registered by
-the provider's entry point, not here.
+Installed with the provider (see ``__init__``). The app itself lives in the provider package
+(``retrain_airflow.releases_app``) so it is typed and tested on its own; the operators' extra links
+(MLflow run, Argo workflow, Dolt commit diff, Data Docs) are registered by the provider info.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ import pytest
 
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="retrain-test-airflow-")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "plugins")
 
 from retrain.demo.seed import SeededRepository, seed_training_repo
 from retrain.dolt import DoltRepository

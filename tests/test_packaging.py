@@ -1,11 +1,16 @@
-"""Packaging: setup.cfg lists every package (the provider lives under operators/); the CLI runs."""
+"""Packaging: setup.cfg lists every package (the provider lives under operators/, its plugin under
+plugins/); the CLI runs; the wheel alone installs a complete provider."""
 
 from __future__ import annotations
 
 import configparser
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,6 +23,8 @@ def test_every_package_is_listed_in_setup_cfg() -> None:
         ".".join(p.parent.relative_to(ROOT / "operators").parts)
         for p in (ROOT / "operators" / "retrain_airflow").rglob("__init__.py")
     }
+    assert (ROOT / "plugins" / "__init__.py").is_file()
+    found.add("retrain_airflow.plugins")  # the top-level plugins/, mapped by package_dir
     assert listed == found
 
 
@@ -38,3 +45,118 @@ def test_console_script_runs() -> None:
     script = Path(sys.executable).with_name("retrain")
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
     assert "demo-data" in result.stdout
+
+
+# Run inside the fresh venv: what a user gets from `pip install retrain-suite[airflow]`.
+INSTALLED_PROBE = """
+import json
+import retrain, retrain_airflow.pipelines
+from airflow import plugins_manager
+from airflow.configuration import conf
+from airflow.providers_manager import ProvidersManager
+from retrain.validation.suite import PACKAGED_SUITE, load_suite
+
+manager = ProvidersManager()
+plugins = {p["name"]: str(p["source"]) for p in plugins_manager.get_plugin_info()}
+apps, _ = plugins_manager.get_fastapi_plugins()
+print(json.dumps({
+    "modules": [retrain.__file__, retrain_airflow.pipelines.__file__],
+    "provider": manager.providers["retrain-suite"].version,
+    "hooks": {t: manager.hooks[t].hook_name for t in ("dolt", "argo")},
+    "plugins": plugins,
+    "apps": [a["url_prefix"] for a in apps],
+    "plugin_errors": plugins_manager.get_import_errors(),
+    "warehouse": conf.get("retrain", "warehouse"),
+    "suite": load_suite(PACKAGED_SUITE).name,
+}))
+"""
+
+
+@pytest.mark.slow
+def test_the_wheel_alone_is_a_complete_provider(tmp_path: Path) -> None:
+    """Build the wheel, install it with its [airflow] extra into a fresh venv and look at it from
+    outside the checkout: provider, connection types, plugin, config section, packaged suite."""
+    # Built from a copy: setuptools leaves build/ and an .egg-info in the tree it builds.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "var", "build", "*.egg-info", "tests"))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
+    (wheel,) = (tmp_path / "dist").glob("retrain_suite-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "-c",
+            str(ROOT / "constraints.txt"),
+            f"{wheel}[airflow]",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=900,
+    )
+    home = tmp_path / "airflow"
+    env = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }  # no PYTHONPATH: nothing of the checkout is importable
+    script = tmp_path / "probe.py"  # a file, not -c: pyspark takes a main without __file__ for doctests
+    script.write_text(INSTALLED_PROBE)
+    probe = subprocess.run(
+        [str(python), str(script)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = json.loads(probe.stdout.splitlines()[-1])
+    assert all(path.startswith(str(venv)) for path in found["modules"]), found["modules"]
+    assert found["hooks"] == {"dolt": "Dolt", "argo": "Argo Workflows"}
+    assert "airflow.plugins" in found["plugins"]["retrain"]
+    assert found["apps"] == ["/releases"]
+    assert found["plugin_errors"] == {}
+    assert found["warehouse"] == f"{home}/retrain/warehouse"
+    assert found["suite"] == "examples"
+    listed = subprocess.run(
+        [
+            str(venv / "bin" / "airflow"),
+            "config",
+            "list",
+            "--section",
+            "retrain",
+            "--show-values",
+            "--include-descriptions",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for option in ("suite_path", "training_backend", "warehouse", "handoff_path", "spark_pool"):
+        assert f"\n{option} = " in listed, listed
+    assert "training_backend = local" in listed

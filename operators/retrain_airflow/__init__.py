@@ -79,6 +79,75 @@ ARGO_CONNECTION: dict[str, Any] = {
 }
 
 
+def _option(description: str, default: str, example: str) -> dict[str, Any]:
+    """One ``[retrain]`` option; string-typed, as Variables (which override it) are strings."""
+    return {
+        "description": description,
+        "version_added": "0.1.0",
+        "type": "string",
+        "example": example,
+        "default": default,
+    }
+
+
+# The deployment settings `airflow config list` documents. Airflow expands {AIRFLOW_HOME} in defaults;
+# AIRFLOW__RETRAIN__<OPTION> sets one by environment, as for any Airflow option.
+CONFIG: dict[str, Any] = {
+    "retrain": {
+        "description": "Deployment settings of the retrain DAGs, read when DAG files are parsed. "
+        "An Airflow Variable named retrain_<option> overrides an option at run time "
+        "(except spark_pool, which Airflow reads at parse time only).",
+        "options": {
+            "suite_path": _option(
+                "Great Expectations suite (JSON) the validation gate runs. Empty: the suite shipped "
+                "with the package (retrain/validation/suites/examples.json).",
+                default="",
+                example="/opt/airflow/expectations/examples.json",
+            ),
+            "training_backend": _option(
+                "Where adapters train: local (processes on the Airflow worker) or argo "
+                "(GPU pods through the argo_default connection).",
+                default="local",
+                example="argo",
+            ),
+            "data_docs_dir": _option(
+                "Folder of the Great Expectations Data Docs, one page per validated commit.",
+                default="{AIRFLOW_HOME}/retrain/data_docs",
+                example="/shared/retrain/data_docs",
+            ),
+            "warehouse": _option(
+                "Hive warehouse the scoring DAGs read and write.",
+                default="{AIRFLOW_HOME}/retrain/warehouse",
+                example="hdfs:///user/hive/warehouse",
+            ),
+            "scoring_cache": _option(
+                "Local cache of a release's adapters while scoring.",
+                default="{AIRFLOW_HOME}/retrain/scoring",
+                example="/tmp/retrain-scoring",
+            ),
+            "reports_dir": _option(
+                "Folder of retro-test reports (HTML with plots, and their JSON).",
+                default="{AIRFLOW_HOME}/retrain/reports",
+                example="/shared/retrain/reports",
+            ),
+            "handoff_path": _option(
+                "Where per-customer task results too large for XCom are written (an Airflow "
+                "ObjectStoragePath: s3:// or gs:// where workers share no disk).",
+                default="file://{AIRFLOW_HOME}/retrain/handoff",
+                example="s3://ml-airflow/retrain/handoff",
+            ),
+            "spark_pool": _option(
+                "Airflow pool of the Spark tasks; one slot serializes them (needed with an embedded "
+                "Derby metastore).",
+                default="default_pool",
+                example="spark",
+            ),
+        },
+    }
+}
+PLUGIN_CLASS = "retrain_airflow.plugins.retrain_plugin.RetrainPlugin"
+
+
 def get_provider_info() -> dict[str, Any]:
     """Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
     return {
@@ -87,6 +156,8 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Per-customer adapter retraining on Dolt commits, with MLflow lineage.",
         "versions": [retrain.__version__],
         "connection-types": [DOLT_CONNECTION, ARGO_CONNECTION],
+        "plugins": [{"name": "retrain", "plugin-class": PLUGIN_CLASS}],
+        "config": CONFIG,
         "hooks": [
             {"integration-name": "Dolt", "python-modules": ["retrain_airflow.hooks.dolt"]},
             {"integration-name": "Argo Workflows", "python-modules": ["retrain_airflow.hooks.argo"]},

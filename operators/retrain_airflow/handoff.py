@@ -4,8 +4,8 @@ XCom rows live in Airflow's metadata database and every ``xcom_pull`` reads them
 must not push a value that grows with the number of customers. A value whose JSON is over
 :data:`HANDOFF_LIMIT` bytes is written to ``<retrain_handoff_path>/<dag>/<run>/<task>/<name>.json``
 and the XCom carries ``{"handoff": <url>, "count": <items>}``. The path is an Airflow
-``ObjectStoragePath``: a local folder by default (Variable ``retrain_handoff_path``, or
-``$AIRFLOW_VAR_RETRAIN_HANDOFF_PATH``), ``s3://`` or ``gs://`` where workers share no disk. The
+``ObjectStoragePath`` (``[retrain] handoff_path``, which Variable ``retrain_handoff_path``
+overrides): a local folder by default, ``s3://`` or ``gs://`` where workers share no disk. The
 Argo fan-out does the same with the parent MLflow run's ``customers.json``. Operators taking such
 values pass them through :func:`resolve`, so a template may pull either form.
 """
@@ -23,7 +23,6 @@ from retrain_airflow import settings
 
 HANDOFF_LIMIT = 16_384  # bytes of JSON kept inline in XCom, as for the Argo workflow's selection
 HANDOFF_KEY = "handoff"
-DEFAULT_PATH = f"file://{settings.HOME / 'var' / 'handoff'}"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -55,7 +54,7 @@ def _json(value: Any) -> str:
 def _hand_off(text: str, count: int, *, context: Context, name: str) -> dict[str, Any]:
     """Write ``text`` (the JSON of ``count`` items) to the run's handoff folder; the reference."""
     ti = context["ti"]
-    folder = ObjectStoragePath(Variable.get("retrain_handoff_path", default=DEFAULT_PATH))
+    folder = ObjectStoragePath(Variable.get("retrain_handoff_path", default=settings.configured("handoff_path")))
     path = folder / _UNSAFE.sub("_", ti.dag_id) / _UNSAFE.sub("_", ti.run_id) / ti.task_id / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -1,36 +1,44 @@
-"""Configuration the DAGs read at run time: Airflow Variables, each with an embedded default.
+"""Deployment settings the DAGs read: the provider's ``[retrain]`` config section.
 
-Values are Jinja templates (``{{ var.value.get(name, default) }}``), so a Variable set in the UI
-applies from the next task on, and parsing DAG files never touches the metadata database. The
-embedded defaults live under ``$RETRAIN_HOME`` (the directory ``make up`` runs from). Secrets are
-not here: Dolt comes from the ``dolt_default`` connection, MLflow from ``$MLFLOW_TRACKING_URI``.
+The options, their defaults and descriptions are declared in the provider info
+(:data:`retrain_airflow.CONFIG`), so ``airflow config list --section retrain`` documents them and
+``AIRFLOW__RETRAIN__<OPTION>`` sets one as for any Airflow option. They are read when DAG files are
+parsed; each (but ``spark_pool``) becomes a Jinja template that an Airflow Variable
+``retrain_<option>`` overrides from the next task on, without touching the metadata database at
+parse time. Secrets are not here: Dolt comes from the ``dolt_default`` connection, MLflow from
+``$MLFLOW_TRACKING_URI``.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from airflow.sdk import conf
 
-HOME = Path(os.environ.get("RETRAIN_HOME", Path.cwd())).resolve()
+from retrain.validation.suite import PACKAGED_SUITE
+
+SECTION = "retrain"
 TRAINING_TABLE = "examples"
 KEY_COLUMN = "customer_id"
-# Embedded Derby admits one Spark job at a time: `make up --embedded` makes this pool with one slot.
-# With a thrift metastore (`make up`'s default) Spark tasks stay in default_pool and run side by side.
-SPARK_POOL = os.environ.get("RETRAIN_SPARK_POOL", "default_pool")
 
 
-def variable(name: str, default: str) -> str:
-    """A template for Variable ``name``, falling back to ``default``."""
+def configured(option: str) -> str:
+    """The ``[retrain]`` value of ``option`` (its declared default when unset)."""
+    return str(conf.get(SECTION, option))
+
+
+def overridable(option: str, value: str | None = None) -> str:
+    """A template of Variable ``retrain_<option>``, falling back to ``value`` (default: the config)."""
+    default = configured(option) if value is None else value
     if "'" in default:
-        raise ValueError(f"default for Variable {name!r} must not contain a quote: {default!r}")
-    return "{{ var.value.get('" + name + "', '" + default + "') }}"
+        raise ValueError(f"[{SECTION}] {option} must not contain a quote: {default!r}")
+    return "{{ var.value.get('" + f"{SECTION}_{option}" + "', '" + default + "') }}"
 
 
-SUITE = variable("retrain_suite_path", str(HOME / "expectations" / "examples.json"))
-DATA_DOCS = variable("retrain_data_docs_dir", str(HOME / "var" / "data_docs"))
-TRAINING_BACKEND = variable("retrain_training_backend", "local")
-WAREHOUSE = variable(
-    "retrain_warehouse", os.environ.get("RETRAIN_WAREHOUSE", str(HOME / "var" / "warehouse"))
-)
-SCORING_CACHE = variable("retrain_scoring_cache", str(HOME / "var" / "scoring"))
-REPORTS = variable("retrain_reports_dir", str(HOME / "var" / "reports"))
+SUITE = overridable("suite_path", configured("suite_path") or str(PACKAGED_SUITE))
+DATA_DOCS = overridable("data_docs_dir")
+TRAINING_BACKEND = overridable("training_backend")
+WAREHOUSE = overridable("warehouse")
+SCORING_CACHE = overridable("scoring_cache")
+REPORTS = overridable("reports_dir")
+# Embedded Derby admits one Spark job at a time: `make up --embedded` sets a pool with one slot.
+# With a thrift metastore (`make up`'s default) Spark tasks stay in default_pool and run side by side.
+SPARK_POOL = configured("spark_pool")

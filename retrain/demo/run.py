@@ -28,10 +28,9 @@ from retrain.release.store import ReleaseStore
 from retrain.scoring.job import score_partition
 from retrain.spark import SparkSettings, spark_session
 from retrain.validation.gate import validate_commit
-from retrain.validation.suite import SuiteFile, load_suite
+from retrain.validation.suite import PACKAGED_SUITE, SuiteFile, load_suite
 
 CONSUMER = "demo"
-SUITE = Path(__file__).resolve().parents[2] / "expectations" / "examples.json"
 
 
 def step(title: str) -> None:
@@ -68,7 +67,7 @@ def cycle(repo: DoltRepository, commit: str, customers: list[str] | None, suite:
 def run(workdir: Path, customers: int, examples: int) -> None:
     started = time.perf_counter()
     repo_path, warehouse, docs = workdir / "training.db", workdir / "warehouse", workdir / "data_docs"
-    suite = load_suite(SUITE)
+    suite = load_suite(PACKAGED_SUITE)
     claim(workdir, DEMO_HOME)  # what follows replaces files in it: only ever in the demo's own folder
     shutil.rmtree(workdir / "mlflow", ignore_errors=True)  # a fresh store each demo, like the fresh repo
     (workdir / "mlflow").mkdir(parents=True)

@@ -3,7 +3,7 @@
 Seeds the demo training repo and Hive warehouse once, starts a Hive metastore service and a Spark
 standalone master with two workers (``retrain.cluster``), ``mlflow server`` on 127.0.0.1:5000 and
 ``airflow standalone`` (API server and UI on 127.0.0.1:8080, scheduler, DAG processor, triggerer)
-with this checkout's ``dags/`` and ``plugins/``, prints where everything is, and stops them all on
+with this checkout's ``dags/`` and the installed provider (its plugin included), prints where everything is, and stops them all on
 Ctrl-C. The DAGs' Spark tasks run on the cluster through the metastore service, so several can run
 at once. ``--embedded`` keeps Spark in the tasks' own processes on embedded Derby instead (one
 Spark job at a time). Everything lives under ``var/up``.
@@ -26,6 +26,7 @@ from retrain.outputs import UP_HOME, OutputPathError, claim
 
 ROOT = Path(__file__).resolve().parents[2]
 SPARK_POOL = "hive_embedded"
+SPARK_POOL_ENV = "AIRFLOW__RETRAIN__SPARK_POOL"
 
 
 def service_env(
@@ -44,7 +45,6 @@ def service_env(
         "PYSPARK_PYTHON": sys.executable,
         "AIRFLOW_HOME": str(home / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,operator:op,viewer:viewer",
         "AIRFLOW__API__HOST": "127.0.0.1",
@@ -58,21 +58,26 @@ def service_env(
         ),
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        "RETRAIN_HOME": str(ROOT),
+        # The warehouse of the `retrain` CLI too (the Airflow-free core reads no Airflow config).
         "RETRAIN_WAREHOUSE": str(home / "warehouse"),
-        # The DAGs' Variables (retrain_airflow.settings), set the way a deployment would.
-        "AIRFLOW_VAR_RETRAIN_SUITE_PATH": str(ROOT / "expectations" / "examples.json"),
-        "AIRFLOW_VAR_RETRAIN_DATA_DOCS_DIR": str(home / "data_docs"),
-        "AIRFLOW_VAR_RETRAIN_SCORING_CACHE": str(home / "scoring"),
-        "AIRFLOW_VAR_RETRAIN_REPORTS_DIR": str(home / "reports"),
-        "AIRFLOW_VAR_RETRAIN_HANDOFF_PATH": f"file://{home / 'handoff'}",
+        # The provider's [retrain] section (retrain_airflow.settings), set the way a deployment would.
+        **{
+            f"AIRFLOW__RETRAIN__{option.upper()}": value
+            for option, value in {
+                "data_docs_dir": str(home / "data_docs"),
+                "scoring_cache": str(home / "scoring"),
+                "reports_dir": str(home / "reports"),
+                "handoff_path": f"file://{home / 'handoff'}",
+            }.items()
+        },
         "PYTHONPATH": str(ROOT),
     }
     if cluster is None:
-        env["RETRAIN_SPARK_POOL"] = SPARK_POOL
+        env[SPARK_POOL_ENV] = SPARK_POOL
     else:
         env.update(cluster.env())
-        env.pop("RETRAIN_SPARK_POOL", None)  # one from the shell would serialize the tasks again
+        env.pop(SPARK_POOL_ENV, None)  # one from the shell would serialize the tasks again
+    env["AIRFLOW__RETRAIN__WAREHOUSE"] = env["RETRAIN_WAREHOUSE"]  # the cluster's, when there is one
     return env
 
 
@@ -93,7 +98,7 @@ def start_mlflow(home: Path, env: dict[str, str], port: int = 5000) -> subproces
 def prepare_airflow(env: dict[str, str]) -> None:
     """Migrate the metadata DB and, on embedded Derby, create the one-slot pool it needs."""
     subprocess.run(["airflow", "db", "migrate"], env=env, check=True, capture_output=True)
-    if env.get("RETRAIN_SPARK_POOL") != SPARK_POOL:
+    if env.get(SPARK_POOL_ENV) != SPARK_POOL:
         return
     subprocess.run(
         ["airflow", "pools", "set", SPARK_POOL, "1", "embedded Derby metastore: one Spark job at a time"],

@@ -42,6 +42,8 @@ from retrain.errors import InputError
 
 logger = logging.getLogger(__name__)
 
+# The suite shipped in the wheel: the demo data's rules, and the DAGs' default ([retrain] suite_path).
+PACKAGED_SUITE = Path(__file__).with_name("suites") / "examples.json"
 # Columns computed per customer that expectations may use.
 PER_CUSTOMER_COLUMNS = ("customer_examples", "customer_distinct_labels", "customer_minority_label_share")
 _COLUMN_KWARGS = ("column", "column_A", "column_B")

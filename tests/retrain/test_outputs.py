@@ -26,8 +26,7 @@ from retrain.outputs import (
     marked_kind,
     replacing,
 )
-
-SUITE = Path(__file__).resolve().parents[2] / "expectations" / "examples.json"
+from retrain.validation.suite import PACKAGED_SUITE
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -198,7 +197,7 @@ def test_the_cli_names_a_bad_docs_folder_and_a_foreign_scoring_cache(
     a_file = tmp_path / "docs.html"
     a_file.write_text("not a folder")
     validate = ["validate", "--repo", str(seeded.path), "--table", "examples", "--commit", "main"]
-    assert main([*validate, "--suite", str(SUITE), "--docs", str(a_file)]) == 1
+    assert main([*validate, "--suite", str(PACKAGED_SUITE), "--docs", str(a_file)]) == 1
     assert capsys.readouterr().err == f"retrain: error: output directory {a_file} is a file\n"
     assert a_file.read_text() == "not a folder"
 
@@ -210,7 +209,7 @@ def test_the_cli_names_a_bad_docs_folder_and_a_foreign_scoring_cache(
     assert main([*score, "--workdir", str(home)]) == 1
     # The last line: MLflow, first imported here, logs creating its store first (its own logging).
     assert capsys.readouterr().err.splitlines()[-1].startswith(refused)
-    assert main([*validate, "--suite", str(SUITE), "--docs", str(home)]) == 1
+    assert main([*validate, "--suite", str(PACKAGED_SUITE), "--docs", str(home)]) == 1
     assert capsys.readouterr().err.startswith(refused)
     assert snapshot(home) == before
 

@@ -10,11 +10,10 @@ import pytest
 from retrain.demo.seed import SeededRepository
 from retrain.dolt import DoltRepository
 from retrain.dolt.dialects import Statement
+from retrain.validation.suite import PACKAGED_SUITE
 from retrain_airflow.links import DataDocsLink
 
 from ..dag_files import load_dag
-
-SUITE = Path(__file__).resolve().parents[3] / "expectations" / "examples.json"
 
 DAG_SOURCE = """
 import datetime as dt
@@ -30,7 +29,9 @@ with DAG("{dag_id}", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
 
 
 def dag_with(home: Path, dag_id: str, docs: Path, quarantine: bool) -> Any:
-    source = DAG_SOURCE.format(dag_id=dag_id, suite=str(SUITE), docs=str(docs), quarantine=quarantine)
+    source = DAG_SOURCE.format(
+        dag_id=dag_id, suite=str(PACKAGED_SUITE), docs=str(docs), quarantine=quarantine
+    )
     return load_dag(home, dag_id, source)
 
 

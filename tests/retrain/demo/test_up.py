@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from retrain.cluster import LocalCluster
-from retrain.demo.up import SPARK_POOL, main, service_env
+from retrain.demo.up import SPARK_POOL, SPARK_POOL_ENV, main, service_env
 
 
 def cluster(tmp_path: Path) -> LocalCluster:
@@ -22,19 +22,19 @@ def cluster(tmp_path: Path) -> LocalCluster:
 def test_with_the_cluster_spark_tasks_use_it_and_the_default_pool(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RETRAIN_SPARK_POOL", SPARK_POOL)  # left in the shell by an embedded run
+    monkeypatch.setenv(SPARK_POOL_ENV, SPARK_POOL)  # left in the shell by an embedded run
     env = service_env(tmp_path, cluster=cluster(tmp_path))
     assert env["RETRAIN_SPARK_MASTER"] == "spark://127.0.0.1:7077"
     assert env["RETRAIN_HIVE_METASTORE"] == "thrift://127.0.0.1:9083"
-    assert env["RETRAIN_WAREHOUSE"] == str(tmp_path / "warehouse")
-    assert "RETRAIN_SPARK_POOL" not in env
+    assert env["RETRAIN_WAREHOUSE"] == env["AIRFLOW__RETRAIN__WAREHOUSE"] == str(tmp_path / "warehouse")
+    assert SPARK_POOL_ENV not in env
 
 
 def test_embedded_derby_keeps_the_one_slot_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RETRAIN_HIVE_METASTORE", raising=False)
     monkeypatch.delenv("RETRAIN_SPARK_MASTER", raising=False)
     env = service_env(tmp_path)
-    assert env["RETRAIN_SPARK_POOL"] == SPARK_POOL
+    assert env[SPARK_POOL_ENV] == SPARK_POOL
     assert env["RETRAIN_WAREHOUSE"] == str(tmp_path.resolve() / "warehouse")
     assert "RETRAIN_HIVE_METASTORE" not in env
 

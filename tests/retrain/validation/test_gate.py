@@ -14,9 +14,8 @@ from retrain.dolt import DoltRepository
 from retrain.dolt.dialects import Statement
 from retrain.validation.gate import ValidationInputError, validate_commit
 from retrain.validation.report import ValidationReport
-from retrain.validation.suite import SuiteError
+from retrain.validation.suite import PACKAGED_SUITE, SuiteError
 
-SUITE = Path(__file__).resolve().parents[3] / "expectations" / "examples.json"
 # The shipped suite as it was before its settings moved under meta (byte for byte).
 OLD_FORM = Path(__file__).resolve().parent / "old_form_examples.json"
 
@@ -43,7 +42,7 @@ def failed(report: ValidationReport) -> dict[tuple[str, str | None], list[str]]:
 
 
 def test_clean_commit_passes(sheet: DoltRepository) -> None:
-    report = validate_commit(sheet, "sheet", "main", SUITE)
+    report = validate_commit(sheet, "sheet", "main", PACKAGED_SUITE)
     assert report.success, report.summary()
     assert report.rows_validated == 84
     assert report.customers_validated == ["acme_air", "globex_bank", "initech_saas", "umbrella_health"]
@@ -75,7 +74,7 @@ def test_each_shipped_expectation_catches_its_breakage(
     sheet: DoltRepository, statements: list[str], expectation: str, column: str, customers: list[str]
 ) -> None:
     commit = broken(sheet, *statements)
-    report = validate_commit(sheet, "sheet", commit, SUITE)
+    report = validate_commit(sheet, "sheet", commit, PACKAGED_SUITE)
     assert not report.success
     assert failed(report) == {(expectation, column): customers}
     assert expectation in report.summary()
@@ -85,7 +84,7 @@ def test_each_shipped_expectation_catches_its_breakage(
 
 def test_only_changed_customers_rows_are_validated(repo: DoltRepository, seeded: SeededRepository) -> None:
     changed = repo.changed_keys("examples", "customer_id", *seeded.commits).keys
-    report = validate_commit(repo, "examples", seeded.commits[-1], SUITE, customers=changed)
+    report = validate_commit(repo, "examples", seeded.commits[-1], PACKAGED_SUITE, customers=changed)
     assert report.customers_validated == sorted(changed)
     assert report.rows_validated == 2 * 22
 
@@ -96,7 +95,7 @@ def test_quarantine_splits_healthy_from_broken_customers(sheet: DoltRepository) 
         "UPDATE sheet SET label = 'maybe' WHERE example_id = 1",
         "UPDATE sheet SET label = 'urgent' WHERE customer_id = 'initech_saas'",
     )
-    report = validate_commit(sheet, "sheet", commit, SUITE)
+    report = validate_commit(sheet, "sheet", commit, PACKAGED_SUITE)
     assert not report.passes()
     assert report.passes(quarantine=True)
     assert list(report.quarantined) == ["acme_air", "initech_saas"]
@@ -116,7 +115,7 @@ def test_an_old_form_suite_gives_the_same_result(
     )
     old = tmp_path / "old.json"
     old.write_bytes(OLD_FORM.read_bytes())
-    expected = validate_commit(sheet, "sheet", commit, SUITE)
+    expected = validate_commit(sheet, "sheet", commit, PACKAGED_SUITE)
     assert set(expected.quarantined) == {"acme_air", "globex_bank", "initech_saas"}  # rows and customers
     assert validate_commit(sheet, "sheet", commit, old).to_json() == expected.to_json()
     where = ["--repo", str(seeded.path), "--table", "sheet", "--commit", commit]
@@ -132,16 +131,16 @@ def test_an_old_form_suite_gives_the_same_result(
 
 def test_unattributable_failure_blocks_even_in_quarantine(sheet: DoltRepository) -> None:
     commit = broken(sheet, "UPDATE sheet SET customer_id = NULL WHERE example_id = 1")
-    report = validate_commit(sheet, "sheet", commit, SUITE)
+    report = validate_commit(sheet, "sheet", commit, PACKAGED_SUITE)
     assert not report.passes(quarantine=True)
     assert [f.column for f in report.unattributed_failures] == ["customer_id"]
 
 
 def test_data_docs_page_per_commit(sheet: DoltRepository, tmp_path: Path) -> None:
     docs = tmp_path / "docs"
-    good = validate_commit(sheet, "sheet", "main", SUITE, docs_dir=docs)
+    good = validate_commit(sheet, "sheet", "main", PACKAGED_SUITE, docs_dir=docs)
     commit = broken(sheet, "UPDATE sheet SET label = 'maybe' WHERE example_id = 1")
-    bad = validate_commit(sheet, "sheet", commit, SUITE, docs_dir=docs)
+    bad = validate_commit(sheet, "sheet", commit, PACKAGED_SUITE, docs_dir=docs)
     pages = [good.docs_page, bad.docs_page]
     assert all(p is not None and p.startswith("file://") for p in pages)
     paths = [Path(str(p).removeprefix("file://")) for p in pages]
@@ -163,19 +162,19 @@ def test_bad_inputs_are_clear_errors(sheet: DoltRepository, tmp_path: Path) -> N
     )
     commit = sheet.commit("empty table")
     with pytest.raises(ValidationInputError, match=r"'empty_sheet' has no rows at commit"):
-        validate_commit(sheet, "empty_sheet", commit, SUITE)
+        validate_commit(sheet, "empty_sheet", commit, PACKAGED_SUITE)
     with pytest.raises(ValidationInputError, match="no rows of customers ghost_co"):
-        validate_commit(sheet, "sheet", commit, SUITE, customers=["ghost_co"])
+        validate_commit(sheet, "sheet", commit, PACKAGED_SUITE, customers=["ghost_co"])
     sheet.execute(Statement("CREATE TABLE narrow (example_id INTEGER, customer_id TEXT, label TEXT)"))
     commit = sheet.commit("no text column")
     with pytest.raises(SuiteError, match=r"names column 'text', which table 'narrow' at commit"):
-        validate_commit(sheet, "narrow", commit, SUITE)
+        validate_commit(sheet, "narrow", commit, PACKAGED_SUITE)
 
 
 def test_summary_names_at_most_ten_customers_per_failure(repo: DoltRepository, tmp_path: Path) -> None:
     suite = tmp_path / "strict.json"
     suite.write_text(
-        SUITE.read_text().replace(
+        PACKAGED_SUITE.read_text().replace(
             '"customer_examples", "min_value": 20', '"customer_examples", "min_value": 999'
         )
     )
@@ -203,8 +202,10 @@ def test_spark_engine_streams_batches_and_agrees_with_pandas(sheet: DoltReposito
         COPY_AS_BAD_ID,
     )
     settings = SparkSettings(warehouse=str(tmp_path / "warehouse"))
-    spark = validate_commit(sheet, "sheet", commit, SUITE, engine="spark", spark=settings, batch_rows=10)
-    pandas = validate_commit(sheet, "sheet", commit, SUITE)
+    spark = validate_commit(
+        sheet, "sheet", commit, PACKAGED_SUITE, engine="spark", spark=settings, batch_rows=10
+    )
+    pandas = validate_commit(sheet, "sheet", commit, PACKAGED_SUITE)
     assert (
         failed(spark)
         == failed(pandas)
@@ -217,7 +218,7 @@ def test_spark_engine_streams_batches_and_agrees_with_pandas(sheet: DoltReposito
     )
     assert spark.rows_validated == pandas.rows_validated
     assert spark.customers_validated == pandas.customers_validated
-    only = validate_commit(sheet, "sheet", commit, SUITE, customers=["umbrella_health"], engine="spark",
+    only = validate_commit(sheet, "sheet", commit, PACKAGED_SUITE, customers=["umbrella_health"], engine="spark",
                            spark=settings)  # fmt: skip
     assert only.success
     assert only.customers_validated == ["umbrella_health"]
@@ -231,7 +232,7 @@ COPY_AS_BAD_ID = (
 
 
 def test_a_bad_customer_id_is_quarantined_not_trained(sheet: DoltRepository) -> None:
-    report = validate_commit(sheet, "sheet", broken(sheet, COPY_AS_BAD_ID), SUITE)
+    report = validate_commit(sheet, "sheet", broken(sheet, COPY_AS_BAD_ID), PACKAGED_SUITE)
     assert report.quarantined == {"'acme air'": ["customer_id_rule on customer_id"]}
     assert report.healthy_customers == ["acme_air", "globex_bank", "initech_saas", "umbrella_health"]
     assert report.rows_validated == 84  # its rows were set aside, not validated
@@ -246,7 +247,9 @@ def test_a_bad_customer_id_is_quarantined_not_trained(sheet: DoltRepository) -> 
 
 
 def test_a_requested_customer_without_rows_is_named(sheet: DoltRepository) -> None:
-    report = validate_commit(sheet, "sheet", "main", SUITE, customers=["acme_air", "ghost_co", "bad id"])
+    report = validate_commit(
+        sheet, "sheet", "main", PACKAGED_SUITE, customers=["acme_air", "ghost_co", "bad id"]
+    )
     assert report.quarantined == {
         "'bad id'": ["customer_id_rule on customer_id"],
         "ghost_co": ["customer_has_rows on customer_id"],
@@ -256,7 +259,7 @@ def test_a_requested_customer_without_rows_is_named(sheet: DoltRepository) -> No
 
 
 def test_an_expectation_that_cannot_run_is_a_broken_suite(sheet: DoltRepository, tmp_path: Path) -> None:
-    suite = json.loads(SUITE.read_text())
+    suite = json.loads(PACKAGED_SUITE.read_text())
     suite["expectations"].append(
         {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "text", "regex": "(unclosed"}}
     )
@@ -279,14 +282,14 @@ def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
 
 def test_validate_cli_reports_bad_input_not_bad_data(seeded: SeededRepository, tmp_path: Path) -> None:
     base = ["validate", "--repo", str(seeded.path), "--table", "examples", "--commit", "main", "--suite"]
-    ghost = run_cli(*base, str(SUITE), "--customers", "acme_air,ghost_co")
+    ghost = run_cli(*base, str(PACKAGED_SUITE), "--customers", "acme_air,ghost_co")
     assert ghost.returncode == 2
     assert "customers: ghost_co (requested, but no rows at this commit)" in ghost.stdout
     assert ghost.stderr == ""  # GX's "Created temporary directory ... ephemeral docs site" is gone
-    quarantined = run_cli(*base, str(SUITE), "--customers", "acme_air,ghost_co", "--quarantine")
+    quarantined = run_cli(*base, str(PACKAGED_SUITE), "--customers", "acme_air,ghost_co", "--quarantine")
     assert quarantined.returncode == 0
     assert "quarantined: ghost_co; healthy: acme_air" in quarantined.stdout
-    suite = json.loads(SUITE.read_text())
+    suite = json.loads(PACKAGED_SUITE.read_text())
     suite["expectations"][0] = {
         "type": "expect_column_values_to_match_regex",
         "kwargs": {"column": "text", "regex": "["},
@@ -307,7 +310,7 @@ def test_validate_cli_reports_bad_input_not_bad_data(seeded: SeededRepository, t
 
 def test_spark_engine_needs_an_id_column(sheet: DoltRepository, tmp_path: Path) -> None:
     suite = tmp_path / "no_id.json"
-    native = json.loads(SUITE.read_text())
+    native = json.loads(PACKAGED_SUITE.read_text())
     del native["meta"]["retrain"]["id_column"]
     suite.write_text(json.dumps(native))
     with pytest.raises(SuiteError, match=r"the spark engine needs meta\.retrain\.id_column to stream"):

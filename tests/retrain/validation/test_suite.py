@@ -14,9 +14,8 @@ import great_expectations as gx
 import pytest
 
 from retrain.cli import main
-from retrain.validation.suite import SuiteError, SuiteFile, load_suite
+from retrain.validation.suite import PACKAGED_SUITE, SuiteError, SuiteFile, load_suite
 
-SHIPPED = Path(__file__).resolve().parents[3] / "expectations" / "examples.json"
 # The shipped suite as it was before settings moved under meta (byte for byte).
 OLD_FORM = Path(__file__).resolve().parent / "old_form_examples.json"
 RETRAIN = {"key_column": "customer_id", "label_column": "label"}
@@ -46,7 +45,7 @@ def deprecations(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_shipped_suite_loads_with_thresholds_from_the_file() -> None:
-    suite = load_suite(SHIPPED)
+    suite = load_suite(PACKAGED_SUITE)
     types = [e.expectation_type for e in suite.suite.expectations]
     assert types.count("expect_column_values_to_not_be_null") == 3
     assert "expect_column_values_to_be_unique" in types
@@ -61,14 +60,14 @@ def test_shipped_suite_loads_with_thresholds_from_the_file() -> None:
 
 
 def test_shipped_suite_is_great_expectations_own_form() -> None:
-    native = gx.ExpectationSuite(**json.loads(SHIPPED.read_text()))
+    native = gx.ExpectationSuite(**json.loads(PACKAGED_SUITE.read_text()))
     assert native.meta["retrain"] == {
         "key_column": "customer_id",
         "label_column": "label",
         "id_column": "example_id",
     }
     assert [e.configuration.to_json_dict() for e in native.expectations] == configurations(
-        load_suite(SHIPPED)
+        load_suite(PACKAGED_SUITE)
     )
 
 
@@ -84,12 +83,12 @@ def test_old_form_loads_the_same_suite_with_one_deprecation(
     path.write_bytes(OLD_FORM.read_bytes())
     with caplog.at_level(logging.WARNING, logger="retrain.validation.suite"):
         first, again = load_suite(path), load_suite(path)
-        load_suite(SHIPPED)
+        load_suite(PACKAGED_SUITE)
     assert deprecations(caplog) == [
         f"{path} uses the deprecated suite form (top-level key_column, label_column, id_column, "
         f"per_customer); run `retrain migrate-suite {path}` to move them under meta.retrain"
     ]
-    shipped = load_suite(SHIPPED)
+    shipped = load_suite(PACKAGED_SUITE)
     for loaded in (first, again):
         assert (loaded.name, loaded.key_column, loaded.label_column, loaded.id_column, loaded.labels) == (
             shipped.name, shipped.key_column, shipped.label_column, shipped.id_column, shipped.labels
