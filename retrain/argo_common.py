@@ -12,7 +12,7 @@ def template_settings(generated_by: str, active_deadline_seconds: int) -> dict[s
     """Keyword arguments of ``WorkflowTemplate``: labels, the do-not-edit note, pod GC, deadline, TTL."""
     return {
         "labels": {"app.kubernetes.io/part-of": "retrain"},
-        "annotations": {"retrain/generated-by": f"{generated_by} (make argo-templates); do not edit"},
+        "annotations": {"retrain/generated-by": f"{generated_by} (retrain templates); do not edit"},
         "pod_gc": m.PodGC(strategy="OnPodSuccess"),
         "active_deadline_seconds": active_deadline_seconds,
         "ttl_strategy": m.TTLStrategy(seconds_after_completion=7 * 24 * 3600),

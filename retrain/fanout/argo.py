@@ -13,7 +13,7 @@ The image is a parameter too, and so is its tag or digest, which the pods record
 version (``$RETRAIN_CODE_VERSION``, part of each adapter's training key): every submission names
 the image it runs, and a mutable tag such as ``latest`` is refused (:func:`image_code_version`).
 
-``make argo-templates`` writes the template to ``argo_templates/``; never edit that YAML by hand.
+``make templates`` writes the template to ``argo_templates/``; never edit that YAML by hand.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ For clusters that run Spark jobs from Argo (Spark on Kubernetes in client mode):
 started by Spark itself and the driver stays in the Argo pod, where its log and exit code belong to
 the workflow. The driver's address is the pod IP (downward API), which executors call back on.
 
-``make argo-templates`` writes the template to ``argo_templates/``; never edit that YAML by hand.
+``make templates`` writes the template to ``argo_templates/``; never edit that YAML by hand.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ def test_committed_yaml_is_what_the_code_generates(tmp_path: Path) -> None:
     assert sorted(p.name for p in generated) == committed_files
     for path in generated:
         committed = ROOT / "argo_templates" / path.name
-        assert committed.read_text() == path.read_text(), "run `make argo-templates` and commit the result"
+        assert committed.read_text() == path.read_text(), "run `make templates` and commit the result"
 
 
 @pytest.mark.parametrize("file_name", sorted(TEMPLATES))

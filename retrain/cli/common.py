@@ -1,0 +1,105 @@
+"""What the command groups share: argument types, the options defined once, JSON output, the release store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias
+
+from retrain.errors import InputError
+from retrain.identifiers import customer_id, release_id
+
+if TYPE_CHECKING:
+    from retrain.release.store import ReleaseStore
+
+    Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+_REPO_HELP = (
+    "doltlite:///path.db, a file path, or mysql://user@host:port/db[?timeout=SECONDS] "
+    "($RETRAIN_DOLT_PASSWORD; timeout: $RETRAIN_DOLT_TIMEOUT, default 15)"
+)
+
+
+class UsageError(InputError):
+    """An argument argparse refuses: missing, unknown, or not of its kind (the message names it)."""
+
+
+def _checked(check: Callable[[str], str]) -> Callable[[str], str]:
+    """An argparse ``type=`` from a check raising :class:`InputError`: its message (the rule) is the error."""
+
+    def convert(text: str) -> str:
+        try:
+            return check(text)
+        except InputError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
+
+
+customer = _checked(customer_id)
+release = _checked(release_id)
+
+
+def customers(text: str) -> list[str]:
+    """An argparse ``type=``: comma-separated customer ids, each checked."""
+    return [customer(c) for c in text.split(",") if c]
+
+
+def _tolerance(text: str) -> float:
+    """An argparse ``type=``: a golden-score tolerance, finite and >= 0."""
+    from retrain.scoring.reference import check_tolerance
+
+    try:
+        return check_tolerance(float(text))
+    except (ValueError, InputError) as error:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}") from error
+
+
+def add_repo(parser: argparse.ArgumentParser, *, from_env: bool = False) -> None:
+    """``--repo``, the Dolt repository.
+
+    :param from_env: default to ``$RETRAIN_DOLT_REPO`` (required only when it is unset)
+    """
+    if from_env:
+        default = os.environ.get("RETRAIN_DOLT_REPO")
+        parser.add_argument(
+            "--repo", default=default, required=not default, help=f"{_REPO_HELP}; default $RETRAIN_DOLT_REPO"
+        )
+    else:
+        parser.add_argument("--repo", required=True, help=_REPO_HELP)
+
+
+def add_table_at_commit(parser: argparse.ArgumentParser) -> None:
+    """``--table`` and ``--commit``: the table as of a commit."""
+    parser.add_argument("--table", required=True)
+    parser.add_argument("--commit", required=True, help="commit hash or branch")
+
+
+def add_mlflow_uri(parser: argparse.ArgumentParser) -> None:
+    """``--mlflow-uri``, read by :func:`release_store` and the training commands."""
+    parser.add_argument("--mlflow-uri", help="tracking URI (default $MLFLOW_TRACKING_URI or var/mlflow)")
+
+
+def add_release(parser: argparse.ArgumentParser, help: str | None = "release id (manifest MD5)") -> None:
+    """``--release``, a required release id (the manifest's MD5, checked before anything is opened)."""
+    parser.add_argument("--release", type=release, required=True, help=help)
+
+
+def add_golden_tolerance(parser: argparse.ArgumentParser) -> None:
+    """``--tolerance``: how far a rescored golden sample may be from the scores logged with the adapter."""
+    parser.add_argument("--tolerance", type=_tolerance, default=1e-4, help="golden-score tolerance")
+
+
+def release_store(args: argparse.Namespace) -> ReleaseStore:
+    """The release store at ``--mlflow-uri``."""
+    from retrain.release.store import ReleaseStore
+
+    return ReleaseStore.open(args.mlflow_uri)
+
+
+def print_json(value: object) -> None:
+    print(json.dumps(value, indent=None, sort_keys=True))

@@ -1,0 +1,70 @@
+"""``retrain serve``: a release behind KServe's model server (V2 REST and gRPC).
+
+It runs in its own venv (.venv-serve: no Airflow, no Spark), so KServe is imported only by the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from retrain.cli import common
+from retrain.engine import DEFAULT_CACHE_BYTES
+from retrain.errors import InputError
+from retrain.serving.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
+from retrain.serving.protocol import DEFAULT_MODEL_NAME
+
+if TYPE_CHECKING:
+    from retrain.cli.common import Commands
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """The model server; KServe is imported only here (it lives in its own venv, .venv-serve)."""
+    from retrain.serving.server import ServeSettings, import_kserve, serve
+
+    import_kserve()  # before any download: without the serve extra, say so at once
+    if args.release:  # wins over $RETRAIN_RELEASE_DIR, the --release-dir default
+        from retrain.scoring.job import ReleaseFiles
+
+        release_dir = ReleaseFiles.fetch(common.release_store(args), args.release, Path(args.workdir)).context
+    elif args.release_dir:
+        release_dir = Path(args.release_dir)
+    else:
+        raise InputError("retrain serve needs --release MD5 or --release-dir DIR (or $RETRAIN_RELEASE_DIR)")
+    settings = ServeSettings(
+        release_dir,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        model_name=args.model_name,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        cache_bytes=args.adapter_cache_mb * 1024 * 1024,
+        base_model=args.base_model,
+    )
+    return serve(settings)
+
+
+def register(commands: Commands) -> None:
+    """Add ``retrain serve``."""
+    serve = commands.add_parser("serve", help="serve a release: KServe model server, V2 REST and gRPC")
+    source = serve.add_mutually_exclusive_group()
+    source.add_argument(
+        "--release", type=common.release, help="release id (manifest MD5): fetched from MLflow into --workdir"
+    )
+    source.add_argument(
+        "--release-dir",
+        default=os.environ.get("RETRAIN_RELEASE_DIR"),
+        help="a release context folder; default $RETRAIN_RELEASE_DIR",
+    )
+    serve.add_argument("--http-port", type=int, default=8080, help="REST: V2 and /invocations (default 8080)")
+    serve.add_argument("--grpc-port", type=int, default=8081, help="gRPC V2 (default 8081)")
+    serve.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="V2 model name in /v2/models/<name>")
+    serve.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="rows per batch")
+    serve.add_argument("--max-wait-ms", type=float, default=DEFAULT_MAX_WAIT_MS, help="batch fill wait")
+    serve.add_argument("--adapter-cache-mb", type=int, default=DEFAULT_CACHE_BYTES >> 20, help="adapter LRU")
+    serve.add_argument("--base-model", help="base model folder or package==version (default packaged)")
+    common.add_mlflow_uri(serve)
+    serve.add_argument("--workdir", default="var/serving", help="where --release is downloaded")
+    serve.set_defaults(handler=_serve)
