@@ -24,7 +24,9 @@ from hera.workflows import (
 )
 from hera.workflows import models as m
 
+from retrain import __version__
 from retrain.argo_common import mlflow_env, template_settings
+from retrain.fanout.argo import image_code_version
 
 TEMPLATE_NAME = "retrain-hive-scoring"
 
@@ -34,12 +36,14 @@ class ArgoScoringSpec:
     """Cluster settings for the scoring driver pod and its executors.
 
     ``mlflow_secret`` holds ``tracking-uri`` (and optionally ``tracking-token``); the Hive metastore
-    URI and warehouse are plain settings because they carry no credentials.
+    URI and warehouse are plain settings because they carry no credentials. Both images need a
+    version tag or a digest (``latest`` and other moving tags are refused), so a rerun of a day
+    scores with the same code; the defaults are this release's images.
     """
 
-    image: str = "ghcr.io/retrain-suite/scorer:latest"  # the Dockerfile's scorer target: the driver
+    image: str = f"ghcr.io/retrain-suite/scorer:{__version__}"  # the Dockerfile's scorer target: the driver
     # Executors start from a Spark-on-Kubernetes image (Spark's entrypoint) with the suite installed.
-    executor_image: str = "ghcr.io/retrain-suite/spark-scorer:latest"
+    executor_image: str = f"ghcr.io/retrain-suite/spark-scorer:{__version__}"
     namespace: str = "ml-scoring"
     service_account: str = "retrain-spark-driver"  # may create executor pods
     spark_master: str = "k8s://https://kubernetes.default.svc"
@@ -56,6 +60,8 @@ class ArgoScoringSpec:
 
 def build_scoring_template(spec: ArgoScoringSpec) -> WorkflowTemplate:
     """The WorkflowTemplate that scores one Hive partition with one release."""
+    for image in (spec.image, spec.executor_image):
+        image_code_version(image)  # refuses an image without a version tag or digest
     conf = {
         "spark.kubernetes.container.image": spec.executor_image,
         "spark.kubernetes.namespace": spec.namespace,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from retrain import __version__
+from retrain.errors import InputError
 from retrain.scoring.argo import ArgoScoringSpec, build_scoring_template
 
 
@@ -20,3 +24,14 @@ def test_driver_pod_runs_retrain_score_with_the_cluster_settings() -> None:
     assert "value" not in env["MLFLOW_TRACKING_URI"]
     assert steps["steps"][0][0]["template"] == "spark-driver"
     assert {p["name"] for p in spec["arguments"]["parameters"]} == {"release", "table", "ds", "out"}
+
+
+def test_images_are_version_tagged_and_a_moving_tag_is_refused() -> None:
+    spec = build_scoring_template(ArgoScoringSpec()).to_dict()["spec"]
+    driver = spec["templates"][0]["container"]
+    assert driver["image"].endswith(f":{__version__}")
+    assert (
+        f"spark.kubernetes.container.image=ghcr.io/retrain-suite/spark-scorer:{__version__}" in driver["args"]
+    )
+    with pytest.raises(InputError, match="latest"):
+        build_scoring_template(ArgoScoringSpec(executor_image="ghcr.io/retrain-suite/spark-scorer:latest"))
