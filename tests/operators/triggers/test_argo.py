@@ -82,19 +82,26 @@ def mlflow_client(tmp_path: Path) -> Iterator[MlflowClient]:
 def register_like_a_pod(client: MlflowClient, experiment: str, parent: str, customer: str) -> str:
     """What ``train_and_register`` leaves in MLflow for one customer: a child run and a tagged version."""
     tags = {
-        f"{TAG_PREFIX}dolt_repo": "mysql://retrain@dolt/training", f"{TAG_PREFIX}table": "examples",
-        f"{TAG_PREFIX}commit": COMMIT, f"{TAG_PREFIX}customer": customer, f"{TAG_PREFIX}row_count": "40",
-        f"{TAG_PREFIX}rows_fingerprint": "f" * 64, f"{TAG_PREFIX}code_version": "1.4.0",
-        f"{TAG_PREFIX}base_model": "all-MiniLM-L6-v2", f"{TAG_PREFIX}training_key": customer[-12:].zfill(24),
-    }  # fmt: skip
+        f"{TAG_PREFIX}dolt_repo": "mysql://retrain@dolt/training",
+        f"{TAG_PREFIX}table": "examples",
+        f"{TAG_PREFIX}commit": COMMIT,
+        f"{TAG_PREFIX}customer": customer,
+        f"{TAG_PREFIX}row_count": "40",
+        f"{TAG_PREFIX}rows_fingerprint": "f" * 64,
+        f"{TAG_PREFIX}code_version": "1.4.0",
+        f"{TAG_PREFIX}base_model": "all-MiniLM-L6-v2",
+        f"{TAG_PREFIX}training_key": customer[-12:].zfill(24),
+    }
     run = client.create_run(
         experiment, run_name=model_name(customer), tags={**tags, "mlflow.parentRunId": parent}
     )
     client.create_registered_model(model_name(customer), tags={f"{TAG_PREFIX}kind": "customer-adapter"})
     client.create_model_version(
-        model_name(customer), f"runs:/{run.info.run_id}/adapter", run_id=run.info.run_id,
+        model_name(customer),
+        f"runs:/{run.info.run_id}/adapter",
+        run_id=run.info.run_id,
         tags={**tags, f"{METRIC_TAG_PREFIX}accuracy": "0.900000", f"{METRIC_TAG_PREFIX}f1": "0.880000"},
-    )  # fmt: skip
+    )
     client.set_terminated(run.info.run_id)
     return str(run.info.run_id)
 
@@ -137,21 +144,30 @@ def test_fan_out_reports_progress_in_customers_and_names_exactly_the_failed_ones
     parent = mlflow_client.create_run(experiment, tags={"retrain.commit": COMMIT}).info.run_id
     spec = ArgoTrainingSpec()
     workflow = build_submission(
-        spec, table="examples", commit=COMMIT, customers=customers, parent_run_id=parent,
+        spec,
+        table="examples",
+        commit=COMMIT,
+        customers=customers,
+        parent_run_id=parent,
         store_artifact=lambda name, text: mlflow_client.log_text(parent, text, name),
-    )  # fmt: skip
+    )
     parameters = {p["name"]: p["value"] for p in workflow.to_dict()["spec"]["arguments"]["parameters"]}
     shards = int(parameters["shards"])
     assert shards == spec.max_pods  # several customers per pod: a failed pod is not a failed customer
     # Three customers fail; customer_00500 shares shard 0 with customer_00000, which succeeds.
     failing = {7: customers[7], 0: customers[500], shards - 1: customers[-1]}
-    messages = {s: f"Error (exit code 1): failed customers: {c}: TrainingDataError: single class"
-                for s, c in failing.items()}  # fmt: skip
+    messages = {
+        s: f"Error (exit code 1): failed customers: {c}: TrainingDataError: single class"
+        for s, c in failing.items()
+    }
     # What the pods would have registered (their selection read back as a pod reads it).
     pod_customers = resolve_selection(parameters["selection"], parent, mlflow_client.tracking_uri)
     assert pod_customers == customers
-    runs = {c: register_like_a_pod(mlflow_client, experiment, parent, c)
-            for c in pod_customers if c not in failing.values()}  # fmt: skip
+    runs = {
+        c: register_like_a_pod(mlflow_client, experiment, parent, c)
+        for c in pod_customers
+        if c not in failing.values()
+    }
 
     started = (datetime.now(UTC) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
     state = StandInState(token=TOKEN, phases=["Pending", "Running", "Running", "Failed"], started_at=started)
@@ -165,13 +181,7 @@ def test_fan_out_reports_progress_in_customers_and_names_exactly_the_failed_ones
         rebuilt = getattr(importlib.import_module(classpath.rsplit(".", 1)[0]), classpath.rsplit(".", 1)[1])
         assert rebuilt(**kwargs).serialize() == (classpath, kwargs)
 
-        async def first_event() -> dict[str, Any]:
-            events = trigger.run()
-            event = await asyncio.wait_for(events.__anext__(), 30)
-            await events.aclose()
-            return event.payload
-
-        event = asyncio.run(first_event())
+        event = first_event(trigger, timeout=30)
         counting = CountingMlflowClient(mlflow_client)
         registered, failed = collect_results(
             argo, counting, workflow=name, commit=COMMIT, customers=customers
@@ -191,9 +201,15 @@ def test_fan_out_reports_progress_in_customers_and_names_exactly_the_failed_ones
     ]
     assert float(lines[1][1]) == pytest.approx((225 * size - 2) / 10, rel=0.05)  # started ten minutes ago
     assert event == {
-        "status": "finished", "workflow": name, "phase": "Failed", "progress": "3/4", "message": "",
-        "customers": count, "customers_done": count, "customers_failed": 3,
-    }  # fmt: skip
+        "status": "finished",
+        "workflow": name,
+        "phase": "Failed",
+        "progress": "3/4",
+        "message": "",
+        "customers": count,
+        "customers_done": count,
+        "customers_failed": 3,
+    }
 
     assert sorted(failed) == sorted(failing.values())
     for shard, customer in failing.items():
@@ -206,27 +222,79 @@ def test_fan_out_reports_progress_in_customers_and_names_exactly_the_failed_ones
     assert counting.calls == ["search_model_versions"] * math.ceil((count - 3) / SEARCH_PAGE_SIZE)
 
 
-def test_silent_argo_server_ends_the_trigger_within_the_connect_timeout(
+def first_event(trigger: ArgoWorkflowTrigger, timeout: float = 60) -> dict[str, Any]:
+    async def run() -> dict[str, Any]:
+        events = trigger.run()
+        event = await asyncio.wait_for(events.__anext__(), timeout)
+        await events.aclose()
+        return dict(event.payload)
+
+    return asyncio.run(run())
+
+
+def test_a_silent_argo_server_past_the_grace_ends_the_trigger_within_the_connect_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """No hidden retry loop in the triggerer: one error event, and Airflow's task retries take over."""
+    """With no grace left, one error event, and Airflow's task retries take over."""
     monkeypatch.setenv(CONNECT_TIMEOUT_ENV, str(BOUND))
     with silent_port() as port:
         monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", airflow_connection(f"http://127.0.0.1:{port}", TOKEN))
         trigger = ArgoWorkflowTrigger(
-            argo_conn_id="argo_default", workflow="retrain-train-x", poll_interval=0.01
+            argo_conn_id="argo_default", workflow="retrain-train-x", poll_interval=0.01, unreachable_timeout=0
         )
-
-        async def first_event() -> dict[str, Any]:
-            events = trigger.run()
-            event = await asyncio.wait_for(events.__anext__(), 30)
-            await events.aclose()
-            return event.payload
-
         with Elapsed() as timer:
-            event = asyncio.run(first_event())
+            event = first_event(trigger, timeout=30)
     assert timer.seconds < BOUND + MARGIN
     assert event["status"] == "error"
     assert event["message"].startswith(f"cannot reach Argo Server at http://127.0.0.1:{port} (GET ")
     assert event["message"].endswith(f"no answer within {BOUND:g}s ($RETRAIN_CONNECT_TIMEOUT)")
     assert TOKEN not in event["message"]
+
+
+def small_workflow() -> Any:
+    return build_submission(
+        ArgoTrainingSpec(),
+        table="examples",
+        commit=COMMIT,
+        customers=["acme_air", "globex_bank"],
+        parent_run_id="0" * 32,
+        store_artifact=lambda name, text: pytest.fail("two customers travel inline"),
+    )
+
+
+def test_an_argo_server_outage_within_the_grace_only_delays_the_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An Argo Server restart does not fail the task: its retry would submit a second workflow."""
+    state = StandInState(token=TOKEN)
+    with argo_server_stand_in(state) as url:
+        monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", airflow_connection(url, TOKEN))
+        name = ArgoHook().get_client().submit(small_workflow())
+        polls_before = len(state.requests)
+        state.server_errors = 10  # more than one poll's retries: at least two polls come back unanswered
+        trigger = ArgoWorkflowTrigger(
+            argo_conn_id="argo_default", workflow=name, poll_interval=0.01, unreachable_timeout=120
+        )
+        event = first_event(trigger)
+    assert (event["status"], event["phase"]) == ("finished", "Succeeded")
+    assert state.server_errors == 0
+    assert len(state.requests) - polls_before >= 10 + len(state.phases)
+    assert state.submitted == [state.submitted[0]]  # nothing resubmitted
+
+
+def test_a_refused_poll_ends_the_trigger_at_once_whatever_the_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = StandInState(token=TOKEN)
+    with argo_server_stand_in(state) as url:
+        monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", airflow_connection(url, TOKEN))
+        trigger = ArgoWorkflowTrigger(
+            argo_conn_id="argo_default",
+            workflow="retrain-train-gone",
+            poll_interval=0.01,
+            unreachable_timeout=600,
+        )
+        with Elapsed() as timer:
+            event = first_event(trigger)
+    assert timer.seconds < MARGIN
+    assert event["status"] == "error"
+    assert "retrain-train-gone" in event["message"]
+    assert "not found" in event["message"]
