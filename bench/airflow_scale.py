@@ -66,17 +66,38 @@ def run(home: Path, customers: int, examples: int, timeout: float) -> None:
     started = time.monotonic()
     # Seeded on embedded Derby before the metastore service opens the same database, as make up does.
     subprocess.run(
-        ["retrain", "demo-data", "--repo", str(home / "training.db"), "--warehouse", str(home / "warehouse"),
-         "--customers", str(customers), "--examples", str(examples),
-         "--start", (today - dt.timedelta(days=DAYS - 1)).isoformat(), "--days", str(DAYS)],
-        env=service_env(home), check=True, capture_output=True,
-    )  # fmt: skip
-    print(f"seeded {customers} customers x {examples} examples and {DAYS} days of requests "
-          f"in {time.monotonic() - started:.0f} s", flush=True)  # fmt: skip
+        [
+            "retrain",
+            "demo-data",
+            "--repo",
+            str(home / "training.db"),
+            "--warehouse",
+            str(home / "warehouse"),
+            "--customers",
+            str(customers),
+            "--examples",
+            str(examples),
+            "--start",
+            (today - dt.timedelta(days=DAYS - 1)).isoformat(),
+            "--days",
+            str(DAYS),
+        ],
+        env=service_env(home),
+        check=True,
+        capture_output=True,
+    )
+    print(
+        f"seeded {customers} customers x {examples} examples and {DAYS} days of requests "
+        f"in {time.monotonic() - started:.0f} s",
+        flush=True,
+    )
     mlflow_port, airflow_port = free_port(), free_port()
     with local_cluster(home / "cluster", warehouse=home / "warehouse") as cluster:
-        print(f"cluster up in {cluster.started_in:.0f} s: {cluster.master_url} (UI {cluster.master_ui_url}), "
-              f"{cluster.metastore_uri}", flush=True)  # fmt: skip
+        print(
+            f"cluster up in {cluster.started_in:.0f} s: {cluster.master_url} (UI {cluster.master_ui_url}), "
+            f"{cluster.metastore_uri}",
+            flush=True,
+        )
         env = service_env(home, mlflow_port=mlflow_port, airflow_port=airflow_port, cluster=cluster)
         mlflow = start_mlflow(home, env, mlflow_port)
         airflow = None

@@ -60,16 +60,23 @@ def main() -> None:
 
         started = time.perf_counter()
         everyone = train_customers(
-            str(seeded.path), table=EXAMPLES_TABLE, commit="main", customers=seeded.customers, parallelism=2,
-            params=PARAMS, mlflow_uri=uri,
-        )  # fmt: skip
+            str(seeded.path),
+            table=EXAMPLES_TABLE,
+            commit="main",
+            customers=seeded.customers,
+            parallelism=2,
+            params=PARAMS,
+            mlflow_uri=uri,
+        )
         full_retrain = time.perf_counter() - started
         assert not everyone.failed, everyone.failed
         for adapter in everyone.succeeded:
             promote(store.client, adapter.customer, adapter.version)
         first = store.register(store.production_manifest())
-        print(f"full retrain of {args.customers} adapters (local fan-out, 2 workers): {full_retrain:.1f} s "
-              f"({full_retrain / args.customers:.2f} s per adapter), release {first.release_id}")  # fmt: skip
+        print(
+            f"full retrain of {args.customers} adapters (local fan-out, 2 workers): {full_retrain:.1f} s "
+            f"({full_retrain / args.customers:.2f} s per adapter), release {first.release_id}"
+        )
 
         changed = seeded.customers[len(seeded.customers) // 2]
         with DoltRepository.open(str(seeded.path)) as repo:
@@ -77,19 +84,35 @@ def main() -> None:
             watermark.advance(repo.head())
             # Warm this process as a long-running worker is: one adapter trained and registered
             # (not promoted), Great Expectations loaded; then both timings below are warm.
-            train_and_register(repo, table=EXAMPLES_TABLE, commit="main", customer=seeded.customers[0],
-                               params=PARAMS, mlflow_uri=uri, force=True)  # fmt: skip
+            train_and_register(
+                repo,
+                table=EXAMPLES_TABLE,
+                commit="main",
+                customer=seeded.customers[0],
+                params=PARAMS,
+                mlflow_uri=uri,
+                force=True,
+            )
             validate_commit(repo, EXAMPLES_TABLE, "main", PACKAGED_SUITE, customers=[seeded.customers[0]])
 
-            repo.execute(Statement(
-                "UPDATE examples SET text = text || ' (reviewed)' WHERE customer_id = ?", (changed,)
-            ))  # fmt: skip
+            repo.execute(
+                Statement(
+                    "UPDATE examples SET text = text || ' (reviewed)' WHERE customer_id = ?", (changed,)
+                )
+            )
             commit = repo.commit(f"review {changed}'s examples")
 
             def train_alone() -> float:
                 started = time.perf_counter()
-                train_and_register(repo, table=EXAMPLES_TABLE, commit=commit, customer=changed, params=PARAMS,
-                                   mlflow_uri=uri, force=True)  # fmt: skip
+                train_and_register(
+                    repo,
+                    table=EXAMPLES_TABLE,
+                    commit=commit,
+                    customer=changed,
+                    params=PARAMS,
+                    mlflow_uri=uri,
+                    force=True,
+                )
                 return time.perf_counter() - started
 
             # Baseline before and after the pipeline (the mean), so neither side trains those
@@ -112,9 +135,14 @@ def main() -> None:
             report = validate_commit(repo, EXAMPLES_TABLE, commit, PACKAGED_SUITE, customers=customers)
             lap("validate")
             trained = train_customers(
-                str(seeded.path), table=EXAMPLES_TABLE, commit=commit, customers=report.healthy_customers,
-                params=PARAMS, mlflow_uri=uri, force=True,
-            )  # fmt: skip
+                str(seeded.path),
+                table=EXAMPLES_TABLE,
+                commit=commit,
+                customers=report.healthy_customers,
+                params=PARAMS,
+                mlflow_uri=uri,
+                force=True,
+            )
             lap("train")
             for adapter in trained.succeeded:
                 promote(store.client, adapter.customer, adapter.version, tolerance=1.0)
@@ -129,13 +157,19 @@ def main() -> None:
             assert customers == [changed], customers
             assert second.release_id != first.release_id
 
-    print(f"  one adapter trained and registered alone:        {single:6.2f} s "
-          f"(mean of {alone[0]:.2f} s before and {alone[1]:.2f} s after the pipeline)")  # fmt: skip
-    print(f"  commit -> new release (sense, validate, train, gate, release of {args.customers}): "
-          f"{pipeline:6.2f} s = {pipeline / single:.2f}x the single adapter (target <= 1.5x)")  # fmt: skip
+    print(
+        f"  one adapter trained and registered alone:        {single:6.2f} s "
+        f"(mean of {alone[0]:.2f} s before and {alone[1]:.2f} s after the pipeline)"
+    )
+    print(
+        f"  commit -> new release (sense, validate, train, gate, release of {args.customers}): "
+        f"{pipeline:6.2f} s = {pipeline / single:.2f}x the single adapter (target <= 1.5x)"
+    )
     print("    stages: " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in stages.items()))
-    print(f"  full retrain of all {args.customers} (measured above): {full_retrain:6.1f} s; "
-          f"commit -> release is {full_retrain / pipeline:.0f}x faster (target >= 20x)")  # fmt: skip
+    print(
+        f"  full retrain of all {args.customers} (measured above): {full_retrain:6.1f} s; "
+        f"commit -> release is {full_retrain / pipeline:.0f}x faster (target >= 20x)"
+    )
 
 
 if __name__ == "__main__":

@@ -35,9 +35,13 @@ def workflow_sizes() -> None:
         customers = [f"customer_{i:05d}" for i in range(count)]
         stored: dict[str, str] = {}
         workflow = build_submission(
-            spec, table="examples", commit="0" * 40, customers=customers, parent_run_id="0" * 32,
+            spec,
+            table="examples",
+            commit="0" * 40,
+            customers=customers,
+            parent_run_id="0" * 32,
             store_artifact=stored.__setitem__,
-        )  # fmt: skip
+        )
         size = len(json.dumps(workflow.to_dict()))
         where = "parent-run artifact" if stored else "inline"
         pods = pods_for(count, spec)
@@ -51,14 +55,22 @@ def local_fanout(workdir: Path) -> None:
     for parallelism in (1, 2):
         uri = f"sqlite:///{workdir / f'mlflow-{parallelism}.db'}"
         started = time.perf_counter()
-        result = train_customers(str(seeded.path), table="examples", commit="main", customers=customers,
-                                 parallelism=parallelism, mlflow_uri=uri)  # fmt: skip
+        result = train_customers(
+            str(seeded.path),
+            table="examples",
+            commit="main",
+            customers=customers,
+            parallelism=parallelism,
+            mlflow_uri=uri,
+        )
         timings[parallelism] = time.perf_counter() - started
         assert not result.failed, result.failed
         fits = [_metric(uri, a.run_id, "fit_seconds") for a in result.succeeded]
         wall = timings[parallelism]
-        print(f"   parallelism {parallelism}: {wall:6.1f} s wall for {len(customers)} adapters "
-              f"(mean fit {sum(fits) / len(fits):.1f} s each)")  # fmt: skip
+        print(
+            f"   parallelism {parallelism}: {wall:6.1f} s wall for {len(customers)} adapters "
+            f"(mean fit {sum(fits) / len(fits):.1f} s each)"
+        )
     print(f"   2 workers / sequential = {timings[2] / timings[1]:.2f}x  (target <= 0.65x)")
     entrypoint_overhead(seeded.path, customers[0], workdir)
     warm_overhead(seeded.path, customers[1], workdir)
@@ -72,17 +84,33 @@ def entrypoint_overhead(repo: Path, customer: str, workdir: Path) -> None:
     retrain = Path(sys.executable).with_name("retrain")
     started = time.perf_counter()
     out = subprocess.run(
-        [str(retrain), "train", "--repo", str(repo), "--table", "examples", "--commit", "main",
-         "--customer", customer, "--mlflow-uri", uri],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
+        [
+            str(retrain),
+            "train",
+            "--repo",
+            str(repo),
+            "--table",
+            "examples",
+            "--commit",
+            "main",
+            "--customer",
+            customer,
+            "--mlflow-uri",
+            uri,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     wall = time.perf_counter() - started
     run_id = json.loads(out)["run_id"]
     fit, load = _metric(uri, run_id, "fit_seconds"), _metric(uri, run_id, "base_load_seconds")
     other = wall - fit - load
     print(f"3. `retrain train` as a fresh process, {customer} (200 examples, 4 epochs): {wall:.1f} s wall")
-    print(f"   training loop {fit:.1f} s | base-model load {load:.1f} s | process start, imports, data read, "
-          f"MLflow logging and registration {other:.1f} s")  # fmt: skip
+    print(
+        f"   training loop {fit:.1f} s | base-model load {load:.1f} s | process start, imports, data read, "
+        f"MLflow logging and registration {other:.1f} s"
+    )
     print(f"   overhead = {(wall - fit) / fit:.0%} of training time  (target <= 50%)")
 
 
@@ -100,8 +128,10 @@ def warm_overhead(repo: Path, customer: str, workdir: Path) -> None:
         )
         wall = time.perf_counter() - started
     fit = _metric(uri, again.run_id, "fit_seconds")
-    print(f"   the same entrypoint in a warm process (pool worker, shard pod), {customer}: {wall:.1f} s, "
-          f"training loop {fit:.1f} s, overhead {(wall - fit) / fit:.0%} of training time")  # fmt: skip
+    print(
+        f"   the same entrypoint in a warm process (pool worker, shard pod), {customer}: {wall:.1f} s, "
+        f"training loop {fit:.1f} s, overhead {(wall - fit) / fit:.0%} of training time"
+    )
 
 
 def _metric(uri: str, run_id: str, key: str) -> float:

@@ -54,8 +54,14 @@ def populate(uri: str, workdir: Path, count: int) -> None:
     with DoltRepository.open(
         str(seed_training_repo(workdir / "training.db", customers=1, examples=40).path)
     ) as repo:
-        seed = train_and_register(repo, table="examples", commit="main", customer="acme_air", mlflow_uri=uri,
-                                  params=TrainingParams(epochs=1, min_examples=10))  # fmt: skip
+        seed = train_and_register(
+            repo,
+            table="examples",
+            commit="main",
+            customer="acme_air",
+            mlflow_uri=uri,
+            params=TrainingParams(epochs=1, min_examples=10),
+        )
     client = MlflowClient(uri)
     template = client.get_model_version(seed.model_name, seed.version)
     client.set_registered_model_alias(seed.model_name, PRODUCTION_ALIAS, seed.version)
@@ -80,9 +86,17 @@ def naive_manifest(client: Any, customers: list[str]) -> Manifest:
         version = client.get_model_version_by_alias(model_name(customer), PRODUCTION_ALIAS)
         metrics = client.get_run(version.run_id).data.metrics
         holdout = {k: v for k, v in metrics.items() if k in ("accuracy", "f1", "roc_auc")}
-        entries.append(AdapterEntry(customer, version.name, str(version.version), str(version.run_id),
-                                    version.tags.get(f"{TAG_PREFIX}commit", ""),
-                                    version.tags.get(f"{TAG_PREFIX}artifact_uri", ""), holdout))  # fmt: skip
+        entries.append(
+            AdapterEntry(
+                customer,
+                version.name,
+                str(version.version),
+                str(version.run_id),
+                version.tags.get(f"{TAG_PREFIX}commit", ""),
+                version.tags.get(f"{TAG_PREFIX}artifact_uri", ""),
+                holdout,
+            )
+        )
     return Manifest(tuple(entries))
 
 

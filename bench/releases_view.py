@@ -51,8 +51,9 @@ def second_release(first: Manifest) -> tuple[Manifest, dict[str, str]]:
             "f1": 0.7 + (i % 13) / 100,
             "roc_auc": 0.85 + (i % 11) / 100,
         }
-        entries.append(dataclasses.replace(entry, version=str(int(entry.version) + 1), commit=commit,
-                                           metrics=metrics))  # fmt: skip
+        entries.append(
+            dataclasses.replace(entry, version=str(int(entry.version) + 1), commit=commit, metrics=metrics)
+        )
     failures = {customer: f"CUDA out of memory (attempt {n % 3 + 1})" for n, customer in enumerate(failed)}
     return Manifest(tuple(entries)), failures
 

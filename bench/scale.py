@@ -143,8 +143,11 @@ class Meter:
         stage = Stage(name, seconds, counts["items"], unit, peak[0], self._requests() - calls)
         self.stages[name] = stage
         rss = stage.peak_rss / 2**30
-        print(f"  {name:<24} {seconds:8.2f} s  {stage.rate():>22}  peak RSS {rss:5.2f} GiB  "
-              f"MLflow calls {stage.mlflow_calls:>6}", flush=True)  # fmt: skip
+        print(
+            f"  {name:<24} {seconds:8.2f} s  {stage.rate():>22}  peak RSS {rss:5.2f} GiB  "
+            f"MLflow calls {stage.mlflow_calls:>6}",
+            flush=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -209,9 +212,14 @@ def _run_size(
     def score(name: str, release_id: str) -> None:
         with meter.stage(name, "rows") as counts:
             report = score_partition(
-                spark, store, release_id=release_id, input_table=requests_table, ds=DAY,
-                output_table=scores_table, workdir=work / "scoring",
-            )  # fmt: skip
+                spark,
+                store,
+                release_id=release_id,
+                input_table=requests_table,
+                ds=DAY,
+                output_table=scores_table,
+                workdir=work / "scoring",
+            )
             counts["items"] = report.rows_scored
         assert report.rows_scored == request_rows, (report.rows_scored, request_rows)
 
@@ -225,8 +233,15 @@ def _run_size(
             counts["items"] = report.rows_validated
         assert report.success, report.summary()
         with meter.stage("train all", "adapters") as counts:
-            trained = train_customers(location, table=EXAMPLES_TABLE, commit=head, customers=seeded.customers,
-                                      parallelism=WORKERS, params=PARAMS, mlflow_uri=uri)  # fmt: skip
+            trained = train_customers(
+                location,
+                table=EXAMPLES_TABLE,
+                commit=head,
+                customers=seeded.customers,
+                parallelism=WORKERS,
+                params=PARAMS,
+                mlflow_uri=uri,
+            )
             counts["items"] = len(trained.succeeded)
         assert not trained.failed, trained.failed
         with meter.stage("gate all", "adapters") as counts:
@@ -245,10 +260,8 @@ def _run_size(
         for changed_count in (1, changed_large):
             changed = sorted(rng.sample(seeded.customers, changed_count))
             marks = ", ".join("?" * len(changed))
-            repo.execute(Statement(
-                f"UPDATE {EXAMPLES_TABLE} SET text = text || ' (reviewed)' WHERE customer_id IN ({marks})",  # noqa: S608
-                tuple(changed),
-            ))  # fmt: skip
+            sql = f"UPDATE {EXAMPLES_TABLE} SET text = text || ' (reviewed)' WHERE customer_id IN ({marks})"  # noqa: S608
+            repo.execute(Statement(sql, tuple(changed)))
             commit = repo.commit(f"review {changed_count} customers' examples")
             if changed_count == 1:
                 single_runs.append(_train_alone(repo, commit, changed[0], uri))
@@ -264,9 +277,15 @@ def _run_size(
                 counts["items"] = report.rows_validated
             with meter.stage(f"{tag} train", "adapters") as counts:
                 result = train_customers(
-                    location, table=EXAMPLES_TABLE, commit=commit, customers=report.healthy_customers,
-                    parallelism=WORKERS, params=PARAMS, mlflow_uri=uri, force=True,
-                )  # fmt: skip
+                    location,
+                    table=EXAMPLES_TABLE,
+                    commit=commit,
+                    customers=report.healthy_customers,
+                    parallelism=WORKERS,
+                    params=PARAMS,
+                    mlflow_uri=uri,
+                    force=True,
+                )
                 counts["items"] = len(result.succeeded)
             assert not result.failed, result.failed
             with meter.stage(f"{tag} gate", "adapters") as counts:
@@ -286,8 +305,15 @@ def _run_size(
 
 def _train_alone(repo: DoltRepository, commit: str, customer: str, uri: str) -> float:
     started = time.perf_counter()
-    train_and_register(repo, table=EXAMPLES_TABLE, commit=commit, customer=customer, params=PARAMS,
-                       mlflow_uri=uri, force=True)  # fmt: skip
+    train_and_register(
+        repo,
+        table=EXAMPLES_TABLE,
+        commit=commit,
+        customer=customer,
+        params=PARAMS,
+        mlflow_uri=uri,
+        force=True,
+    )
     return time.perf_counter() - started
 
 
@@ -354,8 +380,12 @@ def plot(results: list[SizeResult], path: Path) -> None:
     sizes = [r.customers for r in results]
     for name in results[-1].stages:
         axes.plot(sizes, [r.stages[name].seconds for r in results], marker="o", label=name)
-    axes.plot(sizes, [results[0].stages["train all"].seconds * s / sizes[0] for s in sizes], "k:",
-              label="linear from train all")  # fmt: skip
+    axes.plot(
+        sizes,
+        [results[0].stages["train all"].seconds * s / sizes[0] for s in sizes],
+        "k:",
+        label="linear from train all",
+    )
     axes.set(
         xscale="log", yscale="log", xlabel="customers", ylabel="seconds", title="Time per stage against N"
     )
@@ -377,10 +407,12 @@ def main() -> None:
     )
     parser.add_argument("--changed", type=int, default=50, help="customers the second commit changes")
     parser.add_argument(
-        "--spark", choices=("cluster", "embedded"), default="cluster",
+        "--spark",
+        choices=("cluster", "embedded"),
+        default="cluster",
         help="cluster: a Spark standalone master, 2 workers and a thrift Hive metastore on loopback "
         "(retrain.cluster); embedded: local[*] with Derby",
-    )  # fmt: skip
+    )
     parser.add_argument("--plot", type=Path, default=Path("var/bench/scale.png"))
     parser.add_argument("--keep", type=Path, help="keep the work folder here instead of a temporary one")
     args = parser.parse_args()
@@ -390,11 +422,15 @@ def main() -> None:
     logging.getLogger("retrain.fanout.local").setLevel(logging.INFO)  # the fan-out's progress lines
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     # The figures, not library chatter (inherited by the training workers and the MLflow server).
-    os.environ.update({
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
-        "MLFLOW_LOGGING_LEVEL": "ERROR", "PYTHONWARNINGS": "ignore::FutureWarning,ignore::UserWarning",
-        "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-    })  # fmt: skip
+    os.environ.update(
+        {
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+            "MLFLOW_LOGGING_LEVEL": "ERROR",
+            "PYTHONWARNINGS": "ignore::FutureWarning,ignore::UserWarning",
+            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+        }
+    )
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
     try:  # a kept folder starts over each run, and only ever one an earlier run marked
@@ -410,8 +446,10 @@ def main() -> None:
         if args.spark == "cluster":
             cluster = running.enter_context(local_cluster(root / "cluster", warehouse=root / "warehouse"))
             os.environ.update(cluster.env())
-            print(f"local cluster up in {cluster.started_in:.0f} s: master {cluster.master_url} "
-                  f"(UI {cluster.master_ui_url}), Hive metastore {cluster.metastore_uri}")  # fmt: skip
+            print(
+                f"local cluster up in {cluster.started_in:.0f} s: master {cluster.master_url} "
+                f"(UI {cluster.master_ui_url}), Hive metastore {cluster.metastore_uri}"
+            )
         settings = SparkSettings.from_env(warehouse=str(root / "warehouse"))
         spark = spark_session(replace(settings, conf={"spark.ui.showConsoleProgress": "false"}))
         running.callback(spark.stop)  # before the cluster under it stops

@@ -53,12 +53,23 @@ def main() -> None:
         seeded = seed_training_repo(work / "training.db", customers=CUSTOMERS, examples=200)
         with DoltRepository.open(str(seeded.path)) as repo:
             for customer in seeded.customers:
-                adapter = train_and_register(repo, table="examples", commit="main", customer=customer,
-                                             mlflow_uri=uri, params=TrainingParams(epochs=1))  # fmt: skip
+                adapter = train_and_register(
+                    repo,
+                    table="examples",
+                    commit="main",
+                    customer=customer,
+                    mlflow_uri=uri,
+                    params=TrainingParams(epochs=1),
+                )
                 promote(store.client, customer, adapter.version)
         release_id = store.register(store.production_manifest()).release_id
-        seed_warehouse(work / "warehouse", customers=CUSTOMERS, start=dt.date(2026, 11, 1), days=1,
-                       rows_per_customer=args.rows_per_customer)  # fmt: skip
+        seed_warehouse(
+            work / "warehouse",
+            customers=CUSTOMERS,
+            start=dt.date(2026, 11, 1),
+            days=1,
+            rows_per_customer=args.rows_per_customer,
+        )
         from pyspark.sql import SparkSession
         from pyspark.sql import functions as F
 
@@ -87,10 +98,17 @@ def main() -> None:
             ds=DS,
             output_table="warmup",
             workdir=work / "cache",
-        )  # fmt: skip  (starts Spark's Python workers; not timed)
+        )  # warm-up: starts Spark's Python workers; not timed
         started = time.perf_counter()
-        report = score_partition(spark, store, release_id=release_id, input_table="requests", ds=DS,
-                                 output_table="scores", workdir=work / "cache")  # fmt: skip
+        report = score_partition(
+            spark,
+            store,
+            release_id=release_id,
+            input_table="requests",
+            ds=DS,
+            output_table="scores",
+            workdir=work / "cache",
+        )
         spark_rate = report.rows_scored / (time.perf_counter() - started)
 
         # Spread over every core, as the Spark job is.
@@ -105,8 +123,10 @@ def main() -> None:
     ratio = spark_rate / ceiling
     print(f"  Spark job (mapInPandas, engine per worker): {spark_rate:6.0f} rows/s = {ratio:.2f}x ceiling")
     print("    (target >= 0.6x the ceiling)")
-    print(f"  naive row-at-a-time UDF ({args.naive_rows:,} rows):  {naive_rate:8.0f} rows/s; Spark job = "
-          f"{spark_rate / naive_rate:.1f}x naive (target >= 10x)")  # fmt: skip
+    print(
+        f"  naive row-at-a-time UDF ({args.naive_rows:,} rows):  {naive_rate:8.0f} rows/s; Spark job = "
+        f"{spark_rate / naive_rate:.1f}x naive (target >= 10x)"
+    )
 
 
 def _naive_udf(adapters: dict[str, str], base: str):  # type: ignore[no-untyped-def]

@@ -122,12 +122,18 @@ def code_version() -> str:
     try:
         head = subprocess.run(
             ["git", "-C", str(package_dir), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True, text=True, check=True, timeout=5,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(package_dir), "status", "--porcelain", "--", str(package_dir)],
-            capture_output=True, text=True, check=True, timeout=5,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        ).stdout.strip()
         return f"{head}-dirty" if dirty else head
     except (OSError, subprocess.SubprocessError):
         return retrain.__version__

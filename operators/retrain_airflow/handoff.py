@@ -54,7 +54,8 @@ def _json(value: Any) -> str:
 def _hand_off(text: str, count: int, *, context: Context, name: str) -> dict[str, Any]:
     """Write ``text`` (the JSON of ``count`` items) to the run's handoff folder; the reference."""
     ti = context["ti"]
-    folder = ObjectStoragePath(Variable.get("retrain_handoff_path", default=settings.configured("handoff_path")))
+    configured = settings.configured("handoff_path")
+    folder = ObjectStoragePath(Variable.get("retrain_handoff_path", default=configured))
     path = folder / _UNSAFE.sub("_", ti.dag_id) / _UNSAFE.sub("_", ti.run_id) / ti.task_id / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

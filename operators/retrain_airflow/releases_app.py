@@ -158,8 +158,11 @@ def create_app(
         manifest = manifest_or_404(release_id)
         serving = [e for e in store().events() if e.event in SERVING_EVENTS]
         previous = _previous_release(serving, release_id)
-        rows = release_rows(manifest, manifest_or_404(previous) if previous else None,
-                            cached_failures(store().tracking_uri, release_id))  # fmt: skip
+        rows = release_rows(
+            manifest,
+            manifest_or_404(previous) if previous else None,
+            cached_failures(store().tracking_uri, release_id),
+        )
         in_production = bool(serving) and serving[0].release_id == release_id
         return ReleaseView(rows, metric_names(r.entry for r in rows), in_production, previous)
 
@@ -216,22 +219,40 @@ def create_app(
     def api_release_adapters(release_id: str, user: User, query: Table) -> dict[str, Any]:
         view = release_view(release_id)
         page = _checked(lambda: release_page(view.rows, query, view.metrics))
-        rows = [{"customer": r.customer, "change": r.change, "previous_version": r.previous_version,
-                 "failure": r.failure, "adapter": r.entry.canonical() if r.entry else None}
-                for r in page.rows]  # fmt: skip
-        return {"release_id": release_id, "in_production": view.in_production,
-                "previous_release": view.previous, **_page_json(page), "rows": rows}  # fmt: skip
+        rows = [
+            {
+                "customer": r.customer,
+                "change": r.change,
+                "previous_version": r.previous_version,
+                "failure": r.failure,
+                "adapter": r.entry.canonical() if r.entry else None,
+            }
+            for r in page.rows
+        ]
+        return {
+            "release_id": release_id,
+            "in_production": view.in_production,
+            "previous_release": view.previous,
+            **_page_json(page),
+            "rows": rows,
+        }
 
     @app.get("/api/diff")
-    def api_diff(user: User, base: Annotated[str, Query()], head: Annotated[str, Query()], query: Table
-                 ) -> dict[str, Any]:  # fmt: skip
+    def api_diff(
+        user: User, base: Annotated[str, Query()], head: Annotated[str, Query()], query: Table
+    ) -> dict[str, Any]:
         _, rows, metrics = diff_view(base, head)
         page = _checked(lambda: diff_page(rows, query, metrics))
         found = [
-            {"customer": r.customer, "kind": r.kind, "old": r.old.canonical() if r.old else None,
-             "new": r.new.canonical() if r.new else None, "deltas": r.deltas}
+            {
+                "customer": r.customer,
+                "kind": r.kind,
+                "old": r.old.canonical() if r.old else None,
+                "new": r.new.canonical() if r.new else None,
+                "deltas": r.deltas,
+            }
             for r in page.rows
-        ]  # fmt: skip
+        ]
         return {"base": base, "head": head, **_page_json(page), "rows": found}
 
     @app.post("/api/releases/{release_id}/rollback")
@@ -275,10 +296,15 @@ def _check_id(release_id: str) -> None:
 
 def _event_json(event: ReleaseEvent) -> dict[str, Any]:
     return {
-        "release_id": event.release_id, "event": event.event, "time": event.time.isoformat(),
-        "adapters": event.adapter_count, "commits": event.commits, "changes": event.changes,
-        "note": event.note, "failed": event.failed_count,
-    }  # fmt: skip
+        "release_id": event.release_id,
+        "event": event.event,
+        "time": event.time.isoformat(),
+        "adapters": event.adapter_count,
+        "commits": event.commits,
+        "changes": event.changes,
+        "note": event.note,
+        "failed": event.failed_count,
+    }
 
 
 def _link(release_id: str, prefix: str = "") -> str:

@@ -99,8 +99,11 @@ def release_rows(manifest: Manifest, previous: Manifest | None, failures: dict[s
     for entry in manifest.adapters:
         old = before.get(entry.customer)
         change = "added" if old is None else "changed" if _identity(old) != _identity(entry) else ""
-        rows.append(ReleaseRow(entry.customer, entry, change, old.version if old else "",
-                               failures.get(entry.customer, "")))  # fmt: skip
+        rows.append(
+            ReleaseRow(
+                entry.customer, entry, change, old.version if old else "", failures.get(entry.customer, "")
+            )
+        )
     present = {entry.customer for entry in manifest.adapters}
     rows += [ReleaseRow(c, None, failure=reason) for c, reason in failures.items() if c not in present]
     return sorted(rows, key=lambda row: row.customer)
@@ -110,10 +113,15 @@ def diff_rows(changes: ManifestDiff) -> list[DiffRow]:
     rows = [DiffRow(a.customer, "added", None, a) for a in changes.added]
     rows += [DiffRow(r.customer, "removed", r, None) for r in changes.removed]
     rows += [
-        DiffRow(new.customer, "changed", old, new,
-                {k: new.metrics[k] - old.metrics[k] for k in sorted(set(old.metrics) & set(new.metrics))})
+        DiffRow(
+            new.customer,
+            "changed",
+            old,
+            new,
+            {k: new.metrics[k] - old.metrics[k] for k in sorted(set(old.metrics) & set(new.metrics))},
+        )
         for old, new in changes.changed
-    ]  # fmt: skip
+    ]
     return sorted(rows, key=lambda row: row.customer)
 
 
@@ -157,10 +165,12 @@ def _delta_of(name: str) -> Callable[[DiffRow], float | None]:
 def release_page(rows: list[ReleaseRow], query: TableQuery, metrics: Sequence[str]) -> TablePage[ReleaseRow]:
     needle = query.q.casefold()
     kept = [
-        r for r in rows
-        if needle in r.customer.casefold() and (not query.changed or r.change)
+        r
+        for r in rows
+        if needle in r.customer.casefold()
+        and (not query.changed or r.change)
         and (not query.failed or r.failure)
-    ]  # fmt: skip
+    ]
     return _page(kept, query, release_sort_keys(metrics))
 
 
@@ -198,9 +208,18 @@ def release_table(
     model_url: ModelUrl,
     commit_url: CommitUrl,
 ) -> str:
-    headers = _headers(query, [("customer", "customer"), ("", "model"), ("version", "version"),
-                               ("commit", "Dolt commit"), *((m, m) for m in metrics), ("", "MLflow run"),
-                               ("", "status")])  # fmt: skip
+    headers = _headers(
+        query,
+        [
+            ("customer", "customer"),
+            ("", "model"),
+            ("version", "version"),
+            ("commit", "Dolt commit"),
+            *((m, m) for m in metrics),
+            ("", "MLflow run"),
+            ("", "status"),
+        ],
+    )
     body = "".join(_release_row(r, metrics, model_url, commit_url) for r in page.rows)
     return _table(headers, body, page, query)
 
@@ -238,8 +257,15 @@ def diff_table(
     model_url: ModelUrl,
     commit_url: CommitUrl,
 ) -> str:
-    columns = [("customer", "customer"), ("kind", "change"), ("", "version"), ("", "old Dolt commit"),
-               ("", "new Dolt commit"), ("", "old MLflow version"), ("", "new MLflow version")]  # fmt: skip
+    columns = [
+        ("customer", "customer"),
+        ("kind", "change"),
+        ("", "version"),
+        ("", "old Dolt commit"),
+        ("", "new Dolt commit"),
+        ("", "old MLflow version"),
+        ("", "new MLflow version"),
+    ]
     headers = _headers(query, [*columns, *((m, f"&Delta; {m}") for m in metrics)])
     body = "".join(_diff_row(r, metrics, model_url, commit_url) for r in page.rows)
     return _table(headers, body, page, query)

@@ -184,9 +184,14 @@ def train_and_register(
             existing.version,
         )
         return RegisteredAdapter(
-            customer, existing.name, str(existing.version), str(existing.run_id), commit_hash,
-            version_metrics(existing), reused=True,
-        )  # fmt: skip
+            customer,
+            existing.name,
+            str(existing.version),
+            str(existing.run_id),
+            commit_hash,
+            version_metrics(existing),
+            reused=True,
+        )
 
     rows = repo.read_table(table, commit_hash, where={sql_identifier(key_column, "column"): customer})
     experiment_id = (
@@ -214,9 +219,13 @@ def train_and_register(
     ):
         mlflow.log_params(asdict(params))
         result = train_adapter(
-            rows, customer=customer, commit=commit_hash, base_model=base, params=params,
+            rows,
+            customer=customer,
+            commit=commit_hash,
+            base_model=base,
+            params=params,
             out_dir=Path(workdir) / "adapter",
-        )  # fmt: skip
+        )
         sizes = {"train_rows": result.train_rows, "holdout_rows": result.holdout_rows}
         timings = {"base_load_seconds": result.load_seconds, "fit_seconds": result.fit_seconds}
         mlflow.log_metrics({**result.metrics, **sizes, **timings})
@@ -247,9 +256,13 @@ def train_and_register(
             model_id=logged.model_id,
         )
     log.info(
-        "registered %s v%s (commit %s, %d rows, %s)", version.name, version.version, commit_hash, len(rows),
+        "registered %s v%s (commit %s, %d rows, %s)",
+        version.name,
+        version.version,
+        commit_hash,
+        len(rows),
         ", ".join(f"{k}={v:.3f}" for k, v in result.metrics.items()),
-    )  # fmt: skip
+    )
     return RegisteredAdapter(
         customer, version.name, str(version.version), run.info.run_id, commit_hash, result.metrics
     )

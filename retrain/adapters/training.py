@@ -50,8 +50,14 @@ class TrainingParams:
 
     def __post_init__(self) -> None:
         """Refuse what would register an untrained or unmeasured adapter (0 epochs, no holdout)."""
-        at_least = {"epochs": 1, "batch_size": 1, "lora_rank": 1, "lora_alpha": 1, "max_length": 8,
-                    "min_examples": 2}  # fmt: skip
+        at_least = {
+            "epochs": 1,
+            "batch_size": 1,
+            "lora_rank": 1,
+            "lora_alpha": 1,
+            "max_length": 8,
+            "min_examples": 2,
+        }
         for name, minimum in at_least.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -166,9 +172,12 @@ def train_adapter(
             epoch_loss += loss.item() * len(batch)
         log.info(
             "customer %s epoch %d/%d: loss %.4f, %.0f examples/s",
-            customer, epoch + 1, params.epochs, epoch_loss / max(1, len(texts)),
+            customer,
+            epoch + 1,
+            params.epochs,
+            epoch_loss / max(1, len(texts)),
             len(texts) / (time.perf_counter() - epoch_started),
-        )  # fmt: skip
+        )
     fitted = time.perf_counter()
     classifier.save(out_dir)
     probabilities = classifier.predict_proba(holdout["text"].astype(str).tolist())

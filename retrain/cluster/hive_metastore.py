@@ -52,10 +52,15 @@ class MetastoreConfig:
             "hive.metastore.warehouse.dir": str(self.warehouse),
         }
         return [
-            java(), f"-Xmx{self.heap}", *(f"-D{key}={value}" for key, value in settings.items()),
-            "-cp", str(spark_home() / "jars" / "*"),
-            "org.apache.hadoop.hive.metastore.HiveMetaStore", "-p", str(self.port),
-        ]  # fmt: skip
+            java(),
+            f"-Xmx{self.heap}",
+            *(f"-D{key}={value}" for key, value in settings.items()),
+            "-cp",
+            str(spark_home() / "jars" / "*"),
+            "org.apache.hadoop.hive.metastore.HiveMetaStore",
+            "-p",
+            str(self.port),
+        ]
 
 
 def start_metastore(config: MetastoreConfig, env: dict[str, str]) -> process.Service:

@@ -46,9 +46,14 @@ def start(name: str, command: list[str], *, port: int, log: Path, env: dict[str,
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as output:  # the child keeps its own descriptor
         process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
     return Service(name, port, log, process)
 
 

@@ -64,17 +64,32 @@ class StandaloneConfig:
 
     def master_command(self) -> list[str]:
         return [
-            str(spark_home() / "bin" / "spark-class"), "org.apache.spark.deploy.master.Master",
-            "--host", "127.0.0.1", "--port", str(self.master_port), "--webui-port", str(self.master_ui_port),
-        ]  # fmt: skip
+            str(spark_home() / "bin" / "spark-class"),
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.master_port),
+            "--webui-port",
+            str(self.master_ui_port),
+        ]
 
     def worker_command(self, index: int) -> list[str]:
         return [
-            str(spark_home() / "bin" / "spark-class"), "org.apache.spark.deploy.worker.Worker",
-            "--host", "127.0.0.1", "--webui-port", str(self.worker_ui_ports[index]),
-            "--cores", str(self.worker_cores), "--memory", self.worker_memory,
-            "--work-dir", str(self.worker_dir(index)), self.master_url,
-        ]  # fmt: skip
+            str(spark_home() / "bin" / "spark-class"),
+            "org.apache.spark.deploy.worker.Worker",
+            "--host",
+            "127.0.0.1",
+            "--webui-port",
+            str(self.worker_ui_ports[index]),
+            "--cores",
+            str(self.worker_cores),
+            "--memory",
+            self.worker_memory,
+            "--work-dir",
+            str(self.worker_dir(index)),
+            self.master_url,
+        ]
 
 
 def write_conf(config: StandaloneConfig) -> None:
@@ -88,18 +103,26 @@ def start_master(config: StandaloneConfig, env: dict[str, str]) -> process.Servi
     write_conf(config)
     log = config.directory / "logs" / "master.log"
     return process.start(
-        MASTER, config.master_command(), port=config.master_port, log=log, env=config.env(env),
+        MASTER,
+        config.master_command(),
+        port=config.master_port,
+        log=log,
+        env=config.env(env),
         cwd=config.directory,
-    )  # fmt: skip
+    )
 
 
 def start_worker(config: StandaloneConfig, index: int, env: dict[str, str]) -> process.Service:
     config.worker_dir(index).mkdir(parents=True, exist_ok=True)
     log = config.directory / "logs" / f"worker-{index + 1}.log"
     return process.start(
-        config.worker_name(index), config.worker_command(index), port=config.worker_ui_ports[index],
-        log=log, env=config.env(env), cwd=config.directory,
-    )  # fmt: skip
+        config.worker_name(index),
+        config.worker_command(index),
+        port=config.worker_ui_ports[index],
+        log=log,
+        env=config.env(env),
+        cwd=config.directory,
+    )
 
 
 def master_state(ui_url: str) -> dict[str, Any]:

@@ -37,8 +37,9 @@ def step(title: str) -> None:
     print(f"\n== {title}")
 
 
-def cycle(repo: DoltRepository, commit: str, customers: list[str] | None, suite: SuiteFile, docs: Path,
-          uri: str) -> str:  # fmt: skip
+def cycle(
+    repo: DoltRepository, commit: str, customers: list[str] | None, suite: SuiteFile, docs: Path, uri: str
+) -> str:
     """Validate -> train the healthy customers -> promotion gate -> release; returns the release id."""
     report = validate_commit(repo, EXAMPLES_TABLE, commit, suite, customers=customers, docs_dir=docs)
     print(report.summary())
@@ -47,20 +48,28 @@ def cycle(repo: DoltRepository, commit: str, customers: list[str] | None, suite:
     print(f"retrain only: {report.healthy_customers}")
     step(f"Train {len(report.healthy_customers)} adapter(s) at {commit[:12]} on local worker processes")
     trained = train_customers(
-        repo.location, table=EXAMPLES_TABLE, commit=commit, customers=report.healthy_customers, parallelism=2,
+        repo.location,
+        table=EXAMPLES_TABLE,
+        commit=commit,
+        customers=report.healthy_customers,
+        parallelism=2,
         mlflow_uri=uri,
-    )  # fmt: skip
+    )
     print(trained.table())
     step("Promotion gate and release")
     store = ReleaseStore.open(uri)
     decisions = [promote(store.client, a.customer, a.version, floor=DEFAULT_FLOOR) for a in trained.succeeded]
     for decision in decisions:
-        print(f"{'promoted' if decision.promoted else 'rejected'} {decision.customer} v{decision.version}: "
-              f"{decision.reason}")  # fmt: skip
+        print(
+            f"{'promoted' if decision.promoted else 'rejected'} {decision.customer} v{decision.version}: "
+            f"{decision.reason}"
+        )
     left_out = floor_failures(decisions)  # first versions below the quality floor
     event = store.register(store.production_manifest(), failures=left_out)
-    print(f"release {event.release_id} ({event.adapter_count} adapters, {event.changes})"
-          + "".join(f"\n  left out {c}: {reason}" for c, reason in left_out.items()))  # fmt: skip
+    print(
+        f"release {event.release_id} ({event.adapter_count} adapters, {event.changes})"
+        + "".join(f"\n  left out {c}: {reason}" for c, reason in left_out.items())
+    )
     return event.release_id
 
 
@@ -124,10 +133,14 @@ def run(workdir: Path, customers: int, examples: int) -> None:
 
         step(f"Score Hive partition requests ds={hive.request_days[0]} with release {second[:12]}")
         scored = score_partition(
-            spark_session(SparkSettings(warehouse=str(warehouse))), store, release_id=second,
-            input_table="requests", ds=hive.request_days[0], output_table="scores",
+            spark_session(SparkSettings(warehouse=str(warehouse))),
+            store,
+            release_id=second,
+            input_table="requests",
+            ds=hive.request_days[0],
+            output_table="scores",
             workdir=workdir / "scoring",
-        )  # fmt: skip
+        )
         print(scored.summary())
 
         step("Summary")

@@ -3,10 +3,10 @@
 Seeds the demo training repo and Hive warehouse once, starts a Hive metastore service and a Spark
 standalone master with two workers (``retrain.cluster``), ``mlflow server`` on 127.0.0.1:5000 and
 ``airflow standalone`` (API server and UI on 127.0.0.1:8080, scheduler, DAG processor, triggerer)
-with this checkout's ``dags/`` and the installed provider (its plugin included), prints where everything is, and stops them all on
-Ctrl-C. The DAGs' Spark tasks run on the cluster through the metastore service, so several can run
-at once. ``--embedded`` keeps Spark in the tasks' own processes on embedded Derby instead (one
-Spark job at a time). Everything lives under ``var/up``.
+with this checkout's ``dags/`` and the installed provider (its plugin included), prints where
+everything is, and stops them all on Ctrl-C. The DAGs' Spark tasks run on the cluster through the
+metastore service, so several can run at once. ``--embedded`` keeps Spark in the tasks' own
+processes on embedded Derby instead (one Spark job at a time). Everything lives under ``var/up``.
 """
 
 from __future__ import annotations
@@ -86,10 +86,17 @@ def start_mlflow(home: Path, env: dict[str, str], port: int = 5000) -> subproces
     store.mkdir(parents=True, exist_ok=True)
     log = (home / "mlflow.log").open("ab")
     command = [
-        "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-        "--artifacts-destination", str(store / "artifacts"),
-    ]  # fmt: skip
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{store / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(store / "artifacts"),
+    ]
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     wait_for(f"http://127.0.0.1:{port}/health", "MLflow server", server, timeout=120)
     return server
@@ -102,8 +109,10 @@ def prepare_airflow(env: dict[str, str]) -> None:
         return
     subprocess.run(
         ["airflow", "pools", "set", SPARK_POOL, "1", "embedded Derby metastore: one Spark job at a time"],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
 
 def start_airflow(home: Path, env: dict[str, str], port: int = 8080) -> subprocess.Popen[bytes]:
@@ -158,9 +167,10 @@ def main() -> None:
     )
     parser.add_argument("--home", type=Path, default=Path("var/up"))
     parser.add_argument(
-        "--embedded", action="store_true",
+        "--embedded",
+        action="store_true",
         help="no Spark cluster: Spark in the tasks' processes on embedded Derby, one Spark job at a time",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     try:
         home = claim(args.home, UP_HOME)  # seeded, migrated and written by the services below
@@ -170,10 +180,17 @@ def main() -> None:
         # Seeded on embedded Derby before the metastore service opens the same database.
         print("seeding the demo training repo and Hive warehouse ...", flush=True)
         subprocess.run(
-            ["retrain", "demo-data", "--repo", str(home / "training.db"),
-             "--warehouse", str(home / "warehouse")],
-            env=service_env(home), check=True,
-        )  # fmt: skip
+            [
+                "retrain",
+                "demo-data",
+                "--repo",
+                str(home / "training.db"),
+                "--warehouse",
+                str(home / "warehouse"),
+            ],
+            env=service_env(home),
+            check=True,
+        )
     try:
         if args.embedded:
             run_services(home, service_env(home), _EMBEDDED.format(home=home))

@@ -163,8 +163,9 @@ class ArgoClient:
             self.base_url, connect_timeout() if timeout is None else timeout, retries, backoff, verify
         )
         # Hera joins its paths onto ``host``: the slash keeps a path prefix such as ``/argo``.
-        self._service = WorkflowsService(host=f"{self.base_url}/", token=token, namespace=namespace,
-                                         session=session)  # fmt: skip
+        self._service = WorkflowsService(
+            host=f"{self.base_url}/", token=token, namespace=namespace, session=session
+        )
         if self._service.token:  # Hera's "Bearer ..." form, for the poll too
             session.headers["Authorization"] = self._service.token
 
@@ -280,8 +281,14 @@ class _DeadlineRetry(Retry):
     def sleep(self, response: Any = None) -> None:
         last = self.history[-1]
         failure = root_cause(last.error) if last.error else f"HTTP {last.status}"
-        log.warning("Argo Server %s %s: %s (attempt %d), retrying in %.1fs",
-                    last.method, last.url, failure, len(self.history), self.get_backoff_time())  # fmt: skip
+        log.warning(
+            "Argo Server %s %s: %s (attempt %d), retrying in %.1fs",
+            last.method,
+            last.url,
+            failure,
+            len(self.history),
+            self.get_backoff_time(),
+        )
         super().sleep(response)
 
 
@@ -302,9 +309,13 @@ class ArgoSession(requests.Session):
         self.base_url, self.timeout = base_url, timeout
         self.verify = verify
         retry = _DeadlineRetry(
-            total=retries, backoff_factor=backoff, status_forcelist=frozenset(range(500, 600)),
-            allowed_methods=None, raise_on_status=False, respect_retry_after_header=False,
-        )  # fmt: skip
+            total=retries,
+            backoff_factor=backoff,
+            status_forcelist=frozenset(range(500, 600)),
+            allowed_methods=None,
+            raise_on_status=False,
+            respect_retry_after_header=False,
+        )
         self.mount("http://", HTTPAdapter(max_retries=retry))
         self.mount("https://", HTTPAdapter(max_retries=retry))
 

@@ -67,8 +67,13 @@ def _fill(store: ReleaseStore, release_id: str, staging: Path, reuse_from: Path 
         Path(local).rename(target)
         downloaded += 1
     shutil.rmtree(staging / "downloads", ignore_errors=True)
-    log.info("release %s: %d adapters downloaded, %d reused from %s", release_id, downloaded,
-             len(manifest.adapters) - downloaded, reuse_from)  # fmt: skip
+    log.info(
+        "release %s: %d adapters downloaded, %d reused from %s",
+        release_id,
+        downloaded,
+        len(manifest.adapters) - downloaded,
+        reuse_from,
+    )
     (staging / MANIFEST_FILE).write_text(manifest.canonical_json())
     (staging / RELEASE_ID_FILE).write_text(release_id + "\n")
 

@@ -277,16 +277,19 @@ class ReleaseStore:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def events(self, events: tuple[str, ...] = EVENTS, before: dt.datetime | None = None,
-               max_results: int = 1000) -> list[ReleaseEvent]:  # fmt: skip
+    def events(
+        self, events: tuple[str, ...] = EVENTS, before: dt.datetime | None = None, max_results: int = 1000
+    ) -> list[ReleaseEvent]:
         """Release events, newest first."""
         filters = ["attributes.status = 'FINISHED'"]
         if before is not None:
             filters.append(f"attributes.start_time <= {int(before.timestamp() * 1000)}")
         runs = self.client.search_runs(
-            [self.experiment_id], filter_string=" and ".join(filters), max_results=max_results,
+            [self.experiment_id],
+            filter_string=" and ".join(filters),
+            max_results=max_results,
             order_by=["attributes.start_time DESC"],
-        )  # fmt: skip
+        )
         return [e for e in _release_events(runs) if e.event in events]
 
     def find(self, release_id: str, events: tuple[str, ...] = SERVING_EVENTS) -> ReleaseEvent | None:
@@ -427,8 +430,12 @@ def _release_events(runs: Iterable[Any]) -> list[ReleaseEvent]:
         try:
             events.append(ReleaseEvent.from_run(run))
         except ValueError as error:
-            log.warning("run %s in %s is not a release event, skipped: %s", run.info.run_id,
-                        RELEASES_EXPERIMENT, error)  # fmt: skip
+            log.warning(
+                "run %s in %s is not a release event, skipped: %s",
+                run.info.run_id,
+                RELEASES_EXPERIMENT,
+                error,
+            )
     return events
 
 

@@ -150,9 +150,15 @@ def score_partition(
         str(r["customer_id"]): int(r["count"]) for r in written.groupBy("customer_id").count().collect()
     }
     report = ScoringReport(
-        release_id, input_table, ds, output_table, sum(per_customer.values()), time.perf_counter() - started,
-        per_customer, missing,
-    )  # fmt: skip
+        release_id,
+        input_table,
+        ds,
+        output_table,
+        sum(per_customer.values()),
+        time.perf_counter() - started,
+        per_customer,
+        missing,
+    )
     log.info("%s", report.summary())
     return report
 

@@ -121,13 +121,19 @@ def server_args(spec: InferenceServiceSpec) -> list[str]:
     """Arguments to the image's ``retrain`` entrypoint; the release directory comes from the image."""
     return [
         "serve",
-        "--http-port", str(spec.http_port),
-        "--grpc-port", str(spec.grpc_port),
-        "--model-name", spec.model_name,
-        "--max-batch-size", str(spec.max_batch_size),
-        "--max-wait-ms", str(spec.max_wait_ms),
-        "--adapter-cache-mb", str(spec.adapter_cache_mb),
-    ]  # fmt: skip
+        "--http-port",
+        str(spec.http_port),
+        "--grpc-port",
+        str(spec.grpc_port),
+        "--model-name",
+        spec.model_name,
+        "--max-batch-size",
+        str(spec.max_batch_size),
+        "--max-wait-ms",
+        str(spec.max_wait_ms),
+        "--adapter-cache-mb",
+        str(spec.adapter_cache_mb),
+    ]
 
 
 def _probe(path: str, port: int, period: int, failures: int) -> dict[str, Any]:

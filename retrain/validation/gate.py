@@ -149,9 +149,16 @@ def validate_commit(
     elapsed = time.perf_counter() - started
     log.info(
         "validated %d rows of %s at %s (%s) in %.2fs (read %.2fs, %.0f rows/s): %d of %d expectations failed",
-        rows, table, commit_hash, engine, elapsed, read_seconds, rows / elapsed,
-        len(failures), report.expectations_evaluated,
-    )  # fmt: skip
+        rows,
+        table,
+        commit_hash,
+        engine,
+        elapsed,
+        read_seconds,
+        rows / elapsed,
+        len(failures),
+        report.expectations_evaluated,
+    )
     return report
 
 
@@ -165,16 +172,29 @@ def _customer_failures(key_column: str, invalid: list[str], missing: list[str]) 
     without a row at the commit: reported like any failing customer, never a failed training."""
     failures = []
     if invalid:
-        failures.append(ExpectationFailure(
-            expectation=INVALID_CUSTOMER_ID, column=key_column, unexpected_count=len(invalid),
-            sample_values=[], customers=[repr(c) for c in invalid], per_customer=True,
-            notes=f"customer ids must be {CUSTOMER_ID_RULE}; these customers' rows were set aside",
-        ))  # fmt: skip
+        failures.append(
+            ExpectationFailure(
+                expectation=INVALID_CUSTOMER_ID,
+                column=key_column,
+                unexpected_count=len(invalid),
+                sample_values=[],
+                customers=[repr(c) for c in invalid],
+                per_customer=True,
+                notes=f"customer ids must be {CUSTOMER_ID_RULE}; these customers' rows were set aside",
+            )
+        )
     if missing:
-        failures.append(ExpectationFailure(
-            expectation=NO_ROWS, column=key_column, unexpected_count=len(missing), sample_values=[],
-            customers=missing, per_customer=True, notes="requested, but no rows at this commit",
-        ))  # fmt: skip
+        failures.append(
+            ExpectationFailure(
+                expectation=NO_ROWS,
+                column=key_column,
+                unexpected_count=len(missing),
+                sample_values=[],
+                customers=missing,
+                per_customer=True,
+                notes="requested, but no rows at this commit",
+            )
+        )
     return failures
 
 
@@ -264,9 +284,12 @@ def _run_gx(
     )
     asset = source.add_dataframe_asset(asset_name)
     batch_definition = asset.add_batch_definition_whole_dataframe("as_of_commit")
-    suite = context.suites.add_or_update(gx.ExpectationSuite(name=suite_file.name, expectations=[
-        e.configuration.to_domain_obj() for e in suite_file.suite.expectations
-    ]))  # fmt: skip
+    suite = context.suites.add_or_update(
+        gx.ExpectationSuite(
+            name=suite_file.name,
+            expectations=[e.configuration.to_domain_obj() for e in suite_file.suite.expectations],
+        )
+    )
     definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=suite_file.name, data=batch_definition, suite=suite)
     )

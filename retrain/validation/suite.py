@@ -168,8 +168,12 @@ def _warn_old_form(path: Path) -> None:
         _warned_old_form.add(resolved)
         logger.warning(
             "%s uses the deprecated suite form (top-level %s); run `%s %s` to move them under meta.%s",
-            path, ", ".join(_OLD_FORM_KEYS), MIGRATE_COMMAND, path, META_KEY,
-        )  # fmt: skip
+            path,
+            ", ".join(_OLD_FORM_KEYS),
+            MIGRATE_COMMAND,
+            path,
+            META_KEY,
+        )
 
 
 def _native(path: Path, raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -72,5 +72,6 @@ def test_three_days_write_three_partitions_and_a_report_with_plots(
     picked = run.get_task_instance("release_for_day").xcom_pull(task_ids="release_for_day")
     assert picked["release_id"] == release_id
     assert run.get_task_instance("score").xcom_pull(task_ids="score")["customers_scored"] == {
-        "acme_air": 5, "globex_bank": 5,
-    }  # fmt: skip
+        "acme_air": 5,
+        "globex_bank": 5,
+    }

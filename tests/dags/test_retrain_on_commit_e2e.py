@@ -38,10 +38,26 @@ def test_each_commit_is_retrained_once_across_a_restart(tmp_path: Path) -> None:
     env = service_env(home, mlflow_port=mlflow_port, airflow_port=airflow_port)
     today = dt.datetime.now(dt.UTC).date()
     subprocess.run(
-        ["retrain", "demo-data", "--repo", str(home / "training.db"), "--warehouse", str(home / "warehouse"),
-         "--customers", "3", "--examples", "80", "--start", today.isoformat(), "--days", "1"],
-        env=env, check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "retrain",
+            "demo-data",
+            "--repo",
+            str(home / "training.db"),
+            "--warehouse",
+            str(home / "warehouse"),
+            "--customers",
+            "3",
+            "--examples",
+            "80",
+            "--start",
+            today.isoformat(),
+            "--days",
+            "1",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     mlflow_server = start_mlflow(home, env, mlflow_port)
     airflow_server = None
     try:
@@ -60,8 +76,10 @@ def test_each_commit_is_retrained_once_across_a_restart(tmp_path: Path) -> None:
         changed = airflow.xcom(DAG_ID, second["dag_run_id"], "changed_customers")
         assert (changed["previous_commit"], changed["commit"]) == (initial["commit"], second_commit)
         assert changed["changed_keys"] == ["acme_air"]
-        versions = {c: len(registry.search_model_versions(f"name = 'adapter-{c}'"))
-                    for c in ("acme_air", "globex_bank", "initech_saas")}  # fmt: skip
+        versions = {
+            c: len(registry.search_model_versions(f"name = 'adapter-{c}'"))
+            for c in ("acme_air", "globex_bank", "initech_saas")
+        }
         assert versions == {"acme_air": 2, "globex_bank": 1, "initech_saas": 1}  # only the changed one
         release_2 = airflow.xcom(DAG_ID, second["dag_run_id"], "release")["release_id"]
         assert release_2 != release_1

@@ -54,10 +54,13 @@ class BigReleases:
 def big_entry(template: AdapterEntry, i: int, version: int) -> AdapterEntry:
     """Customer ``i`` at ``version``; roc_auc is a permutation of i, so sorting by it has one answer."""
     return dataclasses.replace(
-        template, customer=f"customer_{i:04d}", model_name=f"adapter-customer_{i:04d}", version=str(version),
+        template,
+        customer=f"customer_{i:04d}",
+        model_name=f"adapter-customer_{i:04d}",
+        version=str(version),
         commit=hashlib.sha1(f"{i % 3}-{version}".encode()).hexdigest(),
         metrics={"accuracy": 0.5 + (i % 10) / 100 + version / 100, "roc_auc": ((i * 37) % BIG) / BIG},
-    )  # fmt: skip
+    )
 
 
 def register_big_releases(store: ReleaseStore, template: AdapterEntry) -> BigReleases:
@@ -86,13 +89,20 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReleaseStore, st
     params = TrainingParams(epochs=1, min_examples=10)
     with DoltRepository.open(str(seeded.path)) as repo:
         for customer in ("acme_air", "globex_bank"):
-            adapter = train_and_register(repo, table="examples", commit=seeded.commits[0], customer=customer,
-                                         mlflow_uri=uri, params=params)  # fmt: skip
+            adapter = train_and_register(
+                repo,
+                table="examples",
+                commit=seeded.commits[0],
+                customer=customer,
+                mlflow_uri=uri,
+                params=params,
+            )
             promote(store.client, customer, adapter.version)
         big = register_big_releases(store, store.production_manifest().adapters[0])
         first = store.register(store.production_manifest()).release_id
-        adapter = train_and_register(repo, table="examples", commit="main", customer="globex_bank",
-                                     mlflow_uri=uri, params=params)  # fmt: skip
+        adapter = train_and_register(
+            repo, table="examples", commit="main", customer="globex_bank", mlflow_uri=uri, params=params
+        )
         promote(store.client, "globex_bank", adapter.version, tolerance=1.0)
         second = store.register(store.production_manifest()).release_id
     assert first != second
@@ -204,11 +214,17 @@ def test_each_page_at_1000_adapters_answers_in_time(api: TestClient, big: BigRel
     viewer = login(api, "viewer")
     detail, diff = f"/releases/release/{big.new}", f"/releases/diff?base={big.old}&head={big.new}"
     pages = [
-        detail, f"{detail}?page=12", f"{detail}?q=customer_07&changed=true", f"{detail}?failed=true",
-        f"{detail}?sort=accuracy&order=desc", f"/releases/release/{big.old}", diff,
-        f"{diff}&sort=roc_auc&order=desc&page=3", "/releases/",
+        detail,
+        f"{detail}?page=12",
+        f"{detail}?q=customer_07&changed=true",
+        f"{detail}?failed=true",
+        f"{detail}?sort=accuracy&order=desc",
+        f"/releases/release/{big.old}",
+        diff,
+        f"{diff}&sort=roc_auc&order=desc&page=3",
+        "/releases/",
         f"/releases/api/releases/{big.new}/adapters?per_page=500",
-    ]  # fmt: skip
+    ]
     for url in pages:
         started = time.perf_counter()
         response = api.get(url, headers=viewer)
@@ -240,8 +256,9 @@ def test_release_of_1000_adapters_pages_sorts_and_filters(api: TestClient, big: 
         customers(sort="roc_auc", order="asc", per_page=500, page=3)[1][-5:] == everyone[11:16]
     )  # none last
     assert customers(q="CUSTOMER_00", changed="true", per_page=100) == (
-        85, [f"customer_{i:04d}" for i in range(15, 100)]
-    )  # fmt: skip
+        85,
+        [f"customer_{i:04d}" for i in range(15, 100)],
+    )
     assert customers(changed="true")[0] == 385 + 5
     failed = api.get(adapters, params={"failed": "true"}, headers=viewer).json()
     assert [(r["customer"], r["adapter"] is None) for r in failed["rows"]] == [
@@ -249,8 +266,9 @@ def test_release_of_1000_adapters_pages_sorts_and_filters(api: TestClient, big: 
     ]
     assert failed["previous_release"] == big.old
 
-    page = api.get(f"/releases/release/{big.new}", params={"sort": "roc_auc", "order": "desc", "page": 2},
-                   headers=viewer).text  # fmt: skip
+    page = api.get(
+        f"/releases/release/{big.new}", params={"sort": "roc_auc", "order": "desc", "page": 2}, headers=viewer
+    ).text
     assert customers_shown(page) == ranked[50:100]
     assert 'rel="next"' in page
     assert 'rel="prev"' in page
@@ -279,8 +297,11 @@ def test_user_values_are_escaped_and_bad_parameters_refused(api: TestClient, big
     for params, message in [
         ({"sort": "bogus"}, "sort must be one of customer, version, commit, accuracy, roc_auc"),
         ({"page": "22"}, "page 22 is past the last page (21)"),
-        ({"page": "0"}, ""), ({"page": "x"}, ""), ({"order": "sideways"}, ""), ({"per_page": "100000"}, ""),
-    ]:  # fmt: skip
+        ({"page": "0"}, ""),
+        ({"page": "x"}, ""),
+        ({"order": "sideways"}, ""),
+        ({"per_page": "100000"}, ""),
+    ]:
         refused = api.get(detail, params=params, headers=viewer)
         assert refused.status_code == 422, (params, refused.status_code)
         assert message in refused.text

@@ -35,9 +35,14 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "
 DAG_IDS = ("retrain_on_commit", "retrain_scheduled", "score_daily", "partner_retro_test")
 # Chromium on a closed network: no background connections, no sandbox as root (see the env notes).
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = [
     pytest.mark.slow,
@@ -85,8 +90,12 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
         prepare_airflow(env)
         airflow_server = start_airflow(home, env, airflow_port)
         passwords = json.loads((home / "airflow" / PASSWORDS_FILE).read_text())
-        yield {"base": f"http://127.0.0.1:{airflow_port}", "passwords": passwords, "releases": releases,
-               "big": big}  # fmt: skip
+        yield {
+            "base": f"http://127.0.0.1:{airflow_port}",
+            "passwords": passwords,
+            "releases": releases,
+            "big": big,
+        }
     finally:
         if airflow_server is not None:
             stop(airflow_server)

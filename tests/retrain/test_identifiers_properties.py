@@ -30,9 +30,29 @@ from retrain.identifiers import (
 # Text that attacks each context: SQL quoting, MLflow filter quoting, paths, HTML, control bytes.
 HOSTILE = st.one_of(
     st.text(max_size=80),
-    st.sampled_from(["", ".", "..", "../x", "a/../../etc", "a'b", 'a"b', "a`b", "a;drop table x", "a b",
-                     "<script>", "a\nb", "a\x00b", "é", "x" * 129, "main' OR '1'='1", "a..b/..", "a//b"]),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/../../etc",
+            "a'b",
+            'a"b',
+            "a`b",
+            "a;drop table x",
+            "a b",
+            "<script>",
+            "a\nb",
+            "a\x00b",
+            "é",
+            "x" * 129,
+            "main' OR '1'='1",
+            "a..b/..",
+            "a//b",
+        ]
+    ),
+)
 SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 CUSTOMER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 RELEASE_ID = re.compile(r"[0-9a-f]{32}")

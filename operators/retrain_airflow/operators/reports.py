@@ -51,9 +51,17 @@ class RetroTestReportOperator(BaseOperator):
             spark, scores_table=self.scores_table, history_table=self.history_table, customer=self.customer
         )
         report = write_retro_report(
-            scores, Path(self.report_dir), partner=self.customer,
-            positive_label=self.positive_label or positive_label_of(scores), force=True,
-        )  # fmt: skip
-        self.log.info("retro-test report for %s: %s (%d days, %d rows)", self.customer, report.path,
-                      report.days, report.rows)  # fmt: skip
+            scores,
+            Path(self.report_dir),
+            partner=self.customer,
+            positive_label=self.positive_label or positive_label_of(scores),
+            force=True,
+        )
+        self.log.info(
+            "retro-test report for %s: %s (%d days, %d rows)",
+            self.customer,
+            report.path,
+            report.days,
+            report.rows,
+        )
         return {"report": str(report.path), "days": report.days, "rows": report.rows}

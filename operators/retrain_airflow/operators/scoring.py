@@ -50,8 +50,15 @@ class HiveScoringOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "release_id", "input_table", "ds", "output_table", "customers", "spark_conf", "warehouse", "workdir",
-    )  # fmt: skip
+        "release_id",
+        "input_table",
+        "ds",
+        "output_table",
+        "customers",
+        "spark_conf",
+        "warehouse",
+        "workdir",
+    )
     template_fields_renderers: ClassVar[dict[str, str]] = {"spark_conf": "json"}
 
     def __init__(
@@ -104,16 +111,24 @@ class HiveScoringOperator(BaseOperator):
     def _settings(self) -> SparkSettings:
         defaults = SparkSettings.from_env(warehouse=self.warehouse)
         return SparkSettings(
-            master=self.spark_master or defaults.master, warehouse=defaults.warehouse,
-            metastore_uri=self.metastore_uri or defaults.metastore_uri, conf=dict(self.spark_conf),
-        )  # fmt: skip
+            master=self.spark_master or defaults.master,
+            warehouse=defaults.warehouse,
+            metastore_uri=self.metastore_uri or defaults.metastore_uri,
+            conf=dict(self.spark_conf),
+        )
 
     def _run_in_task(self) -> ScoringReport:
         return score_partition(
-            spark_session(self._settings()), ReleaseStore.open(self.mlflow_uri), release_id=self.release_id,
-            input_table=self.input_table, ds=self.ds, output_table=self.output_table, workdir=self.workdir,
-            customers=self._customer_list(), if_missing=self.if_missing,
-        )  # fmt: skip
+            spark_session(self._settings()),
+            ReleaseStore.open(self.mlflow_uri),
+            release_id=self.release_id,
+            input_table=self.input_table,
+            ds=self.ds,
+            output_table=self.output_table,
+            workdir=self.workdir,
+            customers=self._customer_list(),
+            if_missing=self.if_missing,
+        )
 
     def _customer_list(self) -> list[str] | None:
         if self.customers is None or isinstance(self.customers, list):
@@ -147,9 +162,13 @@ class HiveScoringOperator(BaseOperator):
 
     def _score_args(self, report_file: Path) -> list[str]:
         options = {
-            "--release": self.release_id, "--table": self.input_table, "--ds": self.ds,
-            "--out": self.output_table, "--workdir": self.workdir, "--report-json": str(report_file),
-        }  # fmt: skip
+            "--release": self.release_id,
+            "--table": self.input_table,
+            "--ds": self.ds,
+            "--out": self.output_table,
+            "--workdir": self.workdir,
+            "--report-json": str(report_file),
+        }
         args = [part for option, value in options.items() for part in (option, value)]
         args += ["--if-missing", self.if_missing]
         for customer in self._customer_list() or []:

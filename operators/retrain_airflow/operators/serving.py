@@ -51,9 +51,13 @@ class ServingCheckOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         checked = check_endpoint(
-            ReleaseStore.open(self.mlflow_uri), self.release_id, self.endpoint, model_name=self.model_name,
-            tolerance=self.tolerance, timeout=self.timeout,
-        )  # fmt: skip
+            ReleaseStore.open(self.mlflow_uri),
+            self.release_id,
+            self.endpoint,
+            model_name=self.model_name,
+            tolerance=self.tolerance,
+            timeout=self.timeout,
+        )
         for line in checked.lines():
             self.log.info("%s", line)
         return checked.to_dict()

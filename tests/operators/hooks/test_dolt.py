@@ -23,9 +23,14 @@ def test_embedded_path_becomes_doltlite_location(tmp_path: Path) -> None:
 
 def test_server_fields_become_mysql_url_with_quoted_password() -> None:
     connection = Connection(
-        conn_id="d", conn_type="dolt", host="dolt.internal", port=3307, schema="training",
-        login="trainer", password="p@ss/word",
-    )  # fmt: skip
+        conn_id="d",
+        conn_type="dolt",
+        host="dolt.internal",
+        port=3307,
+        schema="training",
+        login="trainer",
+        password="p@ss/word",
+    )
     assert repository_location(connection) == "mysql://trainer:p%40ss%2Fword@dolt.internal:3307/training"
 
 
@@ -105,9 +110,14 @@ def test_commit_diff_url_from_the_connections_web_url(
 
 def test_timeout_extras_become_the_url_options() -> None:
     connection = Connection(
-        conn_id="d", conn_type="dolt", host="dolt.internal", port=3307, schema="training",
-        login="trainer", extra=json.dumps({"timeout": 4.5, "query_timeout": 1200}),
-    )  # fmt: skip
+        conn_id="d",
+        conn_type="dolt",
+        host="dolt.internal",
+        port=3307,
+        schema="training",
+        login="trainer",
+        extra=json.dumps({"timeout": 4.5, "query_timeout": 1200}),
+    )
     location = repository_location(connection)
     assert location == "mysql://trainer@dolt.internal:3307/training?timeout=4.5&query_timeout=1200"
     with DoltRepository.open(location) as repo:

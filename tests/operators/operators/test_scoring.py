@@ -56,10 +56,23 @@ def test_spark_submit_runs_the_job_in_its_own_driver(
     # Its own warehouse: an embedded Derby metastore admits one JVM, and this process may hold another.
     warehouse = tmp_path / "submitted-warehouse"
     subprocess.run(
-        [sys.executable, "-m", "retrain.cli", "demo-data", "--repo", str(tmp_path / "unused.db"),
-         "--warehouse", str(warehouse), "--customers", "3", "--days", "1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "retrain.cli",
+            "demo-data",
+            "--repo",
+            str(tmp_path / "unused.db"),
+            "--warehouse",
+            str(warehouse),
+            "--customers",
+            "3",
+            "--days",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.tracking_uri)
     monkeypatch.setenv("AIRFLOW_CONN_SPARK_LOCAL", json.dumps({"conn_type": "spark", "host": "local[2]"}))
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")

@@ -123,9 +123,18 @@ async def test_a_silent_server_during_deferral_is_retried_within_its_timeout(
     extra = {"timeout": 1}
     monkeypatch.setenv(
         "AIRFLOW_CONN_DOLT_SILENT",
-        json.dumps({"conn_type": "dolt", "host": "127.0.0.1", "port": port, "login": "trainer",
-                    "password": "s3cret-pw", "schema": "training", "extra": extra}),
-    )  # fmt: skip
+        json.dumps(
+            {
+                "conn_type": "dolt",
+                "host": "127.0.0.1",
+                "port": port,
+                "login": "trainer",
+                "password": "s3cret-pw",
+                "schema": "training",
+                "extra": extra,
+            }
+        ),
+    )
     events = make_trigger("dolt_silent").run()
     try:
         with pytest.raises(TimeoutError):

@@ -36,9 +36,14 @@ def test_lineage_parent_child_and_pyfunc(
     client = MlflowClient(mlflow_uri)
     parent = client.create_run(ensure_experiment("pipeline", mlflow_uri), run_name="pipeline").info.run_id
     registered = train_and_register(
-        repo, table="examples", commit=seeded.commits[0], customer="acme_air", params=FAST,
-        mlflow_uri=mlflow_uri, parent_run_id=parent,
-    )  # fmt: skip
+        repo,
+        table="examples",
+        commit=seeded.commits[0],
+        customer="acme_air",
+        params=FAST,
+        mlflow_uri=mlflow_uri,
+        parent_run_id=parent,
+    )
     assert (registered.model_name, registered.version, registered.reused) == ("adapter-acme_air", "1", False)
     version = client.get_model_version("adapter-acme_air", "1")
     rows = repo.read_table("examples", seeded.commits[0], where={"customer_id": "acme_air"})
@@ -63,14 +68,23 @@ def test_lineage_parent_child_and_pyfunc(
 
 
 def test_same_training_is_reused_unless_forced(repo: DoltRepository, mlflow_uri: str) -> None:
-    first = train_and_register(repo, table="examples", commit="main", customer="acme_air", params=FAST,
-                               mlflow_uri=mlflow_uri)  # fmt: skip
-    again = train_and_register(repo, table="examples", commit="main", customer="acme_air", params=FAST,
-                               mlflow_uri=mlflow_uri)  # fmt: skip
+    first = train_and_register(
+        repo, table="examples", commit="main", customer="acme_air", params=FAST, mlflow_uri=mlflow_uri
+    )
+    again = train_and_register(
+        repo, table="examples", commit="main", customer="acme_air", params=FAST, mlflow_uri=mlflow_uri
+    )
     assert again.reused
     assert (again.version, again.run_id) == (first.version, first.run_id)
-    forced = train_and_register(repo, table="examples", commit="main", customer="acme_air", params=FAST,
-                                mlflow_uri=mlflow_uri, force=True)  # fmt: skip
+    forced = train_and_register(
+        repo,
+        table="examples",
+        commit="main",
+        customer="acme_air",
+        params=FAST,
+        mlflow_uri=mlflow_uri,
+        force=True,
+    )
     assert forced.version == "2"
     assert not forced.reused
 
@@ -79,12 +93,14 @@ def test_a_version_registered_by_a_worker_that_died_before_returning_is_reused(
     repo: DoltRepository, mlflow_uri: str
 ) -> None:
     """A worker killed after registering leaves its run RUNNING and returns nothing: the rerun reuses."""
-    first = train_and_register(repo, table="examples", commit="main", customer="acme_air", params=FAST,
-                               mlflow_uri=mlflow_uri)  # fmt: skip
+    first = train_and_register(
+        repo, table="examples", commit="main", customer="acme_air", params=FAST, mlflow_uri=mlflow_uri
+    )
     client = MlflowClient(mlflow_uri)
     client.update_run(first.run_id, status="RUNNING")  # what SIGKILL leaves behind
-    again = train_and_register(repo, table="examples", commit="main", customer="acme_air", params=FAST,
-                               mlflow_uri=mlflow_uri)  # fmt: skip
+    again = train_and_register(
+        repo, table="examples", commit="main", customer="acme_air", params=FAST, mlflow_uri=mlflow_uri
+    )
     assert (again.version, again.run_id, again.reused) == (first.version, first.run_id, True)
     assert len(client.search_model_versions("name = 'adapter-acme_air'")) == 1
 
@@ -95,14 +111,23 @@ def test_bad_input_registers_nothing(repo: DoltRepository, mlflow_uri: str, tmp_
     with pytest.raises(
         TrainingDataError, match=f"customer 'initech_saas' at commit {commit} has a single class"
     ):
-        train_and_register(repo, table="examples", commit=commit, customer="initech_saas", params=FAST,
-                           mlflow_uri=mlflow_uri)  # fmt: skip
+        train_and_register(
+            repo, table="examples", commit=commit, customer="initech_saas", params=FAST, mlflow_uri=mlflow_uri
+        )
     with pytest.raises(TrainingDataError, match=r"customer .ghost. at commit .* has no training rows"):
-        train_and_register(repo, table="examples", commit=commit, customer="ghost", params=FAST,
-                           mlflow_uri=mlflow_uri)  # fmt: skip
+        train_and_register(
+            repo, table="examples", commit=commit, customer="ghost", params=FAST, mlflow_uri=mlflow_uri
+        )
     with pytest.raises(BaseModelError, match="not found"):
-        train_and_register(repo, table="examples", commit=commit, customer="acme_air", params=FAST,
-                           mlflow_uri=mlflow_uri, base_model=str(tmp_path / "missing"))  # fmt: skip
+        train_and_register(
+            repo,
+            table="examples",
+            commit=commit,
+            customer="acme_air",
+            params=FAST,
+            mlflow_uri=mlflow_uri,
+            base_model=str(tmp_path / "missing"),
+        )
     client = MlflowClient(mlflow_uri)
     assert client.search_model_versions(f"name = '{model_name('initech_saas')}'") == []
     assert client.search_model_versions(f"name = '{model_name('ghost')}'") == []
@@ -117,8 +142,14 @@ def test_unreachable_tracking_server_is_named(repo: DoltRepository) -> None:
     with pytest.raises(
         TrackingUnreachableError, match=f"cannot reach MLflow tracking server http://127.0.0.1:{port}"
     ):
-        train_and_register(repo, table="examples", commit="main", customer="acme_air", params=FAST,
-                           mlflow_uri=f"http://127.0.0.1:{port}")  # fmt: skip
+        train_and_register(
+            repo,
+            table="examples",
+            commit="main",
+            customer="acme_air",
+            params=FAST,
+            mlflow_uri=f"http://127.0.0.1:{port}",
+        )
 
 
 def test_versions_for_commit_reads_every_page_and_keeps_each_customers_newest(mlflow_uri: str) -> None:
@@ -153,8 +184,9 @@ def test_crafted_customer_ids_fail_before_anything_is_trained_or_searched(
 ) -> None:
     for customer in ["o'brien", "acme_air' or name != '", "a/b", "../acme_air", "acme air", "", "a\\b"]:
         with pytest.raises(InvalidCustomerIdError, match=r"^invalid customer id .*: use 1-128 letters"):
-            train_and_register(repo, table="examples", commit="main", customer=customer, params=FAST,
-                               mlflow_uri=mlflow_uri)  # fmt: skip
+            train_and_register(
+                repo, table="examples", commit="main", customer=customer, params=FAST, mlflow_uri=mlflow_uri
+            )
         with pytest.raises(InvalidCustomerIdError):
             versions_for_commit(MlflowClient(mlflow_uri), "a" * 32, [customer])
     with pytest.raises(InputError, match="cannot be searched for in MLflow"):
@@ -164,8 +196,15 @@ def test_crafted_customer_ids_fail_before_anything_is_trained_or_searched(
 
 def test_a_bogus_parent_run_is_one_line_naming_it(repo: DoltRepository, mlflow_uri: str) -> None:
     with pytest.raises(TrackingNotFoundError) as raised:
-        train_and_register(repo, table="examples", commit="main", customer="acme_air", params=FAST,
-                           mlflow_uri=mlflow_uri, parent_run_id="0123456789abcdef")  # fmt: skip
+        train_and_register(
+            repo,
+            table="examples",
+            commit="main",
+            customer="acme_air",
+            params=FAST,
+            mlflow_uri=mlflow_uri,
+            parent_run_id="0123456789abcdef",
+        )
     assert "0123456789abcdef" in str(raised.value)
     assert "\n" not in str(raised.value)
     assert MlflowClient(mlflow_uri).search_model_versions("name = 'adapter-acme_air'") == []

@@ -90,7 +90,7 @@ def test_class_weights_balance_a_rare_class() -> None:
         ("learning_rate", 0.0, "learning_rate must be a number between 0 and 1, got 0.0"),
         ("min_examples", 1, "min_examples must be an integer >= 2, got 1"),
     ],
-)  # fmt: skip
+)
 def test_params_that_cannot_train_are_refused_by_name(field: str, value: object, message: str) -> None:
     with pytest.raises(TrainingParamsError) as raised:
         TrainingParams(**{field: value})  # type: ignore[arg-type]
@@ -110,9 +110,13 @@ def test_a_rare_class_is_still_predicted(tmp_path: Path) -> None:
     )
     assert (rows["label"] == "urgent").mean() < 0.2
     result = train_adapter(
-        rows, customer="initech_saas", commit="c", base_model=default_base_model(),
-        params=TrainingParams(epochs=2), out_dir=tmp_path / "adapter",
-    )  # fmt: skip
+        rows,
+        customer="initech_saas",
+        commit="c",
+        base_model=default_base_model(),
+        params=TrainingParams(epochs=2),
+        out_dir=tmp_path / "adapter",
+    )
     assert result.metrics[UNPREDICTED_LABELS] == 0
     assert result.metrics["f1"] > 0
 
@@ -120,9 +124,13 @@ def test_a_rare_class_is_still_predicted(tmp_path: Path) -> None:
 def test_train_save_load_and_score(repo: DoltRepository, tmp_path: Path) -> None:
     rows = repo.read_table("examples", "main", where={"customer_id": "globex_bank"})
     result = train_adapter(
-        rows, customer="globex_bank", commit="c", base_model=default_base_model(), params=PARAMS,
+        rows,
+        customer="globex_bank",
+        commit="c",
+        base_model=default_base_model(),
+        params=PARAMS,
         out_dir=tmp_path / "adapter",
-    )  # fmt: skip
+    )
     assert result.labels == ["routine", "urgent"]
     assert result.train_rows + result.holdout_rows == len(rows)
     assert set(result.metrics) >= {"accuracy", "f1"}
@@ -149,8 +157,14 @@ def test_training_is_deterministic_within_one_process(repo: DoltRepository, tmp_
     other = repo.read_table("examples", "main", where={"customer_id": "initech_saas"})
     common = {"customer": "acme_air", "commit": "c", "base_model": default_base_model(), "params": PARAMS}
     first = train_adapter(rows, out_dir=tmp_path / "a", **common)  # type: ignore[arg-type]
-    train_adapter(other, customer="initech_saas", commit="c", base_model=default_base_model(), params=PARAMS,
-                  out_dir=tmp_path / "b")  # fmt: skip
+    train_adapter(
+        other,
+        customer="initech_saas",
+        commit="c",
+        base_model=default_base_model(),
+        params=PARAMS,
+        out_dir=tmp_path / "b",
+    )
     again = train_adapter(rows, out_dir=tmp_path / "c", **common)  # type: ignore[arg-type]
     columns = ["p_routine", "p_urgent"]
     np.testing.assert_allclose(
@@ -174,8 +188,22 @@ def test_the_cli_refuses_untrainable_settings_in_one_line(
     named: list[str],
 ) -> None:
     store = tmp_path / "mlflow.db"
-    code = cli.main(["train", "--repo", str(seeded.path), "--table", "examples", "--commit", "main",
-                     "--customer", "acme_air", "--mlflow-uri", f"sqlite:///{store}", *argv])  # fmt: skip
+    code = cli.main(
+        [
+            "train",
+            "--repo",
+            str(seeded.path),
+            "--table",
+            "examples",
+            "--commit",
+            "main",
+            "--customer",
+            "acme_air",
+            "--mlflow-uri",
+            f"sqlite:///{store}",
+            *argv,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert err.startswith("retrain: error: ")

@@ -10,9 +10,11 @@ from retrain.cluster.install import spark_home
 
 def test_the_command_runs_hive_2_3_from_pyspark_jars_on_its_own_derby_database(tmp_path: Path) -> None:
     config = MetastoreConfig(
-        port=19083, database=tmp_path / "warehouse-metastore", warehouse=tmp_path / "warehouse",
+        port=19083,
+        database=tmp_path / "warehouse-metastore",
+        warehouse=tmp_path / "warehouse",
         log_dir=tmp_path / "logs",
-    )  # fmt: skip
+    )
     command = config.command()
     assert command[-3:] == ["org.apache.hadoop.hive.metastore.HiveMetaStore", "-p", "19083"]
     assert command[command.index("-cp") + 1] == f"{spark_home() / 'jars'}/*"

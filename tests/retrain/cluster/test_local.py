@@ -70,10 +70,26 @@ class Submitted:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     home = tmp_path_factory.mktemp("cluster")
     subprocess.run(  # embedded Derby, as `make up` seeds; the service then serves the same database
-        [sys.executable, "-m", "retrain.cli", "demo-data", "--repo", str(home / "unused.db"),
-         "--warehouse", str(home / "warehouse"), "--customers", "4", "--days", "1", "--start", DS],
-        check=True, capture_output=True, cwd=home,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "retrain.cli",
+            "demo-data",
+            "--repo",
+            str(home / "unused.db"),
+            "--warehouse",
+            str(home / "warehouse"),
+            "--customers",
+            "4",
+            "--days",
+            "1",
+            "--start",
+            DS,
+        ],
+        check=True,
+        capture_output=True,
+        cwd=home,
+    )
     with local_cluster(home) as running:
         print(f"local cluster up in {running.started_in:.1f}s")
         yield running
@@ -84,14 +100,30 @@ def submit(
 ) -> subprocess.Popen[bytes]:
     """``spark-submit --master spark://...`` of the suite's scoring entry point."""
     env = {
-        **os.environ, **cluster.env(), "MLFLOW_TRACKING_URI": release.store.tracking_uri,
-    }  # fmt: skip
+        **os.environ,
+        **cluster.env(),
+        "MLFLOW_TRACKING_URI": release.store.tracking_uri,
+    }
     settings = [part for item in ("spark.sql.shuffle.partitions=2", *conf) for part in ("--conf", item)]
     command = [
-        str(spark_home() / "bin" / "spark-submit"), "--master", cluster.master_url, *settings,
-        spark_submit.__file__, "--release", release.release_id, "--table", "requests", "--ds", DS,
-        "--out", "scores", "--workdir", str(workdir / "cache"), "--report-json", str(workdir / "report.json"),
-    ]  # fmt: skip
+        str(spark_home() / "bin" / "spark-submit"),
+        "--master",
+        cluster.master_url,
+        *settings,
+        spark_submit.__file__,
+        "--release",
+        release.release_id,
+        "--table",
+        "requests",
+        "--ds",
+        DS,
+        "--out",
+        "scores",
+        "--workdir",
+        str(workdir / "cache"),
+        "--report-json",
+        str(workdir / "report.json"),
+    ]
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "report.json").unlink(missing_ok=True)
     with (workdir / "spark-submit.log").open("w") as log:  # a pipe left unread would stall the job
@@ -109,12 +141,26 @@ def finish(job: subprocess.Popen[bytes], workdir: Path, timeout: float = 300) ->
 def analyst_query(cluster: LocalCluster, sql: str) -> list[list[str]]:
     """Rows of ``sql`` from pyspark's own ``spark-sql`` over the metastore service, as an analyst runs it."""
     done = subprocess.run(
-        [str(spark_home() / "bin" / "spark-sql"), "--master", "local[1]", "--conf", "spark.ui.enabled=false",
-         "--hiveconf", f"hive.metastore.uris={cluster.metastore_uri}",
-         "--conf", f"spark.sql.warehouse.dir={cluster.warehouse}", "-S", "-e", sql],
-        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}, cwd=cluster.warehouse.parent,
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        [
+            str(spark_home() / "bin" / "spark-sql"),
+            "--master",
+            "local[1]",
+            "--conf",
+            "spark.ui.enabled=false",
+            "--hiveconf",
+            f"hive.metastore.uris={cluster.metastore_uri}",
+            "--conf",
+            f"spark.sql.warehouse.dir={cluster.warehouse}",
+            "-S",
+            "-e",
+            sql,
+        ],
+        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+        cwd=cluster.warehouse.parent,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return [line.split("\t") for line in done.stdout.splitlines() if line.strip()]
 

@@ -12,15 +12,22 @@ import pytest
 from retrain.cluster import process
 
 # Prints two lines and then never opens a port: a service stuck in startup.
-STUCK = [sys.executable, "-c", "print('booting', flush=True); print('waiting for disk', flush=True); "
-         "import time; time.sleep(60)"]  # fmt: skip
+STUCK = [
+    sys.executable,
+    "-c",
+    "print('booting', flush=True); print('waiting for disk', flush=True); import time; time.sleep(60)",
+]
 
 
 def start(command: list[str], tmp_path: Path, name: str = "Stuck service") -> process.Service:
     return process.start(
-        name, command, port=process.free_port(), log=tmp_path / "logs" / "stuck.log", env=dict(os.environ),
+        name,
+        command,
+        port=process.free_port(),
+        log=tmp_path / "logs" / "stuck.log",
+        env=dict(os.environ),
         cwd=tmp_path,
-    )  # fmt: skip
+    )
 
 
 def test_a_service_that_never_opens_its_port_times_out_naming_it_and_quoting_its_log(tmp_path: Path) -> None:
@@ -29,9 +36,11 @@ def test_a_service_that_never_opens_its_port_times_out_naming_it_and_quoting_its
         started = time.monotonic()
         with pytest.raises(process.ServiceError) as raised:
             process.wait_until(
-                service, lambda: process.port_open(service.port), "did not open its port",
+                service,
+                lambda: process.port_open(service.port),
+                "did not open its port",
                 deadline=time.monotonic() + 2,
-            )  # fmt: skip
+            )
         assert time.monotonic() - started < 10
     finally:
         process.stop(service, grace=5)

@@ -36,14 +36,30 @@ def test_commands_bind_loopback_with_small_workers_and_files_under_the_cluster_d
     cluster = config(tmp_path)
     spark_class = str(spark_home() / "bin" / "spark-class")
     assert cluster.master_command() == [
-        spark_class, "org.apache.spark.deploy.master.Master",
-        "--host", "127.0.0.1", "--port", "17077", "--webui-port", "18080",
-    ]  # fmt: skip
+        spark_class,
+        "org.apache.spark.deploy.master.Master",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "17077",
+        "--webui-port",
+        "18080",
+    ]
     assert cluster.worker_command(1) == [
-        spark_class, "org.apache.spark.deploy.worker.Worker",
-        "--host", "127.0.0.1", "--webui-port", "18082", "--cores", "1", "--memory", "2g",
-        "--work-dir", str(tmp_path / "worker-2"), "spark://127.0.0.1:17077",
-    ]  # fmt: skip
+        spark_class,
+        "org.apache.spark.deploy.worker.Worker",
+        "--host",
+        "127.0.0.1",
+        "--webui-port",
+        "18082",
+        "--cores",
+        "1",
+        "--memory",
+        "2g",
+        "--work-dir",
+        str(tmp_path / "worker-2"),
+        "spark://127.0.0.1:17077",
+    ]
     env = cluster.env({"PATH": "/usr/bin", "SPARK_CONF_DIR": "/etc/spark"})
     assert env["PATH"] == "/usr/bin"
     assert env["SPARK_LOCAL_IP"] == "127.0.0.1"
@@ -98,10 +114,16 @@ def test_a_worker_that_does_not_register_is_named_with_its_log(tmp_path: Path, m
         "Spark master", SLEEPER, port=17077, log=logs / "master.log", env=env, cwd=tmp_path
     )
     workers = [
-        process.start(f"Spark worker {i + 1}", SLEEPER, port=port, log=logs / f"worker-{i + 1}.log",
-                      env=env, cwd=tmp_path)
+        process.start(
+            f"Spark worker {i + 1}",
+            SLEEPER,
+            port=port,
+            log=logs / f"worker-{i + 1}.log",
+            env=env,
+            cwd=tmp_path,
+        )
         for i, port in enumerate(cluster.worker_ui_ports)
-    ]  # fmt: skip
+    ]
     (logs / "worker-2.log").write_text("Failed to connect to master 127.0.0.1:17077\n")
     try:
         with pytest.raises(process.ServiceError) as raised:

@@ -13,10 +13,14 @@ from retrain.demo.up import SPARK_POOL, SPARK_POOL_ENV, main, service_env
 
 def cluster(tmp_path: Path) -> LocalCluster:
     return LocalCluster(
-        master_url="spark://127.0.0.1:7077", master_ui_url="http://127.0.0.1:8081",
-        metastore_uri="thrift://127.0.0.1:9083", warehouse=tmp_path / "warehouse", log_dir=tmp_path / "logs",
-        worker_dirs=(tmp_path / "worker-1", tmp_path / "worker-2"), started_in=12.0,
-    )  # fmt: skip
+        master_url="spark://127.0.0.1:7077",
+        master_ui_url="http://127.0.0.1:8081",
+        metastore_uri="thrift://127.0.0.1:9083",
+        warehouse=tmp_path / "warehouse",
+        log_dir=tmp_path / "logs",
+        worker_dirs=(tmp_path / "worker-1", tmp_path / "worker-2"),
+        started_in=12.0,
+    )
 
 
 def test_with_the_cluster_spark_tasks_use_it_and_the_default_pool(

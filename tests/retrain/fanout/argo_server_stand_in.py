@@ -37,19 +37,29 @@ class StandInState:
 
 
 def shard_pod_node(
-    workflow: str, shard: int, phase: str, *, message: str = "", progress: str | None = None,
-    node_type: str = "Pod", attempt: int | None = None,
-) -> Nodes:  # fmt: skip
+    workflow: str,
+    shard: int,
+    phase: str,
+    *,
+    message: str = "",
+    progress: str | None = None,
+    node_type: str = "Pod",
+    attempt: int | None = None,
+) -> Nodes:
     """One training pod's node as Argo records it for ``withParam`` item ``shard`` of task ``train``."""
     display = f"train({shard}:{shard})" + (f"({attempt})" if attempt is not None else "")
     node_id = f"{workflow}-{shard}-{node_type.lower()}-{attempt or 0}"
     node: dict[str, Any] = {
-        "id": node_id, "name": f"{workflow}.{display}", "displayName": display, "type": node_type,
-        "templateName": "train-shard", "phase": phase,
+        "id": node_id,
+        "name": f"{workflow}.{display}",
+        "displayName": display,
+        "type": node_type,
+        "templateName": "train-shard",
+        "phase": phase,
         "progress": progress or ("1/1" if phase in ("Succeeded", "Failed", "Error") else "0/1"),
         "inputs": {"parameters": [{"name": "shard", "value": str(shard)}]},
         "startedAt": f"2026-01-01T00:{(attempt or 0):02d}:00Z",
-    }  # fmt: skip
+    }
     if message:
         node["message"] = message
     return {node_id: node}
@@ -131,8 +141,12 @@ def _handler(state: StandInState) -> type[BaseHTTPRequestHandler]:
             phase = "Failed" if name in state.stopped else state.phases[min(read, total - 1)]
             nodes = dict(state.node_steps[min(read, len(state.node_steps) - 1)]) if state.node_steps else {}
             for i, (display, message) in enumerate(state.failed_nodes.items()):
-                nodes[f"{name}-{i}"] = {"displayName": display, "type": "Pod", "phase": "Failed",
-                                        "message": message}  # fmt: skip
+                nodes[f"{name}-{i}"] = {
+                    "displayName": display,
+                    "type": "Pod",
+                    "phase": "Failed",
+                    "message": message,
+                }
             status: dict[str, Any] = {
                 "phase": phase,
                 "progress": f"{min(read, total)}/{total}",
@@ -171,8 +185,12 @@ def airflow_connection(url: str, token: str, namespace: str | None = "ml-trainin
     """``AIRFLOW_CONN_ARGO_DEFAULT``'s JSON for the stand-in at ``url`` (the Argo hook's connection)."""
     host, port = url.removeprefix("http://").split(":")
     connection: dict[str, object] = {
-        "conn_type": "argo", "host": host, "port": int(port), "schema": "http", "password": token,
-    }  # fmt: skip
+        "conn_type": "argo",
+        "host": host,
+        "port": int(port),
+        "schema": "http",
+        "password": token,
+    }
     if namespace is not None:
         connection["extra"] = {"namespace": namespace}
     return json.dumps(connection)

@@ -44,9 +44,13 @@ def submission(
 ) -> dict[str, Any]:
     store = stored if stored is not None else {}
     document: dict[str, Any] = build_submission(
-        spec or ArgoTrainingSpec(), table="examples", commit="a" * 40, customers=customers,
-        parent_run_id="p1", store_artifact=store.__setitem__,
-    ).to_dict()  # fmt: skip
+        spec or ArgoTrainingSpec(),
+        table="examples",
+        commit="a" * 40,
+        customers=customers,
+        parent_run_id="p1",
+        store_artifact=store.__setitem__,
+    ).to_dict()
     return document
 
 
@@ -182,8 +186,11 @@ def test_a_pod_of_a_new_image_retrains_what_the_old_image_trained(
             CODE_VERSION_ENV,
             parameters(submission(["acme_air"], spec=ArgoTrainingSpec(image=image)))["code-version"],
         )
-        trained.append(train_and_register(repo, table="examples", commit="main", customer="acme_air",
-                                          params=FAST, mlflow_uri=uri))  # fmt: skip
+        trained.append(
+            train_and_register(
+                repo, table="examples", commit="main", customer="acme_air", params=FAST, mlflow_uri=uri
+            )
+        )
     assert [(a.version, a.reused) for a in trained] == [("1", False), ("2", False), ("1", True)]
     from mlflow.tracking import MlflowClient
 
@@ -196,9 +203,13 @@ def test_the_submitted_workflow_names_its_image_at_the_argo_server() -> None:
     state = StandInState(token="t")
     image, stored = f"ghcr.io/retrain-suite/trainer@{DIGEST}", dict[str, str]()
     workflow = build_submission(
-        ArgoTrainingSpec(image=image), table="examples", commit="a" * 40, customers=["acme_air"],
-        parent_run_id="p1", store_artifact=stored.__setitem__,
-    )  # fmt: skip
+        ArgoTrainingSpec(image=image),
+        table="examples",
+        commit="a" * 40,
+        customers=["acme_air"],
+        parent_run_id="p1",
+        store_artifact=stored.__setitem__,
+    )
     with argo_server_stand_in(state) as url:
         ArgoClient(url, token="t", namespace="ml-training").submit(workflow)
     (posted,) = state.submitted

@@ -28,9 +28,15 @@ def test_one_failing_customer_does_not_stop_the_others(seeded: SeededRepository,
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     customers = ["acme_air", "globex_bank", "initech_saas"]
     result = train_customers(
-        str(seeded.path), table="examples", commit=commit, customers=customers, parallelism=2, retries=1,
-        params=TrainingParams(epochs=1, min_examples=10), mlflow_uri=uri,
-    )  # fmt: skip
+        str(seeded.path),
+        table="examples",
+        commit=commit,
+        customers=customers,
+        parallelism=2,
+        retries=1,
+        params=TrainingParams(epochs=1, min_examples=10),
+        mlflow_uri=uri,
+    )
     assert sorted(a.customer for a in result.succeeded) == ["acme_air", "globex_bank"]
     assert list(result.failed) == ["initech_saas"]
     assert "TrainingDataError" in result.failed["initech_saas"]
@@ -74,9 +80,12 @@ def test_a_single_customer_trains_in_this_process_and_reports_failures_alike(
     seeded: SeededRepository, tmp_path: Path
 ) -> None:
     result = train_customers(
-        str(seeded.path), table="examples", commit="main", customers=["no_such_customer"],
+        str(seeded.path),
+        table="examples",
+        commit="main",
+        customers=["no_such_customer"],
         mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-    )  # fmt: skip
+    )
     assert result.succeeded == []
     assert "no_such_customer" in result.failed["no_such_customer"]
 
@@ -93,9 +102,10 @@ class KillAWorkerOnFirstProgress(logging.Handler):
         self.lines.append(record.getMessage())
         if self.killed is None and record.getMessage().startswith("[1/"):
             workers = [
-                p for p in psutil.Process().children()
+                p
+                for p in psutil.Process().children()
                 if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())
-            ]  # fmt: skip
+            ]
             self.killed = workers[0].pid
             os.kill(self.killed, signal.SIGKILL)
 
@@ -111,9 +121,15 @@ def test_a_killed_worker_s_customers_are_retried_on_a_fresh_pool_and_registered_
     logger.setLevel(logging.INFO)
     try:
         result = train_customers(
-            str(seeded.path), table="examples", commit="main", customers=seeded.customers, parallelism=2,
-            retries=1, params=TrainingParams(epochs=1, min_examples=10), mlflow_uri=uri,
-        )  # fmt: skip
+            str(seeded.path),
+            table="examples",
+            commit="main",
+            customers=seeded.customers,
+            parallelism=2,
+            retries=1,
+            params=TrainingParams(epochs=1, min_examples=10),
+            mlflow_uri=uri,
+        )
     finally:
         logger.removeHandler(watcher)
     assert watcher.killed is not None

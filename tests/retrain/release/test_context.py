@@ -33,16 +33,23 @@ def test_a_release_changing_one_adapter_downloads_only_that_one(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     store = ReleaseStore(MlflowClient(uri), uri)
     for customer in ("acme_air", "globex_bank"):
-        adapter = train_and_register(repo, table="examples", commit="main", customer=customer, params=FAST,
-                                     mlflow_uri=uri)  # fmt: skip
+        adapter = train_and_register(
+            repo, table="examples", commit="main", customer=customer, params=FAST, mlflow_uri=uri
+        )
         promote(store.client, customer, adapter.version)
     first = store.register(store.production_manifest()).release_id
     cache = tmp_path / "scoring"
     write_context(store, first, cache / first, reuse_from=cache)
 
     repo.execute(Statement("UPDATE examples SET text = text || '!' WHERE customer_id = 'globex_bank'"))
-    retrained = train_and_register(repo, table="examples", commit=repo.commit("edit"), customer="globex_bank",
-                                   params=FAST, mlflow_uri=uri)  # fmt: skip
+    retrained = train_and_register(
+        repo,
+        table="examples",
+        commit=repo.commit("edit"),
+        customer="globex_bank",
+        params=FAST,
+        mlflow_uri=uri,
+    )
     promote(store.client, "globex_bank", retrained.version, tolerance=1.0)
     second = store.register(store.production_manifest()).release_id
     assert second != first

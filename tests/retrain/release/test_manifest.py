@@ -19,8 +19,15 @@ from retrain.release.manifest import (
 
 
 def entry(customer: str, version: str = "1", auc: float = 0.9) -> AdapterEntry:
-    return AdapterEntry(customer, f"adapter-{customer}", version, f"run-{customer}-{version}", "c" * 40,
-                        f"file:///store/{customer}/{version}", {"roc_auc": auc, "accuracy": 0.8})  # fmt: skip
+    return AdapterEntry(
+        customer,
+        f"adapter-{customer}",
+        version,
+        f"run-{customer}-{version}",
+        "c" * 40,
+        f"file:///store/{customer}/{version}",
+        {"roc_auc": auc, "accuracy": 0.8},
+    )
 
 
 def test_md5_is_stable_under_reordering_and_is_the_canonical_json_digest() -> None:

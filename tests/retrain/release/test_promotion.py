@@ -79,11 +79,13 @@ def production(store: ReleaseStore, customer: str) -> str | None:
     [
         ({**GOOD, "roc_auc": 0.52}, "no production adapter: ROC AUC 0.52 < floor 0.6"),
         # initech_saas in `make demo` before class weights: good ROC AUC, never says "urgent".
-        ({**GOOD, "roc_auc": 0.86, "f1": 0.0, UNPREDICTED_LABELS: 1.0},
-         "no production adapter: never predicts 1 of its labels on its holdout"),
+        (
+            {**GOOD, "roc_auc": 0.86, "f1": 0.0, UNPREDICTED_LABELS: 1.0},
+            "no production adapter: never predicts 1 of its labels on its holdout",
+        ),
         ({"accuracy": 0.9, "f1": 0.8}, "no production adapter: no holdout ROC AUC to hold against floor 0.6"),
     ],
-)  # fmt: skip
+)
 def test_a_first_version_below_the_floor_is_not_promoted(
     store: ReleaseStore, tmp_path: Path, metrics: dict[str, float], reason: str
 ) -> None:
@@ -220,8 +222,12 @@ def test_release_build_leaves_out_a_customer_below_the_floor_and_names_it(
         "initech_saas": "no production adapter: ROC AUC 0.52 < floor 0.6"
     }
     # A floor the CLI names lets it in: a new release, now without failures.
-    assert cli.main(["release", "build", "--promote", "--floor", "roc_auc=0.5", "--mlflow-uri",
-                     store.tracking_uri]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            ["release", "build", "--promote", "--floor", "roc_auc=0.5", "--mlflow-uri", store.tracking_uri]
+        )
+        == 0
+    )
     latest = store.latest()
     assert latest is not None
     assert latest.failed_count == 0

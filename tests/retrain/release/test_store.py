@@ -42,8 +42,15 @@ def store(tmp_path: Path) -> ReleaseStore:
 
 
 def train(repo: DoltRepository, store: ReleaseStore, customer: str, force: bool = False) -> RegisteredAdapter:
-    return train_and_register(repo, table="examples", commit="main", customer=customer, params=FAST,
-                              mlflow_uri=store.tracking_uri, force=force)  # fmt: skip
+    return train_and_register(
+        repo,
+        table="examples",
+        commit="main",
+        customer=customer,
+        params=FAST,
+        mlflow_uri=store.tracking_uri,
+        force=force,
+    )
 
 
 def set_metric(store: ReleaseStore, adapter: RegisteredAdapter, value: float) -> None:

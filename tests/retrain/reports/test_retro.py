@@ -20,10 +20,17 @@ def scores() -> pd.DataFrame:
         "2026-10-31": [(0.7, None), (0.3, None)],  # no outcomes known yet
     }.items():
         for i, (score, truth) in enumerate(scores_and_truth):
-            rows.append({
-                "ds": day, "release": "r" * 32, "request_id": f"{day}-{i}", "customer_id": "acme_air",
-                "score": score, "label": "urgent" if score >= 0.5 else "routine", "true_label": truth,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "ds": day,
+                    "release": "r" * 32,
+                    "request_id": f"{day}-{i}",
+                    "customer_id": "acme_air",
+                    "score": score,
+                    "label": "urgent" if score >= 0.5 else "routine",
+                    "true_label": truth,
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -29,8 +29,14 @@ def release(repo: DoltRepository, seeded: SeededRepository, tmp_path: Path) -> t
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     store = ReleaseStore(MlflowClient(uri), uri)
     for customer in ("acme_air", "globex_bank"):
-        adapter = train_and_register(repo, table="examples", commit="main", customer=customer, mlflow_uri=uri,
-                                     params=TrainingParams(epochs=1, min_examples=10))  # fmt: skip
+        adapter = train_and_register(
+            repo,
+            table="examples",
+            commit="main",
+            customer=customer,
+            mlflow_uri=uri,
+            params=TrainingParams(epochs=1, min_examples=10),
+        )
         promote(store.client, customer, adapter.version)
     return store, store.register(store.production_manifest()).release_id
 

@@ -64,9 +64,16 @@ def running_server(retrain: Path, release_dir: Path, log_dir: Path, *options: st
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"serve-{http_port}.log"
     command = [
-        str(retrain), "serve", "--release-dir", str(release_dir),
-        "--http-port", str(http_port), "--grpc-port", str(grpc_port), *options,
-    ]  # fmt: skip
+        str(retrain),
+        "serve",
+        "--release-dir",
+        str(release_dir),
+        "--http-port",
+        str(http_port),
+        "--grpc-port",
+        str(grpc_port),
+        *options,
+    ]
     with log.open("wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=log_dir)
     server = RunningServer(process, http_port, grpc_port, log)

@@ -95,8 +95,20 @@ def test_cli_says_one_line_when_the_endpoint_is_down(
     trained_release: TrainedRelease, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    code = main(["release", "check", "--endpoint", url, "--release", trained_release.release_id,
-                 "--mlflow-uri", trained_release.store.tracking_uri, "--timeout", "2"])  # fmt: skip
+    code = main(
+        [
+            "release",
+            "check",
+            "--endpoint",
+            url,
+            "--release",
+            trained_release.release_id,
+            "--mlflow-uri",
+            trained_release.store.tracking_uri,
+            "--timeout",
+            "2",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert err.startswith("retrain: error: model server at ")
@@ -121,8 +133,18 @@ def test_check_passes_against_the_served_release(trained_release: TrainedRelease
 def test_cli_prints_one_line_per_customer(
     trained_release: TrainedRelease, endpoint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["release", "check", "--endpoint", endpoint, "--release", trained_release.release_id,
-                 "--mlflow-uri", trained_release.store.tracking_uri])  # fmt: skip
+    code = main(
+        [
+            "release",
+            "check",
+            "--endpoint",
+            endpoint,
+            "--release",
+            trained_release.release_id,
+            "--mlflow-uri",
+            trained_release.store.tracking_uri,
+        ]
+    )
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
     assert sorted(line.split(":")[0] for line in lines) == sorted(trained_release.customers)

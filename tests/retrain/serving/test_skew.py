@@ -58,9 +58,14 @@ def spark_scores(spark: Any, release: TrainedRelease, workdir: Path) -> list[flo
         "skew_requests", overwrite=True
     )
     report = score_partition(
-        spark, release.store, release_id=release.release_id, input_table="skew_requests", ds=DS,
-        output_table="skew_scores", workdir=workdir,
-    )  # fmt: skip
+        spark,
+        release.store,
+        release_id=release.release_id,
+        input_table="skew_requests",
+        ds=DS,
+        output_table="skew_scores",
+        workdir=workdir,
+    )
     assert report.rows_scored == len(rows)
     scored = spark.sql(
         f"SELECT request_id, score FROM skew_scores WHERE ds = '{DS}' AND release = '{release.release_id}'"
@@ -73,10 +78,14 @@ def served_scores(endpoint: str, release: TrainedRelease) -> list[float]:
     body = {
         "inputs": [
             {"name": "text", "shape": [len(release.texts)], "datatype": "BYTES", "data": release.texts},
-            {"name": "customer_id", "shape": [len(release.texts)], "datatype": "BYTES",
-             "data": release.text_customers},
+            {
+                "name": "customer_id",
+                "shape": [len(release.texts)],
+                "datatype": "BYTES",
+                "data": release.text_customers,
+            },
         ]
-    }  # fmt: skip
+    }
     response = requests.post(f"{endpoint}/v2/models/{DEFAULT_MODEL_NAME}/infer", json=body, timeout=60)
     response.raise_for_status()
     answer = response.json()

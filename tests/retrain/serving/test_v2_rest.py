@@ -133,10 +133,12 @@ def test_32_concurrent_clients_get_their_own_answers(
 ) -> None:
     pool_texts, pool_customers = trained_release.texts, trained_release.text_customers
     requests_sent = [
-        ([pool_texts[(i * 3 + k) % len(pool_texts)] for k in range(1 + i % 3)],
-         [pool_customers[(i * 3 + k) % len(pool_texts)] for k in range(1 + i % 3)])
+        (
+            [pool_texts[(i * 3 + k) % len(pool_texts)] for k in range(1 + i % 3)],
+            [pool_customers[(i * 3 + k) % len(pool_texts)] for k in range(1 + i % 3)],
+        )
         for i in range(32)
-    ]  # fmt: skip
+    ]
 
     def call(i: int) -> dict[str, Any]:
         texts, customers = requests_sent[i]

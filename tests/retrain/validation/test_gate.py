@@ -52,24 +52,56 @@ def test_clean_commit_passes(sheet: DoltRepository) -> None:
 @pytest.mark.parametrize(
     ("statements", "expectation", "column", "customers"),
     [
-        (["UPDATE sheet SET text = NULL WHERE example_id = 1"],
-         "expect_column_values_to_not_be_null", "text", ["acme_air"]),
-        (["UPDATE sheet SET text = '' WHERE example_id = 25"],
-         "expect_column_value_lengths_to_be_between", "text", ["globex_bank"]),
-        (["UPDATE sheet SET label = NULL WHERE example_id = 41"],
-         "expect_column_values_to_not_be_null", "label", ["initech_saas"]),
-        (["UPDATE sheet SET label = 'maybe' WHERE example_id = 61"],
-         "expect_column_values_to_be_in_set", "label", ["umbrella_health"]),
-        (["INSERT INTO sheet SELECT * FROM sheet WHERE example_id = 2"],
-         "expect_column_values_to_be_unique", "example_id", ["acme_air"]),
-        (["UPDATE sheet SET customer_id = NULL WHERE example_id = 81"],  # globex_bank keeps 21 rows
-         "expect_column_values_to_not_be_null", "customer_id", []),
-        (["DELETE FROM sheet WHERE customer_id = 'globex_bank' AND example_id > 25"],
-         "expect_column_values_to_be_between", "customer_examples", ["globex_bank"]),
-        (["UPDATE sheet SET label = 'urgent' WHERE customer_id = 'initech_saas'"],
-         "expect_column_values_to_be_between", "customer_minority_label_share", ["initech_saas"]),
+        (
+            ["UPDATE sheet SET text = NULL WHERE example_id = 1"],
+            "expect_column_values_to_not_be_null",
+            "text",
+            ["acme_air"],
+        ),
+        (
+            ["UPDATE sheet SET text = '' WHERE example_id = 25"],
+            "expect_column_value_lengths_to_be_between",
+            "text",
+            ["globex_bank"],
+        ),
+        (
+            ["UPDATE sheet SET label = NULL WHERE example_id = 41"],
+            "expect_column_values_to_not_be_null",
+            "label",
+            ["initech_saas"],
+        ),
+        (
+            ["UPDATE sheet SET label = 'maybe' WHERE example_id = 61"],
+            "expect_column_values_to_be_in_set",
+            "label",
+            ["umbrella_health"],
+        ),
+        (
+            ["INSERT INTO sheet SELECT * FROM sheet WHERE example_id = 2"],
+            "expect_column_values_to_be_unique",
+            "example_id",
+            ["acme_air"],
+        ),
+        (
+            ["UPDATE sheet SET customer_id = NULL WHERE example_id = 81"],  # globex_bank keeps 21 rows
+            "expect_column_values_to_not_be_null",
+            "customer_id",
+            [],
+        ),
+        (
+            ["DELETE FROM sheet WHERE customer_id = 'globex_bank' AND example_id > 25"],
+            "expect_column_values_to_be_between",
+            "customer_examples",
+            ["globex_bank"],
+        ),
+        (
+            ["UPDATE sheet SET label = 'urgent' WHERE customer_id = 'initech_saas'"],
+            "expect_column_values_to_be_between",
+            "customer_minority_label_share",
+            ["initech_saas"],
+        ),
     ],
-)  # fmt: skip
+)
 def test_each_shipped_expectation_catches_its_breakage(
     sheet: DoltRepository, statements: list[str], expectation: str, column: str, customers: list[str]
 ) -> None:
@@ -218,8 +250,9 @@ def test_spark_engine_streams_batches_and_agrees_with_pandas(sheet: DoltReposito
     )
     assert spark.rows_validated == pandas.rows_validated
     assert spark.customers_validated == pandas.customers_validated
-    only = validate_commit(sheet, "sheet", commit, PACKAGED_SUITE, customers=["umbrella_health"], engine="spark",
-                           spark=settings)  # fmt: skip
+    only = validate_commit(
+        sheet, "sheet", commit, PACKAGED_SUITE, customers=["umbrella_health"], engine="spark", spark=settings
+    )
     assert only.success
     assert only.customers_validated == ["umbrella_health"]
 

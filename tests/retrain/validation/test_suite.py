@@ -91,8 +91,12 @@ def test_old_form_loads_the_same_suite_with_one_deprecation(
     shipped = load_suite(PACKAGED_SUITE)
     for loaded in (first, again):
         assert (loaded.name, loaded.key_column, loaded.label_column, loaded.id_column, loaded.labels) == (
-            shipped.name, shipped.key_column, shipped.label_column, shipped.id_column, shipped.labels
-        )  # fmt: skip
+            shipped.name,
+            shipped.key_column,
+            shipped.label_column,
+            shipped.id_column,
+            shipped.labels,
+        )
         assert configurations(loaded) == configurations(shipped)
 
 
@@ -130,14 +134,18 @@ def test_migrate_writes_gx_form_that_round_trips(
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (old_minimal(expectations=[{"type": "expect_the_moon"}]),
-         "{path}: expectations[0] (expect_the_moon) is not a valid expectation: "),
+        (
+            old_minimal(expectations=[{"type": "expect_the_moon"}]),
+            "{path}: expectations[0] (expect_the_moon) is not a valid expectation: ",
+        ),
         (old_minimal(per_customer="x"), "{path}: 'per_customer' must be a list of expectations"),
-        (old_minimal(meta={"retrain": {}}),
-         "{path}: mixes the old form (top-level key_column, label_column) "),
+        (
+            old_minimal(meta={"retrain": {}}),
+            "{path}: mixes the old form (top-level key_column, label_column) ",
+        ),
         (old_minimal(colour="blue"), "{path}: unknown top-level field 'colour'"),
     ],
-)  # fmt: skip
+)
 def test_migrate_writes_nothing_for_an_unusable_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: object, message: str
 ) -> None:
@@ -172,23 +180,33 @@ def test_migrate_into_a_missing_folder_is_one_line(
         (minimal(meta=[]), "'meta' must be an object"),
         (minimal(meta={"notes": "x"}), "meta.retrain must be an object with key_column, label_column"),
         (minimal(meta={"retrain": "customer_id"}), "meta.retrain must be an object"),
-        (minimal(meta={"retrain": {"label_column": "label"}}),
-         "missing required field meta.retrain.key_column"),
-        (minimal(meta={"retrain": {"key_column": "customer_id"}}),
-         "missing required field meta.retrain.label_column"),
-        (minimal(meta={"retrain": {**RETRAIN, "key_column": 5}}),
-         "meta.retrain.key_column must be a column name (a non-empty string), not 5"),
-        (minimal(meta={"retrain": {**RETRAIN, "label_column": ""}}),
-         "meta.retrain.label_column must be a column"),
-        (minimal(meta={"retrain": {**RETRAIN, "id_column": ["example_id"]}}),
-         "meta.retrain.id_column must be a column name (a non-empty string), not ['example_id']"),
+        (
+            minimal(meta={"retrain": {"label_column": "label"}}),
+            "missing required field meta.retrain.key_column",
+        ),
+        (
+            minimal(meta={"retrain": {"key_column": "customer_id"}}),
+            "missing required field meta.retrain.label_column",
+        ),
+        (
+            minimal(meta={"retrain": {**RETRAIN, "key_column": 5}}),
+            "meta.retrain.key_column must be a column name (a non-empty string), not 5",
+        ),
+        (
+            minimal(meta={"retrain": {**RETRAIN, "label_column": ""}}),
+            "meta.retrain.label_column must be a column",
+        ),
+        (
+            minimal(meta={"retrain": {**RETRAIN, "id_column": ["example_id"]}}),
+            "meta.retrain.id_column must be a column name (a non-empty string), not ['example_id']",
+        ),
         (minimal(meta={"retrain": {**RETRAIN, "key_colum": "x"}}), "unknown field meta.retrain.key_colum"),
         (minimal(key_colum="x"), "unknown top-level field 'key_colum'"),
         (minimal(name=7), "'name' must be a non-empty string"),
         (old_minimal(label_column=None), "meta.retrain.label_column must be a column name"),
         (old_minimal(meta="x"), "mixes the old form"),
     ],
-)  # fmt: skip
+)
 def test_bad_meta_is_one_line_naming_file_and_key(tmp_path: Path, content: object, message: str) -> None:
     path = write(tmp_path, content)
     with pytest.raises(SuiteError) as raised:
@@ -218,10 +236,14 @@ def test_malformed_json_names_the_line(tmp_path: Path) -> None:
         (minimal(expectations={"type": "x"}), "'expectations' must be a list"),
         (minimal(expectations=[{"kwargs": {}}]), r"expectations\[0\] needs a 'type'"),
         (minimal(expectations=[{"type": "expect_the_moon"}]), r"\[0\] \(expect_the_moon\) is not a valid"),
-        (old_minimal(per_customer=[{"type": "expect_column_values_to_be_between", "kwargs": {"colum": "x"}}]),
-         r"per_customer\[0\] \(expect_column_values_to_be_between\) is not a valid"),
+        (
+            old_minimal(
+                per_customer=[{"type": "expect_column_values_to_be_between", "kwargs": {"colum": "x"}}]
+            ),
+            r"per_customer\[0\] \(expect_column_values_to_be_between\) is not a valid",
+        ),
     ],
-)  # fmt: skip
+)
 def test_unusable_files(tmp_path: Path, content: object, message: str) -> None:
     with pytest.raises(SuiteError, match=message):
         load_suite(write(tmp_path, content))
@@ -256,13 +278,17 @@ BAD_BOUND = {"type": "expect_column_values_to_be_between", "kwargs": {"column": 
     [
         (lambda p: p.mkdir(), "expectation suite file {path} is a directory, not a JSON file"),
         (lambda p: p.write_bytes(b'{"name": "caf\xe9"}'), "{path} is not UTF-8 text: byte 0xe9 at offset 13"),
-        (lambda p: p.write_text("[" * 100_000 + "]" * 100_000),
-         "{path} nests JSON too deeply to be an expectation suite"),
-        (lambda p: p.write_text(json.dumps(minimal(expectations=[BAD_BOUND]))),
-         "{path}: expectations[0] (expect_column_values_to_be_between) is not a valid expectation: "),
+        (
+            lambda p: p.write_text("[" * 100_000 + "]" * 100_000),
+            "{path} nests JSON too deeply to be an expectation suite",
+        ),
+        (
+            lambda p: p.write_text(json.dumps(minimal(expectations=[BAD_BOUND]))),
+            "{path}: expectations[0] (expect_column_values_to_be_between) is not a valid expectation: ",
+        ),
     ],
     ids=["directory", "latin-1", "nested-100k", "multi-line-gx-error"],
-)  # fmt: skip
+)
 def test_unreadable_files_are_one_line_naming_the_file(
     tmp_path: Path, make: Callable[[Path], object], message: str
 ) -> None:
