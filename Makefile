@@ -63,6 +63,8 @@ browser:
 lint: venv
 	$(BIN)/ruff check retrain operators plugins dags tests bench
 	$(BIN)/ruff format --check retrain operators plugins dags tests bench
+	@! grep -rn --include='*.py' -E '# fmt: (skip|off)' retrain operators plugins dags tests bench || \
+	  { echo "the formatter decides the layout: remove the fmt markers above"; exit 1; }
 	$(BIN)/mypy
 
 bench: venv venv-serve

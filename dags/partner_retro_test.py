@@ -7,7 +7,7 @@ import datetime as dt
 from airflow.sdk import Param, dag
 
 from retrain_airflow import settings
-from retrain_airflow.operators.release import ReleaseManifestOperator
+from retrain_airflow.operators.release import ResolveReleaseOperator
 from retrain_airflow.operators.reports import RetroTestReportOperator
 from retrain_airflow.pipelines import hive_scoring
 
@@ -48,9 +48,8 @@ per-day ROC AUC and accuracy where outcomes are known, and score distributions, 
 """,
 )
 def partner_retro_test() -> None:
-    release = ReleaseManifestOperator(
+    release = ResolveReleaseOperator(
         task_id="release_for_day",
-        action="resolve",
         release_id="{{ '' if params.release == 'as-of' else params.release }}",
         day="{{ ds }}",
     )

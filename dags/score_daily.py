@@ -6,7 +6,7 @@ import datetime as dt
 
 from airflow.sdk import Param, dag
 
-from retrain_airflow.operators.release import ReleaseManifestOperator
+from retrain_airflow.operators.release import ResolveReleaseOperator
 from retrain_airflow.pipelines import hive_scoring
 
 
@@ -31,7 +31,7 @@ leaves the previous scores in place. A day whose requests have not landed fails 
 """,
 )
 def score_daily() -> None:
-    release = ReleaseManifestOperator(task_id="release_for_day", action="resolve", day="{{ ds }}")
+    release = ResolveReleaseOperator(task_id="release_for_day", day="{{ ds }}")
     score = hive_scoring(
         task_id="score",
         release_id="{{ ti.xcom_pull(task_ids='release_for_day')['release_id'] }}",

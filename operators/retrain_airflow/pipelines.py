@@ -12,7 +12,7 @@ from airflow.sdk import BaseOperator, Param
 
 from retrain.release.promotion import DEFAULT_FLOOR
 from retrain_airflow import settings
-from retrain_airflow.operators.release import ReleaseManifestOperator
+from retrain_airflow.operators.release import BuildReleaseOperator
 from retrain_airflow.operators.scoring import HiveScoringOperator
 from retrain_airflow.operators.training import AdapterTrainingOperator
 from retrain_airflow.operators.validation import DoltValidateOperator
@@ -88,9 +88,8 @@ def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOpera
         backend=settings.TRAINING_BACKEND,
         allow_partial="{{ params.allow_partial }}",
     )
-    release = ReleaseManifestOperator(
+    release = BuildReleaseOperator(
         task_id="release",
-        action="build",
         candidates="{{ ti.xcom_pull(task_ids='train')['adapters'] }}",
         failures="{{ ti.xcom_pull(task_ids='train')['failed'] }}",
         floor="{{ params.promotion_floor }}",

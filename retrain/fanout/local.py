@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
 
-from retrain.adapters.registry import EXPERIMENT, RegisteredAdapter, filter_value, train_and_register
+from retrain.adapters.registry import RegisteredAdapter, filter_value, train_and_register
 from retrain.adapters.training import TrainingParams
 from retrain.dolt import DoltRepository
 from retrain.errors import RetrainError
-from retrain.tracking import ensure_experiment, tracking_uri
+from retrain.fanout.parent_run import start_parent_run
+from retrain.tracking import tracking_uri
 
 log = logging.getLogger(__name__)
 METRICS = ("accuracy", "f1", "roc_auc")
@@ -47,13 +48,19 @@ class FanoutResult:
         """A plain-text table of versions and metrics, one row per customer."""
         header = ("customer", "model version", "accuracy", "f1", "roc_auc", "status")
         rows = [
-            (a.customer, f"{a.model_name} v{a.version}", *(_fmt(a.metrics.get(m)) for m in METRICS),
-             "reused" if a.reused else "trained")
+            (
+                a.customer,
+                f"{a.model_name} v{a.version}",
+                *(_fmt(a.metrics.get(m)) for m in METRICS),
+                "reused" if a.reused else "trained",
+            )
             for a in sorted(self.succeeded, key=lambda a: a.customer)
-        ] + [(c, "-", "-", "-", "-", f"FAILED: {e}") for c, e in sorted(self.failed.items())]  # fmt: skip
+        ] + [(c, "-", "-", "-", "-", f"FAILED: {e}") for c, e in sorted(self.failed.items())]
         widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
-        lines = ["  ".join(str(v).ljust(w) for v, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
-                 for r in [header, *rows]]  # fmt: skip
+        lines = [
+            "  ".join(str(v).ljust(w) for v, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+            for r in [header, *rows]
+        ]
         return "\n".join(lines)
 
 
@@ -119,23 +126,29 @@ def train_customers(
     with DoltRepository.open(repo_location) as repo:
         commit_hash = repo.resolve(commit)
     if parent_run_id is None:
-        mlflow.set_tracking_uri(uri)
-        parent = mlflow.MlflowClient(uri).create_run(
-            ensure_experiment(EXPERIMENT, uri),
+        parent_run_id = start_parent_run(
+            uri,
+            commit=commit_hash,
+            table=table,
+            backend="local",
+            customers=len(customers),
             run_name=f"train-{commit_hash[:12]}",
-            tags={"retrain.commit": commit_hash, "retrain.table": table, "retrain.backend": "local",
-                  "retrain.customers": str(len(customers))},
-        )  # fmt: skip
-        parent_run_id = parent.info.run_id
+        ).run_id
     started = time.perf_counter()
     succeeded: list[RegisteredAdapter] = []
     failed: dict[str, str] = {}
     attempts = dict.fromkeys(customers, 0)
     threads = max(1, (os.cpu_count() or 2) // max(1, parallelism))
     common = {
-        "table": table, "commit": commit_hash, "key_column": key_column, "params": params,
-        "base_model": base_model, "mlflow_uri": uri, "parent_run_id": parent_run_id, "force": force,
-    }  # fmt: skip
+        "table": table,
+        "commit": commit_hash,
+        "key_column": key_column,
+        "params": params,
+        "base_model": base_model,
+        "mlflow_uri": uri,
+        "parent_run_id": parent_run_id,
+        "force": force,
+    }
     log.info("training %d adapters at %s with %d worker(s)", len(customers), commit_hash, parallelism)
 
     def new_pool() -> Executor:
@@ -144,9 +157,11 @@ def train_customers(
             # torch, transformers, peft and MLflow, ~6 s) to a fit of a few seconds.
             return _InlineExecutor(repo_location)
         return ProcessPoolExecutor(
-            max_workers=parallelism, mp_context=get_context("spawn"), initializer=_init_worker,
+            max_workers=parallelism,
+            mp_context=get_context("spawn"),
+            initializer=_init_worker,
             initargs=(repo_location, threads),
-        )  # fmt: skip
+        )
 
     # At most one customer per worker is submitted at a time, so a dying worker (which breaks the
     # pool and fails every future in it) only costs the customers that were in flight.
@@ -172,8 +187,9 @@ def train_customers(
                 retry = [c for c in lost if attempts[c] <= retries]
                 log.warning(
                     "a worker process died while training %s; retrying %s on a fresh pool",
-                    ", ".join(lost), ", ".join(retry) or "none (retries used up)",
-                )  # fmt: skip
+                    ", ".join(lost),
+                    ", ".join(retry) or "none (retries used up)",
+                )
                 for gone in (c for c in lost if c not in retry):
                     failed[gone] = f"worker process died while training it (attempt {attempts[gone]})"
                     _progress(len(succeeded) + len(failed), len(customers), started, gone, True)
@@ -242,5 +258,11 @@ def _progress(done: int, total: int, started: float, customer: str, failed: bool
     eta = (total - done) / rate if rate else 0.0
     log.info(
         "[%d/%d] %s %s - %.2f adapters/min, elapsed %.0fs, ETA %.0fs",
-        done, total, "FAILED" if failed else "done", customer, rate * 60, elapsed, eta,
-    )  # fmt: skip
+        done,
+        total,
+        "FAILED" if failed else "done",
+        customer,
+        rate * 60,
+        elapsed,
+        eta,
+    )

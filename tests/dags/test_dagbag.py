@@ -25,8 +25,11 @@ def downstream(dag: Any) -> dict[str, set[str]]:
 def test_no_import_errors_and_every_dag_documented(dagbag: DagBag) -> None:
     assert dagbag.import_errors == {}
     assert set(dagbag.dag_ids) == {
-        "retrain_on_commit", "retrain_scheduled", "score_daily", "partner_retro_test",
-    }  # fmt: skip
+        "retrain_on_commit",
+        "retrain_scheduled",
+        "score_daily",
+        "partner_retro_test",
+    }
     for dag in dagbag.dags.values():
         assert dag.doc_md, dag.dag_id
         assert "retrain" in dag.tags, dag.dag_id
@@ -37,9 +40,11 @@ def test_no_import_errors_and_every_dag_documented(dagbag: DagBag) -> None:
 def test_retrain_on_commit_is_scheduled_by_the_dolt_watcher(dagbag: DagBag) -> None:
     dag = dagbag.dags["retrain_on_commit"]
     assert downstream(dag) == {
-        "changed_customers": {"validate"}, **PIPELINE,
-        "score_today": {"advance_watermark"}, "advance_watermark": set(),
-    }  # fmt: skip
+        "changed_customers": {"validate"},
+        **PIPELINE,
+        "score_today": {"advance_watermark"},
+        "advance_watermark": set(),
+    }
     assert dag.task_dict["validate"].quarantine is True
     assert dag.task_dict["score_today"].if_missing == "skip"
     assert dag.task_dict["advance_watermark"].trigger_rule == "none_failed"
@@ -64,7 +69,7 @@ def test_retrain_scheduled_runs_the_same_pipeline_on_the_head(dagbag: DagBag) ->
 def test_score_daily_picks_the_days_release_and_scores(dagbag: DagBag) -> None:
     dag = dagbag.dags["score_daily"]
     assert downstream(dag) == {"release_for_day": {"score"}, "score": set()}
-    assert dag.task_dict["release_for_day"].action == "resolve"
+    assert dag.task_dict["release_for_day"].task_type == "ResolveReleaseOperator"
     assert dag.task_dict["score"].ds == "{{ ds }}"
     assert (dag.params["input_table"], dag.params["output_table"]) == ("requests", "scores")
     assert dag.catchup is False  # backfilled on request, not on deploy
@@ -73,8 +78,10 @@ def test_score_daily_picks_the_days_release_and_scores(dagbag: DagBag) -> None:
 def test_partner_retro_test_validates_its_params(dagbag: DagBag) -> None:
     dag = dagbag.dags["partner_retro_test"]
     assert downstream(dag) == {
-        "release_for_day": {"score_history"}, "score_history": {"report"}, "report": set(),
-    }  # fmt: skip
+        "release_for_day": {"score_history"},
+        "score_history": {"report"},
+        "report": set(),
+    }
     assert dag.params["release"] == "as-of"
     assert dag.params.get_param("release").resolve("0" * 32) == "0" * 32
     bad_values = {"release": "not-a-release", "customer": "acme; DROP TABLE x", "output_table": "a-b"}

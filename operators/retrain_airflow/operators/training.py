@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
-from typing import Any, Literal
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
-from retrain.adapters.registry import EXPERIMENT, RegisteredAdapter
 from retrain.dolt import DoltRepository
-from retrain.fanout.argo import ArgoTrainingSpec, build_submission, collect_results
-from retrain.tracking import ensure_experiment, run_url, tracking_uri
+from retrain.fanout.argo import ArgoTrainingSpec
+from retrain.fanout.parent_run import start_parent_run
+from retrain.tracking import tracking_uri
+from retrain_airflow.arguments import as_flag
 from retrain_airflow.handoff import bounded, resolve
 from retrain_airflow.hooks.argo import ArgoHook
 from retrain_airflow.hooks.dolt import DoltHook, repository_location
 from retrain_airflow.links import ArgoWorkflowLink, MLflowRunLink
-from retrain_airflow.triggers.argo import ArgoWorkflowTrigger
+from retrain_airflow.operators.training_backends import (
+    ArgoTrainingBackend,
+    LocalTrainingBackend,
+    Trained,
+    TrainingBackend,
+    TrainingRequest,
+)
 
-REQUEST_KEY = "training_request"
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 
 class AdapterTrainingOperator(BaseOperator):
@@ -27,19 +35,23 @@ class AdapterTrainingOperator(BaseOperator):
 
     Returns ``{"commit", "parent_run_id", "adapters": {customer: {model_name, version, run_id,
     metrics}}, "failed": {customer: reason}}``, ``adapters`` and ``failed`` handed off as files when
-    large (:mod:`retrain_airflow.handoff`). Every adapter is a child run of one MLflow parent run.
-    When some customers fail, the task fails naming them, unless ``allow_partial``; what succeeded
-    stays registered, so a retry reuses it (training is idempotent).
+    large (:mod:`retrain_airflow.handoff`). Every adapter is a child run of one MLflow parent run
+    (:func:`retrain.fanout.parent_run.start_parent_run`). When some customers fail, the task fails
+    naming them, unless ``allow_partial``; what succeeded stays registered, so a retry reuses it
+    (training is idempotent). The ``argo`` backend submits a workflow and defers until it is over,
+    so no worker slot waits on the pods.
 
     :param table: training table (templated).
     :param commit: commit hash or branch (templated).
     :param customers: customers to train, or a handoff reference to them (templated); an empty
         list trains nothing.
     :param backend: ``local`` (worker processes on this machine) or ``argo`` (GPU pods) (templated).
+    :param key_column: the training table's customer column.
     :param parallelism: local worker processes.
     :param retries_per_adapter: local retries of a failed adapter.
     :param allow_partial: succeed when only some customers failed (templated: a DAG param).
     :param mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI``, else the embedded store).
+    :param dolt_conn_id: connection of type ``dolt``.
     :param argo_conn_id: connection of type ``argo`` (backend ``argo``).
     :param argo_spec: image, namespace, GPU and quota settings of the training pods. The image needs
         a version tag or a digest (``latest`` is refused): its tag or digest is the adapters' code
@@ -71,118 +83,118 @@ class AdapterTrainingOperator(BaseOperator):
         super().__init__(**kwargs)
         self.table, self.commit, self.customers = table, commit, customers
         self.backend, self.key_column = backend, key_column
-        self.parallelism, self.retries_per_adapter, self.allow_partial = (
-            parallelism,
-            retries_per_adapter,
-            allow_partial,
-        )
+        self.parallelism, self.retries_per_adapter = parallelism, retries_per_adapter
+        self.allow_partial = allow_partial
         self.mlflow_uri, self.dolt_conn_id, self.argo_conn_id = mlflow_uri, dolt_conn_id, argo_conn_id
         self.argo_spec = argo_spec or ArgoTrainingSpec()
         self.poll_interval = poll_interval
 
-    def execute(self, context: Context) -> dict[str, Any] | None:
-        if self.backend not in ("local", "argo"):
-            raise ValueError(f"backend must be 'local' or 'argo', not {self.backend!r}")
+    @cached_property
+    def dolt_hook(self) -> DoltHook:
+        return DoltHook(self.dolt_conn_id)
+
+    @cached_property
+    def argo_hook(self) -> ArgoHook:
+        return ArgoHook(self.argo_conn_id)
+
+    @cached_property
+    def _tracking_uri(self) -> str:
+        return tracking_uri(self.mlflow_uri)
+
+    @cached_property
+    def mlflow_client(self) -> MlflowClient:
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(self._tracking_uri)
+
+    @cached_property
+    def _repository_location(self) -> str:
+        return repository_location(self.dolt_hook.get_connection(self.dolt_conn_id))
+
+    @cached_property
+    def _backend(self) -> TrainingBackend:
+        if self.backend == LocalTrainingBackend.name:
+            return LocalTrainingBackend(
+                self._repository_location,
+                mlflow_uri=self._tracking_uri,
+                key_column=self.key_column,
+                parallelism=self.parallelism,
+                retries=self.retries_per_adapter,
+            )
+        if self.backend == ArgoTrainingBackend.name:
+            return ArgoTrainingBackend(
+                self.argo_hook, self.mlflow_client, self.argo_spec, poll_interval=self.poll_interval
+            )
+        raise ValueError(f"backend must be 'local' or 'argo', not {self.backend!r}")
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        backend = self._backend  # rendered by now: an unknown backend fails before any work
         customers = sorted(set(resolve(self.customers) or []))
-        location = repository_location(DoltHook.get_connection(self.dolt_conn_id))
-        with DoltRepository.open(location) as repo:
+        with DoltRepository.open(self._repository_location) as repo:
             commit = repo.resolve(self.commit)
-        uri = tracking_uri(self.mlflow_uri)
         if not customers:
             self.log.info("no customers to train at %s", commit)
-            return self._finish(context, commit, "", {}, {})
-        parent_run_id = self._parent_run(context, uri, commit, len(customers))
-        if self.backend == "local":
-            from retrain.fanout.local import train_customers
-
-            result = train_customers(
-                location, table=self.table, commit=commit, customers=customers, key_column=self.key_column,
-                parallelism=self.parallelism, retries=self.retries_per_adapter, mlflow_uri=uri,
-                parent_run_id=parent_run_id,
-            )  # fmt: skip
-            self.log.info("\n%s", result.table())
-            return self._finish(
-                context, commit, parent_run_id, {a.customer: a for a in result.succeeded}, result.failed
-            )
-
-        from mlflow.tracking import MlflowClient
-
-        client = ArgoHook(self.argo_conn_id).get_client()
-        mlflow_client = MlflowClient(uri)
-        workflow = build_submission(
-            self.argo_spec, table=self.table, commit=commit, customers=customers, parent_run_id=parent_run_id,
-            store_artifact=lambda name, text: mlflow_client.log_text(parent_run_id, text, name),
-        )  # fmt: skip
-        name = client.submit(workflow)
-        self.log.info("submitted Argo workflow %s for %d customers (image %s): %s", name, len(customers),
-                      self.argo_spec.image, client.workflow_url(name))  # fmt: skip
-        context["ti"].xcom_push(key=ArgoWorkflowLink.source_key, value=client.workflow_url(name))
-        request = {
-            "commit": commit, "parent_run_id": parent_run_id,
-            "customers": bounded(customers, context=context, name="requested_customers"),
-        }  # fmt: skip
-        context["ti"].xcom_push(key=REQUEST_KEY, value=request)  # read back when the trigger fires
+            return self._finish(context, commit, "", Trained({}, {}))
+        parent_run_id = self._start_parent_run(context, commit, len(customers))
+        started = backend.start(TrainingRequest(self.table, commit, customers, parent_run_id))
+        if isinstance(started, Trained):
+            return self._finish(context, commit, parent_run_id, started)
+        context["ti"].xcom_push(key=ArgoWorkflowLink.source_key, value=started.url)
         self.defer(
-            trigger=ArgoWorkflowTrigger(
-                argo_conn_id=self.argo_conn_id, workflow=name, poll_interval=self.poll_interval
-            ),
+            trigger=started.trigger,
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.argo_spec.active_deadline_seconds + 3600),
+            kwargs={
+                "commit": commit,
+                "parent_run_id": parent_run_id,
+                "customers": bounded(customers, context=context, name="requested_customers"),
+            },
+            timeout=started.timeout,
         )
-        return None
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Collect each customer's version from MLflow by tags; name the failed customers."""
-        from mlflow.tracking import MlflowClient
-
-        ti = context["ti"]
-        request = ti.xcom_pull(task_ids=ti.task_id, key=REQUEST_KEY)
-        commit, parent_run_id = request["commit"], request["parent_run_id"]
-        customers: list[str] = resolve(request["customers"])
-
-        if event["status"] == "error":
-            raise AirflowException(f"lost track of Argo workflow {event['workflow']}: {event['message']}")
-        registered, failed = collect_results(
-            ArgoHook(self.argo_conn_id).get_client(), MlflowClient(tracking_uri(self.mlflow_uri)),
-            workflow=event["workflow"], commit=commit, customers=customers,
-        )  # fmt: skip
-        self.log.info("workflow %s %s: %d registered, %d failed", event["workflow"], event["phase"],
-                      len(registered), len(failed))  # fmt: skip
-        return self._finish(context, commit, parent_run_id, registered, failed)
-
-    def _parent_run(self, context: Context, uri: str, commit: str, count: int) -> str:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(uri)
-        experiment_id = ensure_experiment(EXPERIMENT, uri)
-        ti = context["ti"]
-        run = client.create_run(
-            experiment_id,
-            run_name=f"{ti.dag_id}.{ti.task_id}",
-            tags={"retrain.commit": commit, "retrain.table": self.table, "retrain.backend": self.backend,
-                  "retrain.customers": str(count), "retrain.airflow_run_id": ti.run_id},
-        )  # fmt: skip
-        url = run_url(uri, experiment_id, run.info.run_id)
-        if url:
-            ti.xcom_push(key=MLflowRunLink.source_key, value=url)
-        return str(run.info.run_id)
-
-    def _finish(
+    def execute_complete(
         self,
         context: Context,
+        event: dict[str, Any],
         commit: str,
         parent_run_id: str,
-        registered: dict[str, RegisteredAdapter],
-        failed: dict[str, str],
+        customers: list[str] | dict[str, Any],
     ) -> dict[str, Any]:
+        """Resume when the trigger fired: the backend's outcome of the training it submitted.
+
+        ``commit``, ``parent_run_id`` and ``customers`` (a handoff reference when large) are what
+        :meth:`execute` deferred with.
+        """
+        request = TrainingRequest(self.table, commit, resolve(customers), parent_run_id)
+        return self._finish(context, commit, parent_run_id, self._backend.complete(request, event))
+
+    def _start_parent_run(self, context: Context, commit: str, count: int) -> str:
+        ti = context["ti"]
+        run = start_parent_run(
+            self._tracking_uri,
+            commit=commit,
+            table=self.table,
+            backend=self._backend.name,
+            customers=count,
+            run_name=f"{ti.dag_id}.{ti.task_id}",
+            tags={"retrain.airflow_run_id": ti.run_id},
+        )
+        if run.url:
+            ti.xcom_push(key=MLflowRunLink.source_key, value=run.url)
+        return run.run_id
+
+    def _finish(self, context: Context, commit: str, parent_run_id: str, trained: Trained) -> dict[str, Any]:
+        registered, failed = trained.registered, trained.failed
         if failed and not as_flag(self.allow_partial):
             names = ", ".join(f"{c} ({reason})" for c, reason in sorted(failed.items()))
             raise AirflowException(
                 f"{len(failed)} of {len(failed) + len(registered)} adapters failed: {names}"
             )
         if failed:
-            self.log.warning("allow_partial: going on without %d failed customer(s): %s", len(failed),
-                             ", ".join(sorted(failed)))  # fmt: skip
+            self.log.warning(
+                "allow_partial: going on without %d failed customer(s): %s",
+                len(failed),
+                ", ".join(sorted(failed)),
+            )
         adapters = {c: a.to_json() for c, a in sorted(registered.items())}
         return {
             "commit": commit,
@@ -190,12 +202,3 @@ class AdapterTrainingOperator(BaseOperator):
             "adapters": bounded(adapters, context=context, name="adapters"),
             "failed": bounded(dict(sorted(failed.items())), context=context, name="failed"),
         }
-
-
-def as_flag(value: bool | str) -> bool:
-    """A boolean operator argument that may arrive as a rendered template ("True", "false")."""
-    if isinstance(value, str):
-        if value.strip().lower() not in ("true", "false"):
-            raise ValueError(f"expected true or false, got {value!r}")
-        return value.strip().lower() == "true"
-    return bool(value)

@@ -1,4 +1,4 @@
-"""ReleaseManifestOperator in real ``dag.test()`` runs over a real MLflow store."""
+"""The release operators in real ``dag.test()`` runs over a real MLflow store."""
 
 from __future__ import annotations
 
@@ -18,13 +18,11 @@ from ..dag_files import load_dag
 DAG_SOURCE = """
 import datetime as dt
 from airflow.sdk import DAG
-from retrain_airflow.operators.release import ReleaseManifestOperator
+from retrain_airflow.operators.release import BuildReleaseOperator
 
 with DAG("{dag_id}", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
     # Adapters of 20 rows: the floor (tested below) would rightly refuse some of them.
-    ReleaseManifestOperator(
-        task_id="release", action="build", candidates={candidates!r}, failures={failures!r}, floor=None
-    )
+    BuildReleaseOperator(task_id="release", candidates={candidates!r}, failures={failures!r}, floor=None)
 """
 
 
@@ -58,8 +56,9 @@ def test_build_promotes_candidates_and_registers_the_release(
     assert failed.state == "failed"
 
     # A partial release: acme_air retrained, globex_bank's training failed and keeps its adapter.
-    retrained = train_and_register(repo, table="examples", commit="main", customer="acme_air", params=fast,
-                                   force=True)  # fmt: skip
+    retrained = train_and_register(
+        repo, table="examples", commit="main", customer="acme_air", params=fast, force=True
+    )
     reasons = {"globex_bank": "RuntimeError: worker crashed"}
     partial = dag_with(airflow_db, "release_partial", {"acme_air": retrained.version}, reasons).test()
     assert partial.state == "success"
@@ -72,12 +71,12 @@ def test_build_promotes_candidates_and_registers_the_release(
 FLOOR_DAG = """
 import datetime as dt
 from airflow.sdk import DAG
-from retrain_airflow.operators.release import ReleaseManifestOperator
+from retrain_airflow.operators.release import BuildReleaseOperator
 
 with DAG("{dag_id}", schedule=None, start_date=dt.datetime(2026, 1, 1), params={{"floor": {floor!r}}},
          render_template_as_native_obj=True) as dag:
-    ReleaseManifestOperator(task_id="release", action="build", candidates={candidates!r},
-                            floor="{{{{ params.floor }}}}", require_floor={require!r})
+    BuildReleaseOperator(task_id="release", candidates={candidates!r}, floor="{{{{ params.floor }}}}",
+                         require_floor={require!r})
 """
 
 
@@ -86,14 +85,19 @@ def register_version(client: MlflowClient, root: Path, customer: str, roc_auc: f
     from retrain.adapters.registry import METRIC_TAG_PREFIX, TAG_PREFIX, model_name
     from retrain.release.store import REQUIRED_ARTIFACTS
 
-    client.create_registered_model(model_name(customer))
+    if not client.search_registered_models(f"name = '{model_name(customer)}'"):
+        client.create_registered_model(model_name(customer))
     run = client.create_run("0")
     artifacts = root / customer
     for required in REQUIRED_ARTIFACTS:
         (artifacts / required).parent.mkdir(parents=True, exist_ok=True)
         (artifacts / required).write_text("x")
-    tags = {f"{METRIC_TAG_PREFIX}roc_auc": str(roc_auc), f"{METRIC_TAG_PREFIX}unpredicted_labels": "0",
-            f"{TAG_PREFIX}customer": customer, f"{TAG_PREFIX}artifact_uri": str(artifacts)}  # fmt: skip
+    tags = {
+        f"{METRIC_TAG_PREFIX}roc_auc": str(roc_auc),
+        f"{METRIC_TAG_PREFIX}unpredicted_labels": "0",
+        f"{TAG_PREFIX}customer": customer,
+        f"{TAG_PREFIX}artifact_uri": str(artifacts),
+    }
     return str(
         client.create_model_version(model_name(customer), str(artifacts), run.info.run_id, tags).version
     )
@@ -138,7 +142,7 @@ def test_build_leaves_out_a_first_version_below_the_floor_unless_required(
 
 
 def test_unusable_gate_settings_fail_the_dag_import() -> None:
-    from retrain_airflow.operators.release import ReleaseManifestOperator
+    from retrain_airflow.operators.release import BuildReleaseOperator
 
     cases: list[tuple[dict[str, Any], str]] = [
         ({"metric": "nope"}, "unknown promotion metric 'nope'"),
@@ -147,4 +151,125 @@ def test_unusable_gate_settings_fail_the_dag_import() -> None:
     ]
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
-            ReleaseManifestOperator(task_id="release", **kwargs)
+            BuildReleaseOperator(task_id="release", **kwargs)
+
+
+ONE_TASK_DAG = """
+import datetime as dt
+from airflow.sdk import DAG
+from retrain_airflow.operators.release import (
+    BuildReleaseOperator, PinReleaseOperator, ResolveReleaseOperator, RollbackReleaseOperator,
+)
+
+with DAG("{dag_id}", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
+    {operator}
+"""
+
+
+def run_release_task(home: Path, dag_id: str, operator: str) -> tuple[str, dict[str, Any] | None]:
+    """Run ``operator`` (its call, task_id ``release``) as a one-task DAG: its state and result."""
+    run = load_dag(home, dag_id, ONE_TASK_DAG.format(dag_id=dag_id, operator=operator)).test()
+    return run.state, run.get_task_instance("release").xcom_pull(task_ids="release")
+
+
+def test_rollback_pin_and_resolve_move_and_find_releases(
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    store = ReleaseStore(MlflowClient(uri), uri)
+    first = {c: register_version(store.client, tmp_path, c, 0.9) for c in ("acme_air", "globex_bank")}
+
+    def build(dag_id: str, candidates: dict[str, str]) -> dict[str, Any]:
+        state, result = run_release_task(
+            airflow_db, dag_id, f"BuildReleaseOperator(task_id='release', candidates={candidates!r})"
+        )
+        assert state == "success"
+        assert result is not None
+        return result
+
+    def production_version(customer: str) -> str:
+        return store.production_manifest().by_customer()[customer].version
+
+    one = build("release_one", first)["release_id"]
+    newer = register_version(store.client, tmp_path, "acme_air", 0.95)
+    built = build("release_two", {"acme_air": newer})
+    two = built["release_id"]
+    assert [(p["customer"], p["promoted"]) for p in built["promotions"]] == [("acme_air", True)]
+    assert built["diff"]
+    assert all("acme_air" in line for line in built["diff"])
+
+    state, result = run_release_task(
+        airflow_db, "rollback_customer", "RollbackReleaseOperator(task_id='release', customer='acme_air')"
+    )
+    assert state == "success"
+    assert result is not None
+    assert result["note"] == f"rollback of acme_air: v{newer} -> v{first['acme_air']}"
+    assert result["diff"]  # what changed from the release in production before
+    assert production_version("acme_air") == first["acme_air"]
+
+    state, result = run_release_task(
+        airflow_db, "rollback_release", f"RollbackReleaseOperator(task_id='release', release_id={two!r})"
+    )
+    assert state == "success"
+    assert result is not None
+    assert (result["release_id"], result["event"]) == (two, "rollback")
+    assert production_version("acme_air") == newer
+
+    pin = f"release_id={one!r}, pin_from='2026-10-01', pin_to='2026-10-31'"
+    state, result = run_release_task(
+        airflow_db, "pin_release", f"PinReleaseOperator(task_id='release', {pin})"
+    )
+    assert state == "success"
+    assert result is not None
+    assert (result["release_id"], result["event"], result["diff"]) == (one, "pin", [])
+    assert production_version("acme_air") == newer  # a pin moves no alias
+
+    resolved = {
+        "resolve_pinned_day": ("day='2026-10-15'", ("success", one)),  # the pin wins
+        "resolve_by_id": (f"release_id={two!r}, day='2026-10-15'", ("success", two)),  # the id wins
+        "resolve_day_before_any": ("day='2020-01-01'", ("failed", None)),
+        "resolve_unknown_id": (f"release_id={'0' * 32!r}", ("failed", None)),
+        "resolve_nothing": ("release_id=''", ("failed", None)),  # neither an id nor a day
+    }
+    for dag_id, (arguments, expected) in resolved.items():
+        state, result = run_release_task(
+            airflow_db, dag_id, f"ResolveReleaseOperator(task_id='release', {arguments})"
+        )
+        assert (state, result and result["release_id"]) == expected, dag_id
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{}, {"release_id": "0" * 32, "customer": "acme_air"}],
+    ids=["neither", "both"],
+)
+def test_rollback_takes_exactly_one_of_a_release_or_a_customer(arguments: dict[str, str]) -> None:
+    from retrain_airflow.operators.release import RollbackReleaseOperator
+
+    with pytest.raises(ValueError, match=r"exactly one of release_id .* or customer"):
+        RollbackReleaseOperator(task_id="rollback", **arguments)
+
+
+def test_each_operator_templates_only_its_own_fields() -> None:
+    from retrain_airflow.operators.release import (
+        BuildReleaseOperator,
+        PinReleaseOperator,
+        ResolveReleaseOperator,
+        RollbackReleaseOperator,
+    )
+
+    assert {
+        operator.__name__: set(operator.template_fields)
+        for operator in (
+            BuildReleaseOperator,
+            ResolveReleaseOperator,
+            RollbackReleaseOperator,
+            PinReleaseOperator,
+        )
+    } == {
+        "BuildReleaseOperator": {"candidates", "failures", "floor", "require_floor"},
+        "ResolveReleaseOperator": {"release_id", "day"},
+        "RollbackReleaseOperator": {"release_id", "customer"},
+        "PinReleaseOperator": {"release_id", "pin_from", "pin_to"},
+    }

@@ -1,0 +1,182 @@
+"""Where :class:`~retrain_airflow.operators.training.AdapterTrainingOperator` trains: worker processes
+on the Airflow worker (``local``) or the pods of an Argo workflow (``argo``).
+
+A backend either trains at once and returns :class:`Trained`, or submits the work elsewhere and
+returns :class:`Submitted`: the operator then defers on its trigger and, when it fires, asks the
+backend to :meth:`~TrainingBackend.complete` the training.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk.exceptions import AirflowException
+from airflow.triggers.base import BaseTrigger
+
+from retrain.adapters.registry import RegisteredAdapter
+from retrain.fanout.argo import ArgoTrainingSpec, build_submission, collect_results
+from retrain.fanout.argo_client import ArgoClient
+from retrain_airflow.hooks.argo import ArgoHook
+from retrain_airflow.triggers.argo import ArgoWorkflowTrigger
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """Train ``customers``' adapters on ``table`` at ``commit``, as children of ``parent_run_id``."""
+
+    table: str
+    commit: str
+    customers: list[str]
+    parent_run_id: str
+
+
+@dataclass(frozen=True)
+class Trained:
+    """Each registered customer's adapter, and why each of the others failed."""
+
+    registered: dict[str, RegisteredAdapter]
+    failed: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """Training running elsewhere: wait for ``trigger``, at most ``timeout``; ``url`` shows the work."""
+
+    trigger: BaseTrigger
+    timeout: timedelta
+    url: str
+
+
+class TrainingBackend(ABC):
+    """Trains the adapters of a :class:`TrainingRequest`."""
+
+    name: ClassVar[str]  # the operator's ``backend`` and the parent run's ``retrain.backend`` tag
+
+    @abstractmethod
+    def start(self, request: TrainingRequest) -> Trained | Submitted:
+        """Train, or submit the training and say what to wait for."""
+
+    def complete(self, request: TrainingRequest, event: dict[str, Any]) -> Trained:
+        """The outcome of what :meth:`start` submitted, once its trigger fired with ``event``."""
+        raise NotImplementedError(f"the {self.name} backend submits nothing to wait for")
+
+
+class LocalTrainingBackend(TrainingBackend):
+    """Worker processes on this machine (:func:`retrain.fanout.local.train_customers`).
+
+    :param repo_location: the Dolt repository, as :meth:`retrain.dolt.DoltRepository.open` takes it.
+    :param mlflow_uri: resolved tracking URI.
+    :param key_column: the training table's customer column.
+    :param parallelism: worker processes.
+    :param retries: retries of a failed adapter.
+    """
+
+    name = "local"
+
+    def __init__(
+        self, repo_location: str, *, mlflow_uri: str, key_column: str, parallelism: int, retries: int
+    ) -> None:
+        self.repo_location, self.mlflow_uri, self.key_column = repo_location, mlflow_uri, key_column
+        self.parallelism, self.retries = parallelism, retries
+
+    def start(self, request: TrainingRequest) -> Trained:
+        from retrain.fanout.local import train_customers
+
+        result = train_customers(
+            self.repo_location,
+            table=request.table,
+            commit=request.commit,
+            customers=request.customers,
+            key_column=self.key_column,
+            parallelism=self.parallelism,
+            retries=self.retries,
+            mlflow_uri=self.mlflow_uri,
+            parent_run_id=request.parent_run_id,
+        )
+        log.info("\n%s", result.table())
+        return Trained({a.customer: a for a in result.succeeded}, result.failed)
+
+
+class ArgoTrainingBackend(TrainingBackend):
+    """GPU pods of an Argo workflow; each customer's version is collected from MLflow by its tags.
+
+    :param hook: the Argo Server's hook.
+    :param mlflow_client: client of the tracking store the pods register in.
+    :param spec: image, namespace, GPU and quota settings of the training pods.
+    :param poll_interval: seconds between workflow polls while deferred.
+    """
+
+    name = "argo"
+
+    def __init__(
+        self, hook: ArgoHook, mlflow_client: MlflowClient, spec: ArgoTrainingSpec, *, poll_interval: float
+    ) -> None:
+        self.hook, self.mlflow_client, self.spec, self.poll_interval = (
+            hook,
+            mlflow_client,
+            spec,
+            poll_interval,
+        )
+
+    @cached_property
+    def client(self) -> ArgoClient:
+        return self.hook.get_client()
+
+    def start(self, request: TrainingRequest) -> Submitted:
+        workflow = build_submission(
+            self.spec,
+            table=request.table,
+            commit=request.commit,
+            customers=request.customers,
+            parent_run_id=request.parent_run_id,
+            store_artifact=lambda name, text: self.mlflow_client.log_text(request.parent_run_id, text, name),
+        )
+        name = self.client.submit(workflow)
+        url = self.client.workflow_url(name)
+        log.info(
+            "submitted Argo workflow %s for %d customers (image %s): %s",
+            name,
+            len(request.customers),
+            self.spec.image,
+            url,
+        )
+        return Submitted(
+            trigger=ArgoWorkflowTrigger(
+                argo_conn_id=self.hook.argo_conn_id, workflow=name, poll_interval=self.poll_interval
+            ),
+            # The workflow's own deadline, with an hour to spare.
+            timeout=timedelta(seconds=self.spec.active_deadline_seconds + 3600),
+            url=url,
+        )
+
+    def complete(self, request: TrainingRequest, event: dict[str, Any]) -> Trained:
+        """Collect each customer's version from MLflow by tags; name the failed customers."""
+        if event["status"] == "error":
+            raise AirflowException(f"lost track of Argo workflow {event['workflow']}: {event['message']}")
+        registered, failed = collect_results(
+            self.client,
+            self.mlflow_client,
+            workflow=event["workflow"],
+            commit=request.commit,
+            customers=request.customers,
+        )
+        log.info(
+            "workflow %s %s: %d registered, %d failed",
+            event["workflow"],
+            event["phase"],
+            len(registered),
+            len(failed),
+        )
+        # The workflow is over: end the parent run as the local fan-out ends its own.
+        self.mlflow_client.set_terminated(request.parent_run_id, status="FAILED" if failed else "FINISHED")
+        return Trained(registered, failed)
