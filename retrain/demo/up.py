@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from retrain.cluster import LocalCluster, ServiceError, local_cluster
+from retrain.cluster.process import port_open
 from retrain.outputs import UP_HOME, OutputPathError, claim
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,6 +117,9 @@ def prepare_airflow(env: dict[str, str]) -> None:
 
 
 def start_airflow(home: Path, env: dict[str, str], port: int = 8080) -> subprocess.Popen[bytes]:
+    # An API server left from an earlier run (or one still shutting down) would answer the health
+    # check below for the new one, then go away.
+    wait_until_closed(port, "Airflow API server", timeout=60)
     log = (home / "airflow.log").open("ab")
     server = subprocess.Popen(
         ["airflow", "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -145,6 +149,15 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def wait_until_closed(port: int, what: str, timeout: float) -> None:
+    """Wait for nothing to listen on ``port``; raise naming ``what`` when something still does."""
+    deadline = time.monotonic() + timeout
+    while port_open(port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"port {port} for the {what} is still in use after {timeout:.0f}s")
+        time.sleep(0.5)
 
 
 def wait_for(url: str, what: str, process: subprocess.Popen[bytes], timeout: float) -> None:

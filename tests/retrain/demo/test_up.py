@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from retrain.cluster import LocalCluster
-from retrain.demo.up import SPARK_POOL, SPARK_POOL_ENV, main, service_env
+from retrain.demo.up import SPARK_POOL, SPARK_POOL_ENV, main, service_env, wait_until_closed
 
 
 def cluster(tmp_path: Path) -> LocalCluster:
@@ -51,3 +53,13 @@ def test_make_up_refuses_a_home_it_did_not_make(tmp_path: Path, monkeypatch: pyt
     assert str(raised.value.code).startswith(f"make up: refusing to write into {tmp_path}: it is not empty")
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
     assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_a_new_airflow_waits_for_the_old_ones_port_and_names_it_when_it_stays_taken() -> None:
+    """A restart must not take the old API server's answers for the new one's."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    with pytest.raises(RuntimeError, match=f"port {port} for the Airflow API server is still in use"):
+        wait_until_closed(port, "Airflow API server", timeout=1)
+    threading.Timer(1.0, listener.close).start()
+    wait_until_closed(port, "Airflow API server", timeout=30)  # returns once the old one let go
