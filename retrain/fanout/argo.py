@@ -48,6 +48,7 @@ from retrain.identifiers import customer_id
 from retrain.tracking import MUTABLE_TAGS
 
 TEMPLATE_NAME = "retrain-train-adapters"
+SUBMITTER_LABEL = "retrain/submitter"  # who submitted a workflow, so a retry finds it (build_submission)
 INLINE_SELECTION_LIMIT = 16_384  # bytes of customer JSON kept inline in the Workflow's parameters
 CUSTOMERS_ARTIFACT = "customers.json"
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}")  # OCI: algorithm:hex
@@ -262,8 +263,13 @@ def build_submission(
     customers: Sequence[str],
     parent_run_id: str,
     store_artifact: Callable[[str, str], None],
+    submitter: str | None = None,
 ) -> Workflow:
-    """The Workflow to create: a reference to the template plus this run's parameters and image."""
+    """The Workflow to create: a reference to the template plus this run's parameters and image.
+
+    ``submitter`` names who submits (e.g. a hash of an Airflow task instance): it becomes the
+    :data:`SUBMITTER_LABEL`, by which :func:`unfinished_submission` finds the workflow again.
+    """
     code_version = image_code_version(spec.image)  # before anything is stored
     shards = shard_count(len(customers), spec.max_pods)
     parameters = {
@@ -283,10 +289,36 @@ def build_submission(
             "app.kubernetes.io/part-of": "retrain",
             "retrain/commit": commit[:63],
             CUSTOMERS_LABEL: str(len(customers)),
+            **({SUBMITTER_LABEL: submitter} if submitter else {}),
         },
         workflow_template_ref=m.WorkflowTemplateRef(name=TEMPLATE_NAME),
         arguments=[Parameter(name=name, value=value) for name, value in parameters.items()],
     )
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A workflow submitted earlier, and what it trains."""
+
+    workflow: str
+    table: str
+    commit: str
+    parent_run_id: str
+    selection: str
+
+
+def unfinished_submission(argo: ArgoClient, submitter: str, commit: str) -> Submission | None:
+    """The workflow ``submitter`` submitted for ``commit`` that is still running, if there is one.
+
+    A retried submitter (an Airflow task whose triggerer lost the Argo Server, say) waits for it
+    instead of submitting a second workflow that would train the same customers on more GPUs.
+    """
+    for name, parameters in sorted(argo.unfinished(SUBMITTER_LABEL, submitter).items()):
+        if parameters.get("commit") == commit:
+            return Submission(
+                name, parameters["table"], commit, parameters["parent-run-id"], parameters["selection"]
+            )
+    return None
 
 
 def pods_for(customers: int, spec: ArgoTrainingSpec) -> int:

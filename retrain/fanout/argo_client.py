@@ -38,6 +38,7 @@ TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Error"})
 FAILED_PHASES = frozenset({"Failed", "Error"})
 NODE_DONE_PHASES = TERMINAL_PHASES | {"Skipped", "Omitted"}
 CUSTOMERS_LABEL = "retrain/customers"  # on submissions: how many customers progress counts
+COMPLETED_LABEL = "workflows.argoproj.io/completed"  # set to "true" by Argo once a workflow is over
 FAILED_CUSTOMERS_MARK = "failed customers: "  # how ``retrain train-shard`` names its failures
 _SHARD_TASK = re.compile(r"^train\((\d+):(\d+)\)")  # withParam display name: task(index:item)
 
@@ -227,6 +228,23 @@ class ArgoClient:
                 detail = f": {node.message}" if node.message else ""
                 reasons[customer] = f"workflow {name} pod {node.display_name} {node.phase}{detail}"
         return reasons
+
+    def unfinished(self, label: str, value: str) -> dict[str, dict[str, str]]:
+        """Each workflow labelled ``label=value`` that has not completed: name -> its parameters.
+
+        One list call, label-selected and ``fields``-filtered on the server, like the poll.
+        """
+        url = f"{self.base_url}/api/v1/workflows/{self.namespace}"
+        params = {
+            "listOptions.labelSelector": f"{label}={value},{COMPLETED_LABEL}!=true",
+            "fields": "items.metadata.name,items.spec.arguments.parameters",
+        }
+        answer = self._service.session.get(url, params=params).json()
+        found: dict[str, dict[str, str]] = {}
+        for item in answer.get("items") or []:  # the Argo Server sends null for none
+            listed = ((item.get("spec") or {}).get("arguments") or {}).get("parameters") or []
+            found[item["metadata"]["name"]] = {p["name"]: p.get("value", "") for p in listed}
+        return found
 
     def stop(self, name: str, message: str = "stopped by retrain") -> None:
         self._service.stop_workflow(name, WorkflowStopRequest(message=message), namespace=self.namespace)

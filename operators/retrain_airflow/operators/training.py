@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
@@ -21,9 +21,11 @@ from retrain_airflow.links import ArgoWorkflowLink, MLflowRunLink
 from retrain_airflow.operators.training_backends import (
     ArgoTrainingBackend,
     LocalTrainingBackend,
+    Submitted,
     Trained,
     TrainingBackend,
     TrainingRequest,
+    submitter_key,
 )
 
 if TYPE_CHECKING:
@@ -39,7 +41,8 @@ class AdapterTrainingOperator(BaseOperator):
     (:func:`retrain.fanout.parent_run.start_parent_run`). When some customers fail, the task fails
     naming them, unless ``allow_partial``; what succeeded stays registered, so a retry reuses it
     (training is idempotent). The ``argo`` backend submits a workflow and defers until it is over,
-    so no worker slot waits on the pods.
+    so no worker slot waits on the pods; a retry of the task whose earlier try's workflow still
+    runs (for the same commit) waits for that workflow instead of submitting a second one.
 
     :param table: training table (templated).
     :param commit: commit hash or branch (templated).
@@ -135,20 +138,29 @@ class AdapterTrainingOperator(BaseOperator):
         if not customers:
             self.log.info("no customers to train at %s", commit)
             return self._finish(context, commit, "", Trained({}, {}))
+        submitter = _submitter(context)
+        resumed = backend.resume(submitter, commit)
+        if resumed is not None:  # a retry: the earlier try's workflow still trains these customers
+            self._wait(context, resumed.request, resumed.submitted)
         parent_run_id = self._start_parent_run(context, commit, len(customers))
-        started = backend.start(TrainingRequest(self.table, commit, customers, parent_run_id))
+        request = TrainingRequest(self.table, commit, customers, parent_run_id, submitter)
+        started = backend.start(request)
         if isinstance(started, Trained):
             return self._finish(context, commit, parent_run_id, started)
-        context["ti"].xcom_push(key=ArgoWorkflowLink.source_key, value=started.url)
+        self._wait(context, request, started)
+
+    def _wait(self, context: Context, request: TrainingRequest, submitted: Submitted) -> NoReturn:
+        """Defer until the submitted training is over; :meth:`execute_complete` resumes with ``request``."""
+        context["ti"].xcom_push(key=ArgoWorkflowLink.source_key, value=submitted.url)
         self.defer(
-            trigger=started.trigger,
+            trigger=submitted.trigger,
             method_name="execute_complete",
             kwargs={
-                "commit": commit,
-                "parent_run_id": parent_run_id,
-                "customers": bounded(customers, context=context, name="requested_customers"),
+                "commit": request.commit,
+                "parent_run_id": request.parent_run_id,
+                "customers": bounded(request.customers, context=context, name="requested_customers"),
             },
-            timeout=started.timeout,
+            timeout=submitted.timeout,
         )
 
     def execute_complete(
@@ -164,7 +176,7 @@ class AdapterTrainingOperator(BaseOperator):
         ``commit``, ``parent_run_id`` and ``customers`` (a handoff reference when large) are what
         :meth:`execute` deferred with.
         """
-        request = TrainingRequest(self.table, commit, resolve(customers), parent_run_id)
+        request = TrainingRequest(self.table, commit, resolve(customers), parent_run_id, _submitter(context))
         return self._finish(context, commit, parent_run_id, self._backend.complete(request, event))
 
     def _start_parent_run(self, context: Context, commit: str, count: int) -> str:
@@ -202,3 +214,9 @@ class AdapterTrainingOperator(BaseOperator):
             "adapters": bounded(adapters, context=context, name="adapters"),
             "failed": bounded(dict(sorted(failed.items())), context=context, name="failed"),
         }
+
+
+def _submitter(context: Context) -> str:
+    """This task instance's key, the same on each try: how a retry finds the workflow it submitted."""
+    ti = context["ti"]
+    return submitter_key(ti.dag_id, ti.run_id, ti.task_id, -1 if ti.map_index is None else ti.map_index)

@@ -8,6 +8,7 @@ backend to :meth:`~TrainingBackend.complete` the training.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -19,7 +20,13 @@ from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import BaseTrigger
 
 from retrain.adapters.registry import RegisteredAdapter
-from retrain.fanout.argo import ArgoTrainingSpec, build_submission, collect_results
+from retrain.fanout.argo import (
+    ArgoTrainingSpec,
+    build_submission,
+    collect_results,
+    resolve_selection,
+    unfinished_submission,
+)
 from retrain.fanout.argo_client import ArgoClient
 from retrain_airflow.hooks.argo import ArgoHook
 from retrain_airflow.triggers.argo import ArgoWorkflowTrigger
@@ -32,12 +39,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainingRequest:
-    """Train ``customers``' adapters on ``table`` at ``commit``, as children of ``parent_run_id``."""
+    """Train ``customers``' adapters on ``table`` at ``commit``, as children of ``parent_run_id``.
+
+    ``submitter`` names the task instance asking (:func:`submitter_key`), whatever its try.
+    """
 
     table: str
     commit: str
     customers: list[str]
     parent_run_id: str
+    submitter: str
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,20 @@ class Submitted:
     url: str
 
 
+@dataclass(frozen=True)
+class Resumed:
+    """Training an earlier try of the task submitted, still running: its request, and what to wait for."""
+
+    request: TrainingRequest
+    submitted: Submitted
+
+
+def submitter_key(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+    """A task instance's key, the same for each of its tries, that fits a Kubernetes label value."""
+    identity = "\n".join((dag_id, run_id, task_id, str(map_index)))
+    return hashlib.sha256(identity.encode()).hexdigest()[:40]
+
+
 class TrainingBackend(ABC):
     """Trains the adapters of a :class:`TrainingRequest`."""
 
@@ -69,6 +94,10 @@ class TrainingBackend(ABC):
     def complete(self, request: TrainingRequest, event: dict[str, Any]) -> Trained:
         """The outcome of what :meth:`start` submitted, once its trigger fired with ``event``."""
         raise NotImplementedError(f"the {self.name} backend submits nothing to wait for")
+
+    def resume(self, submitter: str, commit: str) -> Resumed | None:
+        """The training an earlier try of ``submitter`` submitted for ``commit``, if still running."""
+        return None  # nothing outlives a try that trains in place
 
 
 class LocalTrainingBackend(TrainingBackend):
@@ -140,23 +169,44 @@ class ArgoTrainingBackend(TrainingBackend):
             customers=request.customers,
             parent_run_id=request.parent_run_id,
             store_artifact=lambda name, text: self.mlflow_client.log_text(request.parent_run_id, text, name),
+            submitter=request.submitter,
         )
         name = self.client.submit(workflow)
-        url = self.client.workflow_url(name)
+        submitted = self._waiting_for(name)
         log.info(
             "submitted Argo workflow %s for %d customers (image %s): %s",
             name,
             len(request.customers),
             self.spec.image,
-            url,
+            submitted.url,
         )
+        return submitted
+
+    def resume(self, submitter: str, commit: str) -> Resumed | None:
+        """The workflow an earlier try submitted, when it still runs: wait for it, submit nothing."""
+        found = unfinished_submission(self.client, submitter, commit)
+        if found is None:
+            return None
+        customers = resolve_selection(found.selection, found.parent_run_id, self.mlflow_client.tracking_uri)
+        submitted = self._waiting_for(found.workflow)
+        log.info(
+            "Argo workflow %s of an earlier try still trains %d customers at %s: waiting for it: %s",
+            found.workflow,
+            len(customers),
+            commit,
+            submitted.url,
+        )
+        request = TrainingRequest(found.table, commit, customers, found.parent_run_id, submitter)
+        return Resumed(request, submitted)
+
+    def _waiting_for(self, workflow: str) -> Submitted:
         return Submitted(
             trigger=ArgoWorkflowTrigger(
-                argo_conn_id=self.hook.argo_conn_id, workflow=name, poll_interval=self.poll_interval
+                argo_conn_id=self.hook.argo_conn_id, workflow=workflow, poll_interval=self.poll_interval
             ),
             # The workflow's own deadline, with an hour to spare.
             timeout=timedelta(seconds=self.spec.active_deadline_seconds + 3600),
-            url=url,
+            url=self.client.workflow_url(workflow),
         )
 
     def complete(self, request: TrainingRequest, event: dict[str, Any]) -> Trained:

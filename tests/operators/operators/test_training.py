@@ -4,6 +4,7 @@ against the local Argo Server stand-in (no cluster can run here), collecting ver
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,16 @@ from retrain.adapters.registry import EXPERIMENT, train_and_register
 from retrain.adapters.training import TrainingParams
 from retrain.demo.seed import SeededRepository
 from retrain.dolt import DoltRepository
+from retrain.fanout.argo import ArgoTrainingSpec, build_submission
+from retrain.fanout.parent_run import start_parent_run
+from retrain_airflow.hooks.argo import ArgoHook
 from retrain_airflow.links import ArgoWorkflowLink
 from retrain_airflow.operators.training import AdapterTrainingOperator
-from retrain_airflow.operators.training_backends import ArgoTrainingBackend, LocalTrainingBackend
+from retrain_airflow.operators.training_backends import (
+    ArgoTrainingBackend,
+    LocalTrainingBackend,
+    submitter_key,
+)
 from retrain_airflow.triggers.argo import ArgoWorkflowTrigger
 
 from ...retrain.fanout.argo_server_stand_in import StandInState, airflow_connection, argo_server_stand_in
@@ -222,6 +230,60 @@ def test_argo_backend_defers_with_its_request_in_the_defer_kwargs(
         }.items()
     )
     assert parent.info.status == "FAILED"  # ended once the workflow was over, with customers missing
+
+
+@pytest.mark.usefixtures("dolt_conn")
+def test_a_retry_waits_for_the_workflow_its_earlier_try_submitted(
+    airflow_db: Path,
+    mlflow_uri: str,
+    seeded: SeededRepository,
+    monkeypatch: pytest.MonkeyPatch,
+    deferrals: list[dict[str, Any]],
+) -> None:
+    """An earlier try submitted a workflow that still runs (its trigger lost the Argo Server, say):
+    the retry waits for it, with its parent run, and submits nothing."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.types import DagRunType
+
+    when = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+    run_id = DagRun.generate_run_id(run_type=DagRunType.MANUAL, logical_date=when, run_after=when)
+    head = seeded.commits[-1]
+    earlier = start_parent_run(
+        mlflow_uri, commit=head, table="examples", backend="argo", customers=2, run_name="earlier try"
+    )
+    state = StandInState(token=TOKEN, phases=["Running", "Running", "Succeeded"])
+    with argo_server_stand_in(state) as url:
+        monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", airflow_connection(url, TOKEN))
+        argo = ArgoHook().get_client()
+        workflow = build_submission(
+            ArgoTrainingSpec(),
+            table="examples",
+            commit=head,
+            customers=["acme_air", "globex_bank"],
+            parent_run_id=earlier.run_id,
+            store_artifact=lambda name, text: pytest.fail("two customers travel inline"),
+            submitter=submitter_key("train_argo_retry", run_id, "train", -1),
+        )
+        name = argo.submit(workflow)
+        run = dag_with(
+            airflow_db,
+            "train_argo_retry",
+            customers=["globex_bank", "acme_air"],
+            backend="argo",
+            allow_partial=True,
+        ).test(logical_date=when, run_after=when)
+    assert run.run_id == run_id
+    assert run.state == "success"
+    assert [w["metadata"]["name"] for w in state.submitted] == [name]  # nothing submitted again
+    assert deferrals == [
+        {"commit": head, "parent_run_id": earlier.run_id, "customers": ["acme_air", "globex_bank"]}
+    ]
+    result = run.get_task_instance("train").xcom_pull(task_ids="train")
+    assert result["parent_run_id"] == earlier.run_id
+    assert f"workflow {name} never ran shard" in result["failed"]["acme_air"]
+    client = MlflowClient(mlflow_uri)
+    runs = client.search_runs([client.get_run(earlier.run_id).info.experiment_id])
+    assert [r.info.run_id for r in runs] == [earlier.run_id]  # no second parent run
 
 
 @pytest.mark.usefixtures("dolt_conn")

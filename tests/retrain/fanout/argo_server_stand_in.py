@@ -65,6 +65,15 @@ def shard_pod_node(
     return {node_id: node}
 
 
+def _matches(labels: dict[str, str], clause: str) -> bool:
+    """One Kubernetes label selector clause: ``key=value`` or ``key!=value``."""
+    if "!=" in clause:
+        key, value = clause.split("!=", 1)
+        return labels.get(key) != value
+    key, value = clause.split("=", 1)
+    return labels.get(key) == value
+
+
 def _select(document: dict[str, Any], fields: str) -> dict[str, Any]:
     """Only the dotted paths listed in ``fields``, as the Argo Server's ``fields`` parameter does."""
     if not fields:
@@ -108,6 +117,8 @@ def _handler(state: StandInState) -> type[BaseHTTPRequestHandler]:
                     message = f'workflowtemplates.argoproj.io "{parts[4]}" not found'
                     return self._reply(404, {"code": 5, "message": message})
                 return self._reply(200, {"metadata": {"name": parts[4], "namespace": parts[3]}})
+            if method == "GET" and parts[:3] == ["api", "v1", "workflows"] and len(parts) == 4:
+                return self._reply(200, self._list(parts[3], parse_qs(url.query)))
             if parts[:3] != ["api", "v1", "workflows"] or len(parts) < 4:
                 return self._reply(404, {"code": 5, "message": "not found"})
             by_name = {w["metadata"]["name"]: w for w in state.submitted}
@@ -134,6 +145,25 @@ def _handler(state: StandInState) -> type[BaseHTTPRequestHandler]:
             else:
                 read = max(read - 1, 0)  # other reads see the state the last poll saw
             return self._reply(200, _select(self._workflow(by_name[name], read), fields))
+
+        def _list(self, namespace: str, query: dict[str, list[str]]) -> dict[str, Any]:
+            """ListWorkflows: ``listOptions.labelSelector`` (``k=v``, ``k!=v``) and ``fields`` on items."""
+            clauses = [c for c in query.get("listOptions.labelSelector", [""])[0].split(",") if c]
+            fields = query.get("fields", [""])[0]
+            items = []
+            for submitted in state.submitted:
+                if submitted["metadata"].get("namespace", namespace) != namespace:
+                    continue
+                name = submitted["metadata"]["name"]
+                document = self._workflow(submitted, max(state.reads.get(name, 0) - 1, 0))
+                labels = dict(document["metadata"].get("labels") or {})
+                if document["status"]["phase"] in ("Succeeded", "Failed", "Error"):
+                    labels["workflows.argoproj.io/completed"] = "true"
+                if all(_matches(labels, clause) for clause in clauses):
+                    items.append(document)
+            item_fields = ",".join(f.removeprefix("items.") for f in fields.split(",") if f)
+            # The Argo Server (Go) sends null, not [], when nothing matches.
+            return {"metadata": {}, "items": [_select(i, item_fields) for i in items] or None}
 
         def _workflow(self, submitted: dict[str, Any], read: int) -> dict[str, Any]:
             name = submitted["metadata"]["name"]

@@ -20,6 +20,7 @@ from retrain.fanout.argo import (
     build_template,
     image_code_version,
     resolve_selection,
+    unfinished_submission,
 )
 from retrain.fanout.argo_client import ArgoClient
 from retrain.fanout.shards import shard_count, shard_of, shard_size
@@ -215,3 +216,41 @@ def test_the_submitted_workflow_names_its_image_at_the_argo_server() -> None:
     (posted,) = state.submitted
     assert posted["spec"]["workflowTemplateRef"] == {"name": TEMPLATE_NAME}
     assert (parameters(posted)["image"], parameters(posted)["code-version"]) == (image, DIGEST)
+
+
+def test_a_retry_finds_the_unfinished_workflow_it_submitted_and_only_that_one() -> None:
+    """What lets a retried task wait for its earlier try's workflow instead of training twice."""
+    state = StandInState(token="t", phases=["Running", "Running", "Succeeded"])
+    head, older = "a" * 40, "b" * 40
+
+    def submission(commit: str, submitter: str, parent: str) -> Any:
+        return build_submission(
+            ArgoTrainingSpec(),
+            table="examples",
+            commit=commit,
+            customers=["acme_air", "globex_bank"],
+            parent_run_id=parent,
+            store_artifact=lambda name, text: pytest.fail("two customers travel inline"),
+            submitter=submitter,
+        )
+
+    with argo_server_stand_in(state) as url:
+        argo = ArgoClient(url, token="t", namespace="ml-training")
+        argo.submit(submission(older, "task-1", "p0"))  # the same task at another commit
+        ours = argo.submit(submission(head, "task-1", "p1"))
+        argo.submit(submission(head, "task-2", "p2"))  # another task at the same commit
+        found = unfinished_submission(argo, "task-1", head)
+        assert found is not None
+        assert (found.workflow, found.table, found.commit, found.parent_run_id) == (
+            ours,
+            "examples",
+            head,
+            "p1",
+        )
+        assert resolve_selection(found.selection, found.parent_run_id, None) == ["acme_air", "globex_bank"]
+        assert unfinished_submission(argo, "task-3", head) is None
+        listed = [r for r in state.requests if r.startswith("GET /api/v1/workflows/ml-training?")]
+        assert "retrain%2Fsubmitter%3Dtask-1" in listed[0]  # selected by the server, not here
+        assert "workflows.argoproj.io%2Fcompleted%21%3Dtrue" in listed[0]
+        assert [argo.status(ours).phase for _ in state.phases] == state.phases  # each poll a step on
+        assert unfinished_submission(argo, "task-1", head) is None  # over: a retry submits anew
