@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from retrain.outputs import OutputPathError
+
 if TYPE_CHECKING:
     from retrain.cli.common import Commands
 
@@ -23,7 +25,13 @@ def _templates(args: argparse.Namespace) -> None:
     from retrain.serving.inference_service import write_template
 
     out = Path(args.out)
-    for path in [*write_templates(out / ARGO_DIR), write_template(out / KSERVE_DIR)]:
+    try:
+        written = [*write_templates(out / ARGO_DIR), write_template(out / KSERVE_DIR)]
+    except OSError as error:  # a file in the way, no permission: one line naming the path
+        raise OutputPathError(
+            f"cannot write templates under {out}: {error.strerror}: {error.filename}"
+        ) from None
+    for path in written:
         print(path)
 
 

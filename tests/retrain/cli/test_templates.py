@@ -23,3 +23,15 @@ def test_templates_writes_the_committed_yaml(capsys: pytest.CaptureFixture[str],
     assert written == committed
     for path in written:
         assert (tmp_path / path).read_text() == (ROOT / path).read_text(), f"run `make templates`: {path}"
+
+
+def test_a_file_in_the_way_is_one_line_naming_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("keep me")
+    code, out, err = run(capsys, "templates", "--out", str(blocker))
+    assert (code, out) == (1, "")
+    assert (
+        err
+        == f"retrain: error: cannot write templates under {blocker}: Not a directory: {blocker}/argo_templates\n"
+    )
+    assert blocker.read_text() == "keep me"
