@@ -30,8 +30,6 @@ def test_a_file_in_the_way_is_one_line_naming_it(capsys: pytest.CaptureFixture[s
     blocker.write_text("keep me")
     code, out, err = run(capsys, "templates", "--out", str(blocker))
     assert (code, out) == (1, "")
-    assert (
-        err
-        == f"retrain: error: cannot write templates under {blocker}: Not a directory: {blocker}/argo_templates\n"
-    )
+    where = f"{blocker}: Not a directory: {blocker}/argo_templates"
+    assert err == f"retrain: error: cannot write templates under {where}\n"
     assert blocker.read_text() == "keep me"
