@@ -102,7 +102,7 @@ CONFIG: dict[str, Any] = {
                 "Great Expectations suite (JSON) the validation gate runs. Empty: the suite shipped "
                 "with the package (retrain/validation/suites/examples.json).",
                 default="",
-                example="/opt/airflow/expectations/examples.json",
+                example="/shared/retrain/suites/examples.json",
             ),
             "training_backend": _option(
                 "Where adapters train: local (processes on the Airflow worker) or argo "

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from airflow.sdk import conf
 
-from retrain.validation.suite import PACKAGED_SUITE
-
 SECTION = "retrain"
 TRAINING_TABLE = "examples"
 KEY_COLUMN = "customer_id"
@@ -25,15 +23,19 @@ def configured(option: str) -> str:
     return str(conf.get(SECTION, option))
 
 
-def overridable(option: str, value: str | None = None) -> str:
-    """A template of Variable ``retrain_<option>``, falling back to ``value`` (default: the config)."""
-    default = configured(option) if value is None else value
-    if "'" in default:
-        raise ValueError(f"[{SECTION}] {option} must not contain a quote: {default!r}")
-    return "{{ var.value.get('" + f"{SECTION}_{option}" + "', '" + default + "') }}"
+def overridable(option: str) -> str:
+    """A template of Variable ``retrain_<option>``, falling back to the configured value."""
+    return "{{ var.value.get('" + f"{SECTION}_{option}" + "', " + _jinja_string(configured(option)) + ") }}"
 
 
-SUITE = overridable("suite_path", configured("suite_path") or str(PACKAGED_SUITE))
+def _jinja_string(value: str) -> str:
+    """``value`` as a Jinja string literal, read back exactly (quotes and backslashes included)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# Empty unless configured: the validation operator then runs the suite shipped with the package, found
+# on the worker that runs it (a path resolved here would be the DAG processor's).
+SUITE = overridable("suite_path")
 DATA_DOCS = overridable("data_docs_dir")
 TRAINING_BACKEND = overridable("training_backend")
 WAREHOUSE = overridable("warehouse")

@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from retrain.validation.gate import validate_commit
+from retrain.validation.suite import PACKAGED_SUITE
 from retrain_airflow.handoff import bounded_fields, resolve
 from retrain_airflow.hooks.dolt import DoltHook
 from retrain_airflow.links import DataDocsLink
@@ -26,7 +27,8 @@ class DoltValidateOperator(BaseOperator):
 
     :param table: training table (templated).
     :param commit: commit hash or branch, e.g. ``{{ ti.xcom_pull('sense')['commit'] }}`` (templated).
-    :param suite: path of the suite JSON file (templated).
+    :param suite: path of the suite JSON file; empty or None runs the suite shipped with the
+        package (:data:`retrain.validation.suite.PACKAGED_SUITE`) (templated).
     :param customers: validate only these customers' rows, or a handoff reference to them; None
         validates the whole table (templated).
     :param docs_dir: folder of the GX Data Docs site; None builds no docs (templated).
@@ -44,7 +46,7 @@ class DoltValidateOperator(BaseOperator):
         *,
         table: str,
         commit: str,
-        suite: str,
+        suite: str | None = None,
         customers: Sequence[str] | None = None,
         docs_dir: str | None = None,
         quarantine: bool = False,
@@ -69,7 +71,7 @@ class DoltValidateOperator(BaseOperator):
                 repo,
                 self.table,
                 self.commit,
-                Path(self.suite),
+                Path(self.suite) if self.suite else PACKAGED_SUITE,
                 customers=list(customers) if customers is not None else None,
                 docs_dir=self.docs_dir,
                 engine=self.engine,
