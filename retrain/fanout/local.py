@@ -29,7 +29,7 @@ from retrain.adapters.registry import RegisteredAdapter, filter_value, train_and
 from retrain.adapters.training import TrainingParams
 from retrain.dolt import DoltRepository
 from retrain.errors import RetrainError
-from retrain.fanout.parent_run import start_parent_run
+from retrain.fanout.parent_run import end_parent_run, start_parent_run
 from retrain.tracking import tracking_uri
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,6 @@ def train_customers(
     force: bool = False,
 ) -> FanoutResult:
     """Train and register one adapter per customer with at most ``parallelism`` worker processes."""
-    import mlflow
-
     uri = tracking_uri(mlflow_uri)
     with DoltRepository.open(repo_location) as repo:
         commit_hash = repo.resolve(commit)
@@ -211,7 +209,7 @@ def train_customers(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     result = FanoutResult(parent_run_id, commit_hash, succeeded, failed, time.perf_counter() - started)
-    mlflow.MlflowClient(uri).set_terminated(parent_run_id, status="FAILED" if failed else "FINISHED")
+    end_parent_run(uri, parent_run_id, failed=bool(failed))
     return result
 
 

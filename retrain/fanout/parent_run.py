@@ -32,8 +32,8 @@ def start_parent_run(
     """Create the running parent run for training ``customers`` adapters on ``table`` at ``commit``.
 
     It is tagged ``retrain.commit``, ``retrain.table``, ``retrain.backend`` (``local`` or
-    ``argo``) and ``retrain.customers`` (how many), plus ``tags`` (e.g. the Airflow run id); the
-    caller ends it when training is done.
+    ``argo``) and ``retrain.customers`` (how many), plus ``tags`` (e.g. the Airflow run id), which
+    cannot replace those; the caller ends it with :func:`end_parent_run` when training is done.
     """
     from mlflow.tracking import MlflowClient
 
@@ -42,12 +42,27 @@ def start_parent_run(
         experiment_id,
         run_name=run_name,
         tags={
+            **(tags or {}),
             "retrain.commit": commit,
             "retrain.table": table,
             "retrain.backend": backend,
             "retrain.customers": str(customers),
-            **(tags or {}),
         },
     )
     run_id = str(run.info.run_id)
     return ParentRun(run_id, run_url(uri, experiment_id, run_id))
+
+
+def parent_run(uri: str, run_id: str) -> ParentRun:
+    """An existing parent run, with its UI link (a retried task waiting on what an earlier try started)."""
+    from mlflow.tracking import MlflowClient
+
+    experiment_id = str(MlflowClient(uri).get_run(run_id).info.experiment_id)
+    return ParentRun(run_id, run_url(uri, experiment_id, run_id))
+
+
+def end_parent_run(uri: str, run_id: str, *, failed: bool) -> None:
+    """End the parent run once its training is over: FAILED when any customer failed, else FINISHED."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(uri).set_terminated(run_id, status="FAILED" if failed else "FINISHED")

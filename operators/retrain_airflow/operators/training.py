@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from retrain.dolt import DoltRepository
 from retrain.fanout.argo import ArgoTrainingSpec
-from retrain.fanout.parent_run import start_parent_run
+from retrain.fanout.parent_run import ParentRun, parent_run, start_parent_run
 from retrain.tracking import tracking_uri
 from retrain_airflow.arguments import as_flag
 from retrain_airflow.handoff import bounded, resolve
@@ -70,7 +70,7 @@ class AdapterTrainingOperator(BaseOperator):
         *,
         table: str,
         commit: str,
-        customers: Sequence[str],
+        customers: Sequence[str] | Mapping[str, Any] | str,
         backend: Literal["local", "argo"] | str = "local",
         key_column: str = "customer_id",
         parallelism: int = 2,
@@ -141,6 +141,7 @@ class AdapterTrainingOperator(BaseOperator):
         submitter = _submitter(context)
         resumed = backend.resume(submitter, commit)
         if resumed is not None:  # a retry: the earlier try's workflow still trains these customers
+            self._link(context, parent_run(self._tracking_uri, resumed.request.parent_run_id))
             self._wait(context, resumed.request, resumed.submitted)
         parent_run_id = self._start_parent_run(context, commit, len(customers))
         request = TrainingRequest(self.table, commit, customers, parent_run_id, submitter)
@@ -190,9 +191,13 @@ class AdapterTrainingOperator(BaseOperator):
             run_name=f"{ti.dag_id}.{ti.task_id}",
             tags={"retrain.airflow_run_id": ti.run_id},
         )
-        if run.url:
-            ti.xcom_push(key=MLflowRunLink.source_key, value=run.url)
+        self._link(context, run)
         return run.run_id
+
+    def _link(self, context: Context, run: ParentRun) -> None:
+        """The parent run's MLflow page, for the task's extra link (a retry's XComs start empty)."""
+        if run.url:
+            context["ti"].xcom_push(key=MLflowRunLink.source_key, value=run.url)
 
     def _finish(self, context: Context, commit: str, parent_run_id: str, trained: Trained) -> dict[str, Any]:
         registered, failed = trained.registered, trained.failed

@@ -28,6 +28,7 @@ from retrain.fanout.argo import (
     unfinished_submission,
 )
 from retrain.fanout.argo_client import ArgoClient
+from retrain.fanout.parent_run import end_parent_run
 from retrain_airflow.hooks.argo import ArgoHook
 from retrain_airflow.triggers.argo import ArgoWorkflowTrigger
 
@@ -150,12 +151,10 @@ class ArgoTrainingBackend(TrainingBackend):
     def __init__(
         self, hook: ArgoHook, mlflow_client: MlflowClient, spec: ArgoTrainingSpec, *, poll_interval: float
     ) -> None:
-        self.hook, self.mlflow_client, self.spec, self.poll_interval = (
-            hook,
-            mlflow_client,
-            spec,
-            poll_interval,
-        )
+        self.hook = hook
+        self.mlflow_client = mlflow_client
+        self.spec = spec
+        self.poll_interval = poll_interval
 
     @cached_property
     def client(self) -> ArgoClient:
@@ -212,6 +211,8 @@ class ArgoTrainingBackend(TrainingBackend):
     def complete(self, request: TrainingRequest, event: dict[str, Any]) -> Trained:
         """Collect each customer's version from MLflow by tags; name the failed customers."""
         if event["status"] == "error":
+            # Ended rather than left running: a retry waits on (and ends it again) or starts anew.
+            end_parent_run(self.mlflow_client.tracking_uri, request.parent_run_id, failed=True)
             raise AirflowException(f"lost track of Argo workflow {event['workflow']}: {event['message']}")
         registered, failed = collect_results(
             self.client,
@@ -228,5 +229,5 @@ class ArgoTrainingBackend(TrainingBackend):
             len(failed),
         )
         # The workflow is over: end the parent run as the local fan-out ends its own.
-        self.mlflow_client.set_terminated(request.parent_run_id, status="FAILED" if failed else "FINISHED")
+        end_parent_run(self.mlflow_client.tracking_uri, request.parent_run_id, failed=bool(failed))
         return Trained(registered, failed)

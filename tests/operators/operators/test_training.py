@@ -21,11 +21,12 @@ from retrain.dolt import DoltRepository
 from retrain.fanout.argo import ArgoTrainingSpec, build_submission
 from retrain.fanout.parent_run import start_parent_run
 from retrain_airflow.hooks.argo import ArgoHook
-from retrain_airflow.links import ArgoWorkflowLink
+from retrain_airflow.links import ArgoWorkflowLink, MLflowRunLink
 from retrain_airflow.operators.training import AdapterTrainingOperator
 from retrain_airflow.operators.training_backends import (
     ArgoTrainingBackend,
     LocalTrainingBackend,
+    TrainingRequest,
     submitter_key,
 )
 from retrain_airflow.triggers.argo import ArgoWorkflowTrigger
@@ -245,6 +246,7 @@ def test_a_retry_waits_for_the_workflow_its_earlier_try_submitted(
     from airflow.models.dagrun import DagRun
     from airflow.utils.types import DagRunType
 
+    monkeypatch.setenv("RETRAIN_MLFLOW_UI_URL", "http://mlflow.example")  # so runs have links
     when = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
     run_id = DagRun.generate_run_id(run_type=DagRunType.MANUAL, logical_date=when, run_after=when)
     head = seeded.commits[-1]
@@ -278,8 +280,11 @@ def test_a_retry_waits_for_the_workflow_its_earlier_try_submitted(
     assert deferrals == [
         {"commit": head, "parent_run_id": earlier.run_id, "customers": ["acme_air", "globex_bank"]}
     ]
-    result = run.get_task_instance("train").xcom_pull(task_ids="train")
+    ti = run.get_task_instance("train")
+    result = ti.xcom_pull(task_ids="train")
     assert result["parent_run_id"] == earlier.run_id
+    assert earlier.url is not None
+    assert ti.xcom_pull(task_ids="train", key=MLflowRunLink.source_key) == earlier.url
     assert f"workflow {name} never ran shard" in result["failed"]["acme_air"]
     client = MlflowClient(mlflow_uri)
     runs = client.search_runs([client.get_run(earlier.run_id).info.experiment_id])
@@ -331,3 +336,23 @@ def test_trigger_serializes_and_on_kill_stops_the_workflow(monkeypatch: pytest.M
         event = asyncio.run(first_event_after_kill())
     assert state.stopped == [name]
     assert event["phase"] == "Failed"
+
+
+def test_a_lost_workflow_fails_the_task_naming_it_and_ends_the_parent_run(
+    mlflow_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ended, not left RUNNING: a retry that finds the workflow gone starts a parent run of its own."""
+    from airflow.sdk.exceptions import AirflowException
+
+    monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", airflow_connection("http://127.0.0.1:9", TOKEN))
+    parent = start_parent_run(
+        mlflow_uri, commit="c" * 40, table="examples", backend="argo", customers=1, run_name="p"
+    )
+    backend = ArgoTrainingBackend(ArgoHook(), MlflowClient(mlflow_uri), ArgoTrainingSpec(), poll_interval=1)
+    request = TrainingRequest("examples", "c" * 40, ["acme_air"], parent.run_id, "task-key")
+    event = {"status": "error", "workflow": "retrain-train-00001", "message": "workflow not found"}
+    with pytest.raises(
+        AirflowException, match="lost track of Argo workflow retrain-train-00001: workflow not found"
+    ):
+        backend.complete(request, event)
+    assert MlflowClient(mlflow_uri).get_run(parent.run_id).info.status == "FAILED"
