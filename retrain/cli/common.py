@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 from collections.abc import Callable
@@ -42,6 +43,51 @@ def _checked(check: Callable[[str], str]) -> Callable[[str], str]:
 
 customer = _checked(customer_id)
 release = _checked(release_id)
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type=``: a whole number not below ``minimum``."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return convert
+
+
+def seconds(text: str) -> float:
+    """An argparse ``type=``: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def iso_date(text: str) -> dt.date:
+    """An argparse ``type=``: a day, ``YYYY-MM-DD``."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def timestamp(text: str) -> dt.datetime:
+    """An argparse ``type=``: an ISO 8601 time, UTC unless it names its zone."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 time such as 2026-11-01T12:00, got {text!r}"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def customers(text: str) -> list[str]:

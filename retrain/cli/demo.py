@@ -39,10 +39,12 @@ def register(commands: Commands) -> None:
     demo = commands.add_parser("demo-data", help="create the demo training repo and Hive warehouse")
     demo.add_argument("--repo", required=True, help="doltlite file to create")
     demo.add_argument("--warehouse", help="Hive warehouse directory (skipped when omitted)")
-    demo.add_argument("--customers", type=int, default=8)
-    demo.add_argument("--examples", type=int, default=200, help="examples per customer")
-    demo.add_argument("--days", type=int, default=3, help="daily partitions of requests and history")
-    demo.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2026, 11, 1))
+    demo.add_argument("--customers", type=common.at_least(1), default=8)
+    demo.add_argument("--examples", type=common.at_least(1), default=200, help="examples per customer")
+    demo.add_argument(
+        "--days", type=common.at_least(1), default=3, help="daily partitions of requests and history"
+    )
+    demo.add_argument("--start", type=common.iso_date, default=dt.date(2026, 11, 1))
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--force", action="store_true", help="recreate an existing repo")
     demo.set_defaults(handler=_demo_data)

