@@ -2,6 +2,7 @@
 
 ``pip install retrain-suite[airflow]`` registers it twice over, as Airflow's own providers do: the
 ``airflow.plugins`` entry point (loaded by default) and the provider's ``plugins`` list (loaded when
-``[core] lazy_discover_providers`` is False; Airflow skips the second copy by name). Do not also
-copy this folder into ``[core] plugins_folder``: that would be a third copy of the same plugin.
+``[core] lazy_discover_providers`` is False; Airflow then skips the second copy by name and lists
+it among plugin import errors). Do not also copy this folder into ``[core] plugins_folder``: that
+would be a third copy of the same plugin.
 """

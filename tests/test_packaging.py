@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import configparser
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import retrain
+
+from .wheel import build_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,27 +79,7 @@ print(json.dumps({
 def test_the_wheel_alone_is_a_complete_provider(tmp_path: Path) -> None:
     """Build the wheel, install it with its [airflow] extra into a fresh venv and look at it from
     outside the checkout: provider, connection types, plugin, config section, packaged suite."""
-    # Built from a copy: setuptools leaves build/ and an .egg-info in the tree it builds.
-    source = tmp_path / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "var", "build", "*.egg-info", "tests"))
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--wheel-dir",
-            str(tmp_path / "dist"),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        cwd=tmp_path,
-    )
-    (wheel,) = (tmp_path / "dist").glob("retrain_suite-*.whl")
+    wheel = build_wheel(tmp_path / "build")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
@@ -136,6 +119,7 @@ def test_the_wheel_alone_is_a_complete_provider(tmp_path: Path) -> None:
     )
     found = json.loads(probe.stdout.splitlines()[-1])
     assert all(path.startswith(str(venv)) for path in found["modules"]), found["modules"]
+    assert found["provider"] == retrain.__version__
     assert found["hooks"] == {"dolt": "Dolt", "argo": "Argo Workflows"}
     assert "airflow.plugins" in found["plugins"]["retrain"]
     assert found["apps"] == ["/releases"]
@@ -161,3 +145,15 @@ def test_the_wheel_alone_is_a_complete_provider(tmp_path: Path) -> None:
     for option in ("suite_path", "training_backend", "warehouse", "handoff_path", "spark_pool"):
         assert f"\n{option} = " in listed, listed
     assert "training_backend = local" in listed
+    # The templates users apply, written by the installed code: the YAML this repository commits.
+    written = subprocess.run(
+        [str(venv / "bin" / "retrain"), "templates", "--out", str(tmp_path / "templates")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(written) == 3
+    for path in map(Path, written):
+        assert path.read_text() == (ROOT / path.relative_to(tmp_path / "templates")).read_text()

@@ -136,7 +136,7 @@ def unpause_when_parsed(env: dict[str, str], dag_id: str, timeout: float = 120) 
         if done.returncode == 0:
             return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"could not unpause {dag_id}: {done.stderr.decode(errors='replace')[-500:]}")
+            raise ServiceError(f"could not unpause {dag_id}: {done.stderr.decode(errors='replace')[-500:]}")
         time.sleep(3)
 
 
@@ -156,7 +156,7 @@ def wait_until_closed(port: int, what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while port_open(port):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"port {port} for the {what} is still in use after {timeout:.0f}s")
+            raise ServiceError(f"port {port} for the {what} is still in use after {timeout:.0f}s")
         time.sleep(0.5)
 
 
@@ -164,14 +164,14 @@ def wait_for(url: str, what: str, process: subprocess.Popen[bytes], timeout: flo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {process.returncode} before answering {url}")
+            raise ServiceError(f"{what} exited with code {process.returncode} before answering {url}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(1)
-    raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f}s")
+    raise ServiceError(f"{what} did not answer {url} within {timeout:.0f}s")
 
 
 def main() -> None:

@@ -120,9 +120,11 @@ class BuildReleaseOperator(BaseReleaseOperator):
         self.floor, self.require_floor = floor, require_floor
 
     def execute(self, context: Context) -> dict[str, Any]:
-        candidates = _mapping("candidates", resolve(self.candidates))
-        failures = dict(_mapping("failures", resolve(self.failures)))
-        floor = None if self.floor is None else parse_floor(_mapping("floor", self.floor))
+        candidates = _mapping("candidates", resolve(self.candidates), "customers to versions")
+        failures = dict(_mapping("failures", resolve(self.failures), "customers to reasons"))
+        floor = (
+            None if self.floor is None else parse_floor(_mapping("floor", self.floor, "metrics to minimums"))
+        )
         versions = {
             customer: candidate["version"] if isinstance(candidate, Mapping) else str(candidate)
             for customer, candidate in candidates.items()
@@ -257,12 +259,13 @@ class PinReleaseOperator(BaseReleaseOperator):
         )
 
 
-def _mapping(name: str, value: object) -> Mapping[str, Any]:
+def _mapping(name: str, value: object, what: str) -> Mapping[str, Any]:
+    """``value`` when it is a mapping (of ``what``, e.g. "customers to versions"); None is empty."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise ValueError(
-            f"{name} must map customers to values, got {type(value).__name__}; render it natively "
+            f"{name} must map {what}, got {type(value).__name__}; render it natively "
             "(DAG render_template_as_native_obj=True) or pass an XComArg"
         )
     return value

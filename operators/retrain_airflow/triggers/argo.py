@@ -24,9 +24,9 @@ class ArgoWorkflowTrigger(BaseTrigger):
     does not say how many customers it trains) or ``{"status": "error", "message"}`` when the
     Argo Server refuses the poll (the workflow is gone, the token is refused) or stays unreachable
     for ``unreachable_timeout``. An unreachable server is polled again meanwhile, each miss logged:
-    the workflow runs on in the cluster, and failing the task would make its retry submit a second
-    one. A user killing the deferred task stops the workflow (:meth:`on_kill`); triggerer restarts
-    do not.
+    the workflow runs on in the cluster, so an Argo Server restart should not cost the task a try.
+    A user killing the deferred task stops the workflow (:meth:`on_kill`); triggerer restarts do
+    not.
 
     :param argo_conn_id: Airflow connection of type ``argo``.
     :param workflow: the workflow's name.

@@ -265,7 +265,7 @@ def small_workflow() -> Any:
 def test_an_argo_server_outage_within_the_grace_only_delays_the_event(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """An Argo Server restart does not fail the task: its retry would submit a second workflow."""
+    """An Argo Server restart does not cost the task a try: the workflow runs on meanwhile."""
     state = StandInState(token=TOKEN)
     with argo_server_stand_in(state) as url:
         monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", airflow_connection(url, TOKEN))

@@ -32,6 +32,7 @@ from retrain.adapters.registry import train_and_register
 from retrain.demo.seed import SeededRepository
 from retrain.dolt import DoltRepository
 
+from ...wheel import build_wheel
 from ..sockets import closed_port
 from .conftest import FAST
 
@@ -61,18 +62,11 @@ print(json.dumps({"retrain": retrain.__file__, "path": sys.path,
 """
 
 
-def build_wheel(into: Path) -> Path:
-    """retrain-suite built from a copy of the sources (the build writes into its source folder)."""
-    source = into / "source"
-    for name in ("retrain", "operators"):
-        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("setup.cfg", "pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
+def install_wheel(into: Path) -> Path:
+    """retrain-suite's wheel installed, without its dependencies, into a folder of its own."""
+    wheel = build_wheel(into)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    dist, site = into / "dist", into / "site"
-    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(source)]
-    subprocess.run(build, check=True, capture_output=True, timeout=120)
-    wheel = next(dist.glob("retrain_suite-*.whl"))
+    site = into / "site"
     install = [*pip, "install", "--no-deps", "--target", str(site), str(wheel)]
     subprocess.run(install, check=True, capture_output=True, timeout=120)
     return site
@@ -146,7 +140,7 @@ def test_logged_adapter_loads_and_scores_elsewhere(
     other = tmp_path / "other-host"
     model_dir = shutil.copytree(logged, other / "adapter")
     base = shutil.copytree(packaged, other / "models" / "all-MiniLM-L6-v2")
-    wheel_site = build_wheel(other / "build")
+    wheel_site = install_wheel(other / "build")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {BASE_MODEL_ENV: str(base)}
     site_packages = sysconfig.get_path("purelib")
     command = [sys.executable, "-I", "-S", "-c", LOADER, str(wheel_site), site_packages, str(model_dir)]

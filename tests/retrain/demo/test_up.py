@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from retrain.cluster import LocalCluster
+from retrain.cluster import LocalCluster, ServiceError
 from retrain.demo.up import SPARK_POOL, SPARK_POOL_ENV, main, service_env, wait_until_closed
 
 
@@ -59,7 +59,7 @@ def test_a_new_airflow_waits_for_the_old_ones_port_and_names_it_when_it_stays_ta
     """A restart must not take the old API server's answers for the new one's."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    with pytest.raises(RuntimeError, match=f"port {port} for the Airflow API server is still in use"):
+    with pytest.raises(ServiceError, match=f"port {port} for the Airflow API server is still in use"):
         wait_until_closed(port, "Airflow API server", timeout=1)
     threading.Timer(1.0, listener.close).start()
     wait_until_closed(port, "Airflow API server", timeout=30)  # returns once the old one let go
