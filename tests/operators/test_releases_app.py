@@ -132,7 +132,8 @@ def api(two_releases: tuple[ReleaseStore, str, str], airflow_db: Path) -> Iterat
     )
     os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin,operator:op,viewer:viewer"
     # The execution API refuses to start without a signing key (standalone generates one).
-    os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = secrets.token_urlsafe(32)
+    # 64 bytes at least: PyJWT warns of shorter HMAC keys for the SHA-512 Airflow signs with.
+    os.environ["AIRFLOW__API_AUTH__JWT_SECRET"] = secrets.token_urlsafe(64)
     from airflow.api_fastapi.app import create_app, purge_cached_app
 
     purge_cached_app()
