@@ -1,12 +1,12 @@
 """Deployment settings the DAGs read: the provider's ``[retrain]`` config section.
 
 The options, their defaults and descriptions are declared in the provider info
-(:data:`retrain_airflow.CONFIG`), so ``airflow config list --section retrain`` documents them and
-``AIRFLOW__RETRAIN__<OPTION>`` sets one as for any Airflow option. They are read when DAG files are
-parsed; each (but ``spark_pool``) becomes a Jinja template that an Airflow Variable
-``retrain_<option>`` overrides from the next task on, without touching the metadata database at
-parse time. Secrets are not here: Dolt comes from the ``dolt_default`` connection, MLflow from
-``$MLFLOW_TRACKING_URI``.
+(:data:`retrain_airflow.get_provider_info.CONFIG`), so ``airflow config list --section retrain``
+documents them and ``AIRFLOW__RETRAIN__<OPTION>`` sets one as for any Airflow option. They are
+read when DAG files are parsed; each (but ``spark_pool``) becomes a Jinja template that an Airflow
+Variable ``retrain_<option>`` overrides from the next task on, without touching the metadata
+database at parse time. Secrets are not here: Dolt comes from the ``dolt_default`` connection,
+MLflow from ``$MLFLOW_TRACKING_URI``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import pytest
 from airflow.providers_manager import ProvidersManager
 
 from retrain.dolt.connections import URL_OPTIONS
-from retrain_airflow import get_provider_info
+from retrain_airflow.get_provider_info import get_provider_info
 from retrain_airflow.hooks.argo import ArgoHook
 from retrain_airflow.hooks.dolt import DoltHook
 

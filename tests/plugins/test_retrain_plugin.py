@@ -11,7 +11,7 @@ from pathlib import Path
 
 from airflow import plugins_manager
 
-from retrain_airflow import PLUGIN_CLASS, get_provider_info
+from retrain_airflow.get_provider_info import PLUGIN_CLASS, get_provider_info
 
 # Prints what a fresh Airflow process loaded: plugin names (with repeats), their sources, the apps.
 PROBE = """
