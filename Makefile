@@ -51,7 +51,7 @@ test-serving: venv-serve
 
 # Some slow tests start the model server from .venv-serve (checks against a live endpoint, skew).
 test-slow: venv venv-serve browser
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest -m slow --durations=10
 
 # Debian's Chromium for the UI test (Playwright drives it; it never downloads a browser). Needs root;
 # without it the browser test is skipped and says why.
