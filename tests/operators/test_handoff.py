@@ -43,11 +43,18 @@ def xcom_sizes(dag_id: str) -> dict[str, int]:
         return {row.task_id: len(json.dumps(row.value)) for row in rows}
 
 
-@pytest.mark.parametrize("count", [1_000, 10_000])
+@pytest.mark.parametrize(
+    ("count", "setting"),
+    [
+        (1_000, "AIRFLOW__RETRAIN__HANDOFF_PATH"),  # [retrain] handoff_path
+        (10_000, "AIRFLOW_VAR_RETRAIN_HANDOFF_PATH"),  # the Variable overriding it
+    ],
+)
 def test_large_customer_lists_travel_as_files_and_xcom_stays_small(
-    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int, setting: str
 ) -> None:
-    monkeypatch.setenv("AIRFLOW_VAR_RETRAIN_HANDOFF_PATH", f"file://{tmp_path / 'handoff'}")
+    monkeypatch.setenv("AIRFLOW__RETRAIN__HANDOFF_PATH", "file:///nowhere/unused")
+    monkeypatch.setenv(setting, f"file://{tmp_path / 'handoff'}")
     run = load_dag(airflow_db, "handoff", DAG_SOURCE.format(count=count)).test()
     assert run.state == "success"
     produced = run.get_task_instance("produce").xcom_pull(task_ids="produce")
