@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import jinja2
 import pytest
+from airflow.sdk.execution_time.context import VariableAccessor
 
 from retrain_airflow.settings import SUITE, overridable
 
 
-class Variables:
-    """What Airflow's template context offers as ``var.value``: ``get(name, default)``."""
-
-    def __init__(self, **values: str) -> None:
-        self.values = values
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.values.get(name, default)
-
-
-def render(template: str, **variables: str) -> str:
-    return jinja2.Environment().from_string(template).render(var={"value": Variables(**variables)})
+def render(template: str) -> str:
+    """As a task renders it: Airflow's own ``var.value`` accessor (Variables from ``AIRFLOW_VAR_*``)."""
+    return (
+        jinja2.Environment()
+        .from_string(template)
+        .render(var={"value": VariableAccessor(deserialize_json=False)})
+    )
 
 
 def test_an_option_falls_back_to_its_declared_default_under_airflow_home() -> None:
@@ -38,7 +33,8 @@ def test_a_configured_value_renders_back_exactly(monkeypatch: pytest.MonkeyPatch
 
 def test_a_variable_overrides_the_configured_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__RETRAIN__WAREHOUSE", "/configured")
-    assert render(overridable("warehouse"), retrain_warehouse="/from-variable") == "/from-variable"
+    monkeypatch.setenv("AIRFLOW_VAR_RETRAIN_WAREHOUSE", "/from-variable")
+    assert render(overridable("warehouse")) == "/from-variable"
 
 
 def test_the_suite_is_empty_unless_configured_so_the_worker_finds_the_shipped_one() -> None:
