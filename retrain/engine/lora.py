@@ -1,15 +1,173 @@
-"""Many adapters in one forward pass: the base model's layers run once for the whole batch, and each
-row adds its own adapter's low-rank delta and classifier head (the S-LoRA / Punica idea, for an
-encoder classifier).
+"""Many LoRA adapters in one pass over a shared base model, each row on its own adapter's slot.
 
-The base model is used as Hugging Face builds it; only its LoRA target layers and its classifier
-are swapped for the modules below, which read the current batch's per-row factors.
+The base model's layers run once for the whole batch; each row adds its own adapter's low-rank
+delta and uses its own classifier head (the S-LoRA / Punica idea, for an encoder classifier). The
+adapters live in preallocated slot pools, as vLLM keeps them: a batch carries one integer per row,
+its slot, and every swapped layer gathers that row's factors with one index.
+
+The same modules serve scoring (pools filled from adapter files, no gradients) and packed training
+(pools are the parameters of a whole pack of customers; a row's gradient reaches only its slot).
+The slot vector reaches the layers the way PEFT passes ``adapter_names``: forward pre-hooks, for the
+length of one :func:`routed` call, not attributes left on the modules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import nn
+
+
+class SlotLoraLinear(nn.Module):
+    """A base ``nn.Linear`` plus, per row, its slot's delta ``scale[s] * dropout(x) @ down[s] @ up[s]``.
+
+    That is PEFT's ``lora_B(lora_A(dropout(x))) * lora_alpha / r`` with ``down = lora_A.T`` and
+    ``up = lora_B.T``. A slot of lower rank than the pool is zero past its rank; an empty slot is zero.
+    """
+
+    def __init__(
+        self, base: nn.Linear, slots: int, rank: int, *, trainable: bool = False, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.base = base
+        dtype, device = base.weight.dtype, base.weight.device
+        down = torch.zeros(slots, base.in_features, rank, dtype=dtype, device=device)
+        up = torch.zeros(slots, rank, base.out_features, dtype=dtype, device=device)
+        self.down = nn.Parameter(down, requires_grad=trainable)
+        self.up = nn.Parameter(up, requires_grad=trainable)
+        self.scale: torch.Tensor
+        self.register_buffer("scale", torch.zeros(slots, dtype=dtype, device=device))
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+        out: torch.Tensor = self.base(x)
+        if slots is None:
+            return out
+        shape = x.shape  # [rows, tokens, in] for an encoder layer
+        rows = self.dropout(x).reshape(shape[0], -1, shape[-1])
+        low = torch.bmm(rows, self.down.index_select(0, slots))
+        low = low * self.scale.index_select(0, slots)[:, None, None]
+        return out + torch.bmm(low, self.up.index_select(0, slots)).reshape(*shape[:-1], -1)
+
+    def load_slot(self, slot: int, down: torch.Tensor, up: torch.Tensor, scale: float) -> None:
+        """Copy one adapter's ``down`` [in, r] and ``up`` [r, out] into ``slot``, zero past rank r."""
+        rank = down.shape[1]
+        with torch.no_grad():
+            self.down[slot, :, :rank].copy_(down)
+            self.down[slot, :, rank:].zero_()
+            self.up[slot, :rank].copy_(up)
+            self.up[slot, rank:].zero_()
+            self.scale[slot] = scale
+
+
+class SlotHead(nn.Module):
+    """Per-row classifier heads: ``weight[s] @ pooled + bias[s]`` for the row's slot ``s``.
+
+    A slot with fewer labels than the pool is wide answers ``-inf`` for the labels it lacks, so its
+    softmax gives them 0 and its loss sends them no gradient.
+    """
+
+    def __init__(
+        self, slots: int, labels: int, hidden: int, *, dtype: Any, device: Any, trainable: bool = False
+    ) -> None:
+        super().__init__()
+        weight = torch.zeros(slots, labels, hidden, dtype=dtype, device=device)
+        bias = torch.zeros(slots, labels, dtype=dtype, device=device)
+        self.weight = nn.Parameter(weight, requires_grad=trainable)
+        self.bias = nn.Parameter(bias, requires_grad=trainable)
+        self.absent: torch.Tensor  # 0 for a slot's labels, -inf past them
+        absent = torch.full((slots, labels), float("-inf"), dtype=dtype, device=device)
+        self.register_buffer("absent", absent)
+
+    def forward(self, pooled: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+        if slots is None:
+            raise RuntimeError("SlotHead scores rows of slots: call the model inside routed()")
+        weight = self.weight.index_select(0, slots)
+        bias = self.bias.index_select(0, slots) + self.absent.index_select(0, slots)
+        return torch.baddbmm(bias.unsqueeze(2), weight, pooled.unsqueeze(2)).squeeze(2)
+
+    def load_slot(self, slot: int, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Copy one adapter's head, ``weight`` [labels, hidden] and ``bias`` [labels], into ``slot``."""
+        labels = weight.shape[0]
+        with torch.no_grad():
+            self.weight[slot, :labels].copy_(weight)
+            self.weight[slot, labels:].zero_()
+            self.bias[slot, :labels].copy_(bias)
+            self.bias[slot, labels:].zero_()
+            self.absent[slot, :labels] = 0.0
+            self.absent[slot, labels:] = float("-inf")
+
+
+@dataclass(frozen=True)
+class SlotModel:
+    """A base sequence classifier with its target layers and its head swapped for slot pools."""
+
+    model: nn.Module
+    layers: dict[str, SlotLoraLinear]  # target layer path -> its pools, in the order given
+    head: SlotHead
+
+    @classmethod
+    def build(
+        cls,
+        model: nn.Module,
+        targets: Sequence[str],
+        *,
+        slots: int,
+        rank: int,
+        labels: int,
+        trainable: bool = False,
+        dropout: float = 0.0,
+    ) -> SlotModel:
+        """Swap ``targets`` (paths of ``nn.Linear`` layers) and the ``classifier`` head, in place."""
+        classifier = model.get_submodule("classifier")
+        if not isinstance(classifier, nn.Linear):
+            raise TypeError(f"the model's classifier is {type(classifier).__name__}, not nn.Linear")
+        layers = {}
+        for path in targets:
+            base = model.get_submodule(path)
+            if not isinstance(base, nn.Linear):
+                raise TypeError(f"{path} is {type(base).__name__}, not nn.Linear")
+            layers[path] = SlotLoraLinear(base, slots, rank, trainable=trainable, dropout=dropout)
+            swap_module(model, path, layers[path])
+        head = SlotHead(
+            slots,
+            labels,
+            classifier.in_features,
+            dtype=classifier.weight.dtype,
+            device=classifier.weight.device,
+            trainable=trainable,
+        )
+        swap_module(model, "classifier", head)
+        return cls(model, layers, head)
+
+    @contextmanager
+    def routed(self, slots: torch.Tensor) -> Iterator[None]:
+        """Within the block, each forward of the model sends row ``i`` through slot ``slots[i]``."""
+        handles = [
+            module.register_forward_pre_hook(_SlotsArgument(slots), with_kwargs=True)
+            for module in (*self.layers.values(), self.head)
+        ]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+class _SlotsArgument:
+    """A forward pre-hook that hands a module this batch's slot vector, as PEFT hands ``adapter_names``."""
+
+    def __init__(self, slots: torch.Tensor) -> None:
+        self.slots = slots
+
+    def __call__(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return args, {**kwargs, "slots": self.slots}
 
 
 class MultiLoraLinear(nn.Module):
