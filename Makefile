@@ -13,7 +13,7 @@ export PYTHONPATH := $(CURDIR)
 export AIRFLOW_HOME ?= $(CURDIR)/$(VAR)/airflow
 
 # `make up` runs Airflow and MLflow on loopback over the demo data until Ctrl-C.
-.PHONY: venv venv-serve demo up browser test test-fast test-serving test-slow lint bench scale templates constraints constraints-serve clean
+.PHONY: venv venv-serve demo up browser test test-fast test-serving test-slow lint bench bench-training scale templates constraints constraints-serve clean
 
 venv: $(STAMP)
 
@@ -71,9 +71,15 @@ bench: venv venv-serve
 	$(BIN)/python bench/dolt_diff.py
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/training.py
 	$(BIN)/python bench/release.py
 	$(BIN)/python bench/scoring.py
 	$(BIN)/python bench/serving.py
+
+# Adapters per hour, one customer at a time against packs of 8, 32 and 128 (about 10 minutes on 2 cores).
+# On a GPU machine: bench/training.py --device cuda --base-shape minilm|bert-base.
+bench-training: venv
+	$(BIN)/python bench/training.py
 
 # 1,000 customers (and 100 beside them) through every stage, with figures and a plot, then one
 # retrain_scheduled run over 1,000 under make up's services (about an hour on 2 cores).

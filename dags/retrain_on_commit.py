@@ -11,7 +11,12 @@ from retrain.dolt.watermark import CommitRange
 from retrain_airflow import settings
 from retrain_airflow.handoff import bounded
 from retrain_airflow.operators.dolt import DoltAdvanceWatermarkOperator
-from retrain_airflow.pipelines import allow_partial_param, floor_params, retrain_release_and_score
+from retrain_airflow.pipelines import (
+    allow_partial_param,
+    floor_params,
+    pack_size_param,
+    retrain_release_and_score,
+)
 from retrain_airflow.triggers.dolt import DoltCommitTrigger
 
 DAG_ID = "retrain_on_commit"
@@ -44,7 +49,7 @@ dolt_commits = Asset(
     render_template_as_native_obj=True,  # templated customer lists stay lists (or None)
     tags=["retrain", "dolt"],
     default_args={"owner": "ml-platform", "retries": 2, "retry_delay": dt.timedelta(minutes=1)},
-    params={"allow_partial": allow_partial_param(), **floor_params()},
+    params={"allow_partial": allow_partial_param(), "pack_size": pack_size_param(), **floor_params()},
     doc_md="""
 ### Retrain on Dolt commit
 Runs when `DoltCommitTrigger` sees a new head of `main` in the training repository

@@ -10,7 +10,12 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from retrain_airflow.handoff import bounded
 from retrain_airflow.hooks.dolt import DoltHook
-from retrain_airflow.pipelines import allow_partial_param, floor_params, retrain_release_and_score
+from retrain_airflow.pipelines import (
+    allow_partial_param,
+    floor_params,
+    pack_size_param,
+    retrain_release_and_score,
+)
 
 SCHEDULE = os.environ.get("RETRAIN_FULL_RETRAIN_SCHEDULE", "@weekly")
 
@@ -33,6 +38,7 @@ SCHEDULE = os.environ.get("RETRAIN_FULL_RETRAIN_SCHEDULE", "@weekly")
             description="Retrain only these customers (a manual run); empty: every customer.",
         ),
         "allow_partial": allow_partial_param(),
+        "pack_size": pack_size_param(),
         **floor_params(),
     },
     doc_md=f"""

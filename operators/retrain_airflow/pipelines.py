@@ -39,6 +39,21 @@ def allow_partial_param() -> Param:
     )
 
 
+def pack_size_param() -> Param:
+    """The DAG param both retraining DAGs take: how many customers train side by side."""
+    return Param(
+        None,
+        type=["null", "integer"],
+        minimum=1,
+        title="Pack size",
+        description=(
+            "Customers whose adapters train in the same batches, one pass of the base model for all "
+            "of them (local workers and each Argo pod). Empty (default): as many as memory allows, up "
+            "to 256 on a worker, the Argo spec's pack size on a pod. 1 trains one customer at a time."
+        ),
+    )
+
+
 def floor_params() -> dict[str, Param]:
     """The DAG params both retraining DAGs take for the promotion gate's quality floor."""
     return {
@@ -65,8 +80,8 @@ def floor_params() -> dict[str, Param]:
 def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOperator, BaseOperator]:
     """Add the pipeline's tasks to the current DAG; returns its first and last task.
 
-    The DAG must declare the ``allow_partial`` param (:func:`allow_partial_param`) and the
-    :func:`floor_params`.
+    The DAG must declare the ``allow_partial`` and ``pack_size`` params (:func:`allow_partial_param`,
+    :func:`pack_size_param`) and the :func:`floor_params`.
 
     :param commit: template of the data commit to train on.
     :param customers: template of the customers to validate and train (None: every customer).
@@ -86,6 +101,7 @@ def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOpera
         commit=commit,
         customers="{{ ti.xcom_pull(task_ids='validate')['healthy_customers'] }}",
         backend=settings.TRAINING_BACKEND,
+        pack_size="{{ params.pack_size }}",
         allow_partial="{{ params.allow_partial }}",
     )
     release = BuildReleaseOperator(

@@ -133,18 +133,25 @@ class AdapterClassifier:
 
     @classmethod
     def new(
-        cls, base_model: str | Path, labels: list[str], *, rank: int = 8, alpha: int = 16, seed: int = 13
+        cls,
+        base_model: str | Path,
+        labels: list[str],
+        *,
+        rank: int = 8,
+        alpha: int = 16,
+        dropout: float = 0.0,
+        seed: int = 13,
     ) -> AdapterClassifier:
         import torch
         from peft import LoraConfig, TaskType, get_peft_model
 
-        tokenizer, base, device = _load_base(base_model, len(labels))
+        tokenizer, base, device = fresh_base(base_model, len(labels))
         torch.manual_seed(seed)  # LoRA's initial weights: the same whatever this process trained before
         config = LoraConfig(
             task_type=TaskType.SEQ_CLS,
             r=rank,
             lora_alpha=alpha,
-            lora_dropout=0.1,
+            lora_dropout=dropout,
             target_modules=["query", "value"],
         )
         return cls(tokenizer, get_peft_model(base, config).to(device), labels, device)
@@ -161,7 +168,7 @@ class AdapterClassifier:
         from peft import PeftModel
 
         labels = json.loads((Path(adapter_dir) / LABELS_FILE).read_text())
-        tokenizer, base, device = _load_base(base_model, len(labels))
+        tokenizer, base, device = fresh_base(base_model, len(labels))
         model = PeftModel.from_pretrained(base, str(adapter_dir)).to(device)
         if merged:
             model = model.merge_and_unload()
@@ -173,6 +180,13 @@ class AdapterClassifier:
         self.model.save_pretrained(str(adapter_dir))
         (adapter_dir / LABELS_FILE).write_text(json.dumps(self.labels))
         return adapter_dir
+
+    def train_adapter_only(self) -> None:
+        """Training mode for the adapter's own dropout alone: the frozen base runs as it scores."""
+        self.model.eval()
+        for name, module in self.model.named_modules():
+            if name.endswith(".lora_dropout.default"):
+                module.train()
 
     def encode(self, texts: list[str], max_length: int = 64) -> Any:
         return self.tokenizer(
@@ -192,7 +206,7 @@ class AdapterClassifier:
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.labels)))
 
 
-def _load_base(base_model: str | Path, num_labels: int) -> tuple[Any, Any, str]:
+def fresh_base(base_model: str | Path, num_labels: int) -> tuple[Any, Any, str]:
     """A fresh copy of the base model: deep-copied from a per-process cache, so a worker or an Argo
     shard pod reads the weights from disk once however many adapters it trains."""
     tokenizer, pristine, device = _cached_base(str(check_base_model(base_model)), num_labels)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from retrain.adapters.model import base_model_id, resolve_base_model
-from retrain.adapters.training import TrainingParams, rows_fingerprint, train_adapter
+from retrain.adapters.training import TrainingParams, TrainingResult, rows_fingerprint, train_adapter
 from retrain.dolt import DoltRepository
 from retrain.errors import (
     ConflictError,
@@ -140,6 +140,187 @@ def find_registered(client: Any, customer: str, key: str) -> Any | None:
     return max(versions, key=lambda v: int(v.version)) if versions else None
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """A customer to train: its rows as of the commit and the lineage tags its run and version carry."""
+
+    customer: str
+    rows: Any  # pandas.DataFrame
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Training:
+    """What every customer of one training call shares: where it reads, trains and registers."""
+
+    repo: DoltRepository
+    table: str
+    commit: str  # resolved hash
+    key_column: str
+    params: TrainingParams
+    base_model: str  # the folder
+    base_id: str
+    code: str
+    uri: str
+    client: Any  # MlflowClient
+    parent_run_id: str | None
+    force: bool
+
+    @classmethod
+    def start(
+        cls,
+        repo: DoltRepository,
+        *,
+        table: str,
+        commit: str,
+        key_column: str,
+        params: TrainingParams | None,
+        base_model: str | None,
+        mlflow_uri: str | None,
+        parent_run_id: str | None,
+        force: bool,
+    ) -> _Training:
+        from mlflow.tracking import MlflowClient
+
+        base = str(resolve_base_model(override=base_model))
+        uri = tracking_uri(mlflow_uri)
+        return cls(
+            repo,
+            table,
+            repo.resolve(commit),
+            key_column,
+            params or TrainingParams(),
+            base,
+            base_model_id(base),
+            code_version(),
+            uri,
+            MlflowClient(uri),
+            parent_run_id,
+            force,
+        )
+
+    def plan(self, customer: str) -> RegisteredAdapter | _Planned:
+        """The version already trained this exact way (unless ``force``), else what to train."""
+        customer_id(customer)
+        key = training_key(customer, self.commit, self.code, self.params, self.base_id)
+        if not self.force and (existing := find_registered(self.client, customer, key)) is not None:
+            log.info(
+                "customer %s at %s already trained: %s v%s",
+                customer,
+                self.commit,
+                existing.name,
+                existing.version,
+            )
+            return RegisteredAdapter(
+                customer,
+                existing.name,
+                str(existing.version),
+                str(existing.run_id),
+                self.commit,
+                version_metrics(existing),
+                reused=True,
+            )
+        column = sql_identifier(self.key_column, "column")
+        rows = self.repo.read_table(self.table, self.commit, where={column: customer})
+        tags = {
+            f"{TAG_PREFIX}dolt_repo": self.repo.location,
+            f"{TAG_PREFIX}table": self.table,
+            f"{TAG_PREFIX}commit": self.commit,
+            f"{TAG_PREFIX}customer": customer,
+            f"{TAG_PREFIX}row_count": str(len(rows)),
+            f"{TAG_PREFIX}rows_fingerprint": rows_fingerprint(rows) if len(rows) else "",
+            f"{TAG_PREFIX}code_version": self.code,
+            f"{TAG_PREFIX}base_model": self.base_id,
+            f"{TAG_PREFIX}training_key": key,
+        }
+        return _Planned(customer, rows, tags)
+
+    def record_failure(self, planned: _Planned, error: Exception, run_tags: dict[str, str]) -> None:
+        """A FAILED child run for a customer whose training failed: every attempt is visible under
+        the pipeline's run, with its lineage and the error."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.uri)
+        with mlflow.start_run(
+            experiment_id=self._experiment_id(),
+            run_name=model_name(planned.customer),
+            parent_run_id=self.parent_run_id,
+            tags={
+                **planned.tags,
+                **run_tags,
+                f"{TAG_PREFIX}error": f"{type(error).__name__}: {error}"[:5000],
+            },
+        ) as run:
+            mlflow.log_params(asdict(self.params))
+        self.client.set_terminated(run.info.run_id, status="FAILED")
+
+    def _experiment_id(self) -> str:
+        if self.parent_run_id:
+            return str(self.client.get_run(self.parent_run_id).info.experiment_id)
+        return ensure_experiment(EXPERIMENT, self.uri)
+
+    def register(
+        self, planned: _Planned, result: TrainingResult, run_tags: dict[str, str]
+    ) -> RegisteredAdapter:
+        """Log the trained adapter as a run (a child of the parent run) and register its version last."""
+        import mlflow
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, Schema
+
+        from retrain.adapters.pyfunc import INPUT_EXAMPLE, MODEL_CODE, model_config, pip_requirements
+
+        customer, client = planned.customer, self.client
+        mlflow.set_tracking_uri(self.uri)
+        with mlflow.start_run(
+            experiment_id=self._experiment_id(),
+            run_name=model_name(customer),
+            parent_run_id=self.parent_run_id,
+            tags={**planned.tags, **run_tags},
+        ) as run:
+            mlflow.log_params(asdict(self.params))
+            sizes = {"train_rows": result.train_rows, "holdout_rows": result.holdout_rows}
+            timings = {"base_load_seconds": result.load_seconds, "fit_seconds": result.fit_seconds}
+            mlflow.log_metrics({**result.metrics, **sizes, **timings})
+            mlflow.log_table(result.holdout.head(REFERENCE_SAMPLE), artifact_file="reference_scores.json")
+            logged = mlflow.pyfunc.log_model(
+                name="adapter",
+                python_model=str(MODEL_CODE),
+                input_example=INPUT_EXAMPLE,
+                artifacts={"adapter": str(result.adapter_dir)},
+                model_config=model_config(self.base_id),
+                signature=ModelSignature(
+                    inputs=Schema([ColSpec("string", "text")]),
+                    outputs=Schema(
+                        [ColSpec("string", "label"), *(ColSpec("double", f"p_{x}") for x in result.labels)]
+                    ),
+                ),
+                pip_requirements=pip_requirements(self.base_id),
+            )
+            # Registration last: one call, every lineage tag included, nothing half-registered.
+            _ensure_registered_model(client, model_name(customer))
+            metric_tags = {f"{METRIC_TAG_PREFIX}{k}": f"{v:.6f}" for k, v in result.metrics.items()}
+            artifacts = mlflow.get_logged_model(logged.model_id).artifact_location
+            metric_tags[f"{TAG_PREFIX}artifact_uri"] = artifacts
+            version = client.create_model_version(
+                model_name(customer),
+                logged.model_uri,
+                run_id=run.info.run_id,
+                tags={**planned.tags, **metric_tags},
+                model_id=logged.model_id,
+            )
+        log.info(
+            "registered %s v%s (commit %s, %d rows, %s)",
+            version.name,
+            version.version,
+            self.commit,
+            len(planned.rows),
+            ", ".join(f"{k}={v:.3f}" for k, v in result.metrics.items()),
+        )
+        return RegisteredAdapter(
+            customer, version.name, str(version.version), run.info.run_id, self.commit, result.metrics
+        )
+
+
 @mlflow_errors
 def train_and_register(
     repo: DoltRepository,
@@ -159,113 +340,115 @@ def train_and_register(
     Training the same (customer, commit, code version, params, base model) again returns the
     version already registered, unless ``force``.
     """
-    import mlflow
-    from mlflow.models import ModelSignature
-    from mlflow.tracking import MlflowClient
-    from mlflow.types import ColSpec, Schema
-
-    from retrain.adapters.pyfunc import INPUT_EXAMPLE, MODEL_CODE, model_config, pip_requirements
-
-    customer_id(customer)
-    params = params or TrainingParams()
-    base = str(resolve_base_model(override=base_model))
-    base_id = base_model_id(base)
-    commit_hash = repo.resolve(commit)
-    code = code_version()
-    key = training_key(customer, commit_hash, code, params, base_id)
-    uri = tracking_uri(mlflow_uri)
-    client = MlflowClient(uri)
-    if not force and (existing := find_registered(client, customer, key)) is not None:
-        log.info(
-            "customer %s at %s already trained: %s v%s",
-            customer,
-            commit_hash,
-            existing.name,
-            existing.version,
-        )
-        return RegisteredAdapter(
-            customer,
-            existing.name,
-            str(existing.version),
-            str(existing.run_id),
-            commit_hash,
-            version_metrics(existing),
-            reused=True,
-        )
-
-    rows = repo.read_table(table, commit_hash, where={sql_identifier(key_column, "column"): customer})
-    experiment_id = (
-        client.get_run(parent_run_id).info.experiment_id
-        if parent_run_id
-        else ensure_experiment(EXPERIMENT, uri)
+    training = _Training.start(
+        repo,
+        table=table,
+        commit=commit,
+        key_column=key_column,
+        params=params,
+        base_model=base_model,
+        mlflow_uri=mlflow_uri,
+        parent_run_id=parent_run_id,
+        force=force,
     )
-    tags = {
-        f"{TAG_PREFIX}dolt_repo": repo.location,
-        f"{TAG_PREFIX}table": table,
-        f"{TAG_PREFIX}commit": commit_hash,
-        f"{TAG_PREFIX}customer": customer,
-        f"{TAG_PREFIX}row_count": str(len(rows)),
-        f"{TAG_PREFIX}rows_fingerprint": rows_fingerprint(rows) if len(rows) else "",
-        f"{TAG_PREFIX}code_version": code,
-        f"{TAG_PREFIX}base_model": base_id,
-        f"{TAG_PREFIX}training_key": key,
-    }
-    mlflow.set_tracking_uri(uri)
-    with (
-        tempfile.TemporaryDirectory() as workdir,
-        mlflow.start_run(
-            experiment_id=experiment_id, run_name=model_name(customer), parent_run_id=parent_run_id, tags=tags
-        ) as run,
-    ):
-        mlflow.log_params(asdict(params))
-        result = train_adapter(
-            rows,
-            customer=customer,
-            commit=commit_hash,
-            base_model=base,
-            params=params,
-            out_dir=Path(workdir) / "adapter",
-        )
-        sizes = {"train_rows": result.train_rows, "holdout_rows": result.holdout_rows}
-        timings = {"base_load_seconds": result.load_seconds, "fit_seconds": result.fit_seconds}
-        mlflow.log_metrics({**result.metrics, **sizes, **timings})
-        mlflow.log_table(result.holdout.head(REFERENCE_SAMPLE), artifact_file="reference_scores.json")
-        logged = mlflow.pyfunc.log_model(
-            name="adapter",
-            python_model=str(MODEL_CODE),
-            input_example=INPUT_EXAMPLE,
-            artifacts={"adapter": str(result.adapter_dir)},
-            model_config=model_config(base_id),
-            signature=ModelSignature(
-                inputs=Schema([ColSpec("string", "text")]),
-                outputs=Schema(
-                    [ColSpec("string", "label"), *(ColSpec("double", f"p_{x}") for x in result.labels)]
-                ),
-            ),
-            pip_requirements=pip_requirements(base_id),
-        )
-        # Registration last: one call, every lineage tag included, nothing half-registered.
-        _ensure_registered_model(client, model_name(customer))
-        metric_tags = {f"{METRIC_TAG_PREFIX}{k}": f"{v:.6f}" for k, v in result.metrics.items()}
-        metric_tags[f"{TAG_PREFIX}artifact_uri"] = mlflow.get_logged_model(logged.model_id).artifact_location
-        version = client.create_model_version(
-            model_name(customer),
-            logged.model_uri,
-            run_id=run.info.run_id,
-            tags={**tags, **metric_tags},
-            model_id=logged.model_id,
-        )
-    log.info(
-        "registered %s v%s (commit %s, %d rows, %s)",
-        version.name,
-        version.version,
-        commit_hash,
-        len(rows),
-        ", ".join(f"{k}={v:.3f}" for k, v in result.metrics.items()),
+    planned = training.plan(customer)
+    if isinstance(planned, RegisteredAdapter):
+        return planned
+    run_tags = {f"{TAG_PREFIX}trainer": "alone"}
+    with tempfile.TemporaryDirectory() as workdir:
+        try:
+            result = train_adapter(
+                planned.rows,
+                customer=customer,
+                commit=training.commit,
+                base_model=training.base_model,
+                params=training.params,
+                out_dir=Path(workdir) / "adapter",
+            )
+        except Exception as error:
+            training.record_failure(planned, error, run_tags)
+            raise
+        return training.register(planned, result, run_tags)
+
+
+@dataclass(frozen=True)
+class PackRegistration:
+    """What one packed training call registered, and the customers that failed, each with its error."""
+
+    registered: list[RegisteredAdapter]
+    failed: dict[str, Exception]
+
+
+@mlflow_errors
+def train_and_register_pack(
+    repo: DoltRepository,
+    *,
+    table: str,
+    commit: str,
+    customers: Sequence[str],
+    pack_size: int | None = None,
+    key_column: str = "customer_id",
+    params: TrainingParams | None = None,
+    base_model: str | None = None,
+    mlflow_uri: str | None = None,
+    parent_run_id: str | None = None,
+    force: bool = False,
+) -> PackRegistration:
+    """Train ``customers``' adapters together (:func:`~retrain.adapters.packed.train_packed`) and
+    register each as it finishes, exactly as :func:`train_and_register` registers one.
+
+    Customers already trained this exact way are reused. A customer that fails (bad rows, a loss
+    that diverged) fails alone, named; an error of MLflow while registering one stops the call, and
+    what was registered before it stays registered (a retry reuses it).
+
+    :param pack_size: slots trained side by side (default: as many as memory allows, see
+        :func:`~retrain.adapters.packed.pack_size_for`).
+    """
+    from retrain.adapters.packed import PackFailure, PackJob, pack_size_for, train_packed
+
+    training = _Training.start(
+        repo,
+        table=table,
+        commit=commit,
+        key_column=key_column,
+        params=params,
+        base_model=base_model,
+        mlflow_uri=mlflow_uri,
+        parent_run_id=parent_run_id,
+        force=force,
     )
-    return RegisteredAdapter(
-        customer, version.name, str(version.version), run.info.run_id, commit_hash, result.metrics
-    )
+    registered: list[RegisteredAdapter] = []
+    failed: dict[str, Exception] = {}
+    planned: dict[str, _Planned] = {}
+    for customer in customers:
+        try:
+            plan = training.plan(customer)
+        except RetrainError as error:
+            failed[customer] = error
+            continue
+        if isinstance(plan, RegisteredAdapter):
+            registered.append(plan)
+        else:
+            planned[customer] = plan
+    if not planned:
+        return PackRegistration(registered, failed)
+    slots = pack_size or pack_size_for(len(planned), training.base_model, params=training.params)
+    run_tags = {f"{TAG_PREFIX}trainer": "packed", f"{TAG_PREFIX}pack_size": str(min(slots, len(planned)))}
+    with tempfile.TemporaryDirectory() as workdir:
+        jobs = [
+            PackJob(customer, training.commit, plan.rows, Path(workdir) / customer)
+            for customer, plan in planned.items()
+        ]
+        for outcome in train_packed(
+            jobs, base_model=training.base_model, params=training.params, pack_size=slots
+        ):
+            if isinstance(outcome, PackFailure):
+                log.warning("customer %s failed in its pack: %s", outcome.customer, outcome.error)
+                failed[outcome.customer] = outcome.error
+                training.record_failure(planned[outcome.customer], outcome.error, run_tags)
+                continue
+            registered.append(training.register(planned[outcome.customer], outcome, run_tags))
+    return PackRegistration(registered, failed)
 
 
 @mlflow_errors

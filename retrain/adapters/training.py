@@ -43,6 +43,9 @@ class TrainingParams:
     learning_rate: float = 1e-3
     lora_rank: int = 8
     lora_alpha: int = 16
+    # Dropout on the LoRA inputs only; the frozen base runs as it scores (no dropout). At 0 training
+    # is deterministic, and an adapter trained in a pack equals the one trained alone.
+    lora_dropout: float = 0.0
     holdout_percent: int = 20
     max_length: int = 64
     min_examples: int = 20
@@ -73,6 +76,11 @@ class TrainingParams:
         if not isinstance(rate, int | float) or not math.isfinite(rate) or not 0 < rate < 1:
             raise TrainingParamsError(
                 f"training parameter learning_rate must be a number between 0 and 1, got {rate!r}"
+            )
+        dropout = self.lora_dropout
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+            raise TrainingParamsError(
+                f"training parameter lora_dropout must be a number from 0 up to 1 (excluded), got {dropout!r}"
             )
 
     def fingerprint(self) -> str:
@@ -146,7 +154,12 @@ def train_adapter(
     train, holdout = rows[~in_holdout], rows[in_holdout]
     index = {label: i for i, label in enumerate(labels)}
     classifier = AdapterClassifier.new(
-        base_model, labels, rank=params.lora_rank, alpha=params.lora_alpha, seed=params.seed
+        base_model,
+        labels,
+        rank=params.lora_rank,
+        alpha=params.lora_alpha,
+        dropout=params.lora_dropout,
+        seed=params.seed,
     )
     torch.manual_seed(params.seed)  # dropout during training
     loaded = time.perf_counter()
@@ -156,7 +169,7 @@ def train_adapter(
     texts, targets = train["text"].astype(str).tolist(), [index[str(v)] for v in train["label"]]
     generator = torch.Generator().manual_seed(params.seed)
     weights = class_weights(targets, len(labels)).to(classifier.device)
-    classifier.model.train()
+    classifier.train_adapter_only()
     for epoch in range(params.epochs):
         order = torch.randperm(len(texts), generator=generator).tolist()
         epoch_loss, epoch_started = 0.0, time.perf_counter()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from retrain.cli import common
 from retrain.dolt import DoltRepository
-from retrain.errors import InputError, RetrainError
+from retrain.errors import InputError
 
 if TYPE_CHECKING:
     from retrain.adapters.training import TrainingParams
@@ -67,6 +67,7 @@ def _train_all(args: argparse.Namespace) -> int:
         customers=customers,
         key_column=args.key,
         parallelism=args.parallelism,
+        pack_size=args.pack,
         retries=args.retries,
         params=_training_params(args),
         base_model=args.base_model,
@@ -80,8 +81,8 @@ def _train_all(args: argparse.Namespace) -> int:
 
 
 def _train_shard(args: argparse.Namespace) -> int:
-    """One Argo pod's work: its share of the customers, one after another, failures named at the end."""
-    from retrain.adapters.registry import train_and_register
+    """One Argo pod's work: its share of the customers trained as packs, failures named at the end."""
+    from retrain.adapters.registry import train_and_register_pack
     from retrain.fanout.argo import resolve_selection, shard_of
 
     if args.shard >= args.shards:
@@ -91,31 +92,43 @@ def _train_shard(args: argparse.Namespace) -> int:
     customers = shard_of(
         resolve_selection(args.selection, args.parent_run_id, args.mlflow_uri), args.shard, args.shards
     )
-    failed: dict[str, str] = {}
+    print(f"shard {args.shard}/{args.shards}: {len(customers)} customers", file=sys.stderr)
     with DoltRepository.open(args.repo) as repo:
-        for done, customer in enumerate(customers, start=1):
-            try:
-                registered = train_and_register(
-                    repo,
-                    table=args.table,
-                    commit=args.commit,
-                    customer=customer,
-                    key_column=args.key,
-                    params=_training_params(args),
-                    base_model=args.base_model,
-                    mlflow_uri=args.mlflow_uri,
-                    parent_run_id=args.parent_run_id or None,
-                    force=args.force,
-                )
-                common.print_json(registered.to_json())
-            except RetrainError as error:
-                failed[customer] = str(error)
-            print(f"shard {args.shard}/{args.shards}: {done}/{len(customers)} customers", file=sys.stderr)
-    if failed:
+        outcome = train_and_register_pack(
+            repo,
+            table=args.table,
+            commit=args.commit,
+            customers=customers,
+            pack_size=args.pack,
+            key_column=args.key,
+            params=_training_params(args),
+            base_model=args.base_model,
+            mlflow_uri=args.mlflow_uri,
+            parent_run_id=args.parent_run_id or None,
+            force=args.force,
+        )
+    for registered in outcome.registered:
+        common.print_json(registered.to_json())
+    print(
+        f"shard {args.shard}/{args.shards}: {len(outcome.registered)} registered, "
+        f"{len(outcome.failed)} failed",
+        file=sys.stderr,
+    )
+    if outcome.failed:
         # The node message Argo shows: which customers failed and why.
-        print("failed customers: " + "; ".join(f"{c}: {e}" for c, e in failed.items()), file=sys.stderr)
+        reasons = "; ".join(f"{c}: {e}" for c, e in sorted(outcome.failed.items()))
+        print(f"failed customers: {reasons}", file=sys.stderr)
         return 1
     return 0
+
+
+def add_pack(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pack",
+        type=common.at_least(1),
+        help="customers trained side by side, one pass of the base model for all (default: as many as "
+        "memory allows, up to 256); 1 trains one at a time",
+    )
 
 
 def register(commands: Commands) -> None:
@@ -156,6 +169,7 @@ def register(commands: Commands) -> None:
         "--shard", type=common.at_least(0), required=True, help="this pod's shard, 0..shards-1"
     )
     shard.add_argument("--shards", type=common.at_least(1), required=True)
+    add_pack(shard)
     shard.add_argument("--parent-run-id", default="")
 
     train_all = command("train-all", _train_all, "train many adapters on local worker processes")
@@ -165,5 +179,6 @@ def register(commands: Commands) -> None:
     train_all.add_argument(
         "--parallelism", type=common.at_least(1), default=2, help="worker processes (default 2)"
     )
+    add_pack(train_all)
     train_all.add_argument("--retries", type=common.at_least(0), default=1, help="retries per failed adapter")
     train_all.add_argument("--allow-partial", action="store_true", help="exit 0 even if some adapters failed")

@@ -30,11 +30,18 @@ class SlotLoraLinear(nn.Module):
     """
 
     def __init__(
-        self, base: nn.Linear, slots: int, rank: int, *, trainable: bool = False, dropout: float = 0.0
+        self,
+        base: nn.Linear,
+        slots: int,
+        rank: int,
+        *,
+        trainable: bool = False,
+        dropout: float = 0.0,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.base = base
-        dtype, device = base.weight.dtype, base.weight.device
+        dtype, device = dtype or base.weight.dtype, base.weight.device
         down = torch.zeros(slots, base.in_features, rank, dtype=dtype, device=device)
         up = torch.zeros(slots, rank, base.out_features, dtype=dtype, device=device)
         self.down = nn.Parameter(down, requires_grad=trainable)
@@ -121,8 +128,13 @@ class SlotModel:
         labels: int,
         trainable: bool = False,
         dropout: float = 0.0,
+        dtype: torch.dtype | None = None,
     ) -> SlotModel:
-        """Swap ``targets`` (paths of ``nn.Linear`` layers) and the ``classifier`` head, in place."""
+        """Swap ``targets`` (paths of ``nn.Linear`` layers) and the ``classifier`` head, in place.
+
+        The pools take the base layers' dtype unless ``dtype`` is given (training keeps them fp32
+        under a bf16 base).
+        """
         classifier = model.get_submodule("classifier")
         if not isinstance(classifier, nn.Linear):
             raise TypeError(f"the model's classifier is {type(classifier).__name__}, not nn.Linear")
@@ -131,13 +143,15 @@ class SlotModel:
             base = model.get_submodule(path)
             if not isinstance(base, nn.Linear):
                 raise TypeError(f"{path} is {type(base).__name__}, not nn.Linear")
-            layers[path] = SlotLoraLinear(base, slots, rank, trainable=trainable, dropout=dropout)
+            layers[path] = SlotLoraLinear(
+                base, slots, rank, trainable=trainable, dropout=dropout, dtype=dtype
+            )
             swap_module(model, path, layers[path])
         head = SlotHead(
             slots,
             labels,
             classifier.in_features,
-            dtype=classifier.weight.dtype,
+            dtype=dtype or classifier.weight.dtype,
             device=classifier.weight.device,
             trainable=trainable,
         )

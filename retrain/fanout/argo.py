@@ -80,6 +80,8 @@ class ArgoTrainingSpec:
         "training-pods",
     )  # ConfigMap name, key: cluster quota
     max_pods: int = 500  # shards per workflow, whatever the number of customers
+    # Customers a pod trains side by side on its GPU: a shard holds at least one full pack.
+    pack_size: int = 128
     retry_limit: int = 2
     active_deadline_seconds: int = 6 * 3600
     mlflow_secret: str = "retrain-mlflow"
@@ -100,6 +102,7 @@ def build_template(spec: ArgoTrainingSpec) -> WorkflowTemplate:
                 name="selection", description="JSON: {'customers': [...]} or {'parent_run_artifact': ...}"
             ),
             Parameter(name="shards", value="1"),
+            Parameter(name="pack-size", value=str(spec.pack_size)),
             Parameter(name="shard-numbers", value="[0]"),
             Parameter(name="parent-run-id", value=""),
             Parameter(name="image", description="the trainer image, with a version tag or a digest"),
@@ -126,6 +129,8 @@ def build_template(spec: ArgoTrainingSpec) -> WorkflowTemplate:
                 "{{inputs.parameters.shard}}",
                 "--shards",
                 "{{workflow.parameters.shards}}",
+                "--pack",
+                "{{workflow.parameters.pack-size}}",
                 "--parent-run-id",
                 "{{workflow.parameters.parent-run-id}}",
             ],
@@ -271,12 +276,13 @@ def build_submission(
     :data:`SUBMITTER_LABEL`, by which :func:`unfinished_submission` finds the workflow again.
     """
     code_version = image_code_version(spec.image)  # before anything is stored
-    shards = shard_count(len(customers), spec.max_pods)
+    shards = shard_count(len(customers), spec.max_pods, spec.pack_size)
     parameters = {
         "table": table,
         "commit": commit,
         "selection": selection_parameter(customers, store_artifact),
         "shards": str(shards),
+        "pack-size": str(spec.pack_size),
         "shard-numbers": json.dumps(list(range(shards)), separators=(",", ":")),
         "parent-run-id": parent_run_id,
         "image": spec.image,
@@ -323,7 +329,7 @@ def unfinished_submission(argo: ArgoClient, submitter: str, commit: str) -> Subm
 
 def pods_for(customers: int, spec: ArgoTrainingSpec) -> int:
     """How many pods a submission of ``customers`` runs (for capacity planning and the benchmark)."""
-    return shard_count(customers, spec.max_pods) if customers else 0
+    return shard_count(customers, spec.max_pods, spec.pack_size) if customers else 0
 
 
 def collect_results(

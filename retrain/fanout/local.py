@@ -1,11 +1,12 @@
 """Train many customers' adapters on local worker processes: the embedded default fan-out.
 
-Each worker process imports the training stack once and runs :func:`train_and_register`, the
-same code an Argo pod runs through ``retrain train``. Failed adapters are retried; a worker that
-dies (killed, out of memory) breaks its pool, so the customers it held in flight are retried on a
-fresh pool, and training's idempotency reuses a version the dead worker had already registered.
-Progress is logged with counts, rate and ETA; the pipeline is one MLflow parent run with a child
-per adapter.
+Each worker process imports the training stack once and trains chunks of customers as packs
+(:func:`train_and_register_pack`, the same code an Argo pod runs through ``retrain train-shard``);
+``pack_size=1`` trains one customer at a time with :func:`train_and_register`. Failed adapters are
+retried; a worker that dies (killed, out of memory) breaks its pool, so the customers it held in
+flight are retried on a fresh pool, and training's idempotency reuses a version the dead worker had
+already registered. Progress is logged with counts, rate and ETA; the pipeline is one MLflow parent
+run with a child per adapter.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
 
-from retrain.adapters.registry import RegisteredAdapter, filter_value, train_and_register
+from retrain.adapters.registry import (
+    PackRegistration,
+    RegisteredAdapter,
+    filter_value,
+    train_and_register,
+    train_and_register_pack,
+)
 from retrain.adapters.training import TrainingParams
 from retrain.dolt import DoltRepository
 from retrain.errors import RetrainError
@@ -34,6 +41,8 @@ from retrain.tracking import tracking_uri
 
 log = logging.getLogger(__name__)
 METRICS = ("accuracy", "f1", "roc_auc")
+# Customers per worker task at most: what a dead worker can cost, and how evenly work spreads.
+MAX_CHUNK = 512
 
 
 @dataclass(frozen=True)
@@ -80,9 +89,16 @@ def _init_worker(repo_location: str, threads: int) -> None:
     _worker_repo = DoltRepository.open(repo_location)
 
 
-def _train_one(kwargs: dict[str, Any]) -> RegisteredAdapter:
+def _train_chunk(kwargs: dict[str, Any], customers: list[str], pack_size: int | None) -> PackRegistration:
+    """One task of a worker: ``customers`` as one pack, or the one customer alone for ``pack_size=1``."""
     assert _worker_repo is not None
-    return train_and_register(_worker_repo, **kwargs)
+    if pack_size != 1:
+        return train_and_register_pack(_worker_repo, customers=customers, pack_size=pack_size, **kwargs)
+    (customer,) = customers
+    try:
+        return PackRegistration([train_and_register(_worker_repo, customer=customer, **kwargs)], {})
+    except RetrainError as error:
+        return PackRegistration([], {customer: error})
 
 
 @contextmanager
@@ -112,6 +128,7 @@ def train_customers(
     customers: Sequence[str],
     key_column: str = "customer_id",
     parallelism: int = 2,
+    pack_size: int | None = None,
     retries: int = 1,
     params: TrainingParams | None = None,
     base_model: str | None = None,
@@ -119,7 +136,11 @@ def train_customers(
     parent_run_id: str | None = None,
     force: bool = False,
 ) -> FanoutResult:
-    """Train and register one adapter per customer with at most ``parallelism`` worker processes."""
+    """Train and register one adapter per customer with at most ``parallelism`` worker processes.
+
+    :param pack_size: customers a worker trains side by side (default: as many as its memory
+        allows); 1 trains them one at a time.
+    """
     uri = tracking_uri(mlflow_uri)
     with DoltRepository.open(repo_location) as repo:
         commit_hash = repo.resolve(commit)
@@ -136,7 +157,8 @@ def train_customers(
     succeeded: list[RegisteredAdapter] = []
     failed: dict[str, str] = {}
     attempts = dict.fromkeys(customers, 0)
-    threads = max(1, (os.cpu_count() or 2) // max(1, parallelism))
+    workers = max(1, parallelism)
+    threads = max(1, (os.cpu_count() or 2) // workers)
     common = {
         "table": table,
         "commit": commit_hash,
@@ -147,38 +169,51 @@ def train_customers(
         "parent_run_id": parent_run_id,
         "force": force,
     }
-    log.info("training %d adapters at %s with %d worker(s)", len(customers), commit_hash, parallelism)
+    chunk_size = chunk_size_for(len(customers), workers, pack_size)
+    log.info(
+        "training %d adapters at %s with %d worker(s), %s",
+        len(customers),
+        commit_hash,
+        workers,
+        "one at a time" if pack_size == 1 else f"packs of up to {pack_size or chunk_size} customers",
+    )
 
     def new_pool() -> Executor:
-        if len(customers) == 1:
-            # One adapter trains in this process: a worker would only add its start-up (importing
-            # torch, transformers, peft and MLflow, ~6 s) to a fit of a few seconds.
+        if len(customers) <= chunk_size:
+            # One task trains in this process: a worker would only add its start-up (importing
+            # torch, transformers, peft and MLflow, ~6 s) to the training.
             return _InlineExecutor(repo_location)
         return ProcessPoolExecutor(
-            max_workers=parallelism,
+            max_workers=workers,
             mp_context=get_context("spawn"),
             initializer=_init_worker,
             initargs=(repo_location, threads),
         )
 
-    # At most one customer per worker is submitted at a time, so a dying worker (which breaks the
+    def finished(customer: str, error: str | None) -> None:
+        if error is not None:
+            failed[customer] = error
+        _progress(len(succeeded) + len(failed), len(customers), started, customer, error is not None)
+
+    # At most one chunk per worker is submitted at a time, so a dying worker (which breaks the
     # pool and fails every future in it) only costs the customers that were in flight.
     queue = deque(customers)
-    pending: dict[Future[RegisteredAdapter], str] = {}
+    pending: dict[Future[PackRegistration], list[str]] = {}
     pool = new_pool()
     try:
         while queue or pending:
-            while queue and len(pending) < max(1, parallelism):
-                customer = queue.popleft()
-                attempts[customer] += 1
+            while queue and len(pending) < workers:
+                chunk = [queue.popleft() for _ in range(min(chunk_size, len(queue)))]
+                for customer in chunk:
+                    attempts[customer] += 1
                 with _spawn_with_this_module_as_main():
-                    pending[pool.submit(_train_one, {**common, "customer": customer})] = customer
+                    pending[pool.submit(_train_chunk, common, chunk, pack_size)] = chunk
             done = next(iter(wait(pending, return_when=FIRST_COMPLETED).done))
-            customer = pending.pop(done)
+            chunk = pending.pop(done)
             try:
-                succeeded.append(done.result())
+                outcome = done.result()
             except BrokenProcessPool:
-                lost = sorted([customer, *pending.values()])
+                lost = sorted([*chunk, *(c for held in pending.values() for c in held)])
                 pending.clear()
                 pool.shutdown(wait=True)
                 _end_runs_of_dead_workers(uri, parent_run_id, lost)
@@ -189,28 +224,44 @@ def train_customers(
                     ", ".join(retry) or "none (retries used up)",
                 )
                 for gone in (c for c in lost if c not in retry):
-                    failed[gone] = f"worker process died while training it (attempt {attempts[gone]})"
-                    _progress(len(succeeded) + len(failed), len(customers), started, gone, True)
+                    finished(gone, f"worker process died while training it (attempt {attempts[gone]})")
                 queue.extendleft(reversed(retry))
                 pool = new_pool()
                 continue
+            except RetrainError as error:  # the whole chunk's (no base model, MLflow refused)
+                outcome = PackRegistration([], dict.fromkeys(chunk, error))
             except Exception as error:
+                # Outside the suite's errors (a crashed library, a full disk): logged once with its
+                # traceback, naming the customers; they get their retries.
+                log.error("training %s failed", ", ".join(chunk), exc_info=error)
+                outcome = PackRegistration([], dict.fromkeys(chunk, error))
+            for adapter in outcome.registered:
+                succeeded.append(adapter)
+                finished(adapter.customer, None)
+            for customer, problem in outcome.failed.items():
                 # Bad input (no rows, one class, no base model) fails the same way again: no retry.
-                # Errors outside the suite's root (a crashed library, a full disk) get the retries.
-                retryable = error.retryable if isinstance(error, RetrainError) else True
+                retryable = problem.retryable if isinstance(problem, RetrainError) else True
                 if attempts[customer] <= retries and retryable:
                     log.warning(
-                        "customer %s failed (attempt %d), retrying: %s", customer, attempts[customer], error
+                        "customer %s failed (attempt %d), retrying: %s", customer, attempts[customer], problem
                     )
                     queue.appendleft(customer)
-                    continue
-                failed[customer] = f"{type(error).__name__}: {error}"
-            _progress(len(succeeded) + len(failed), len(customers), started, customer, customer in failed)
+                else:
+                    finished(customer, f"{type(problem).__name__}: {problem}")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     result = FanoutResult(parent_run_id, commit_hash, succeeded, failed, time.perf_counter() - started)
     end_parent_run(uri, parent_run_id, failed=bool(failed))
     return result
+
+
+def chunk_size_for(customers: int, workers: int, pack_size: int | None) -> int:
+    """Customers per worker task: an even share of all of them, at most :data:`MAX_CHUNK`, and at
+    least a full pack; one when training one at a time."""
+    if pack_size == 1:
+        return 1
+    share = max(1, -(-customers // workers))
+    return max(min(share, MAX_CHUNK), min(pack_size or 1, customers), 1)
 
 
 class _InlineExecutor(Executor):

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from retrain.errors import InputError
 
 
-def shard_count(customers: int, max_pods: int) -> int:
-    """One pod per customer up to ``max_pods``; above it, several customers per pod."""
-    return max(1, min(customers, max_pods))
+def shard_count(customers: int, max_pods: int, pack_size: int = 1) -> int:
+    """One pod per pack of ``pack_size`` customers, up to ``max_pods``; above it, larger shards
+    (each pod trains its shard a pack at a time, refilling slots as customers finish)."""
+    return max(1, min(-(-customers // max(1, pack_size)), max_pods))
 
 
 def shard_of(customers: Sequence[str], shard: int, shards: int) -> list[str]:

@@ -63,6 +63,12 @@ def test_retrain_scheduled_runs_the_same_pipeline_on_the_head(dagbag: DagBag) ->
     assert dag.params["customers"] is None  # every customer unless a run asks for some
     with pytest.raises(ParamValidationError):
         dag.params.get_param("customers").resolve(["acme_air", "x; DROP TABLE y"])
+    assert dag.params["pack_size"] is None  # the suite picks it from memory
+    assert dag.params.get_param("pack_size").resolve(32) == 32
+    for bad in (0, "32", 1.5):
+        with pytest.raises(ParamValidationError):
+            dag.params.get_param("pack_size").resolve(bad)
+    assert dag.task_dict["train"].pack_size == "{{ params.pack_size }}"
     assert "advance_watermark" not in dag.task_dict
 
 

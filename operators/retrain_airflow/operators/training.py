@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -13,7 +14,7 @@ from retrain.dolt import DoltRepository
 from retrain.fanout.argo import ArgoTrainingSpec
 from retrain.fanout.parent_run import ParentRun, parent_run, start_parent_run
 from retrain.tracking import tracking_uri
-from retrain_airflow.arguments import as_flag
+from retrain_airflow.arguments import as_flag, as_pack_size
 from retrain_airflow.handoff import bounded, resolve
 from retrain_airflow.hooks.argo import ArgoHook
 from retrain_airflow.hooks.dolt import DoltHook, repository_location
@@ -51,6 +52,9 @@ class AdapterTrainingOperator(BaseOperator):
     :param backend: ``local`` (worker processes on this machine) or ``argo`` (GPU pods) (templated).
     :param key_column: the training table's customer column.
     :param parallelism: local worker processes.
+    :param pack_size: customers trained side by side in one pass of the base model, by each local
+        worker or Argo pod (templated: a DAG param); None: as many as memory allows locally, the
+        Argo spec's ``pack_size`` on pods; 1: one at a time.
     :param retries_per_adapter: local retries of a failed adapter.
     :param allow_partial: succeed when only some customers failed (templated: a DAG param).
     :param mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI``, else the embedded store).
@@ -62,7 +66,7 @@ class AdapterTrainingOperator(BaseOperator):
     :param poll_interval: seconds between workflow polls while deferred.
     """
 
-    template_fields: Sequence[str] = ("table", "commit", "customers", "backend", "allow_partial")
+    template_fields: Sequence[str] = ("table", "commit", "customers", "backend", "pack_size", "allow_partial")
     operator_extra_links = (ArgoWorkflowLink(), MLflowRunLink())
 
     def __init__(
@@ -74,6 +78,7 @@ class AdapterTrainingOperator(BaseOperator):
         backend: Literal["local", "argo"] | str = "local",
         key_column: str = "customer_id",
         parallelism: int = 2,
+        pack_size: int | str | None = None,
         retries_per_adapter: int = 1,
         allow_partial: bool | str = False,
         mlflow_uri: str | None = None,
@@ -87,6 +92,7 @@ class AdapterTrainingOperator(BaseOperator):
         self.table, self.commit, self.customers = table, commit, customers
         self.backend, self.key_column = backend, key_column
         self.parallelism, self.retries_per_adapter = parallelism, retries_per_adapter
+        self.pack_size = pack_size
         self.allow_partial = allow_partial
         self.mlflow_uri, self.dolt_conn_id, self.argo_conn_id = mlflow_uri, dolt_conn_id, argo_conn_id
         self.argo_spec = argo_spec or ArgoTrainingSpec()
@@ -122,11 +128,14 @@ class AdapterTrainingOperator(BaseOperator):
                 mlflow_uri=self._tracking_uri,
                 key_column=self.key_column,
                 parallelism=self.parallelism,
+                pack_size=as_pack_size(self.pack_size),
                 retries=self.retries_per_adapter,
             )
         if self.backend == ArgoTrainingBackend.name:
+            pack_size = as_pack_size(self.pack_size)
+            spec = self.argo_spec if pack_size is None else replace(self.argo_spec, pack_size=pack_size)
             return ArgoTrainingBackend(
-                self.argo_hook, self.mlflow_client, self.argo_spec, poll_interval=self.poll_interval
+                self.argo_hook, self.mlflow_client, spec, poll_interval=self.poll_interval
             )
         raise ValueError(f"backend must be 'local' or 'argo', not {self.backend!r}")
 

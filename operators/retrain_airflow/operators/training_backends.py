@@ -108,16 +108,24 @@ class LocalTrainingBackend(TrainingBackend):
     :param mlflow_uri: resolved tracking URI.
     :param key_column: the training table's customer column.
     :param parallelism: worker processes.
+    :param pack_size: customers a worker trains side by side (None: as many as memory allows).
     :param retries: retries of a failed adapter.
     """
 
     name = "local"
 
     def __init__(
-        self, repo_location: str, *, mlflow_uri: str, key_column: str, parallelism: int, retries: int
+        self,
+        repo_location: str,
+        *,
+        mlflow_uri: str,
+        key_column: str,
+        parallelism: int,
+        pack_size: int | None,
+        retries: int,
     ) -> None:
         self.repo_location, self.mlflow_uri, self.key_column = repo_location, mlflow_uri, key_column
-        self.parallelism, self.retries = parallelism, retries
+        self.parallelism, self.pack_size, self.retries = parallelism, pack_size, retries
 
     def start(self, request: TrainingRequest) -> Trained:
         from retrain.fanout.local import train_customers
@@ -129,6 +137,7 @@ class LocalTrainingBackend(TrainingBackend):
             customers=request.customers,
             key_column=self.key_column,
             parallelism=self.parallelism,
+            pack_size=self.pack_size,
             retries=self.retries,
             mlflow_uri=self.mlflow_uri,
             parent_run_id=request.parent_run_id,

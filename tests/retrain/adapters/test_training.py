@@ -89,6 +89,9 @@ def test_class_weights_balance_a_rare_class() -> None:
         ("learning_rate", float("nan"), "learning_rate must be a number between 0 and 1, got nan"),
         ("learning_rate", 0.0, "learning_rate must be a number between 0 and 1, got 0.0"),
         ("min_examples", 1, "min_examples must be an integer >= 2, got 1"),
+        ("lora_dropout", 1.0, "lora_dropout must be a number from 0 up to 1 (excluded), got 1.0"),
+        ("lora_dropout", -0.1, "lora_dropout must be a number from 0 up to 1 (excluded), got -0.1"),
+        ("lora_dropout", True, "lora_dropout must be a number from 0 up to 1 (excluded), got True"),
     ],
 )
 def test_params_that_cannot_train_are_refused_by_name(field: str, value: object, message: str) -> None:

@@ -88,6 +88,8 @@ def test_template_fans_out_on_gpus_with_limits_and_no_inlined_secrets() -> None:
 
 def test_pods_are_capped_and_customers_partitioned() -> None:
     assert [shard_count(n, 500) for n in (1, 10, 500, 10_000)] == [1, 10, 500, 500]
+    # Packed pods: one pod per pack of customers, still capped.
+    assert [shard_count(n, 500, 128) for n in (1, 128, 129, 10_000, 100_000)] == [1, 1, 2, 79, 500]
     customers = [f"c{i}" for i in range(23)]
     shards = [shard_of(customers, i, 5) for i in range(5)]
     assert sorted(c for shard in shards for c in shard) == sorted(customers)
@@ -108,7 +110,8 @@ def test_large_selections_travel_as_a_parent_run_artifact() -> None:
     params = parameters(large)
     assert json.loads(params["selection"]) == {"parent_run_artifact": CUSTOMERS_ARTIFACT}
     assert json.loads(stored[CUSTOMERS_ARTIFACT]) == many
-    assert params["shards"] == "500"
+    assert params["shards"] == "79"  # packs of 128: 10,000 customers on 79 GPU pods
+    assert params["pack-size"] == "128"
     assert large["spec"]["workflowTemplateRef"] == {"name": TEMPLATE_NAME}
     assert resolve_selection(json.dumps({"customers": ["x"]}), None, None) == ["x"]
     with pytest.raises(ValueError, match="no parent run id"):
