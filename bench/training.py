@@ -140,6 +140,9 @@ def main() -> int:
     parser.add_argument("--alone", type=int, default=8, help="customers trained one at a time per size")
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
+    from retrain.quiet import quiet_libraries
+
+    quiet_libraries()  # before the runs' processes start: they inherit its warning filters
     sizes = [int(s) for s in args.sizes.split(",")]
     packs = [int(k) for k in args.packs.split(",")]
     params = {"epochs": args.epochs, "batch_size": 16, "min_examples": 10}
