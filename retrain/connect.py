@@ -58,12 +58,13 @@ def total_timeout(seconds: float) -> Any:
 def redacted_url(url: str) -> str:
     """``url`` with the password of its ``user:password@`` part replaced by ``***``, for messages.
 
-    Works on URLs with a bad port; one too malformed to split shows only its scheme.
+    Works on URLs with a bad port; one too malformed to split shows only its scheme, unless it
+    has no ``@`` (and so no password).
     """
     try:
         parts = urlsplit(url)
     except ValueError:
-        return url.partition("://")[0] + "://***"
+        return url if "@" not in url else url.partition("://")[0] + "://***"
     userinfo, at, hostport = parts.netloc.rpartition("@")
     if at and ":" in userinfo:
         return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostport}"))

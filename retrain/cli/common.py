@@ -140,11 +140,13 @@ def add_golden_tolerance(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=_tolerance, default=1e-4, help="golden-score tolerance")
 
 
-def release_store(args: argparse.Namespace) -> ReleaseStore:
-    """The release store at ``--mlflow-uri``."""
+def release_store(args: argparse.Namespace, *, create: bool = True) -> ReleaseStore:
+    """The release store at ``--mlflow-uri``; a command that only reads passes ``create=False``, so a
+    mistyped local store is an error, never a new empty one that lists nothing."""
     from retrain.release.store import ReleaseStore
+    from retrain.tracking import tracking_uri
 
-    return ReleaseStore.open(args.mlflow_uri)
+    return ReleaseStore.open(tracking_uri(args.mlflow_uri, create=create))
 
 
 def print_json(value: object) -> None:
