@@ -17,7 +17,9 @@ The marker itself must be a regular file inside the directory: a symbolic link t
 directory's marker, a FIFO or a corrupt marker never makes a directory the suite's.
 
 A single output file (:func:`output_file`, e.g. ``migrate-suite --out``) is new, or a regular
-file replaced only with ``force``; never a symbolic link, directory, FIFO or device.
+file replaced only with ``force``; never a symbolic link, directory, FIFO or device. A folder of
+generated files with fixed names (:func:`generated_folder`, the templates, which are committed and
+so carry no marker) holds nothing else, and is never written through a link.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -80,6 +82,44 @@ def output_file(path: str | Path, *, force: bool = False) -> Path:
     if not force:
         raise OutputPathError(f"{target} already exists: pass --force to replace it")
     return target
+
+
+def generated_folder(directory: str | Path, names: Collection[str]) -> Path:
+    """``directory`` for the generated files ``names``: created when missing; an existing one must
+    be a real directory (not a link) holding nothing but regular files of those names."""
+    path = _absolute(directory)
+    if path.is_symlink():
+        raise OutputPathError(f"output directory {path} is a symbolic link: give the directory it points to")
+    _not_a_file(path)
+    if not path.exists():
+        _make_parent(path)
+        path.mkdir(exist_ok=True)
+        return path
+    foreign = []
+    for child in sorted(path.iterdir()):
+        mode = child.lstat().st_mode
+        if child.name not in names:
+            foreign.append(child.name)
+        elif not stat.S_ISREG(mode):
+            raise OutputPathError(f"refusing to replace {child}: it is {file_kind(mode)}, not a regular file")
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputPathError(
+            f"refusing to write into {path}: it holds {shown}, which retrain does not write there; "
+            "give a new or empty directory"
+        )
+    return path
+
+
+def write_generated(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` in one rename: a link put there meanwhile is replaced, not followed."""
+    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
+    try:
+        staging.write_text(text)
+        os.replace(staging, path)
+    except OSError as error:
+        staging.unlink(missing_ok=True)
+        raise OutputPathError(f"cannot write {path}: {error.strerror}") from None
 
 
 def file_kind(mode: int) -> str:

@@ -41,6 +41,7 @@ import yaml
 
 from retrain.errors import InputError
 from retrain.identifiers import RELEASE_ID_RULE, is_release_id
+from retrain.outputs import generated_folder, write_generated
 from retrain.serving.protocol import DEFAULT_MODEL_NAME
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -234,9 +235,8 @@ def write_template(out_dir: Path, spec: InferenceServiceSpec | None = None) -> P
         raise InferenceServiceError(
             "the committed template keeps the release placeholder; print concrete manifests"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / TEMPLATE_FILE
-    path.write_text(_HEADER + render(spec))
+    path = generated_folder(out_dir, [TEMPLATE_FILE]) / TEMPLATE_FILE
+    write_generated(path, _HEADER + render(spec))
     return path
 
 
