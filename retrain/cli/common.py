@@ -91,8 +91,12 @@ def timestamp(text: str) -> dt.datetime:
 
 
 def customers(text: str) -> list[str]:
-    """An argparse ``type=``: comma-separated customer ids, each checked."""
-    return [customer(c) for c in text.split(",") if c]
+    """An argparse ``type=``: comma-separated customer ids, each checked; an empty one is refused,
+    so ``,,`` is an error, never an empty list that means every customer."""
+    listed = text.split(",")
+    if "" in listed:
+        raise argparse.ArgumentTypeError(f"expected comma-separated customer ids, got {text!r} (an empty id)")
+    return [customer(c) for c in listed]
 
 
 def _tolerance(text: str) -> float:
