@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from retrain.connect import connect_timeout, redacted_url, timeout_setting
 from retrain.dolt.dialects import DoltDialect, DoltliteDialect, DoltServerDialect, Statement
 from retrain.dolt.errors import (
+    CorruptDatabaseError,
     DoltConnectionError,
     DoltLockTimeoutError,
     DoltQueryError,
@@ -41,6 +42,8 @@ from retrain.dolt.errors import (
 )
 from retrain.errors import InputError
 
+# What SQLite (and so doltlite) says when a file's pages are damaged.
+_CORRUPT = ("database disk image is malformed", "file is not a database")
 PASSWORD_ENV = "RETRAIN_DOLT_PASSWORD"
 TIMEOUT_ENV = "RETRAIN_DOLT_TIMEOUT"
 QUERY_TIMEOUT_ENV = "RETRAIN_DOLT_QUERY_TIMEOUT"
@@ -198,6 +201,8 @@ class DoltliteConnection:
             except (BrokenPipeError, EOFError) as error:
                 raise self._worker_died() from error
         if reply[0] == "error":
+            if any(words in reply[1] for words in _CORRUPT):  # the file's fault, not the statement's
+                raise CorruptDatabaseError(f"doltlite database {self.path} is corrupt: {reply[1]}")
             raise DoltQueryError(reply[1])
         return QueryResult(columns=reply[1], rows=reply[2])
 
