@@ -19,6 +19,7 @@ from retrain.errors import InputError
 
 CONNECT_TIMEOUT_ENV = "RETRAIN_CONNECT_TIMEOUT"
 DEFAULT_CONNECT_TIMEOUT = 15.0
+MAX_TIMEOUT_S = 31_536_000  # a year: PyMySQL's own upper bound, and the cap of every timeout setting
 
 
 def connect_timeout() -> float:
@@ -26,12 +27,20 @@ def connect_timeout() -> float:
     text = os.environ.get(CONNECT_TIMEOUT_ENV, "").strip()
     if not text:
         return DEFAULT_CONNECT_TIMEOUT
+    return timeout_setting(text, f"${CONNECT_TIMEOUT_ENV}")
+
+
+def timeout_setting(text: str, source: str) -> float:
+    """``text`` as a timeout: seconds above 0 and at most :data:`MAX_TIMEOUT_S`, else
+    :class:`~retrain.errors.InputError` naming ``source`` (the variable or option)."""
     try:
         seconds = float(text)
     except ValueError:
         seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise InputError(f"${CONNECT_TIMEOUT_ENV} must be a positive number of seconds, got {text!r}")
+    if not 0 < seconds <= MAX_TIMEOUT_S:  # NaN is neither
+        raise InputError(
+            f"{source} must be a number of seconds above 0 and at most {MAX_TIMEOUT_S} (a year), got {text!r}"
+        )
     return seconds
 
 
@@ -58,12 +67,13 @@ def total_timeout(seconds: float) -> Any:
 def redacted_url(url: str) -> str:
     """``url`` with the password of its ``user:password@`` part replaced by ``***``, for messages.
 
-    Works on URLs with a bad port; one too malformed to split shows only its scheme.
+    Works on URLs with a bad port; one too malformed to split shows only its scheme, unless it
+    has no ``@`` (and so no password).
     """
     try:
         parts = urlsplit(url)
     except ValueError:
-        return url.partition("://")[0] + "://***"
+        return url if "@" not in url else url.partition("://")[0] + "://***"
     userinfo, at, hostport = parts.netloc.rpartition("@")
     if at and ":" in userinfo:
         return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hostport}"))

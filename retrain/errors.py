@@ -9,12 +9,23 @@ classes and MLflow's ``ERROR_CODE_TO_HTTP_STATUS`` do:
 - ``retryable``: whether trying the same work again can succeed (the local fan-out and Airflow's
   retries ask this, never the exception's type).
 
+These three are data, never an accident of base-class order: a class whose bases disagree on one
+of them (``X(ArgoError, ConflictError)``: 502 or 409?) must state its own, else defining it raises.
+
 Anything else escaping is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
+
+OUTCOMES = ("exit_code", "http_status", "retryable")
+
+
+def _stated(cls: type[RetrainError], name: str) -> object:
+    """``cls``'s ``name`` where a class below the root states it, else None (the root's default)."""
+    owner = next(c for c in cls.__mro__ if name in vars(c))
+    return None if owner is RetrainError else getattr(cls, name)
 
 
 class RetrainError(Exception):
@@ -23,6 +34,17 @@ class RetrainError(Exception):
     exit_code: ClassVar[int] = 1
     http_status: ClassVar[int] = 500
     retryable: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in OUTCOMES:
+            stated = {_stated(base, name) for base in cls.__bases__ if issubclass(base, RetrainError)}
+            stated.discard(None)  # a base that only inherits the root's default yields to the others
+            if len(stated) > 1 and name not in vars(cls):
+                raise TypeError(
+                    f"{cls.__qualname__} inherits {name} {sorted(stated, key=str)} from its bases "
+                    f"{', '.join(b.__name__ for b in cls.__bases__)}: state its own {name}"
+                )
 
 
 class InputError(RetrainError, ValueError):

@@ -13,6 +13,13 @@ kind of output, when it was made). Two ways to write one:
 An existing non-empty directory without the marker is refused, even with ``force``: a mistyped
 ``--out`` must not delete a user's files. So is a marked directory of another kind (Data Docs
 given as a release context's ``--out``): that is a mistyped path too. Missing parents are created.
+The marker itself must be a regular file inside the directory: a symbolic link to another
+directory's marker, a FIFO or a corrupt marker never makes a directory the suite's.
+
+A single output file (:func:`output_file`, e.g. ``migrate-suite --out``) is new, or a regular
+file replaced only with ``force``; never a symbolic link, directory, FIFO or device. A folder of
+generated files with fixed names (:func:`generated_folder`, the templates, which are committed and
+so carry no marker) holds nothing else, and is never written through a link.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ import datetime as dt
 import json
 import os
 import shutil
+import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,8 +49,90 @@ UP_HOME = "up-home"
 BENCH_WORK = "bench-work"
 
 
+MARKER_MAX_BYTES = 4096  # a marker is one short JSON line; more is not one the suite wrote
+
+
 class OutputPathError(InputError):
     """An output path the suite will not write: someone else's directory, a file, the current directory."""
+
+
+class CorruptMarkerError(OutputPathError):
+    """A ``.retrain-output`` that is not one the suite wrote: a link, a FIFO, bad JSON, no kind."""
+
+
+def output_file(path: str | Path, *, force: bool = False) -> Path:
+    """The absolute path of one output file: new, or an existing regular file when ``force``.
+
+    Never a symbolic link (writing through it would replace someone else's file), a directory, a
+    FIFO or a device (``/dev/null`` replaced by a regular file), even with ``force``.
+    """
+    if not str(path).strip():
+        raise OutputPathError("the output file is an empty path")
+    target = Path(os.path.abspath(path))
+    try:
+        found = target.lstat()
+    except FileNotFoundError:
+        return target
+    except OSError as error:
+        raise OutputPathError(f"cannot check output file {target}: {error.strerror}") from None
+    if not stat.S_ISREG(found.st_mode):
+        raise OutputPathError(
+            f"refusing to replace {target}: it is {file_kind(found.st_mode)}, not a regular file"
+        )
+    if not force:
+        raise OutputPathError(f"{target} already exists: pass --force to replace it")
+    return target
+
+
+def generated_folder(directory: str | Path, names: Collection[str]) -> Path:
+    """``directory`` for the generated files ``names``: created when missing; an existing one must
+    be a real directory (not a link) holding nothing but regular files of those names."""
+    path = _absolute(directory)
+    if path.is_symlink():
+        raise OutputPathError(f"output directory {path} is a symbolic link: give the directory it points to")
+    _not_a_file(path)
+    if not path.exists():
+        _make_parent(path)
+        path.mkdir(exist_ok=True)
+        return path
+    foreign = []
+    for child in sorted(path.iterdir()):
+        mode = child.lstat().st_mode
+        if child.name not in names:
+            foreign.append(child.name)
+        elif not stat.S_ISREG(mode):
+            raise OutputPathError(f"refusing to replace {child}: it is {file_kind(mode)}, not a regular file")
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputPathError(
+            f"refusing to write into {path}: it holds {shown}, which retrain does not write there; "
+            "give a new or empty directory"
+        )
+    return path
+
+
+def write_generated(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` in one rename: a link put there meanwhile is replaced, not followed."""
+    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
+    try:
+        staging.write_text(text)
+        os.replace(staging, path)
+    except OSError as error:
+        staging.unlink(missing_ok=True)
+        raise OutputPathError(f"cannot write {path}: {error.strerror}") from None
+
+
+def file_kind(mode: int) -> str:
+    """What a path of this mode is, in words, for messages: "a FIFO", "a symbolic link"..."""
+    kinds = [
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((word for test, word in kinds if test(mode)), "not a regular file")
 
 
 def _target(directory: str | Path, kind: str, *, force: bool = False) -> Path:
@@ -112,13 +202,33 @@ def _create_marked(path: Path, kind: str) -> None:
 
 
 def marked_kind(directory: Path) -> str | None:
-    """The kind of output in ``directory``'s marker; None when it has no marker the suite wrote."""
+    """The kind of output in ``directory``'s marker; None when it has no marker.
+
+    A marker that is there but not one the suite wrote raises :class:`CorruptMarkerError` saying
+    what it is. It is opened without following links and without waiting (a FIFO would hang).
+    """
+    marker = directory / MARKER
     try:
-        found = json.loads((directory / MARKER).read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
+        handle = os.open(marker, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
         return None
+    except OSError as error:
+        kind = "a symbolic link" if marker.is_symlink() else error.strerror
+        raise CorruptMarkerError(f"{marker} is {kind}, not a marker the suite wrote") from None
+    with os.fdopen(handle, "rb") as file:
+        mode = os.fstat(handle).st_mode
+        if not stat.S_ISREG(mode):
+            raise CorruptMarkerError(f"{marker} is {file_kind(mode)}, not a marker the suite wrote")
+        data = file.read(MARKER_MAX_BYTES + 1)
+    try:
+        found = json.loads(data) if len(data) <= MARKER_MAX_BYTES else None
+    except (UnicodeDecodeError, ValueError):
+        found = None
     if not isinstance(found, dict) or found.get("tool") != TOOL or not isinstance(found.get("kind"), str):
-        return None
+        raise CorruptMarkerError(
+            f"{marker} is corrupt (not the JSON object with tool {TOOL!r} and a kind that retrain "
+            "writes): remove it if the folder is yours to replace"
+        )
     return str(found["kind"])
 
 

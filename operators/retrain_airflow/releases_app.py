@@ -18,12 +18,10 @@ trigger it with the user's cookie.
 from __future__ import annotations
 
 import functools
-import html
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
 
 from airflow.api_fastapi.app import get_auth_manager
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
@@ -31,6 +29,7 @@ from airflow.api_fastapi.core_api.security import get_user
 from airflow.sdk.exceptions import AirflowNotFoundException
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from markupsafe import Markup
 from pydantic import BaseModel
 
 from retrain.errors import RetrainError
@@ -44,11 +43,9 @@ from retrain.release.store import (
 from retrain.tracking import model_version_url
 from retrain_airflow.hooks.dolt import DoltHook
 from retrain_airflow.releases_pages import (
-    BETTER,
     DIFF_KINDS,
     MAX_PAGE_SIZE,
     PAGE_SIZE,
-    STYLE,
     CommitUrl,
     DiffRow,
     Order,
@@ -56,17 +53,20 @@ from retrain_airflow.releases_pages import (
     ReleaseRow,
     TablePage,
     TableQuery,
+    detail,
     diff_page,
     diff_rows,
+    diff_summary,
     diff_table,
     filters,
+    history,
     metric_names,
+    page,
     release_page,
     release_rows,
     release_table,
 )
 
-_SELECTED = " selected"
 CACHED_RELEASES = 16  # parsed manifests (and failures) kept per app: ~1 MB per 1,000 adapters
 
 
@@ -183,14 +183,15 @@ def create_app(
     # Sync routes: FastAPI runs them in its thread pool, so MLflow calls do not block the server.
     @app.get("/", response_class=HTMLResponse)
     def release_list(user: User) -> str:
-        return _page("Releases", _history(store().events()))
+        return page("Releases", history(store().events()))
 
     @app.get("/release/{release_id}", response_class=HTMLResponse)
     def release_detail(release_id: str, user: User, can_roll_back: CanRollBack, query: Table) -> str:
         view = release_view(release_id)
-        page = _checked(lambda: release_page(view.rows, query, view.metrics))
-        table = release_table(page, query, view.metrics, *links())
-        return _page(f"Release {release_id}", _detail(release_id, view, query, table, can_roll_back))
+        found = _checked(lambda: release_page(view.rows, query, view.metrics))
+        table = release_table(found, query, view.metrics, *links())
+        body = detail(release_id, view.rows, view.in_production, view.previous, query, table, can_roll_back)
+        return page(f"Release {release_id}", body)
 
     @app.get("/diff", response_class=HTMLResponse)
     def release_diff(
@@ -198,13 +199,12 @@ def create_app(
     ) -> str:
         changes, rows, metrics = diff_view(base, head)
         query = replace(query, keep=(("base", base), ("head", head)))
-        page = _checked(lambda: diff_page(rows, query, metrics))
-        counts = f"{len(changes.added)} added, {len(changes.changed)} changed, {len(changes.removed)} removed"
-        summary = f"<p>{_link(base)} &rarr; {_link(head)}: {counts}. {_DELTA_LEGEND}</p>"
+        found = _checked(lambda: diff_page(rows, query, metrics))
+        summary = diff_summary(base, head, changes)
         if changes.empty:
-            return _page("Diff", summary + "<p>(no differences)</p>")
-        table = diff_table(page, query, metrics, *links())
-        return _page("Diff", summary + filters(query, (), DIFF_KINDS) + table)
+            return page("Diff", summary + Markup("<p>(no differences)</p>"))
+        table = diff_table(found, query, metrics, *links())
+        return page("Diff", summary + filters(query, (), DIFF_KINDS) + table)
 
     @app.get("/api/releases")
     def api_releases(user: User) -> list[dict[str, Any]]:
@@ -218,7 +218,7 @@ def create_app(
     @app.get("/api/releases/{release_id}/adapters")
     def api_release_adapters(release_id: str, user: User, query: Table) -> dict[str, Any]:
         view = release_view(release_id)
-        page = _checked(lambda: release_page(view.rows, query, view.metrics))
+        found = _checked(lambda: release_page(view.rows, query, view.metrics))
         rows = [
             {
                 "customer": r.customer,
@@ -227,13 +227,13 @@ def create_app(
                 "failure": r.failure,
                 "adapter": r.entry.canonical() if r.entry else None,
             }
-            for r in page.rows
+            for r in found.rows
         ]
         return {
             "release_id": release_id,
             "in_production": view.in_production,
             "previous_release": view.previous,
-            **_page_json(page),
+            **_page_json(found),
             "rows": rows,
         }
 
@@ -242,7 +242,7 @@ def create_app(
         user: User, base: Annotated[str, Query()], head: Annotated[str, Query()], query: Table
     ) -> dict[str, Any]:
         _, rows, metrics = diff_view(base, head)
-        page = _checked(lambda: diff_page(rows, query, metrics))
+        selected = _checked(lambda: diff_page(rows, query, metrics))
         found = [
             {
                 "customer": r.customer,
@@ -251,9 +251,9 @@ def create_app(
                 "new": r.new.canonical() if r.new else None,
                 "deltas": r.deltas,
             }
-            for r in page.rows
+            for r in selected.rows
         ]
-        return {"base": base, "head": head, **_page_json(page), "rows": found}
+        return {"base": base, "head": head, **_page_json(selected), "rows": found}
 
     @app.post("/api/releases/{release_id}/rollback")
     def rollback(
@@ -305,90 +305,3 @@ def _event_json(event: ReleaseEvent) -> dict[str, Any]:
         "note": event.note,
         "failed": event.failed_count,
     }
-
-
-def _link(release_id: str, prefix: str = "") -> str:
-    # Ids come from MLflow tags, which anyone with MLflow access can write: escaped like every value.
-    shown = html.escape(release_id)
-    return f'<a href="{html.escape(prefix)}release/{quote(release_id)}"><code>{shown}</code></a>'
-
-
-def _history(events: list[ReleaseEvent]) -> str:
-    if not events:
-        return "<p>No release registered yet.</p>"
-    rows = []
-    production = next((e.release_id for e in events if e.event in ("register", "rollback")), None)
-    for event in events:
-        marker = " <b>(production)</b>" if event.release_id == production and event.event != "pin" else ""
-        pinned = f"{event.pinned_from}..{event.pinned_to}" if event.event == "pin" else ""
-        rows.append(
-            f"<tr><td>{_link(event.release_id)}{marker}</td><td>{html.escape(event.event)}</td>"
-            f"<td>{event.time:%Y-%m-%d %H:%M:%S} UTC</td><td>{event.adapter_count}</td>"
-            f"<td>{html.escape(event.changes or event.note)}</td><td>{html.escape(pinned)}</td>"
-            f'<td class="failed">{event.failed_count or ""}</td></tr>'
-        )
-    ids = list(dict.fromkeys(e.release_id for e in events))  # newest first, each once
-
-    def select(name: str, selected: int) -> str:
-        options = "".join(
-            f'<option value="{shown}"{_SELECTED if i == selected else ""}>{shown[:12]}</option>'
-            for i, shown in enumerate(map(html.escape, ids))
-        )
-        return f'<select name="{name}">{options}</select>'
-
-    return (
-        "<table><tr><th>release</th><th>event</th><th>time</th><th>adapters</th><th>changes</th>"
-        f"<th>pinned days</th><th>training failed</th></tr>{''.join(rows)}</table>"
-        f'<form action="diff" method="get"><h2>Compare</h2>{select("base", min(1, len(ids) - 1))} &rarr; '
-        f'{select("head", 0)} <button type="submit">Diff</button></form>'
-    )
-
-
-def _detail(release_id: str, view: ReleaseView, query: TableQuery, table: str, can_roll_back: bool) -> str:
-    adapters = sum(1 for row in view.rows if row.entry is not None)
-    failed = sum(1 for row in view.rows if row.failure)
-    status = "in production" if view.in_production else "not in production"
-    against = "No earlier release to compare with."
-    if view.previous:
-        diff_query = html.escape(urlencode({"base": view.previous, "head": release_id}))
-        diff_link = f'<a href="../diff?{diff_query}">the diff</a>'
-        against = f"Changes against {_link(view.previous, '../')} ({diff_link})."
-    # The id lands in a script: only a checked id, whatever the route checked before.
-    can_show = can_roll_back and not view.in_production and is_release_id(release_id)
-    button = _ROLLBACK_BUTTON.replace("RELEASE_ID", release_id) if can_show else ""
-    checkboxes = (("changed", "only changed"), ("failed", f"only failed ({failed})"))
-    return (
-        f"<p><a href='../'>&larr; all releases</a></p><p>{adapters} adapters, {status}. "
-        f"Serving image tag <code>{html.escape(release_id)}</code>. {against}</p>"
-        f"{filters(query, checkboxes)}{table}{button}"
-    )
-
-
-_DELTA_LEGEND = (
-    '&Delta; is new &minus; old: <span class="better">green</span> when better, '
-    f'<span class="worse">red</span> when worse ({BETTER}).'
-)
-
-# The release id is 32 hex characters (checked before rendering), safe inside this script.
-_ROLLBACK_BUTTON = """<button id="rollback" onclick="rollBack()">Roll production back to this release</button>
-<script>
-async function rollBack() {
-  if (!confirm("Roll production back to release RELEASE_ID?")) return;
-  const response = await fetch("../api/releases/RELEASE_ID/rollback", {
-    method: "POST",
-    headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({confirm: "RELEASE_ID"}),
-  });
-  document.getElementById("rollback").outerHTML =
-    "<p>" + (response.ok ? "Rolled back." : "Refused: " + response.status) + "</p>";
-}
-</script>"""
-
-
-def _page(title: str, body: str) -> str:
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:1.5em}} table{{border-collapse:collapse}}
-td,th{{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}} button{{margin-top:1em}}
-{STYLE}</style>
-</head><body><h1>{html.escape(title)}</h1>{body}</body></html>"""

@@ -2,21 +2,30 @@
 
 Rows are built once from the (cached) manifests, then filtered, sorted and paged on the server,
 so a page of 50 out of 1,000 adapters costs the same as one of a release of ten. Nothing here
-talks to MLflow or Airflow: the app passes manifests in and gets HTML (or JSON-ready rows) back.
-Every value that reaches the page is escaped: customer ids and failure reasons come from people.
+talks to MLflow or Airflow: the app passes manifests and release events in and gets HTML (or
+JSON-ready rows) back.
+
+Every page is rendered by Jinja2 with autoescape on, as Airflow's own plugins are: every value
+read back from MLflow (ids, model names, commits, metric names, failure reasons, notes) is
+anyone's with MLflow access and stays text. The only markup not written in the templates is
+:class:`markupsafe.Markup` built here from constants (the rollback script, the diff legend).
 """
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import urlencode
 
+import jinja2
+from markupsafe import Markup
+
+from retrain.identifiers import is_release_id
 from retrain.release.manifest import AdapterEntry, Manifest, ManifestDiff
 from retrain.release.promotion import NO_PRODUCTION_ADAPTER
+from retrain.release.store import ReleaseEvent
 
 Order = Literal["asc", "desc"]
 ModelUrl = Callable[[AdapterEntry], str | None]  # an adapter's model version in the MLflow UI, if any
@@ -49,14 +58,15 @@ class TableQuery:
     keep: tuple[tuple[str, str], ...] = ()  # the page's own parameters (the diff's base and head)
 
     def href(self, **changes: Any) -> str:
-        """A relative link to this page with ``changes`` applied (only non-default values spelled out)."""
+        """A relative link to this page with ``changes`` applied (only non-default values spelled out);
+        raw: the templates escape it."""
         target, default = replace(self, **changes), TableQuery()
         params = [*self.keep]
         for name in (f.name for f in fields(self) if f.name != "keep"):
             value = getattr(target, name)
             if value != getattr(default, name):
                 params.append((name, "true" if value is True else str(value)))
-        return html.escape(f"?{urlencode(params)}")
+        return f"?{urlencode(params)}"
 
 
 @dataclass(frozen=True)
@@ -195,10 +205,178 @@ def _page(rows: list[T], query: TableQuery, keys: dict[str, Callable[[T], Any]])
     return TablePage(ordered[start : start + query.per_page], query.page, pages, len(ordered))
 
 
-# -- HTML -----------------------------------------------------------------------------------------
+# -- HTML ---------------------------------------------------------------------------------------
 
-STYLE = """.better{color:#137333} .worse{color:#b3261e} .failed{color:#b3261e} .muted{color:#666}
-th a{color:inherit} nav.pager a,nav.pager b{margin-right:.4em} form.filters{margin:1em 0}"""
+DIFF_LEGEND = Markup(
+    '&Delta; is new &minus; old: <span class="better">green</span> when better, '
+    f'<span class="worse">red</span> when worse ({BETTER}).'
+)
+
+# Macros, one per piece of a page; every ``{{ value }}`` is escaped unless it is Markup (another
+# macro's output, or the constants above and below).
+_TEMPLATES = r"""
+{%- macro link(url, text) %}{% if url %}<a href="{{ url }}" target="_blank">{{ text }}</a>
+{%- else %}{{ text }}{% endif %}{% endmacro %}
+
+{%- macro commit(sha, commit_url) %}{{ link(commit_url(sha), code(sha[:12])) }}{% endmacro %}
+
+{%- macro code(text) %}<code>{{ text }}</code>{% endmacro %}
+
+{%- macro number(value) %}{% if value is not none %}{{ "%.3f"|format(value) }}{% endif %}{% endmacro %}
+
+{%- macro delta(value) %}{% if value is not none %}
+{#- the colour follows the digits shown; + 0.0 turns -0.0 into 0.0 #}
+{%- set shown = value|round(3) + 0.0 -%}
+<span class="{{ 'better' if shown > 0 else 'worse' if shown < 0 else 'muted' }}">
+{{- "%+.3f"|format(shown) }}</span>
+{%- endif %}{% endmacro %}
+
+{%- macro release_link(release_id, prefix="") -%}
+<a href="{{ prefix }}release/{{ release_id|urlencode }}"><code>{{ release_id }}</code></a>
+{%- endmacro %}
+
+{#- Column headers; a sortable one links to its ascending order, or flips the order when current. #}
+{%- macro headers(query, columns) %}<tr>{% for key, label in columns %}{% if key %}
+{%- set current = query.sort == key -%}
+<th><a href="{{ query.href(sort=key, order='desc' if current and query.order == 'asc' else 'asc', page=1) }}">
+{{- label }}</a>{% if current %} {% if query.order == 'asc' %}&#9650;{% else %}&#9660;{% endif %}
+{%- endif %}</th>
+{%- else %}<th>{{ label }}</th>{% endif %}{% endfor %}</tr>{% endmacro %}
+
+{%- macro table(page, query, columns) %}{% set first = (page.number - 1) * query.per_page + 1 -%}
+<p class="count">{% if page.rows %}{{ first }}&ndash;{{ first + page.rows|length - 1 }}
+{%- else %}none{% endif %}
+{{- " " }}of {{ page.total }} matching rows.</p><table>{{ headers(query, columns) }}{{ caller() }}</table>
+{{- pager(page, query) }}{% endmacro %}
+
+{#- Previous, next, the first and last pages and the pages around the current one. #}
+{%- macro pager(page, query) %}{% if page.pages > 1 %}<nav class="pager">
+{%- if page.number > 1 %}<a rel="prev" href="{{ query.href(page=page.number - 1)
+}}">&larr; previous</a> {% endif %}
+{%- for n in pages_shown(page) %}{% if not loop.first %} {% endif %}{% if n is none %}&hellip;
+{%- elif n == page.number %}<b>{{ n }}</b>{% else %}<a href="{{ query.href(page=n) }}">{{ n }}</a>{% endif %}
+{%- endfor %}
+{%- if page.number < page.pages %} <a rel="next" href="{{ query.href(page=page.number + 1) }}">next &rarr;</a>
+{%- endif %}</nav>{% endif %}{% endmacro %}
+
+{%- macro status(row) %}{% if row.change == "added" %}added{% elif row.change == "changed" %}changed from v
+{{- row.previous_version }}{% endif %}
+{%- if row.failure %}{% if row.change %}; {% endif %}<span class="failed">
+{%- if row.failure.startswith(NO_PRODUCTION_ADAPTER) %}{{ row.failure }}
+{#- trained, but its first version is below the floor #}
+{%- else %}training failed: {{ row.failure }}
+{%- if row.entry %}, serving v{{ row.entry.version }} from before{% else %}, no adapter{% endif %}{% endif -%}
+</span>{% endif %}{% endmacro %}
+
+{%- macro release_table(page, query, columns, metrics, model_url, commit_url) %}
+{%- call table(page, query, columns) %}
+{%- for row in page.rows %}{% set e = row.entry %}<tr><td>{{ row.customer }}</td>
+{%- if e is none %}{% for _ in range(4 + metrics|length) %}<td></td>{% endfor %}
+{%- else %}<td>{{ link(model_url(e), e.model_name) }}</td><td>v{{ e.version }}</td>
+{{- "" }}<td>{{ commit(e.commit, commit_url) }}</td>
+{%- for m in metrics %}<td>{{ number(e.metrics.get(m)) }}</td>{% endfor %}<td>{{ code(e.run_id[:12]) }}</td>
+{%- endif %}<td>{{ status(row) }}</td></tr>{% endfor %}{% endcall %}{% endmacro %}
+
+{%- macro side(entry, what, model_url, commit_url) %}{% if entry is none %}<span class="muted">&mdash;</span>
+{%- elif what == "version" %}v{{ entry.version }}
+{%- elif what == "commit" %}{{ commit(entry.commit, commit_url) }}
+{%- else %}{{ link(model_url(entry), entry.model_name ~ " v" ~ entry.version) }}{% endif %}{% endmacro %}
+
+{%- macro diff_table(page, query, columns, metrics, model_url, commit_url) %}
+{%- call table(page, query, columns) %}
+{%- for row in page.rows %}<tr><td>{{ row.customer }}</td><td>{{ row.kind }}</td>
+{{- "" }}<td>{{ side(row.old, "version") }} &rarr; {{ side(row.new, "version") }}</td>
+{%- for what in ("commit", "model") %}{% for entry in (row.old, row.new) %}
+{{- "" }}<td>{{ side(entry, what, model_url, commit_url) }}</td>{% endfor %}{% endfor %}
+{%- for m in metrics %}<td>{{ delta(row.deltas.get(m)) }}</td>{% endfor %}</tr>{% endfor %}
+{%- endcall %}{% endmacro %}
+
+{#- The GET form of a table: customer search, checkboxes, the diff's kind; keeps sort and page size. #}
+{%- macro filters(query, checkboxes, kinds, hidden) -%}
+<form class="filters" method="get">
+{{- "" }}<input type="search" name="q" placeholder="customer" value="{{ query.q }}">{{ " " }}
+{%- for name, label in checkboxes %}<label><input type="checkbox" name="{{ name }}" value="true"
+{%- if query[name] %} checked{% endif %}> {{ label }}</label> {% endfor %}
+{%- if kinds %}<select name="kind">
+{%- for k in [""] + kinds|list %}<option value="{{ k }}"{% if query.kind == k %} selected{% endif %}>
+{{- k or "every change" }}</option>{% endfor %}</select> {% endif %}
+{%- for name, value in hidden %}<input type="hidden" name="{{ name }}" value="{{ value }}">{% endfor -%}
+<button type="submit">Filter</button></form>{% endmacro %}
+
+{%- macro select(name, ids, selected) %}<select name="{{ name }}">{% for id in ids -%}
+<option value="{{ id }}"{% if loop.index0 == selected %} selected{% endif %}>{{ id[:12] }}</option>
+{%- endfor %}</select>{% endmacro %}
+
+{%- macro history(events, production, ids) %}{% if not events %}<p>No release registered yet.</p>{% else -%}
+<table><tr><th>release</th><th>event</th><th>time</th><th>adapters</th><th>changes</th><th>pinned days</th>
+{{- "" }}<th>training failed</th></tr>{% for e in events %}<tr><td>{{ release_link(e.release_id) }}
+{%- if e.release_id == production and e.event != "pin" %} <b>(production)</b>{% endif %}</td>
+{{- "" }}<td>{{ e.event }}</td>
+{{- "" }}<td>{{ e.time.strftime("%Y-%m-%d %H:%M:%S") }} UTC</td><td>{{ e.adapter_count }}</td>
+{{- "" }}<td>{{ e.changes or e.note }}</td>
+{{- "" }}<td>{% if e.event == "pin" %}{{ e.pinned_from }}..{{ e.pinned_to }}{% endif %}</td>
+{{- "" }}<td class="failed">{{ e.failed_count or "" }}</td></tr>{% endfor %}</table>
+{{- "" }}<form action="diff" method="get"><h2>Compare</h2>
+{{- select("base", ids, [1, ids|length - 1]|min) }} &rarr;
+{{- " " }}{{ select("head", ids, 0) }} <button type="submit">Diff</button></form>{% endif %}{% endmacro %}
+
+{%- macro detail(release_id, adapters, in_production, previous, filter_form, table, rollback) -%}
+<p><a href="../">&larr; all releases</a></p>
+{{- "" }}<p>{{ adapters }} adapters, {% if not in_production %}not {% endif -%}
+in production. Serving image tag <code>{{ release_id }}</code>. {% if previous -%}
+Changes against {{ release_link(previous, "../") }} (<a href="../diff?
+{{- {"base": previous, "head": release_id}|urlencode }}">the diff</a>).
+{%- else %}No earlier release to compare with.{% endif %}</p>{{ filter_form }}{{ table }}{{ rollback }}
+{%- endmacro %}
+
+{%- macro diff_summary(base, head, changes) -%}
+<p>{{ release_link(base) }} &rarr; {{ release_link(head) }}: {{ changes.added|length }} added,
+{{- " " }}{{ changes.changed|length }} changed, {{ changes.removed|length }} removed. {{ legend }}</p>
+{%- endmacro %}
+
+{%- macro page(title, body) -%}
+<!doctype html>
+<html><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>body{font-family:sans-serif;margin:1.5em} table{border-collapse:collapse}
+td,th{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left} button{margin-top:1em}
+.better{color:#137333} .worse{color:#b3261e} .failed{color:#b3261e} .muted{color:#666}
+th a{color:inherit} nav.pager a,nav.pager b{margin-right:.4em} form.filters{margin:1em 0}</style>
+</head><body><h1>{{ title }}</h1>{{ body }}</body></html>
+{%- endmacro %}
+"""
+
+# The release id is 32 hex characters (checked before it is put in), safe inside this script.
+_ROLLBACK_BUTTON = """<button id="rollback" onclick="rollBack()">Roll production back to this release</button>
+<script>
+async function rollBack() {
+  if (!confirm("Roll production back to release RELEASE_ID?")) return;
+  const response = await fetch("../api/releases/RELEASE_ID/rollback", {
+    method: "POST",
+    headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({confirm: "RELEASE_ID"}),
+  });
+  document.getElementById("rollback").outerHTML =
+    "<p>" + (response.ok ? "Rolled back." : "Refused: " + response.status) + "</p>";
+}
+</script>"""
+
+
+def _pages_shown(page: TablePage[Any]) -> list[int | None]:
+    """The page numbers the pager links, ``None`` where it skips some."""
+    around = range(max(1, page.number - 3), min(page.pages, page.number + 3) + 1)
+    shown: list[int | None] = []
+    last = 0
+    for number in sorted({1, page.pages, *around}):
+        if number > last + 1:
+            shown.append(None)
+        shown.append(number)
+        last = number
+    return shown
+
+
+_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+_ENV.globals.update(NO_PRODUCTION_ADAPTER=NO_PRODUCTION_ADAPTER, pages_shown=_pages_shown, legend=DIFF_LEGEND)
+_MACROS: Any = _ENV.from_string(_TEMPLATES).module
 
 
 def release_table(
@@ -207,47 +385,17 @@ def release_table(
     metrics: Sequence[str],
     model_url: ModelUrl,
     commit_url: CommitUrl,
-) -> str:
-    headers = _headers(
-        query,
-        [
-            ("customer", "customer"),
-            ("", "model"),
-            ("version", "version"),
-            ("commit", "Dolt commit"),
-            *((m, m) for m in metrics),
-            ("", "MLflow run"),
-            ("", "status"),
-        ],
-    )
-    body = "".join(_release_row(r, metrics, model_url, commit_url) for r in page.rows)
-    return _table(headers, body, page, query)
-
-
-def _release_row(row: ReleaseRow, metrics: Sequence[str], model_url: ModelUrl, commit_url: CommitUrl) -> str:
-    entry = row.entry
-    status = []
-    if row.change == "added":
-        status.append("added")
-    elif row.change == "changed":
-        status.append(f"changed from v{html.escape(row.previous_version)}")
-    if row.failure.startswith(NO_PRODUCTION_ADAPTER):  # trained, but its first version is below the floor
-        status.append(f'<span class="failed">{html.escape(row.failure)}</span>')
-    elif row.failure:
-        kept = f", serving v{html.escape(entry.version)} from before" if entry else ", no adapter"
-        status.append(f'<span class="failed">training failed: {html.escape(row.failure)}{kept}</span>')
-    cells = [html.escape(row.customer)]
-    if entry is None:
-        cells += [""] * (4 + len(metrics))
-    else:
-        cells += [
-            _a(model_url(entry), html.escape(entry.model_name)),
-            f"v{html.escape(entry.version)}",
-            _commit(entry.commit, commit_url),
-            *(_number(entry.metrics.get(m)) for m in metrics),
-            f"<code>{html.escape(entry.run_id[:12])}</code>",
-        ]
-    return _tr([*cells, "; ".join(status)])
+) -> Markup:
+    columns = [
+        ("customer", "customer"),
+        ("", "model"),
+        ("version", "version"),
+        ("commit", "Dolt commit"),
+        *((m, m) for m in metrics),
+        ("", "MLflow run"),
+        ("", "status"),
+    ]
+    return Markup(_MACROS.release_table(page, query, columns, metrics, model_url, commit_url))
 
 
 def diff_table(
@@ -256,7 +404,7 @@ def diff_table(
     metrics: Sequence[str],
     model_url: ModelUrl,
     commit_url: CommitUrl,
-) -> str:
+) -> Markup:
     columns = [
         ("customer", "customer"),
         ("kind", "change"),
@@ -265,114 +413,52 @@ def diff_table(
         ("", "new Dolt commit"),
         ("", "old MLflow version"),
         ("", "new MLflow version"),
+        *((m, Markup("&Delta; {}").format(m)) for m in metrics),
     ]
-    headers = _headers(query, [*columns, *((m, f"&Delta; {m}") for m in metrics)])
-    body = "".join(_diff_row(r, metrics, model_url, commit_url) for r in page.rows)
-    return _table(headers, body, page, query)
+    return Markup(_MACROS.diff_table(page, query, columns, metrics, model_url, commit_url))
 
 
-def _diff_row(row: DiffRow, metrics: Sequence[str], model_url: ModelUrl, commit_url: CommitUrl) -> str:
-    def sides(render: Callable[[AdapterEntry], str]) -> list[str]:
-        return [
-            render(e) if e is not None else '<span class="muted">&mdash;</span>' for e in (row.old, row.new)
-        ]
-
-    def model_version(entry: AdapterEntry) -> str:
-        return _a(model_url(entry), f"{html.escape(entry.model_name)} v{html.escape(entry.version)}")
-
-    versions = " &rarr; ".join(sides(lambda e: f"v{html.escape(e.version)}"))
-    commits = sides(lambda e: _commit(e.commit, commit_url))
-    deltas = [_delta(row.deltas.get(m)) for m in metrics]
-    return _tr([html.escape(row.customer), row.kind, versions, *commits, *sides(model_version), *deltas])
-
-
-def filters(query: TableQuery, checkboxes: Sequence[tuple[str, str]], kinds: Sequence[str] = ()) -> str:
+def filters(query: TableQuery, checkboxes: Sequence[tuple[str, str]], kinds: Sequence[str] = ()) -> Markup:
     """The GET form of a table: customer search, checkboxes, the diff's kind; keeps sort and page size."""
-    boxes = "".join(
-        f'<label><input type="checkbox" name="{name}" value="true"{_flag(getattr(query, name), "checked")}>'
-        f" {label}</label> "
-        for name, label in checkboxes
-    )
     hidden = [*query.keep, ("sort", query.sort), ("order", query.order), ("per_page", str(query.per_page))]
-    kept = "".join(
-        f'<input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">'
-        for name, value in hidden
-    )
-    select = ""
-    if kinds:
-        options = "".join(
-            f'<option value="{k}"{_flag(query.kind == k, "selected")}>{k or "every change"}</option>'
-            for k in ("", *kinds)
-        )
-        select = f'<select name="kind">{options}</select> '
-    search = f'<input type="search" name="q" placeholder="customer" value="{html.escape(query.q)}">'
-    button = '<button type="submit">Filter</button>'
-    return f'<form class="filters" method="get">{search} {boxes}{select}{kept}{button}</form>'
+    return Markup(_MACROS.filters(query, checkboxes, kinds, hidden))
 
 
-def _flag(on: bool, attribute: str) -> str:
-    return f" {attribute}" if on else ""
+def pager(page: TablePage[Any], query: TableQuery) -> Markup:
+    return Markup(_MACROS.pager(page, query))
 
 
-def _headers(query: TableQuery, columns: Sequence[tuple[str, str]]) -> str:
-    """Column headers; a sortable one links to its ascending order, or flips the order when it is current."""
-    cells = []
-    for key, label in columns:
-        if not key:
-            cells.append(f"<th>{label}</th>")
-            continue
-        current = query.sort == key
-        order = "desc" if current and query.order == "asc" else "asc"
-        arrow = (" &#9650;" if query.order == "asc" else " &#9660;") if current else ""
-        cells.append(f'<th><a href="{query.href(sort=key, order=order, page=1)}">{label}</a>{arrow}</th>')
-    return f"<tr>{''.join(cells)}</tr>"
+def history(events: Sequence[ReleaseEvent]) -> Markup:
+    """The release history, newest first, and the form comparing two of its releases."""
+    production = next((e.release_id for e in events if e.event in ("register", "rollback")), None)
+    ids = list(dict.fromkeys(e.release_id for e in events))  # newest first, each once
+    return Markup(_MACROS.history(events, production, ids))
 
 
-def _table(headers: str, body: str, page: TablePage[Any], query: TableQuery) -> str:
-    first = (page.number - 1) * query.per_page + 1
-    shown = f"{first}&ndash;{first + len(page.rows) - 1}" if page.rows else "none"
-    summary = f'<p class="count">{shown} of {page.total} matching rows.</p>'
-    return f"{summary}<table>{headers}{body}</table>{pager(page, query)}"
+def detail(
+    release_id: str,
+    rows: Sequence[ReleaseRow],
+    in_production: bool,
+    previous: str | None,
+    query: TableQuery,
+    table: Markup,
+    can_roll_back: bool,
+) -> Markup:
+    """One release's page: what it holds, what it replaced, its table and (for the Op role) rollback."""
+    failed = sum(1 for row in rows if row.failure)
+    form = filters(query, (("changed", "only changed"), ("failed", f"only failed ({failed})")))
+    # The id lands in a script: only a checked id, whatever the route checked before.
+    can_show = can_roll_back and not in_production and is_release_id(release_id)
+    button = Markup(_ROLLBACK_BUTTON.replace("RELEASE_ID", release_id)) if can_show else ""
+    adapters = sum(1 for row in rows if row.entry is not None)
+    return Markup(_MACROS.detail(release_id, adapters, in_production, previous, form, table, button))
 
 
-def pager(page: TablePage[Any], query: TableQuery) -> str:
-    """Previous, next, the first and last pages and the pages around the current one."""
-    if page.pages == 1:
-        return ""
-    around = range(max(1, page.number - 3), min(page.pages, page.number + 3) + 1)
-    links, last = [], 0
-    for number in sorted({1, page.pages, *around}):
-        if number > last + 1:
-            links.append("&hellip;")
-        link = f'<a href="{query.href(page=number)}">{number}</a>'
-        links.append(f"<b>{number}</b>" if number == page.number else link)
-        last = number
-    if page.number > 1:
-        links.insert(0, f'<a rel="prev" href="{query.href(page=page.number - 1)}">&larr; previous</a>')
-    if page.number < page.pages:
-        links.append(f'<a rel="next" href="{query.href(page=page.number + 1)}">next &rarr;</a>')
-    return f'<nav class="pager">{" ".join(links)}</nav>'
+def diff_summary(base: str, head: str, changes: ManifestDiff) -> Markup:
+    """What a diff page says above its table: the two releases and how many customers changed."""
+    return Markup(_MACROS.diff_summary(base, head, changes))
 
 
-def _tr(cells: Sequence[str]) -> str:
-    return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
-
-
-def _a(url: str | None, text: str) -> str:
-    return f'<a href="{html.escape(url)}" target="_blank">{text}</a>' if url else text
-
-
-def _commit(commit: str, commit_url: CommitUrl) -> str:
-    return _a(commit_url(commit), f"<code>{html.escape(commit[:12])}</code>")
-
-
-def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:.3f}"
-
-
-def _delta(value: float | None) -> str:
-    if value is None:
-        return ""
-    shown = round(value, 3) + 0.0  # the colour follows the digits shown; + 0.0 turns -0.0 into 0.0
-    tone = "better" if shown > 0 else "worse" if shown < 0 else "muted"
-    return f'<span class="{tone}">{shown:+.3f}</span>'
+def page(title: str, body: Markup | str) -> str:
+    """A whole HTML document; ``body`` is escaped unless it is Markup."""
+    return str(_MACROS.page(title, body))

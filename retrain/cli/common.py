@@ -91,8 +91,12 @@ def timestamp(text: str) -> dt.datetime:
 
 
 def customers(text: str) -> list[str]:
-    """An argparse ``type=``: comma-separated customer ids, each checked."""
-    return [customer(c) for c in text.split(",") if c]
+    """An argparse ``type=``: comma-separated customer ids, each checked; an empty one is refused,
+    so ``,,`` is an error, never an empty list that means every customer."""
+    listed = text.split(",")
+    if "" in listed:
+        raise argparse.ArgumentTypeError(f"expected comma-separated customer ids, got {text!r} (an empty id)")
+    return [customer(c) for c in listed]
 
 
 def _tolerance(text: str) -> float:
@@ -140,11 +144,13 @@ def add_golden_tolerance(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=_tolerance, default=1e-4, help="golden-score tolerance")
 
 
-def release_store(args: argparse.Namespace) -> ReleaseStore:
-    """The release store at ``--mlflow-uri``."""
+def release_store(args: argparse.Namespace, *, create: bool = True) -> ReleaseStore:
+    """The release store at ``--mlflow-uri``; a command that only reads passes ``create=False``, so a
+    mistyped local store is an error, never a new empty one that lists nothing."""
     from retrain.release.store import ReleaseStore
+    from retrain.tracking import tracking_uri
 
-    return ReleaseStore.open(args.mlflow_uri)
+    return ReleaseStore.open(tracking_uri(args.mlflow_uri, create=create))
 
 
 def print_json(value: object) -> None:

@@ -38,7 +38,7 @@ def _build(args: argparse.Namespace) -> None:
 
 
 def _list(args: argparse.Namespace) -> None:
-    for event in common.release_store(args).events():
+    for event in common.release_store(args, create=False).events():
         extra = f" {event.pinned_from}..{event.pinned_to}" if event.event == "pin" else f" {event.changes}"
         when = f"{event.time:%Y-%m-%d %H:%M:%S}"
         print(
@@ -48,7 +48,7 @@ def _list(args: argparse.Namespace) -> None:
 
 
 def _show(args: argparse.Namespace) -> None:
-    store = common.release_store(args)
+    store = common.release_store(args, create=False)
     release_id = args.release
     if args.as_of:
         found = store.as_of(args.as_of)
@@ -69,12 +69,12 @@ def _show(args: argparse.Namespace) -> None:
 def _diff(args: argparse.Namespace) -> None:
     from retrain.release.manifest import diff
 
-    store = common.release_store(args)
+    store = common.release_store(args, create=False)
     print("\n".join(diff(store.manifest(args.old), store.manifest(args.new)).lines()))
 
 
 def _rollback(args: argparse.Namespace) -> None:
-    store = common.release_store(args)
+    store = common.release_store(args, create=False)
     if bool(args.release) == bool(args.customer):
         raise InputError("give either a release id (whole release) or --customer (one adapter)")
     event = store.rollback_customer(args.customer) if args.customer else store.rollback(args.release)
@@ -82,23 +82,22 @@ def _rollback(args: argparse.Namespace) -> None:
 
 
 def _pin(args: argparse.Namespace) -> None:
-    event = common.release_store(args).pin(args.release, args.start, args.end)
+    event = common.release_store(args, create=False).pin(args.release, args.start, args.end)
     print(f"release {event.release_id} pinned to {event.pinned_from}..{event.pinned_to}")
 
 
 def _context(args: argparse.Namespace) -> None:
     from retrain.release.context import write_context
 
-    print(write_context(common.release_store(args), args.release, args.out, force=args.force))
+    print(write_context(common.release_store(args, create=False), args.release, args.out, force=args.force))
 
 
 def _inference_service(args: argparse.Namespace) -> None:
     from retrain.serving.inference_service import render, spec_from_args
 
-    try:
-        print(render(spec_from_args(args)), end="")
-    except ValueError as error:
-        raise InputError(str(error)) from error
+    spec = spec_from_args(args)  # settings first: they need no MLflow
+    common.release_store(args, create=False).manifest(args.release)  # a release that exists, intact
+    print(render(spec), end="")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -106,7 +105,7 @@ def _check(args: argparse.Namespace) -> None:
 
     named = {"model_name": args.model_name} if args.model_name else {}
     checked = check_endpoint(
-        common.release_store(args),
+        common.release_store(args, create=False),
         args.release,
         args.endpoint,
         tolerance=args.tolerance,
@@ -183,6 +182,7 @@ def register(commands: Commands) -> None:
     )
 
     isvc = release.add_parser("inference-service", help="print the release's KServe InferenceService (YAML)")
+    common.add_mlflow_uri(isvc)
     common.add_release(isvc)
     add_inference_service_arguments(isvc)
     isvc.set_defaults(handler=_inference_service)

@@ -26,7 +26,9 @@ def _score(args: argparse.Namespace) -> None:
     from retrain.scoring.job import score_partition
     from retrain.spark import SparkSettings, spark_session
 
-    store = common.release_store(args)  # ids were checked by argparse; MLflow is reached before a JVM starts
+    store = common.release_store(
+        args, create=False
+    )  # ids were checked by argparse; MLflow is reached before a JVM starts
     if args.check_reference:
         from retrain.scoring.reference import check_reference
 

@@ -42,7 +42,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _migrate_suite(args: argparse.Namespace) -> None:
     from retrain.validation.suite import migrate_suite
 
-    written = migrate_suite(args.suite, args.out)
+    written = migrate_suite(args.suite, args.out, force=args.force)
     print(f"wrote {written}" if written else f"{args.suite} is already in the GX form; nothing written")
 
 
@@ -75,5 +75,6 @@ def register(commands: Commands) -> None:
         "migrate-suite", help="rewrite an old-form suite file in GX's own form (settings under meta.retrain)"
     )
     migrate.add_argument("suite", help="the suite JSON to migrate (rewritten in place unless --out)")
-    migrate.add_argument("--out", help="write the migrated suite here instead")
+    migrate.add_argument("--out", help="write the migrated suite here instead (a new file, or --force)")
+    migrate.add_argument("--force", action="store_true", help="replace the regular file already at --out")
     migrate.set_defaults(handler=_migrate_suite)

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from retrain.connect import connect_timeout, redacted_url
+from retrain.connect import connect_timeout, redacted_url, timeout_setting
 from retrain.dolt.dialects import DoltDialect, DoltliteDialect, DoltServerDialect, Statement
 from retrain.dolt.errors import (
+    CorruptDatabaseError,
     DoltConnectionError,
     DoltLockTimeoutError,
     DoltQueryError,
@@ -39,13 +40,15 @@ from retrain.dolt.errors import (
     InvalidLocationError,
     NotADoltDatabaseError,
 )
+from retrain.errors import InputError
 
+# What SQLite (and so doltlite) says when a file's pages are damaged.
+_CORRUPT = ("database disk image is malformed", "file is not a database")
 PASSWORD_ENV = "RETRAIN_DOLT_PASSWORD"
 TIMEOUT_ENV = "RETRAIN_DOLT_TIMEOUT"
 QUERY_TIMEOUT_ENV = "RETRAIN_DOLT_QUERY_TIMEOUT"
 DEFAULT_QUERY_TIMEOUT_S = 600.0
 URL_OPTIONS = ("timeout", "query_timeout")
-_MAX_TIMEOUT_S = 31_536_000  # PyMySQL's own upper bound (a year)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _HEADER = struct.Struct("!I")
 _WORKER = Path(__file__).with_name("worker.py")
@@ -198,6 +201,8 @@ class DoltliteConnection:
             except (BrokenPipeError, EOFError) as error:
                 raise self._worker_died() from error
         if reply[0] == "error":
+            if any(words in reply[1] for words in _CORRUPT):  # the file's fault, not the statement's
+                raise CorruptDatabaseError(f"doltlite database {self.path} is corrupt: {reply[1]}")
             raise DoltQueryError(reply[1])
         return QueryResult(columns=reply[1], rows=reply[2])
 
@@ -278,12 +283,9 @@ def _server_timeout(url: str, query: dict[str, list[str]], option: str, env: str
     else:
         return default
     try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= _MAX_TIMEOUT_S:
-        raise InvalidLocationError(f"{source} must be seconds between 0 and {_MAX_TIMEOUT_S}, got {text!r}")
-    return value
+        return timeout_setting(text, source)
+    except InputError as error:
+        raise InvalidLocationError(str(error)) from None
 
 
 class DoltServerConnection:

@@ -20,6 +20,10 @@ class NotADoltDatabaseError(DoltConnectionError):
     a truncated or torn file."""
 
 
+class CorruptDatabaseError(NotADoltDatabaseError):
+    """The doltlite engine found the file damaged while reading it; the message names the file."""
+
+
 class InvalidLocationError(DoltConnectionError, InputError):
     """The repository location itself is malformed: an unknown scheme, a bad port or option."""
 

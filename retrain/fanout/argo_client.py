@@ -3,15 +3,20 @@
 Submitting and stopping are Hera's ``create_workflow`` and ``stop_workflow``. Every request, Hera's
 and the poll's, goes through :class:`ArgoSession`: urllib3's retries of connection errors and 5xx,
 all attempts within one ``$RETRAIN_CONNECT_TIMEOUT`` deadline, and the suite's errors for what the
-server answered. Progress and failures are counted in customers, not pods: each training pod's node
-carries its shard number, and :mod:`retrain.fanout.shards` says which customers a shard trains. The
-bearer token is sent in a header and never appears in messages or ``repr``.
+server answered. A submission names its workflow before the first attempt, so a POST retried after
+the server created the workflow but the answer was lost gets a 409 and is read as "already
+created", never a second workflow training the same customers on more GPU pods.
+
+Progress and failures are counted in customers, not pods: each training pod's node carries its
+shard number, and :mod:`retrain.fanout.shards` says which customers a shard trains. The bearer
+token is sent in a header and never appears in messages or ``repr``.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
@@ -29,7 +34,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from retrain.connect import CONNECT_TIMEOUT_ENV, connect_timeout, root_cause
-from retrain.errors import NotFoundError, RetrainError, ServiceUnreachableError
+from retrain.errors import ConflictError, NotFoundError, RetrainError, ServiceUnreachableError
 from retrain.fanout.shards import shard_size
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,7 @@ TERMINAL_PHASES = frozenset({"Succeeded", "Failed", "Error"})
 FAILED_PHASES = frozenset({"Failed", "Error"})
 NODE_DONE_PHASES = TERMINAL_PHASES | {"Skipped", "Omitted"}
 CUSTOMERS_LABEL = "retrain/customers"  # on submissions: how many customers progress counts
+SUBMISSION_LABEL = "retrain/submission"  # on submissions: which submit() created it (its retries too)
 COMPLETED_LABEL = "workflows.argoproj.io/completed"  # set to "true" by Argo once a workflow is over
 FAILED_CUSTOMERS_MARK = "failed customers: "  # how ``retrain train-shard`` names its failures
 _SHARD_TASK = re.compile(r"^train\((\d+):(\d+)\)")  # withParam display name: task(index:item)
@@ -59,6 +65,12 @@ class ArgoNotFoundError(ArgoError, NotFoundError):
     """No such workflow or template in the namespace."""
 
     http_status = 404
+
+
+class ArgoConflictError(ArgoError, ConflictError):
+    """The server already holds a workflow of that name (409) that this submission did not create."""
+
+    http_status = 409
 
 
 class ArgoUnreachableError(ArgoError, ServiceUnreachableError):
@@ -178,10 +190,33 @@ class ArgoClient:
         return f"{self.base_url}/workflows/{self.namespace}/{name}"
 
     def submit(self, workflow: Workflow) -> str:
-        """Create the workflow; returns its generated name."""
+        """Create the workflow once; returns its name.
+
+        The name is chosen here (``generate_name`` and a random suffix, as the server would) and
+        the workflow labelled with this submission, so every attempt of the POST creates the same
+        workflow: a retry after the server created it answers 409, and the label tells it from
+        someone else's workflow of that name.
+        """
         built = cast(WorkflowModel, workflow.build())  # Hera types it as any of its workflow kinds
-        request = WorkflowCreateRequest(workflow=built)
-        created = self._service.create_workflow(request, namespace=self.namespace)
+        submission = secrets.token_hex(8)
+        metadata = built.metadata
+        if not metadata.name:
+            metadata.name = f"{metadata.generate_name or 'workflow-'}{submission[:10]}"
+            metadata.generate_name = None
+        metadata.labels = {**(metadata.labels or {}), SUBMISSION_LABEL: submission}
+        name = str(metadata.name)
+        try:
+            created = self._service.create_workflow(
+                WorkflowCreateRequest(workflow=built), namespace=self.namespace
+            )
+        except ArgoConflictError:
+            labels = (self._fields(name, "metadata.labels").get("metadata") or {}).get("labels") or {}
+            if labels.get(SUBMISSION_LABEL) != submission:
+                raise
+            log.warning(
+                "Argo Server created workflow %s before its answer was lost; not creating it again", name
+            )
+            return name
         return str(created.metadata.name)
 
     def status(self, name: str) -> WorkflowStatus:
@@ -315,9 +350,10 @@ class ArgoSession(requests.Session):
 
     Connection errors and 5xx are retried (urllib3's ``Retry``, POST too) while ``timeout`` seconds
     last in all; then :class:`ArgoUnreachableError` names the server, the request and the attempts.
-    401/403, 404 and other 4xx raise :class:`ArgoAuthError`, :class:`ArgoNotFoundError` and
-    :class:`ArgoError` here, so callers never parse Hera's generic exceptions. ``verify`` (a flag or
-    a CA bundle path) overrides the flag Hera passes with each request.
+    401/403, 404, 409 and other 4xx raise :class:`ArgoAuthError`, :class:`ArgoNotFoundError`,
+    :class:`ArgoConflictError` and :class:`ArgoError` here, so callers never parse Hera's generic
+    exceptions. ``verify`` (a flag or a CA bundle path) overrides the flag Hera passes with each
+    request.
     """
 
     def __init__(
@@ -373,6 +409,8 @@ class ArgoSession(requests.Session):
             raise ArgoAuthError(f"Argo Server {self.base_url} denied {where} (403)")
         if code == 404:
             raise ArgoNotFoundError(f"Argo Server {self.base_url}: {where} not found (404)")
+        if code == 409:
+            raise ArgoConflictError(f"Argo Server {where}: 409 {_reason(response)}")
         if code >= 400:
             raise ArgoError(f"Argo Server {where}: {code} {_reason(response)}")
         return response

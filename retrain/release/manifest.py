@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from retrain.errors import ConflictError, InputError, RetrainError
-from retrain.identifiers import customer_id
+from retrain.identifiers import customer_id, sql_identifier
 
 METRIC_DIGITS = 6
 _TEXT_FIELDS = ("model_name", "version", "run_id", "commit", "artifact_uri")
@@ -49,6 +49,11 @@ class AdapterEntry:
             raise InvalidManifestError(f"{where}: {', '.join(_TEXT_FIELDS)} must be text")
         if not isinstance(self.metrics, dict) or not isinstance(self.sha256, dict):
             raise InvalidManifestError(f"{where}: metrics and sha256 must be objects")
+        for name in self.metrics:  # they name table columns and sort keys of the Releases view
+            try:
+                sql_identifier(name, "metric")
+            except InputError as error:
+                raise InvalidManifestError(f"{where}: {error}") from None
         unsafe = sorted(repr(p) for p in self.sha256 if not _is_relative_path(p))
         if unsafe:
             raise InvalidManifestError(f"{where}: file paths leave the adapter's folder: {', '.join(unsafe)}")

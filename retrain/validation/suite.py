@@ -30,6 +30,7 @@ import inspect
 import json
 import logging
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ import great_expectations as gx
 from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
 from retrain.errors import InputError
+from retrain.outputs import file_kind, output_file
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ _OLD_FORM_KEYS = (*_SETTINGS, "per_customer")
 # The top-level keys GX accepts: gx.ExpectationSuite's own arguments.
 _SUITE_FIELDS = tuple(inspect.signature(gx.ExpectationSuite).parameters)
 MIGRATE_COMMAND = "retrain migrate-suite"
+MAX_SUITE_BYTES = 16 * 2**20  # a suite of thousands of expectations is a few MB
 _warned_old_form: set[Path] = set()  # files already warned about in this process
 
 
@@ -115,11 +118,14 @@ def load_suite(path: str | Path) -> SuiteFile:
     return _parse(path, *_native(path, raw))
 
 
-def migrate_suite(source: str | Path, out: str | Path | None = None) -> Path | None:
+def migrate_suite(source: str | Path, out: str | Path | None = None, *, force: bool = False) -> Path | None:
     """Write ``source`` in the GX-native form to ``out`` (default: over ``source``), atomically.
 
     The result is checked before anything is written. Returns the path written, or None when
-    ``source`` is already native and no ``out`` is given (nothing to do).
+    ``source`` is already native and no ``out`` is given (nothing to do). ``out`` follows the
+    suite's rules for one output file (:func:`retrain.outputs.output_file`): new, or a regular
+    file replaced with ``force`` (or already holding this very result). In place, a symbolic link
+    stays a link and the file it points to is migrated.
     """
     source = Path(source)
     raw = _read_object(source)
@@ -127,15 +133,27 @@ def migrate_suite(source: str | Path, out: str | Path | None = None) -> Path | N
     _parse(source, native, where)
     if not _is_old_form(raw) and out is None:
         return None
-    target = Path(out) if out is not None else source
-    _write_atomically(target, json.dumps(native, indent=2, ensure_ascii=False) + "\n", like=source)
-    return target
+    text = json.dumps(native, indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        target = Path(os.path.realpath(source))
+    else:
+        target = output_file(out, force=force or _holds(Path(out), text))
+    _write_atomically(target, text, like=source)
+    return Path(out) if out is not None else source
+
+
+def _holds(path: Path, text: str) -> bool:
+    """Whether ``path`` is a regular file holding exactly ``text`` (migrating again changes nothing)."""
+    try:
+        return path.is_file() and not path.is_symlink() and path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _read_object(path: Path) -> dict[str, Any]:
     """The file's JSON object; unreadable files and other JSON values are SuiteErrors."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(_read_text(path))
     except FileNotFoundError:
         raise SuiteError(f"expectation suite file {path} does not exist") from None
     except IsADirectoryError:
@@ -204,6 +222,22 @@ def _native(path: Path, raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]
     native["expectations"] = expectations
     native["meta"] = {**meta, META_KEY: settings}
     return native, where
+
+
+def _read_text(path: Path) -> str:
+    """A regular file's text, at most :data:`MAX_SUITE_BYTES`; opened without waiting, so a FIFO
+    is refused at once instead of hanging, and a device (``/dev/zero``) is never read."""
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(handle, "rb") as file:
+        mode = os.fstat(handle).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(mode):
+            raise SuiteError(f"expectation suite file {path} is {file_kind(mode)}, not a JSON file")
+        data = file.read(MAX_SUITE_BYTES + 1)
+    if len(data) > MAX_SUITE_BYTES:
+        raise SuiteError(f"expectation suite file {path} is over {MAX_SUITE_BYTES // 2**20} MiB: not a suite")
+    return data.decode("utf-8")
 
 
 def _parse(path: Path, native: dict[str, Any], where: list[str]) -> SuiteFile:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from mlflow.tracking import MlflowClient
 
 from retrain.adapters.registry import train_and_register
@@ -283,10 +284,10 @@ def test_user_values_are_escaped_and_bad_parameters_refused(api: TestClient, big
     viewer = login(api, "viewer")
     detail = f"/releases/release/{big.new}"
     failed = api.get(detail, params={"failed": "true"}, headers=viewer).text
-    assert html.escape(HOSTILE_REASON) in failed
+    assert escape(HOSTILE_REASON) in failed
     assert HOSTILE_REASON not in failed
     assert "training failed: out of memory #12, no adapter" in failed
-    assert f'<span class="failed">{html.escape(FLOOR_REASON)}</span>' in failed  # trained, not failed
+    assert f'<span class="failed">{escape(FLOOR_REASON)}</span>' in failed  # trained, not failed
     odd = api.get(detail, params={"q": "odd_but"}, headers=viewer).text
     assert customers_shown(odd) == [ODD]
     echoed = api.get(detail, params={"q": '"><script>x()</script>'}, headers=viewer).text
@@ -339,11 +340,11 @@ def test_diff_of_1000_adapters_is_a_table(api: TestClient, big: BigReleases) -> 
 def test_history_escapes_ids_read_back_from_mlflow() -> None:
     """Release ids are MLflow tags anyone with MLflow access can write: a crafted one stays text."""
     from retrain.release.store import ReleaseEvent
-    from retrain_airflow.releases_app import _history
+    from retrain_airflow.releases_pages import history
 
     crafted = '"><script>steal()</script>'
     event = ReleaseEvent(crafted, "pin", "run", dt.datetime(2026, 11, 1, tzinfo=dt.UTC), 1, "", "")
-    page = _history([event])
+    page = history([event])
     assert "<script>" not in page
-    assert html.escape(crafted) in page
+    assert escape(crafted) in page
     assert 'href="release/%22%3E%3Cscript%3Esteal%28%29%3C/script%3E"' in page

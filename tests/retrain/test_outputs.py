@@ -21,12 +21,16 @@ from retrain.outputs import (
     RELEASE_CACHE,
     RELEASE_CONTEXT,
     RETRO_REPORT,
+    CorruptMarkerError,
     OutputPathError,
     claim,
     marked_kind,
+    output_file,
     replacing,
 )
 from retrain.validation.suite import PACKAGED_SUITE
+
+from .sockets import Elapsed
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -108,14 +112,66 @@ def test_a_marked_directory_of_another_kind_is_refused_even_with_force(tmp_path:
     assert snapshot(target) == before
 
 
-def test_a_marker_the_suite_did_not_write_counts_as_foreign(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"not json",
+        bytes(50 * 2**20),
+        b"[]",
+        b'{"tool": "retrain"}',
+        b'{"tool": "other", "kind": "release-context"}',
+    ],
+    ids=["bad-json", "50MB-of-zeros", "array", "no-kind", "other-tool"],
+)
+def test_a_corrupt_marker_is_named_corrupt_and_the_folder_kept(tmp_path: Path, content: bytes) -> None:
     target = foreign(tmp_path / "home")
-    (target / MARKER).write_text("not json")
-    with pytest.raises(OutputPathError, match=r"has no \.retrain-output marker"):
+    (target / MARKER).write_bytes(content)
+    before = snapshot(target)
+    with pytest.raises(
+        CorruptMarkerError, match=rf"^{re.escape(str(target / MARKER))} is corrupt \(not the JSON"
+    ):
         write(target, RELEASE_CONTEXT, "new", force=True)
-    (target / MARKER).write_text(json.dumps({"tool": "other", "kind": RELEASE_CONTEXT}))
-    with pytest.raises(OutputPathError, match=r"has no \.retrain-output marker"):
-        write(target, RELEASE_CONTEXT, "new", force=True)
+    assert snapshot(target) == before
+
+
+def test_a_marker_must_be_a_regular_file_inside_the_folder(tmp_path: Path) -> None:
+    """A link to the marker of a folder the suite owns, or a FIFO (it would hang), never makes a
+    foreign folder the suite's: ``release context --force`` would replace it."""
+    owned = tmp_path / "owned"
+    write(owned, RELEASE_CONTEXT, "ours")
+    target = foreign(tmp_path / "m")
+    (target / MARKER).symlink_to(owned / MARKER)
+    with Elapsed() as timer:
+        with pytest.raises(CorruptMarkerError, match=r"\.retrain-output is a symbolic link, not a marker"):
+            write(target, RELEASE_CONTEXT, "new", force=True)
+        (target / MARKER).unlink()
+        os.mkfifo(target / MARKER)
+        with pytest.raises(CorruptMarkerError, match=r"\.retrain-output is a FIFO, not a marker"):
+            write(target, RELEASE_CONTEXT, "new", force=True)
+    assert timer.seconds < 5
+    assert (target / "notes.txt").read_text() == "keep me"
+
+
+def test_an_output_file_is_new_or_a_regular_file_replaced_with_force(tmp_path: Path) -> None:
+    new = tmp_path / "new.json"
+    assert output_file(new) == new
+    new.write_text("{}")
+    with pytest.raises(OutputPathError, match=f"^{re.escape(str(new))} already exists: pass --force"):
+        output_file(new)
+    assert output_file(new, force=True) == new
+    (tmp_path / "link").symlink_to(new)
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dir").mkdir()
+    for path, kind in [
+        (tmp_path / "link", "a symbolic link"),
+        (tmp_path / "fifo", "a FIFO"),
+        (tmp_path / "dir", "a directory"),
+        (Path("/dev/null"), "a device"),
+    ]:
+        with pytest.raises(
+            OutputPathError, match=f"^refusing to replace {re.escape(str(path))}: it is {kind}"
+        ):
+            output_file(path, force=True)
 
 
 def write_then_fail(target: Path) -> None:
@@ -204,6 +260,7 @@ def test_the_cli_names_a_bad_docs_folder_and_a_foreign_scoring_cache(
     home = foreign(tmp_path / "home")
     before = snapshot(home)
     refused = f"retrain: error: refusing to write into {home}: it is not empty"
+    (tmp_path / "mlflow.db").touch()  # scoring reads a store, never creates one
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     score = ["score", "--release", "0" * 32, "--check-reference", "--mlflow-uri", uri]
     assert main([*score, "--workdir", str(home)]) == 1

@@ -6,6 +6,7 @@ import requests
 from airflow.sdk import BaseHook, Connection
 
 from retrain.connect import CONNECT_TIMEOUT_ENV, connect_timeout, root_cause, total_timeout
+from retrain.errors import InputError
 from retrain.fanout.argo_client import ArgoClient
 
 DEFAULT_NAMESPACE = "ml-training"
@@ -15,7 +16,7 @@ def server_url(connection: Connection) -> str:
     """The Argo Server's base URL: host (with or without a scheme), the schema as scheme, the port."""
     host = connection.host or ""
     if not host:
-        raise ValueError(f"Argo connection {connection.conn_id!r} names no host (the Argo Server)")
+        raise InputError(f"Argo connection {connection.conn_id!r} names no host (the Argo Server)")
     base = host if "://" in host else f"{connection.schema or 'https'}://{host}"
     return f"{base}:{connection.port}" if connection.port else base
 

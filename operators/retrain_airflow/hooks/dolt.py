@@ -11,6 +11,7 @@ from retrain.connect import redacted_url
 from retrain.dolt import DoltRepository
 from retrain.dolt.connections import URL_OPTIONS
 from retrain.dolt.errors import DoltConnectionError
+from retrain.errors import InputError
 
 
 def repository_location(connection: Connection) -> str:
@@ -25,7 +26,7 @@ def repository_location(connection: Connection) -> str:
     if path:
         return f"doltlite://{Path(path).resolve()}"
     if not connection.host:
-        raise ValueError(
+        raise InputError(
             f"Dolt connection {connection.conn_id!r} needs either extra {{'path': ...}} (embedded doltlite) "
             "or host/port/schema (dolt sql-server)"
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
+from retrain.errors import InputError
 from retrain.release.manifest import diff
 from retrain.release.promotion import (
     DEFAULT_FLOOR,
@@ -73,7 +74,7 @@ class BaseReleaseOperator(BaseOperator):
 
     def _required(self, name: str, value: str | None) -> str:
         if not value:
-            raise ValueError(f"{type(self).__name__} needs {name}")
+            raise InputError(f"{type(self).__name__} needs {name}")
         return value
 
 
@@ -220,7 +221,7 @@ class RollbackReleaseOperator(BaseReleaseOperator):
     def __init__(self, *, release_id: str | None = None, customer: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if (release_id is None) == (customer is None):
-            raise ValueError(
+            raise InputError(
                 "RollbackReleaseOperator takes exactly one of release_id (roll every customer back to "
                 f"that release) or customer (roll one customer back), got release_id={release_id!r}, "
                 f"customer={customer!r}"
@@ -252,11 +253,18 @@ class PinReleaseOperator(BaseReleaseOperator):
         self.release_id, self.pin_from, self.pin_to = release_id, pin_from, pin_to
 
     def execute(self, context: Context) -> dict[str, Any]:
-        start = dt.date.fromisoformat(self._required("pin_from", self.pin_from))
-        end = dt.date.fromisoformat(self._required("pin_to", self.pin_to))
+        start = _date("pin_from", self._required("pin_from", self.pin_from))
+        end = _date("pin_to", self._required("pin_to", self.pin_to))
         return self._result(
             context, self.store.pin(self._required("release_id", self.release_id), start, end)
         )
+
+
+def _date(name: str, value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a date YYYY-MM-DD, got {value!r}") from None
 
 
 def _mapping(name: str, value: object, what: str) -> Mapping[str, Any]:
@@ -264,7 +272,7 @@ def _mapping(name: str, value: object, what: str) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ValueError(
+        raise InputError(
             f"{name} must map {what}, got {type(value).__name__}; render it natively "
             "(DAG render_template_as_native_obj=True) or pass an XComArg"
         )

@@ -107,3 +107,13 @@ def test_incomplete_or_missing_connection_is_a_message_not_a_raise(
     ok, message = ArgoHook().test_connection()
     assert (ok, message) == (False, expected)
     assert TOKEN not in message
+
+
+def test_connection_without_a_host_is_an_input_error() -> None:
+    from airflow.sdk import Connection
+
+    from retrain.errors import InputError
+    from retrain_airflow.hooks.argo import server_url
+
+    with pytest.raises(InputError, match=r"^Argo connection 'argo' names no host \(the Argo Server\)$"):
+        server_url(Connection(conn_id="argo", conn_type="argo"))

@@ -11,6 +11,7 @@ from airflow.sdk import Connection
 
 from retrain.demo.seed import SeededRepository
 from retrain.dolt import DoltRepository
+from retrain.errors import InputError
 from retrain_airflow.hooks.dolt import DoltHook, repository_location
 
 from ...retrain.sockets import MARGIN, Elapsed, closed_port
@@ -35,7 +36,7 @@ def test_server_fields_become_mysql_url_with_quoted_password() -> None:
 
 
 def test_connection_without_path_or_host_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="Dolt connection 'empty' needs either extra"):
+    with pytest.raises(InputError, match="Dolt connection 'empty' needs either extra"):
         repository_location(Connection(conn_id="empty", conn_type="dolt"))
 
 

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from retrain.adapters.registry import train_and_register
 from retrain.adapters.training import TrainingParams
 from retrain.dolt import DoltRepository
+from retrain.errors import InputError
 from retrain.release.store import ReleaseStore
 
 from ..dag_files import load_dag
@@ -247,8 +248,19 @@ def test_rollback_pin_and_resolve_move_and_find_releases(
 def test_rollback_takes_exactly_one_of_a_release_or_a_customer(arguments: dict[str, str]) -> None:
     from retrain_airflow.operators.release import RollbackReleaseOperator
 
-    with pytest.raises(ValueError, match=r"exactly one of release_id .* or customer"):
+    with pytest.raises(InputError, match=r"exactly one of release_id .* or customer"):
         RollbackReleaseOperator(task_id="rollback", **arguments)
+
+
+@pytest.mark.parametrize("day", ["yesterday", "2026-13-01", ""])
+def test_pin_dates_are_checked_in_one_line(day: str) -> None:
+    """A templated date that is no date is the suite's InputError (no plain ValueError), store untouched."""
+    from retrain_airflow.operators.release import PinReleaseOperator
+
+    pin = PinReleaseOperator(task_id="pin", release_id="0" * 32, pin_from=day, pin_to="2026-01-02")
+    expected = "needs pin_from" if not day else f"pin_from must be a date YYYY-MM-DD, got '{day}'"
+    with pytest.raises(InputError, match=expected):
+        pin.execute({})  # type: ignore[arg-type]  # no context is read before the dates
 
 
 def test_each_operator_templates_only_its_own_fields() -> None:

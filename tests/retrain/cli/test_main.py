@@ -144,6 +144,14 @@ RELEASE_RULE = "use 32 lowercase hex characters, the MD5 of a release manifest"
             ("train-all", *TRAINING, "--customers", "acme_air,../x"),
             f"train-all: argument --customers: invalid customer id '../x': {CUSTOMER_RULE}",
         ),
+        *(
+            (
+                ("train-all", *TRAINING, "--customers", listed),
+                f"train-all: argument --customers: expected comma-separated customer ids, got {listed!r} "
+                "(an empty id)",
+            )
+            for listed in (",,", "", "acme_air,", ",acme_air", "a,,b")
+        ),
         (
             ("train", *TRAINING, "--customer", "a'b"),
             f'train: argument --customer: invalid customer id "a\'b": {CUSTOMER_RULE}',

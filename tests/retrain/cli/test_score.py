@@ -31,6 +31,7 @@ def test_score_reaches_mlflow_and_the_metastore_before_starting_spark(
     assert err.startswith("retrain: error: cannot reach MLflow tracking server http://127.0.0.1:")
     metastore = f"thrift://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("RETRAIN_HIVE_METASTORE", metastore)
+    (tmp_path / "mlflow.db").touch()  # scoring reads a store, never creates one
     code, _, err = run(capsys, *score, "--mlflow-uri", f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert (code, err) == (
         1,

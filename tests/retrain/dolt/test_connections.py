@@ -134,13 +134,13 @@ def test_the_suites_connect_timeout_bounds_dolt_too(monkeypatch: pytest.MonkeyPa
         ("mysql:///training", "Dolt repository URL mysql:///training names no host"),
         (
             "mysql://trainer:s3cret-pw@db.internal/training?timeout=0",
-            "option timeout in mysql://trainer:***@db.internal/training?timeout=0 must be seconds "
-            "between 0 and 31536000, got '0'",
+            "option timeout in mysql://trainer:***@db.internal/training?timeout=0 must be a number of "
+            "seconds above 0 and at most 31536000 (a year), got '0'",
         ),
         (
             "mysql://trainer:s3cret-pw@db.internal/training?timeout=soon",
-            "option timeout in mysql://trainer:***@db.internal/training?timeout=soon must be seconds "
-            "between 0 and 31536000, got 'soon'",
+            "option timeout in mysql://trainer:***@db.internal/training?timeout=soon must be a number "
+            "of seconds above 0 and at most 31536000 (a year), got 'soon'",
         ),
         (
             "mysql://db.internal/training?ssl=1&timeout=3",
@@ -160,8 +160,14 @@ def test_bad_server_urls_are_one_line_input_errors(
     assert capsys.readouterr().err == f"retrain: error: {message}\n"
 
 
-def test_bad_timeout_in_the_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RETRAIN_DOLT_TIMEOUT", "-3")
+@pytest.mark.parametrize("value", ["-3", "0", "1e9"])
+def test_bad_timeout_in_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("RETRAIN_DOLT_TIMEOUT", value)
     with pytest.raises(InvalidLocationError) as raised:
         DoltRepository.open("mysql://trainer@db.internal/training")
-    assert str(raised.value) == "$RETRAIN_DOLT_TIMEOUT must be seconds between 0 and 31536000, got '-3'"
+    assert str(raised.value) == (
+        "$RETRAIN_DOLT_TIMEOUT must be a number of seconds above 0 and at most 31536000 (a year), "
+        f"got '{value}'"
+    )

@@ -15,6 +15,7 @@ from retrain.demo.seed import SeededRepository
 from retrain.dolt import DoltRepository, NotADoltDatabaseError
 from retrain.dolt.connections import check_doltlite_file
 from retrain.dolt.dialects import Statement
+from retrain.dolt.errors import CorruptDatabaseError
 
 
 def _commit_boundaries(data: bytes) -> set[int]:
@@ -35,6 +36,39 @@ def _commit_boundaries(data: bytes) -> set[int]:
             boundaries.add(position)
     assert position == len(data)
     return boundaries
+
+
+def _largest_chunk(data: bytes) -> tuple[int, int]:
+    """(start, length) of the body of the file's largest chunk record (see :func:`_commit_boundaries`)."""
+    chunks, position = [], 168
+    while position < len(data):
+        if data[position] == 1:
+            (length,) = struct.unpack_from("<I", data, position + 21)
+            chunks.append((length, position + 25))
+            position += 25 + length
+        else:
+            position += 169
+    length, start = max(chunks)
+    return start, length
+
+
+def test_a_corrupt_file_is_named_corrupt_not_an_unknown_commit(
+    seeded: SeededRepository, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Damaged pages made SQLite say "database disk image is malformed", naming no file, and made
+    ``dolt changed`` report its commits as unknown."""
+    data = bytearray(seeded.path.read_bytes())
+    start, length = _largest_chunk(bytes(data))
+    data[start + length // 2 : start + length // 2 + 8] = b"\xde\xad\xbe\xef" * 2
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(bytes(data))
+    expected = f"retrain: error: doltlite database {corrupt} is corrupt: database disk image is malformed\n"
+    changed = ["--table", "examples", "--key", "customer_id", "--from", seeded.commits[0], "--to", "main"]
+    for command in (["head"], ["changed", *changed]):
+        assert main(["dolt", *command, "--repo", str(corrupt)]) == 1
+        assert capsys.readouterr().err == expected
+    with pytest.raises(CorruptDatabaseError), DoltRepository.open(str(corrupt)) as repo:
+        repo.resolve(seeded.commits[0])
 
 
 def test_a_file_cut_short_is_refused_unless_cut_at_a_commit_boundary(

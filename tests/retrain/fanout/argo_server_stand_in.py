@@ -4,7 +4,9 @@ It speaks the documented shapes (``POST /api/v1/workflows/{ns}`` with ``{"workfl
 ``GET /api/v1/workflows/{ns}/{name}?fields=...`` answering only the listed fields, ``PUT
 .../stop``, ``GET /api/v1/workflow-templates/{ns}/{name}``), checks the bearer token, moves each
 workflow one step further along a scripted path of phases (and node statuses) per poll, and can
-answer 5xx a given number of times. It runs no pods.
+answer 5xx a given number of times, or lose the answer to a create after creating the workflow
+(a gateway's 504, or a dropped connection). A workflow keeps the name it was sent with (409 when
+that name is taken, as Kubernetes answers), else gets ``generateName`` and a counter. It runs no pods.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class StandInState:
     node_steps: list[Nodes] = field(default_factory=list)  # status.nodes as of each poll, like phases
     started_at: str | None = None  # status.startedAt
     server_errors: int = 0  # answer this many requests with 503 first
+    lost_creates: int = 0  # create this many workflows, then lose the answer (see ``lose_answer_by``)
+    lose_answer_by: str = "504"  # "504": a gateway timed out waiting; "drop": close with no answer
     templates: list[str] = field(default_factory=lambda: ["retrain-train-adapters"])  # in every namespace
     submitted: list[dict[str, Any]] = field(default_factory=list)
     reads: dict[str, int] = field(default_factory=dict)
@@ -125,10 +129,18 @@ def _handler(state: StandInState) -> type[BaseHTTPRequestHandler]:
             if method == "POST" and len(parts) == 4:
                 length = int(self.headers.get("Content-Length", 0))
                 workflow = json.loads(self.rfile.read(length))["workflow"]
-                workflow["metadata"]["name"] = (
-                    f"{workflow['metadata']['generateName']}{len(state.submitted):05d}"
-                )
+                metadata = workflow["metadata"]
+                if metadata.get("name") in by_name:
+                    message = f'workflows.argoproj.io "{metadata["name"]}" already exists'
+                    return self._reply(409, {"code": 6, "message": message})
+                metadata.setdefault("name", f"{metadata.get('generateName')}{len(state.submitted):05d}")
                 state.submitted.append(workflow)
+                if state.lost_creates > 0:
+                    state.lost_creates -= 1
+                    if state.lose_answer_by == "drop":
+                        self.close_connection = True
+                        return None
+                    return self._reply(504, {"message": "upstream request timeout"})
                 return self._reply(200, workflow)
             if len(parts) < 5 or parts[4] not in by_name:
                 return self._reply(

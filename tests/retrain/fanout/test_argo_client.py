@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hera.workflows import Parameter, Workflow
 from hera.workflows import models as m
@@ -10,6 +12,7 @@ from retrain.connect import CONNECT_TIMEOUT_ENV
 from retrain.fanout.argo_client import (
     ArgoAuthError,
     ArgoClient,
+    ArgoConflictError,
     ArgoError,
     ArgoNotFoundError,
     ArgoUnreachableError,
@@ -31,7 +34,8 @@ def test_submit_and_poll_to_success() -> None:
         argo = client(url)
         name = argo.submit(WORKFLOW)
         phases = [argo.status(name) for _ in range(4)]
-    assert name == "retrain-train-00000"
+    assert re.fullmatch(r"retrain-train-[0-9a-f]{10}", name)
+    assert state.submitted[0]["metadata"]["name"] == name  # named by the client, not the server
     assert [s.phase for s in phases] == ["Pending", "Running", "Succeeded", "Succeeded"]
     assert [s.finished for s in phases] == [False, False, True, True]
     assert phases[-1].progress == "3/3"
@@ -110,6 +114,35 @@ def test_5xx_is_retried_then_reported() -> None:
             ArgoUnreachableError, match=r"\(POST /api/v1/workflows/ml-training, 3 attempts in .*\): HTTP 503"
         ):
             client(url).submit(WORKFLOW)
+
+
+@pytest.mark.parametrize("lost_by", ["504", "drop"])
+def test_a_create_whose_answer_is_lost_is_not_created_twice(lost_by: str) -> None:
+    """The server creates the workflow, then a gateway times out (504) or the connection drops: the
+    retried POST carries the same name, gets 409, and is read as the workflow it created."""
+    state = StandInState(token="good-token", lost_creates=1, lose_answer_by=lost_by)
+    with argo_server_stand_in(state) as url:
+        name = client(url).submit(WORKFLOW)
+        assert [w["metadata"]["name"] for w in state.submitted] == [name]
+        assert [r.split("?")[0] for r in state.requests] == [
+            "POST /api/v1/workflows/ml-training",
+            "POST /api/v1/workflows/ml-training",
+            f"GET /api/v1/workflows/ml-training/{name}",
+        ]
+        assert client(url).submit(WORKFLOW) != name  # a new submission is a new workflow
+
+
+def test_a_name_taken_by_another_workflow_is_a_conflict() -> None:
+    named = Workflow(name="nightly", workflow_template_ref=m.WorkflowTemplateRef(name="t"))
+    state = StandInState(token="good-token")
+    with argo_server_stand_in(state) as url:
+        assert client(url).submit(named) == "nightly"
+        with pytest.raises(
+            ArgoConflictError, match=r'409 workflows\.argoproj\.io "nightly" already exists'
+        ) as raised:
+            client(url).submit(named)
+    assert len(state.submitted) == 1
+    assert raised.value.http_status == 409
 
 
 def test_unreachable_server() -> None:

@@ -77,6 +77,7 @@ def test_context_refuses_a_foreign_out_and_leaves_it_byte_identical(
     (home / "notes.txt").write_text("keep me")
     (home / "sub" / "data.bin").write_bytes(bytes(range(256)))
     before = snapshot(home)
+    (tmp_path / "mlflow.db").touch()  # release context reads a store, never creates one
     for extra in ((), ("--force",)):
         code, err = context_cli(capsys, f"sqlite:///{tmp_path / 'mlflow.db'}", "0" * 32, str(home), *extra)
         assert code == 1
@@ -94,6 +95,7 @@ def test_context_names_a_file_the_current_directory_and_a_file_as_parent(
     a_file = tmp_path / "file.txt"
     a_file.write_text("a file")
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlflow.db").touch()  # release context reads a store, never creates one
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cases = {
         str(a_file): f"output directory {a_file} is a file",

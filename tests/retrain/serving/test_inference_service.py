@@ -13,12 +13,13 @@ import copy
 import io
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import pytest
 import yaml
 
+from retrain.errors import InputError
 from retrain.serving.inference_service import (
     RELEASE_LABEL,
     RELEASE_PLACEHOLDER,
@@ -29,6 +30,9 @@ from retrain.serving.inference_service import (
     server_args,
     write_template,
 )
+
+if TYPE_CHECKING:  # tests/conftest.py is pytest's to import
+    from tests.conftest import TrainedRelease
 
 ROOT = Path(__file__).resolve().parents[3]
 COMMITTED = ROOT / "kserve_templates" / TEMPLATE_FILE
@@ -133,29 +137,61 @@ def test_server_args_are_what_retrain_serve_accepts() -> None:
     ],
 )
 def test_spec_refuses_bad_settings(change: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InputError, match=message):
         InferenceServiceSpec(**change)
 
 
 def test_template_is_never_written_for_a_concrete_release(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="placeholder"):
+    with pytest.raises(InputError, match="placeholder"):
         write_template(tmp_path, InferenceServiceSpec(release_id=RELEASE))
 
 
-def test_retrain_release_inference_service_prints_the_manifest(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "image",
+    [
+        "ghcr.io/retrain-suite/retrain-serving",
+        "localhost:5000/serving",
+        "registry.example.com:443/a/b_c",
+        "serving",
+    ],
+)
+def test_image_repositories_are_accepted(image: str) -> None:
+    assert InferenceServiceSpec(release_id=RELEASE, image_repository=image).image == f"{image}:{RELEASE}"
+
+
+@pytest.mark.parametrize(
+    "image", ["repo:latest", "", "a b", "UPPER/Case", "repo@sha256:abc", "ghcr.io/x:1", "/x", "x/", "a//b"]
+)
+def test_image_with_a_tag_digest_or_bad_name_is_refused(image: str) -> None:
+    """A tag would become ``repo:latest:MD5``; the release id is the only tag."""
+    with pytest.raises(InputError, match=f"image repository must be host.*got {re.escape(repr(image))}"):
+        InferenceServiceSpec(release_id=RELEASE, image_repository=image)
+
+
+def test_retrain_release_inference_service_prints_the_manifest(
+    trained_release: TrainedRelease, capsys: pytest.CaptureFixture[str]
+) -> None:
     from retrain.cli import main as retrain
 
-    assert retrain(["release", "inference-service", "--release", RELEASE]) == 0
-    assert yaml.safe_load(capsys.readouterr().out) == manifests()["release"]
+    release, store = trained_release.release_id, ["--mlflow-uri", trained_release.store.tracking_uri]
+    assert retrain(["release", "inference-service", "--release", release, *store]) == 0
+    expected = build_inference_service(InferenceServiceSpec(release_id=release))
+    assert yaml.safe_load(capsys.readouterr().out) == expected
     options = ["--image", "registry.example/retrain-serving", "--gpus", "2"]
-    assert retrain(["release", "inference-service", "--release", RELEASE, *options]) == 0
+    assert retrain(["release", "inference-service", "--release", release, *store, *options]) == 0
     (container,) = yaml.safe_load(capsys.readouterr().out)["spec"]["predictor"]["containers"]
-    assert container["image"] == f"registry.example/retrain-serving:{RELEASE}"
+    assert container["image"] == f"registry.example/retrain-serving:{release}"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
-    assert retrain(["release", "inference-service", "--release", RELEASE, "--max-replicas", "1"]) == 1
-    assert "min_replicas <= max_replicas" in capsys.readouterr().err
-    assert retrain(["release", "inference-service", "--release", "HEAD"]) == 1
-    assert "32 lowercase hex" in capsys.readouterr().err
+    for argv, message in [
+        (["--release", release, "--max-replicas", "1"], "min_replicas <= max_replicas"),
+        (["--release", "HEAD"], "32 lowercase hex"),
+        (["--release", release, "--image", "repo:latest"], "image repository must be"),
+        (["--release", RELEASE], f"unknown release '{RELEASE}'"),  # never registered: no YAML for it
+    ]:
+        assert retrain(["release", "inference-service", *argv, *store]) == 1
+        captured = capsys.readouterr()
+        assert (captured.out, captured.err.count("\n")) == ("", 1)
+        assert message in captured.err
 
 
 def test_rendered_yaml_keeps_long_values_on_one_line() -> None:

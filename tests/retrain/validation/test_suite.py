@@ -16,6 +16,8 @@ import pytest
 from retrain.cli import main
 from retrain.validation.suite import PACKAGED_SUITE, SuiteError, SuiteFile, load_suite
 
+from ..sockets import Elapsed
+
 # The shipped suite as it was before settings moved under meta (byte for byte).
 OLD_FORM = Path(__file__).resolve().parent / "old_form_examples.json"
 RETRAIN = {"key_column": "customer_id", "label_column": "label"}
@@ -159,6 +161,66 @@ def test_migrate_writes_nothing_for_an_unusable_file(
     assert err.count("\n") == 2  # one line per run
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["suite.json"]
+
+
+def test_migrate_out_never_replaces_a_device_fifo_link_or_a_foreign_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = tmp_path / "old.json"
+    old.write_bytes(OLD_FORM.read_bytes())
+    theirs = tmp_path / "theirs.json"
+    theirs.write_text("a user's file")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link.json").symlink_to(theirs)
+    for out, force, refused in [
+        ("/dev/null", ["--force"], "refusing to replace /dev/null: it is a device, not a regular file"),
+        (tmp_path / "fifo", ["--force"], f"refusing to replace {tmp_path / 'fifo'}: it is a FIFO"),
+        (
+            tmp_path / "link.json",
+            ["--force"],
+            f"refusing to replace {tmp_path / 'link.json'}: it is a symbolic link",
+        ),
+        (theirs, [], f"{theirs} already exists: pass --force to replace it"),
+    ]:
+        assert migrate(str(old), "--out", str(out), *force) == 1
+        assert capsys.readouterr().err.startswith(f"retrain: error: {refused}")
+    assert theirs.read_text() == "a user's file"
+    assert Path("/dev/null").is_char_device()
+    assert migrate(str(old), "--out", str(theirs), "--force") == 0  # --force replaces a regular file
+    assert migrate(str(old), "--out", str(theirs)) == 0  # it holds this very result: nothing to refuse
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link.json", "old.json", "theirs.json"]
+
+
+def test_migrate_in_place_through_a_link_migrates_the_file_and_keeps_the_link(tmp_path: Path) -> None:
+    real = tmp_path / "suites" / "examples.json"
+    real.parent.mkdir()
+    real.write_bytes(OLD_FORM.read_bytes())
+    link = tmp_path / "suite.json"
+    link.symlink_to(real)
+    assert migrate(str(link)) == 0
+    assert link.is_symlink()
+    assert set(json.loads(real.read_text())) == {"name", "expectations", "meta"}
+
+
+@pytest.mark.parametrize("make", ["fifo", "/dev/zero"])
+def test_a_fifo_or_device_suite_is_refused_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: str
+) -> None:
+    """Reading one would wait for a writer forever, or read /dev/zero until memory runs out."""
+    path = Path(make)
+    if make == "fifo":
+        path = tmp_path / "suite.json"
+        os.mkfifo(path)
+    kind = "a FIFO" if make == "fifo" else "a device"
+    with Elapsed() as timer:
+        with pytest.raises(SuiteError, match=f"^expectation suite file {path} is {kind}, not a JSON file$"):
+            load_suite(path)  # what validate --suite reads
+        assert migrate(str(path)) == 1
+    assert timer.seconds < 5
+    assert (
+        capsys.readouterr().err
+        == f"retrain: error: expectation suite file {path} is {kind}, not a JSON file\n"
+    )
 
 
 def test_migrate_into_a_missing_folder_is_one_line(
