@@ -101,7 +101,7 @@ def describe(process: psutil.Process, folders: Iterable[Path]) -> str:
         return f"pid {process.pid} (gone while being described)"
     pattern = naming(folders)
     assert pattern is not None
-    hits = [f"{key}={value}" for key, value in environment.items() if pattern.search(value)]
-    why = "its command line" if pattern.search(command) else f"its environment ({hits[0][:160]})"
+    hits = [f"{key}={value}"[:160] for key, value in environment.items() if pattern.search(value)]
+    why = "its command line" if pattern.search(command) else f"its environment ({', '.join(hits[:1])})"
     shown = command if len(command) <= 240 else command[:240] + "..."
     return f"  pid {process.pid} (parent {parent}): {shown}  [names a test folder in {why}]"
