@@ -64,22 +64,37 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
 
 def leftovers(folders: Iterable[Path]) -> list[psutil.Process]:
     """Living processes, except this one and its ancestors, whose command line or environment names
-    one of ``folders`` (the folder itself or a path under it)."""
+    one of ``folders`` (the folder itself or a path under it), and the other members of their sessions:
+    processes that retitle themselves (Airflow's LocalExecutor workers, its log server) overwrite the
+    environment they started with, but stay in their service's session."""
     pattern = naming(folders)
     if pattern is None:
         return []
     own = {os.getpid(), *(parent.pid for parent in psutil.Process().parents())}
-    found = []
-    for candidate in psutil.process_iter(["cmdline", "status"]):
-        if candidate.pid in own or candidate.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        try:
-            texts = [*(candidate.info["cmdline"] or []), *candidate.environ().values()]
-        except psutil.Error:  # gone, or another user's
-            continue
-        if any(pattern.search(text) for text in texts):
-            found.append(candidate)
-    return found
+    living = [
+        candidate
+        for candidate in psutil.process_iter(["cmdline", "status"])
+        if candidate.pid not in own and candidate.info["status"] != psutil.STATUS_ZOMBIE
+    ]
+    found = [candidate for candidate in living if names(candidate, pattern)]
+    sessions = {session_of(candidate) for candidate in found} - {os.getsid(0), None}
+    return found + [c for c in living if c not in found and session_of(c) in sessions]
+
+
+def names(process: psutil.Process, pattern: re.Pattern[str]) -> bool:
+    """Whether ``process``'s command line or environment matches ``pattern``."""
+    try:
+        texts = [*(process.info["cmdline"] or []), *process.environ().values()]
+    except psutil.Error:  # gone, or another user's
+        return False
+    return any(pattern.search(text) for text in texts)
+
+
+def session_of(process: psutil.Process) -> int | None:
+    try:
+        return os.getsid(process.pid)
+    except OSError:
+        return None
 
 
 def naming(folders: Iterable[Path]) -> re.Pattern[str] | None:
@@ -102,6 +117,11 @@ def describe(process: psutil.Process, folders: Iterable[Path]) -> str:
     pattern = naming(folders)
     assert pattern is not None
     hits = [f"{key}={value}"[:160] for key, value in environment.items() if pattern.search(value)]
-    why = "its command line" if pattern.search(command) else f"its environment ({', '.join(hits[:1])})"
+    if pattern.search(command):
+        why = "names a test folder in its command line"
+    elif hits:
+        why = f"names a test folder in its environment ({hits[0]})"
+    else:
+        why = f"in session {session_of(process)} with one that names a test folder"
     shown = command if len(command) <= 240 else command[:240] + "..."
-    return f"  pid {process.pid} (parent {parent}): {shown}  [names a test folder in {why}]"
+    return f"  pid {process.pid} (parent {parent}): {shown}  [{why}]"

@@ -20,7 +20,10 @@ SLEEP = [sys.executable, "-c", "import signal as s, time; s.signal(s.SIGTERM, s.
 
 
 def test_leaks_a_process_naming_its_folder(tmp_path):
-    subprocess.Popen([*SLEEP, str(tmp_path)], start_new_session=True)
+    # Its child names nothing, as a retitled Airflow worker: it is found by its session.
+    code = "import subprocess, time; subprocess.Popen(['sleep', '121'], env={}); time.sleep(120)"
+    subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], start_new_session=True)
+    time.sleep(1)  # the child runs
 
 
 def test_orphans_a_process_whose_environment_names_its_folder(tmp_path):
@@ -56,9 +59,10 @@ def test_the_check_names_and_kills_what_a_run_left_and_fails_it(tmp_path: Path) 
     assert done.returncode == 1, out[-3000:]
     assert "Timeout (>2.0s)" in out
     assert "1 failed, 2 passed, 1 error" in out
-    assert "2 process(es) outlived the tests that started them (now killed):" in out
+    assert "3 process(es) outlived the tests that started them (now killed):" in out
     assert str(basetemp / "test_leaks_a_process_naming_it0") in out
     assert "[names a test folder in its command line]" in out
+    assert "sleep 121  [in session " in out
     orphan = (basetemp / "test_orphans_a_process_whose_e0" / "orphan.pid").read_text().strip()
     assert f"pid {orphan} (parent " in out
     assert "sleep 120  [names a test folder in its environment (AIRFLOW_HOME=" in out
