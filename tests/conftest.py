@@ -1,7 +1,13 @@
-"""Shared fixtures. Airflow's home is a fresh folder per test session, set before Airflow is imported."""
+"""Shared fixtures. Airflow's home is a fresh folder per test session, set before Airflow is imported.
+
+No process a test starts may outlive the run: ``tests.leftovers`` fails it, naming any still alive
+at the end whose command line or environment names pytest's folders or this Airflow home.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing.resource_tracker
 import os
 import random
 import subprocess
@@ -16,9 +22,42 @@ import pytest
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="retrain-test-airflow-")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
+from retrain import processes
 from retrain.demo.seed import SeededRepository, seed_training_repo
 from retrain.dolt import DoltRepository
 from retrain.release.store import ReleaseStore
+
+from . import leftovers
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(leftovers, "tests.leftovers")
+    leftovers.watch(config, Path(os.environ["AIRFLOW_HOME"]))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _helper_processes_stopped() -> Iterator[None]:
+    """Helpers this process started, which would live until it exits, end with the run instead:
+    the Spark session's JVM and multiprocessing's resource tracker (the leftover check comes after).
+    Their libraries keep them in private attributes only: no public call stops either."""
+    yield
+    multiprocessing.resource_tracker._resource_tracker._stop()  # type: ignore[attr-defined]
+    if "pyspark" not in sys.modules:
+        return
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    if (session := SparkSession.getActiveSession()) is not None:
+        session.stop()  # its Python workers go with it
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    gateway.shutdown()
+    gateway.proc.stdin.close()  # the JVM exits when this pipe closes
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        gateway.proc.wait(timeout=30)
+    processes.stop(gateway.proc, grace=5)  # nothing to do once it exited; else no more waiting
+    SparkContext._gateway = SparkContext._jvm = None
 
 
 @pytest.fixture

@@ -1,14 +1,12 @@
 """A long-running service process: started with its output in a log file, waited for, stopped.
 
-Each service runs in its own process group, so stopping it also stops what it spawned (a Spark
-worker's executors and their Python workers) and nothing is left behind when startup fails.
+Each service runs in a session of its own (:mod:`retrain.processes`), so stopping it also stops what
+it spawned (a Spark worker's executors and their Python workers) and nothing is left behind when
+startup fails.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -16,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from retrain import processes
 from retrain.errors import RetrainError
 
 TAIL_LINES = 25
@@ -42,18 +41,10 @@ class Service:
 
 
 def start(name: str, command: list[str], *, port: int, log: Path, env: dict[str, str], cwd: Path) -> Service:
-    """Start ``command`` in a new process group, its output appended to ``log``."""
+    """Start ``command`` in a new session, its output appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as output:  # the child keeps its own descriptor
-        process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = processes.start(command, env=env, cwd=cwd, output=output)
     return Service(name, port, log, process)
 
 
@@ -89,19 +80,8 @@ def free_port() -> int:
 
 
 def stop(service: Service, grace: float = 20) -> None:
-    """Stop the service's whole process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
-    group = service.process.pid  # start_new_session: the group id is the leader's pid
-    _signal_group(group, signal.SIGTERM)
-    try:
-        service.process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        _signal_group(group, signal.SIGKILL)
-        service.process.wait()
-    # The leader may be gone while children it spawned (executors) still wind down.
-    deadline = time.monotonic() + grace
-    while group_alive(group) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    _signal_group(group, signal.SIGKILL)
+    """Stop the service and all it started: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    processes.stop(service.process, grace)
 
 
 def log_tail(log: Path, lines: int = TAIL_LINES) -> str:
@@ -112,17 +92,3 @@ def log_tail(log: Path, lines: int = TAIL_LINES) -> str:
         return "(no log file)"
     tail = text.splitlines()[-lines:]
     return "\n".join(tail) if tail else "(empty log)"
-
-
-def _signal_group(group: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(group, signum)
-
-
-def group_alive(group: int) -> bool:
-    """Whether any process of process group ``group`` is left."""
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -4,9 +4,11 @@ Seeds the demo training repo and Hive warehouse once, starts a Hive metastore se
 standalone master with two workers (``retrain.cluster``), ``mlflow server`` on 127.0.0.1:5000 and
 ``airflow standalone`` (API server and UI on 127.0.0.1:8080, scheduler, DAG processor, triggerer)
 with this checkout's ``dags/`` and the installed provider (its plugin included), prints where
-everything is, and stops them all on Ctrl-C. The DAGs' Spark tasks run on the cluster through the
+everything is, and on Ctrl-C (or SIGTERM, or a closed terminal) stops them all with everything they
+started, so nothing is left running. The DAGs' Spark tasks run on the cluster through the
 metastore service, so several can run at once. ``--embedded`` keeps Spark in the tasks' own
-processes on embedded Derby instead (one Spark job at a time). Everything lives under ``var/up``.
+processes on embedded Derby instead (one Spark job at a time). Everything lives under ``var/up``;
+``--airflow-port`` and ``--mlflow-port`` move the two UIs.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
+from types import FrameType
 
+from retrain import processes
 from retrain.cluster import LocalCluster, ServiceError, local_cluster
 from retrain.cluster.process import port_open
 from retrain.outputs import UP_HOME, OutputPathError, claim
@@ -28,6 +33,7 @@ from retrain.outputs import UP_HOME, OutputPathError, claim
 ROOT = Path(__file__).resolve().parents[2]
 SPARK_POOL = "hive_embedded"
 SPARK_POOL_ENV = "AIRFLOW__RETRAIN__SPARK_POOL"
+STOP_GRACE = 60.0  # seconds for a service to shut down after SIGTERM before it is killed
 
 
 def service_env(
@@ -85,7 +91,6 @@ def service_env(
 def start_mlflow(home: Path, env: dict[str, str], port: int = 5000) -> subprocess.Popen[bytes]:
     store = (home / "mlflow").resolve()
     store.mkdir(parents=True, exist_ok=True)
-    log = (home / "mlflow.log").open("ab")
     command = [
         "mlflow",
         "server",
@@ -98,9 +103,8 @@ def start_mlflow(home: Path, env: dict[str, str], port: int = 5000) -> subproces
         "--artifacts-destination",
         str(store / "artifacts"),
     ]
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    wait_for(f"http://127.0.0.1:{port}/health", "MLflow server", server, timeout=120)
-    return server
+    health = f"http://127.0.0.1:{port}/health"
+    return start_service(command, env, home / "mlflow.log", health, "MLflow server", timeout=120)
 
 
 def prepare_airflow(env: dict[str, str]) -> None:
@@ -120,11 +124,26 @@ def start_airflow(home: Path, env: dict[str, str], port: int = 8080) -> subproce
     # An API server left from an earlier run (or one still shutting down) would answer the health
     # check below for the new one, then go away.
     wait_until_closed(port, "Airflow API server", timeout=60)
-    log = (home / "airflow.log").open("ab")
-    server = subprocess.Popen(
-        ["airflow", "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    health = f"http://127.0.0.1:{port}/api/v2/monitor/health"
+    return start_service(
+        ["airflow", "standalone"], env, home / "airflow.log", health, "Airflow API server", timeout=300
     )
-    wait_for(f"http://127.0.0.1:{port}/api/v2/monitor/health", "Airflow API server", server, timeout=300)
+
+
+def start_service(
+    command: list[str], env: dict[str, str], log: Path, health: str, what: str, timeout: float
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a session of its own, logging to ``log``; return once ``health`` answers.
+
+    If it does not, or the wait is interrupted (Ctrl-C), it is stopped before the error propagates.
+    """
+    with log.open("ab") as output:  # the child keeps its own descriptor
+        server = processes.start(command, env=env, output=output)
+    try:
+        wait_for(health, what, server, timeout)
+    except BaseException:
+        stop(server)
+        raise
     return server
 
 
@@ -141,14 +160,8 @@ def unpause_when_parsed(env: dict[str, str], dag_id: str, timeout: float = 120) 
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a service and its children (started in their own session)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    """Stop a service and all it started (Airflow: its scheduler, triggerer, DAG processor and tasks)."""
+    processes.stop(process, grace=STOP_GRACE)
 
 
 def wait_until_closed(port: int, what: str, timeout: float) -> None:
@@ -184,63 +197,75 @@ def main() -> None:
         action="store_true",
         help="no Spark cluster: Spark in the tasks' processes on embedded Derby, one Spark job at a time",
     )
+    parser.add_argument("--airflow-port", type=int, default=8080, help="Airflow's UI and API (default 8080)")
+    parser.add_argument("--mlflow-port", type=int, default=5000, help="MLflow's UI and API (default 5000)")
     args = parser.parse_args()
+    ports = {"airflow_port": args.airflow_port, "mlflow_port": args.mlflow_port}
+    # A closed terminal or a `kill` stops the services as Ctrl-C does, instead of orphaning them.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     try:
         home = claim(args.home, UP_HOME)  # seeded, migrated and written by the services below
     except OutputPathError as error:
         raise SystemExit(f"make up: {error}") from None
-    if not (home / "training.db").exists():
-        # Seeded on embedded Derby before the metastore service opens the same database.
-        print("seeding the demo training repo and Hive warehouse ...", flush=True)
-        subprocess.run(
-            [
-                "retrain",
-                "demo-data",
-                "--repo",
-                str(home / "training.db"),
-                "--warehouse",
-                str(home / "warehouse"),
-            ],
-            env=service_env(home),
-            check=True,
-        )
     try:
+        if not (home / "training.db").exists():
+            # Seeded on embedded Derby before the metastore service opens the same database.
+            print("seeding the demo training repo and Hive warehouse ...", flush=True)
+            subprocess.run(
+                [
+                    "retrain",
+                    "demo-data",
+                    "--repo",
+                    str(home / "training.db"),
+                    "--warehouse",
+                    str(home / "warehouse"),
+                ],
+                env=service_env(home, **ports),
+                check=True,
+            )
         if args.embedded:
-            run_services(home, service_env(home), _EMBEDDED.format(home=home))
+            run_services(home, service_env(home, **ports), _EMBEDDED.format(home=home), **ports)
             return
         print("starting the Hive metastore and the Spark cluster ...", flush=True)
         with local_cluster(home / "cluster", warehouse=home / "warehouse") as cluster:
             summary = _CLUSTER.format(cluster=cluster, logs=cluster.log_dir, seconds=cluster.started_in)
-            run_services(home, service_env(home, cluster=cluster), summary)
+            run_services(home, service_env(home, cluster=cluster, **ports), summary, **ports)
     except ServiceError as error:  # which service, its port and its log's tail say enough
         raise SystemExit(f"make up: {error}") from None
     except KeyboardInterrupt:
         pass
 
 
-def run_services(home: Path, env: dict[str, str], spark_summary: str) -> None:
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def run_services(
+    home: Path, env: dict[str, str], spark_summary: str, *, airflow_port: int, mlflow_port: int
+) -> None:
     """Run MLflow and Airflow until one exits or Ctrl-C, then stop both."""
-    mlflow = start_mlflow(home, env)
-    airflow = None
-    try:
+    with ExitStack() as running:  # each stopped even when stopping another is interrupted
+        mlflow = start_mlflow(home, env, mlflow_port)
+        running.callback(stop, mlflow)
         prepare_airflow(env)
-        airflow = start_airflow(home, env)
+        airflow = start_airflow(home, env, airflow_port)
+        running.callback(stop, airflow)
         unpause_when_parsed(env, "retrain_on_commit")  # the demo's point: commit and watch it run
         passwords = Path(env["AIRFLOW_HOME"]) / PASSWORDS_FILE
-        print(_SUMMARY.format(home=home, passwords=passwords, spark=spark_summary), flush=True)
+        summary = _SUMMARY.format(
+            home=home, passwords=passwords, spark=spark_summary, airflow=airflow_port, mlflow=mlflow_port
+        )
+        print(summary, flush=True)
         while airflow.poll() is None and mlflow.poll() is None:
             time.sleep(2)
-    finally:
-        if airflow is not None:
-            stop(airflow)
-        stop(mlflow)
 
 
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
 _SUMMARY = """
-Airflow UI      http://127.0.0.1:8080  (users admin, operator, viewer; passwords in {passwords})
-Releases view   http://127.0.0.1:8080/plugin/releases
-MLflow UI       http://127.0.0.1:5000
+Airflow UI      http://127.0.0.1:{airflow}  (users admin, operator, viewer; passwords in {passwords})
+Releases view   http://127.0.0.1:{airflow}/plugin/releases
+MLflow UI       http://127.0.0.1:{mlflow}
 Dolt repo       {home}/training.db  (retrain_on_commit is unpaused: its first run trains every
                 customer; after that, commit to the repo and a run retrains the changed ones)
 {spark}

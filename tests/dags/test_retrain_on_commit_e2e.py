@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pandas as pd
@@ -58,37 +59,15 @@ def test_each_commit_is_retrained_once_across_a_restart(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    mlflow_server = start_mlflow(home, env, mlflow_port)
-    airflow_server = None
-    try:
+    with ExitStack() as services:  # each service stopped, with all it started, however the test ends
+        services.callback(stop, start_mlflow(home, env, mlflow_port))
         prepare_airflow(env)
-        airflow_server = start_airflow(home, env, airflow_port)
-        airflow = AirflowApi(airflow_port, home / "airflow")
-        airflow.unpause(DAG_ID)
-        first = airflow.wait_for_runs(DAG_ID, 1)[-1]  # no watermark yet: every customer
-        initial = airflow.xcom(DAG_ID, first["dag_run_id"], "changed_customers")
-        assert initial["all_changed"] is True
+        with ExitStack() as first_airflow:
+            first_airflow.callback(stop, start_airflow(home, env, airflow_port))
+            second_commit = first_two_runs(AirflowApi(airflow_port, home / "airflow"), env, home, today)
 
-        registry = MlflowClient(env["MLFLOW_TRACKING_URI"])
-        release_1 = airflow.xcom(DAG_ID, first["dag_run_id"], "release")["release_id"]
-        second_commit = edit(home / "training.db", "acme_air")
-        second = airflow.wait_for_runs(DAG_ID, 2)[-1]
-        changed = airflow.xcom(DAG_ID, second["dag_run_id"], "changed_customers")
-        assert (changed["previous_commit"], changed["commit"]) == (initial["commit"], second_commit)
-        assert changed["changed_keys"] == ["acme_air"]
-        versions = {
-            c: len(registry.search_model_versions(f"name = 'adapter-{c}'"))
-            for c in ("acme_air", "globex_bank", "initech_saas")
-        }
-        assert versions == {"acme_air": 2, "globex_bank": 1, "initech_saas": 1}  # only the changed one
-        release_2 = airflow.xcom(DAG_ID, second["dag_run_id"], "release")["release_id"]
-        assert release_2 != release_1
-        partition = home / "warehouse" / "scores" / f"ds={today}" / f"release={release_2}"
-        (attempt,) = partition.glob("attempt-*")
-        assert len(pd.read_parquet(attempt)) == 3 * 20  # today's requests of 3 customers
-
-        stop(airflow_server)  # scheduler and triggerer go down; the watermark lives in Dolt
-        airflow_server = start_airflow(home, env, airflow_port)
+        # The restart: scheduler and triggerer went down with it; the watermark lives in Dolt.
+        services.callback(stop, start_airflow(home, env, airflow_port))
         airflow = AirflowApi(airflow_port, home / "airflow")
         third_commit = edit(home / "training.db", "globex_bank")
         runs = airflow.wait_for_runs(DAG_ID, 3)
@@ -100,7 +79,30 @@ def test_each_commit_is_retrained_once_across_a_restart(tmp_path: Path) -> None:
         assert changed["changed_keys"] == ["globex_bank"]
         with DoltRepository.open(str(home / "training.db")) as repo:
             assert repo.resolve(f"retrain/{DAG_ID}/done") == third_commit
-    finally:
-        if airflow_server is not None:
-            stop(airflow_server)
-        stop(mlflow_server)
+
+
+def first_two_runs(airflow: AirflowApi, env: dict[str, str], home: Path, today: dt.date) -> str:
+    """Run 1 trains every customer; a commit to one makes run 2, which retrains only it. Its commit."""
+    airflow.unpause(DAG_ID)
+    first = airflow.wait_for_runs(DAG_ID, 1)[-1]  # no watermark yet: every customer
+    initial = airflow.xcom(DAG_ID, first["dag_run_id"], "changed_customers")
+    assert initial["all_changed"] is True
+
+    registry = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    release_1 = airflow.xcom(DAG_ID, first["dag_run_id"], "release")["release_id"]
+    second_commit = edit(home / "training.db", "acme_air")
+    second = airflow.wait_for_runs(DAG_ID, 2)[-1]
+    changed = airflow.xcom(DAG_ID, second["dag_run_id"], "changed_customers")
+    assert (changed["previous_commit"], changed["commit"]) == (initial["commit"], second_commit)
+    assert changed["changed_keys"] == ["acme_air"]
+    versions = {
+        c: len(registry.search_model_versions(f"name = 'adapter-{c}'"))
+        for c in ("acme_air", "globex_bank", "initech_saas")
+    }
+    assert versions == {"acme_air": 2, "globex_bank": 1, "initech_saas": 1}  # only the changed one
+    release_2 = airflow.xcom(DAG_ID, second["dag_run_id"], "release")["release_id"]
+    assert release_2 != release_1
+    partition = home / "warehouse" / "scores" / f"ds={today}" / f"release={release_2}"
+    (attempt,) = partition.glob("attempt-*")
+    assert len(pd.read_parquet(attempt)) == 3 * 20  # today's requests of 3 customers
+    return second_commit

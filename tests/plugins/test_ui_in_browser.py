@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,8 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     home = tmp_path_factory.mktemp("ui")
     mlflow_port, airflow_port = free_port(), free_port()
     env = service_env(home, mlflow_port=mlflow_port, airflow_port=airflow_port)
-    mlflow_server = start_mlflow(home, env, mlflow_port)
-    airflow_server = None
-    try:
+    with ExitStack() as services:  # each service stopped, with all it started, however the tests end
+        services.callback(stop, start_mlflow(home, env, mlflow_port))
         uri = env["MLFLOW_TRACKING_URI"]
         store = ReleaseStore(MlflowClient(uri), uri)
         seeded = seed_training_repo(home / "training.db", customers=2, examples=30)
@@ -88,7 +88,7 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
                     big = register_big_release(store, store.production_manifest().adapters[0])
                 releases.append(store.register(store.production_manifest()).release_id)
         prepare_airflow(env)
-        airflow_server = start_airflow(home, env, airflow_port)
+        services.callback(stop, start_airflow(home, env, airflow_port))
         passwords = json.loads((home / "airflow" / PASSWORDS_FILE).read_text())
         yield {
             "base": f"http://127.0.0.1:{airflow_port}",
@@ -96,10 +96,6 @@ def airflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
             "releases": releases,
             "big": big,
         }
-    finally:
-        if airflow_server is not None:
-            stop(airflow_server)
-        stop(mlflow_server)
 
 
 @pytest.fixture(scope="module")

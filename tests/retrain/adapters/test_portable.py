@@ -27,6 +27,7 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
+from retrain import processes
 from retrain.adapters.model import BASE_MODEL_ENV
 from retrain.adapters.registry import train_and_register
 from retrain.demo.seed import SeededRepository
@@ -88,9 +89,9 @@ def served_predictions(model_dir: Path, env: dict[str, str], cwd: Path) -> list[
         "local",
     ]
     path = {"PATH": f"{mlflow_cli.parent}{os.pathsep}{env.get('PATH', '')}"}  # it execs `uvicorn` by name
-    server = subprocess.Popen(
-        command, cwd=cwd, env=env | path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    log = cwd / f"models-serve-{port}.log"
+    with log.open("wb") as output:  # it runs uvicorn as a child: stopped with it, by its session
+        server = processes.start(command, cwd=cwd, env=env | path, output=output)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and server.poll() is None:
@@ -99,15 +100,14 @@ def served_predictions(model_dir: Path, env: dict[str, str], cwd: Path) -> list[
                 break
             except requests.RequestException:
                 time.sleep(0.5)
-        assert server.poll() is None, server.stderr.read().decode()[-3000:] if server.stderr else ""
+        assert server.poll() is None, log.read_text(errors="replace")[-3000:]
         body = {"dataframe_split": {"columns": ["text"], "data": [[text] for text in TEXTS]}}
         reply = requests.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=60)
         reply.raise_for_status()
         predictions: list[dict[str, object]] = reply.json()["predictions"]
         return predictions
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        processes.stop(server, grace=30)
 
 
 def test_logged_adapter_loads_and_scores_elsewhere(

@@ -7,6 +7,7 @@ then served by the metastore service); the suite's scoring entry point runs unde
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 import psutil
 import pytest
 
+from retrain import processes
 from retrain.cluster import LocalCluster, ServiceError, local, local_cluster, process
 from retrain.cluster.install import spark_home
 from retrain.cluster.spark_standalone import master_state
@@ -95,10 +97,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         yield running
 
 
-def submit(
-    cluster: LocalCluster, release: TrainedRelease, workdir: Path, *conf: str, background: bool = False
-) -> subprocess.Popen[bytes]:
-    """``spark-submit --master spark://...`` of the suite's scoring entry point."""
+@contextlib.contextmanager
+def submitted(
+    cluster: LocalCluster, release: TrainedRelease, workdir: Path, *conf: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``spark-submit --master spark://...`` of the suite's scoring entry point; stopped, driver and all,
+    when the block ends (an overrun or a failed assertion leaves no job behind)."""
     env = {
         **os.environ,
         **cluster.env(),
@@ -126,8 +130,12 @@ def submit(
     ]
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "report.json").unlink(missing_ok=True)
-    with (workdir / "spark-submit.log").open("w") as log:  # a pipe left unread would stall the job
-        return subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    with (workdir / "spark-submit.log").open("wb") as log:  # a pipe left unread would stall the job
+        job = processes.start(command, env=env, cwd=workdir, output=log)
+    try:
+        yield job
+    finally:
+        processes.stop(job, grace=10)
 
 
 def finish(job: subprocess.Popen[bytes], workdir: Path, timeout: float = 300) -> Submitted:
@@ -181,7 +189,8 @@ def scored(
     cluster: LocalCluster, trained_release: TrainedRelease, tmp_path_factory: pytest.TempPathFactory
 ) -> Submitted:
     workdir = tmp_path_factory.mktemp("first-run")
-    return finish(submit(cluster, trained_release, workdir), workdir)
+    with submitted(cluster, trained_release, workdir) as job:
+        return finish(job, workdir)
 
 
 @pytest.fixture(scope="module")
@@ -243,26 +252,29 @@ def test_executors_killed_mid_write_leave_the_old_partition_and_a_rerun_replaces
     partition_dir = cluster.warehouse / "scores" / f"ds={DS}" / f"release={trained_release.release_id}"
 
     # One failure aborts the job (the default retries would route around a lost executor).
-    job = submit(cluster, trained_release, tmp_path / "killed", "spark.task.maxFailures=1")
-    deadline = time.monotonic() + 240
-    while not any(
-        attempt.name != old_attempt
-        for attempt in partition_dir.glob("attempt-*/_temporary/0/_temporary/*/..")
-    ):  # a write task has opened its file: scoring is under way on the executors
-        assert job.poll() is None, job.communicate()[0][-4000:]
-        assert time.monotonic() < deadline, "the scoring job never started writing"
-        time.sleep(0.1)
-    killed = executors(cluster)
-    assert killed
-    for executor in killed:
-        executor.send_signal(signal.SIGKILL)
-    failed = finish(job, tmp_path / "killed")
+    killed_run = tmp_path / "killed"
+    with submitted(cluster, trained_release, killed_run, "spark.task.maxFailures=1") as job:
+        deadline = time.monotonic() + 240
+        while not any(
+            attempt.name != old_attempt
+            for attempt in partition_dir.glob("attempt-*/_temporary/0/_temporary/*/..")
+        ):  # a write task has opened its file: scoring is under way on the executors
+            log = killed_run / "spark-submit.log"
+            assert job.poll() is None, log.read_text(errors="replace")[-4000:]
+            assert time.monotonic() < deadline, "the scoring job never started writing"
+            time.sleep(0.1)
+        killed = executors(cluster)
+        assert killed
+        for executor in killed:
+            executor.send_signal(signal.SIGKILL)
+        failed = finish(job, killed_run)
     assert failed.returncode != 0
     assert failed.report is None
     assert "ExecutorLostFailure" in failed.output or "Job aborted" in failed.output, failed.output[-4000:]
     assert partition(cluster, trained_release.release_id) == (before, {old_attempt})  # untouched
 
-    rerun = finish(submit(cluster, trained_release, tmp_path / "rerun"), tmp_path / "rerun")
+    with submitted(cluster, trained_release, tmp_path / "rerun") as job:
+        rerun = finish(job, tmp_path / "rerun")
     assert rerun.returncode == 0, rerun.output[-4000:]
     after, (new_attempt,) = partition(cluster, trained_release.release_id)
     assert new_attempt != old_attempt

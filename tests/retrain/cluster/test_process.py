@@ -1,4 +1,7 @@
-"""Service processes: the startup timeout names the service and quotes its log; stopping leaves nothing."""
+"""Service processes: the startup timeout names the service and quotes its log.
+
+Stopping them (all they started too) is tested in tests/retrain/test_processes.py.
+"""
 
 from __future__ import annotations
 
@@ -56,27 +59,6 @@ def test_a_service_that_exits_is_reported_with_its_exit_code(tmp_path: Path) -> 
     with pytest.raises(process.ServiceError, match=r"exited with code 3 before it was ready;") as raised:
         process.wait_until(service, lambda: False, "did not answer", deadline=time.monotonic() + 30)
     assert str(raised.value).endswith("bad config: no such file")
-
-
-def test_stop_kills_the_whole_group_even_children_that_ignore_sigterm(tmp_path: Path) -> None:
-    child = tmp_path / "child.pid"
-    stubborn = (
-        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-        f"c = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
-        f"signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)']); "
-        f"open({str(child)!r}, 'w').write(str(c.pid)); time.sleep(60)"
-    )
-    service = start([sys.executable, "-c", stubborn], tmp_path)
-    deadline = time.monotonic() + 20
-    while not child.is_file() or not child.read_text():
-        assert time.monotonic() < deadline, process.log_tail(service.log)
-        time.sleep(0.1)
-    process.stop(service, grace=1)
-    assert service.process.returncode is not None
-    gone = time.monotonic() + 5  # the killed child is reaped by init, not by us
-    while process.group_alive(service.process.pid):
-        assert time.monotonic() < gone, f"child {child.read_text()} outlived stop()"
-        time.sleep(0.1)
 
 
 def test_log_tail_keeps_the_last_lines_and_says_when_there_is_none(tmp_path: Path) -> None:

@@ -2,14 +2,14 @@
 
 The serving tests start it from the venv running them (``.venv-serve``); tests in the main venv
 (endpoint check, skew, the Airflow operator) start it from ``.venv-serve``, since KServe cannot
-share a venv with Airflow. Either way it stops with SIGTERM, which must end it with exit code 0.
+share a venv with Airflow. Either way it runs in a session of its own and stops with SIGTERM, which
+must end it with exit code 0; whatever is left then is killed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from retrain import processes
 
 ROOT = Path(__file__).resolve().parents[3]
 SERVE_BIN = ROOT / ".venv-serve" / "bin" / "retrain"
@@ -75,21 +77,15 @@ def running_server(retrain: Path, release_dir: Path, log_dir: Path, *options: st
         *options,
     ]
     with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=log_dir)
+        process = processes.start(command, env=env, cwd=log_dir, output=output)
     server = RunningServer(process, http_port, grpc_port, log)
     try:
         _wait_until_ready(server)
         yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                pytest.fail(f"retrain serve ignored SIGTERM for {STOP_SECONDS}s:\n{server.log_tail()}")
-    assert process.returncode == 0, f"retrain serve exited with {process.returncode}:\n{server.log_tail()}"
+    finally:  # however the test ends, nothing of the server is left
+        code = processes.stop(process, grace=STOP_SECONDS)
+    # SIGTERM must end it cleanly; -9 means it ignored SIGTERM for STOP_SECONDS and was killed.
+    assert code == 0, f"retrain serve exited with {code} on SIGTERM:\n{server.log_tail()}"
 
 
 @contextlib.contextmanager
@@ -108,5 +104,4 @@ def _wait_until_ready(server: RunningServer) -> None:
             if requests.get(f"{server.base_url}/v2/health/ready", timeout=2).status_code == 200:
                 return
         time.sleep(0.5)
-    server.process.kill()
     pytest.fail(f"retrain serve was not ready after {STARTUP_SECONDS}s:\n{server.log_tail()}")
