@@ -93,7 +93,7 @@ class _DropClientErrors(logging.Filter):
 
 
 def serve(settings: ServeSettings) -> int:
-    """Load the release, open the ports, serve until SIGTERM or SIGINT; 0 after a clean stop."""
+    """Check the release's files, take the ports, load, serve until SIGTERM or SIGINT: 0 once stopped."""
     kserve = import_kserve()
     from retrain.serving.kserve_server import ReleaseServer
     from retrain.serving.model import ReleaseModel

@@ -5,6 +5,7 @@ The serving tests' own server holds its two ports, so each refusal here is a rea
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -82,3 +83,17 @@ def test_bad_options_are_one_line(
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err
+
+
+@pytest.mark.serving
+def test_ready_needs_a_registered_loaded_model(trained_release: TrainedRelease) -> None:
+    """KServe answered ready with no model at all (after an unload); here ready means loaded."""
+    from retrain.serving.kserve_server import ReleaseServer
+    from retrain.serving.model import ReleaseModel
+
+    server = ReleaseServer(
+        host="127.0.0.1", http_port=free_port(), grpc_port=free_port(), release_id="0" * 32, grace_period=1
+    )
+    assert asyncio.run(server.dataplane.ready()) is False  # nothing registered
+    server.register_model(ReleaseModel(trained_release.release_dir))
+    assert asyncio.run(server.dataplane.ready()) is False  # registered, not loaded

@@ -296,4 +296,4 @@ def test_a_huge_text_is_cut_before_tokenizing(
     assert response.status_code == 200, response.text[:300]
     expected = engine.predict([huge[:MAX_TEXT_CHARS]], [customer]).scores
     np.testing.assert_allclose(outputs(response.json())["score"], expected, atol=1e-5)
-    assert seconds < 5, f"a 12 MB text took {seconds:.1f}s"
+    assert seconds < 8, f"a 12 MB text took {seconds:.1f}s"  # tokenizing it whole takes tens of seconds
