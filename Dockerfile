@@ -77,4 +77,4 @@ EXPOSE 8080 8081
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8080/v2/health/ready', timeout=4)"]
 ENTRYPOINT ["retrain"]
-CMD ["serve"]
+CMD ["serve", "--host", "0.0.0.0"]

@@ -69,7 +69,7 @@ def test_serving_image_runs_the_model_server_on_its_release() -> None:
     assert any(line.startswith("COPY") and "constraints-serve.txt" in line for line in stages()["source"])
     assert re.search(r"\bFROM server AS serving\b", "\n".join(LINES))
     assert "ENV RETRAIN_RELEASE_DIR=/opt/release" in " ".join(serving)
-    assert serving[-2:] == ['ENTRYPOINT ["retrain"]', 'CMD ["serve"]']
+    assert serving[-2:] == ['ENTRYPOINT ["retrain"]', 'CMD ["serve", "--host", "0.0.0.0"]']
     spec = InferenceServiceSpec()
     assert f"EXPOSE {spec.http_port} {spec.grpc_port}" in serving
     healthcheck = " ".join(serving).split("HEALTHCHECK ", 1)[1]

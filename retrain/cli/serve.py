@@ -14,7 +14,11 @@ from retrain.cli import common
 from retrain.engine import DEFAULT_CACHE_BYTES
 from retrain.errors import InputError
 from retrain.serving.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
-from retrain.serving.protocol import DEFAULT_MODEL_NAME
+from retrain.serving.guard import DEFAULT_MAX_BODY_BYTES
+from retrain.serving.protocol import DEFAULT_MODEL_NAME, model_name
+from retrain.serving.server import DEFAULT_HOST
+
+MAX_PORT = 65535
 
 if TYPE_CHECKING:
     from retrain.cli.common import Commands
@@ -24,6 +28,10 @@ def _serve(args: argparse.Namespace) -> int:
     """The model server; KServe is imported only here (it lives in its own venv, .venv-serve)."""
     from retrain.serving.server import ServeSettings, import_kserve, serve
 
+    if args.http_port == args.grpc_port:
+        raise InputError(
+            f"--http-port and --grpc-port are both {args.http_port}: REST and gRPC need two ports"
+        )
     import_kserve()  # before any download: without the serve extra, say so at once
     if args.release:  # wins over $RETRAIN_RELEASE_DIR, the --release-dir default
         from retrain.scoring.job import ReleaseFiles
@@ -35,6 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise InputError("retrain serve needs --release MD5 or --release-dir DIR (or $RETRAIN_RELEASE_DIR)")
     settings = ServeSettings(
         release_dir,
+        host=args.host,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         model_name=args.model_name,
@@ -42,8 +51,23 @@ def _serve(args: argparse.Namespace) -> int:
         max_wait_ms=args.max_wait_ms,
         cache_bytes=args.adapter_cache_mb * 1024 * 1024,
         base_model=args.base_model,
+        max_body_bytes=args.max_body_mb * 1024 * 1024,
     )
     return serve(settings)
+
+
+def _port(text: str) -> int:
+    """An argparse ``type=``: a TCP port number."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to {MAX_PORT}, got {text!r}")
+    return int(text)
+
+
+def _model_name(text: str) -> str:
+    try:
+        return model_name(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def register(commands: Commands) -> None:
@@ -58,9 +82,25 @@ def register(commands: Commands) -> None:
         default=os.environ.get("RETRAIN_RELEASE_DIR"),
         help="a release context folder; default $RETRAIN_RELEASE_DIR",
     )
-    serve.add_argument("--http-port", type=int, default=8080, help="REST: V2 and /invocations (default 8080)")
-    serve.add_argument("--grpc-port", type=int, default=8081, help="gRPC V2 (default 8081)")
-    serve.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="V2 model name in /v2/models/<name>")
+    serve.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST}; 0.0.0.0 for all)"
+    )
+    serve.add_argument(
+        "--http-port", type=_port, default=8080, help="REST: V2 and /invocations (default 8080)"
+    )
+    serve.add_argument("--grpc-port", type=_port, default=8081, help="gRPC V2 (default 8081)")
+    serve.add_argument(
+        "--model-name",
+        type=_model_name,
+        default=DEFAULT_MODEL_NAME,
+        help="V2 model name in /v2/models/<name>",
+    )
+    serve.add_argument(
+        "--max-body-mb",
+        type=common.at_least(1),
+        default=DEFAULT_MAX_BODY_BYTES >> 20,
+        help=f"largest REST request body; larger ones get 413 (default {DEFAULT_MAX_BODY_BYTES >> 20})",
+    )
     serve.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="rows per batch")
     serve.add_argument("--max-wait-ms", type=float, default=DEFAULT_MAX_WAIT_MS, help="batch fill wait")
     serve.add_argument("--adapter-cache-mb", type=int, default=DEFAULT_CACHE_BYTES >> 20, help="adapter LRU")

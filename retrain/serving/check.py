@@ -16,6 +16,8 @@ too: ``score`` (the probability of the adapter's last label) against the stored 
 from __future__ import annotations
 
 import contextlib
+import http.client
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -25,7 +27,8 @@ from typing import Any
 import numpy as np
 import requests
 
-from retrain.connect import CONNECT_TIMEOUT_ENV, connect_timeout, root_cause, total_timeout
+from retrain.connect import CONNECT_TIMEOUT_ENV, connect_timeout, redacted_url, root_cause, total_timeout
+from retrain.dolt.repository import printable
 from retrain.errors import ConflictError, RetrainError, ServiceUnreachableError
 from retrain.release.store import ReleaseStore
 from retrain.scoring.reference import check_tolerance, compare_rows, load_reference, probability_columns
@@ -94,9 +97,11 @@ def check_endpoint(
 ) -> EndpointCheck:
     """Send every adapter's reference sample to the server; raise :class:`EndpointCheckError` on any problem.
 
-    :param endpoint: the server's base URL, e.g. ``http://retrain-serving-predictor.ml-serving``.
-    :param timeout: seconds each request may take, connecting included (default
-        ``$RETRAIN_CONNECT_TIMEOUT``): a dead endpoint, or one that accepts without answering, fails fast.
+    :param endpoint: the server's base URL, e.g. ``http://retrain-serving-predictor.ml-serving``;
+        messages and the result show it with any password hidden.
+    :param timeout: seconds each request may take in all, connecting and reading the whole answer
+        included (default ``$RETRAIN_CONNECT_TIMEOUT``): a dead endpoint, one that accepts without
+        answering, or one that answers a byte at a time, fails fast.
     """
     check_tolerance(tolerance)
     started = time.monotonic()
@@ -137,7 +142,9 @@ def check_endpoint(
             f"{client.url} fails release {release_id}'s golden scores (tolerance {tolerance}): "
             + "; ".join(problems)
         )
-    return EndpointCheck(release_id, endpoint, model_name, checked, worst, seconds=time.monotonic() - started)
+    return EndpointCheck(
+        release_id, redacted_url(endpoint), model_name, checked, worst, seconds=time.monotonic() - started
+    )
 
 
 def _expect_release(client: _V2Client, served: str, release_id: str) -> None:
@@ -151,7 +158,8 @@ class _V2Client:
     """The few calls of the Open Inference Protocol's REST API the check needs."""
 
     def __init__(self, endpoint: str, model_name: str, timeout: float) -> None:
-        self.url = f"{endpoint.rstrip('/')}/v2/models/{model_name}/infer"
+        self._target = f"{endpoint.rstrip('/')}/v2/models/{model_name}/infer"
+        self.url = redacted_url(self._target)  # for messages: never the password
         self.timeout = timeout
         self.session = requests.Session()
 
@@ -167,17 +175,7 @@ class _V2Client:
             "id": uuid.uuid4().hex,
             "inputs": [_bytes_tensor("text", texts), _bytes_tensor("customer_id", customers)],
         }
-        try:
-            response = self.session.post(self.url, json=body, timeout=total_timeout(self.timeout))
-        except requests.Timeout:
-            raise EndpointUnreachableError(
-                f"model server at {self.url} did not answer within {self.timeout:g}s (--timeout, "
-                f"${CONNECT_TIMEOUT_ENV})"
-            ) from None
-        except requests.RequestException as error:
-            raise EndpointUnreachableError(
-                f"model server at {self.url} is unreachable: {root_cause(error)}"
-            ) from None
+        response = self._post(body)
         try:
             payload = response.json()
         except ValueError:
@@ -187,15 +185,57 @@ class _V2Client:
             reason = payload.get("error") if isinstance(payload, dict) else None
             raise _RejectedError(
                 f"model server at {self.url} answered HTTP {response.status_code}: "
-                f"{reason or response.text[:300]}"
+                f"{printable(str(reason or response.text[:300]))}"
             )
         if not isinstance(payload, dict) or not isinstance(payload.get("outputs"), list):
             raise EndpointUnreachableError(
                 f"model server at {self.url} did not answer an inference response (no outputs): "
-                f"{response.text[:300]}"
+                f"{printable(response.text[:300])}"
             )
         outputs = {str(o.get("name")): o for o in payload["outputs"] if isinstance(o, dict)}
-        return str(payload.get("model_version") or ""), outputs
+        return printable(str(payload.get("model_version") or "")), outputs
+
+    def _post(self, body: dict[str, Any]) -> requests.Response:
+        """POST ``body`` and read the whole answer within ``timeout`` seconds in all.
+
+        requests bounds each socket read, not the request: a server sending a byte a second holds
+        it for ever. So the request runs in a daemon thread that is abandoned at the deadline.
+        """
+        outcome: list[requests.Response | requests.RequestException] = []
+
+        def post() -> None:
+            try:
+                response = self.session.post(self._target, json=body, timeout=total_timeout(self.timeout))
+                _ = response.content  # the whole body, inside the deadline
+                outcome.append(response)
+            except requests.RequestException as error:
+                outcome.append(error)
+
+        worker = threading.Thread(target=post, name="release-check-request", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if not outcome or isinstance(outcome[0], requests.Timeout):
+            raise EndpointUnreachableError(
+                f"model server at {self.url} did not answer within {self.timeout:g}s (--timeout, "
+                f"${CONNECT_TIMEOUT_ENV})"
+            )
+        if isinstance(outcome[0], requests.RequestException):
+            raise EndpointUnreachableError(
+                f"model server at {self.url} is unreachable: {_connection_problem(outcome[0])}"
+            ) from None
+        return outcome[0]
+
+
+def _connection_problem(error: requests.RequestException) -> str:
+    """Why the request failed, in words: never the raw bytes a non-HTTP/1.1 server sent."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, http.client.BadStatusLine):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return printable(root_cause(error))
+    if str(cause.args[0] if cause.args else "").startswith("\x00\x00"):
+        return "it answers in HTTP/2 frames, not HTTP/1.1: is that the gRPC port? The check needs REST"
+    return "it answered something other than HTTP"
 
 
 def _column(outputs: dict[str, dict[str, Any]], name: str, rows: int, url: str) -> list[Any]:

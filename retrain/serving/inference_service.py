@@ -159,6 +159,8 @@ def server_args(spec: InferenceServiceSpec) -> list[str]:
         str(spec.max_wait_ms),
         "--adapter-cache-mb",
         str(spec.adapter_cache_mb),
+        "--host",
+        "0.0.0.0",  # the pod's address: the kubelet's probes and the Service reach it there
     ]
 
 

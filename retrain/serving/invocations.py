@@ -8,6 +8,7 @@ server routes the rows through the same batcher as the V2 endpoints.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from retrain.engine import EngineError, Predictions
@@ -35,7 +36,11 @@ def parse(body: Any) -> tuple[list[str], list[str]]:
         for column, out in zip(COLUMNS, (texts, customers), strict=True):
             value = row.get(column)
             if not isinstance(value, str):
-                problem = "is missing" if value is None else f"is {type(value).__name__}, not a string"
+                problem = (
+                    "is missing"
+                    if column not in row
+                    else f"is {'null' if value is None else type(value).__name__}, not a string"
+                )
                 raise EngineError(f"{given[0]} row {i}: column {column!r} {problem}")
             out.append(value)
     return texts, customers
@@ -46,6 +51,9 @@ def _split(split: Any) -> list[Any]:
     if not isinstance(split, dict) or not isinstance(split.get("columns"), list):
         raise EngineError('dataframe_split must be {"columns": [...], "data": [[...], ...]}')
     columns = split["columns"]
+    repeated = sorted(name for name, count in Counter(map(repr, columns)).items() if count > 1)
+    if repeated:
+        raise EngineError(f"dataframe_split columns {columns} repeat {', '.join(repeated)}: name each once")
     missing = [c for c in COLUMNS if c not in columns]
     if missing:
         raise EngineError(f"dataframe_split columns {columns} lack {', '.join(map(repr, missing))}")

@@ -9,18 +9,27 @@ as the ``x-retrain-release-id`` header, so a client can tell which release answe
 from __future__ import annotations
 
 import logging
+import struct
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
-from kserve.errors import InferenceError, InvalidInput
+from kserve.errors import InferenceError, InvalidInput, ModelNotFound
 
 from retrain.engine import AdapterEngine, AdapterFileError, EngineError, Predictions
 from retrain.serving.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, DynamicBatcher
-from retrain.serving.protocol import DEFAULT_MODEL_NAME, INPUTS, OUTPUTS, RELEASE_HEADER
+from retrain.serving.protocol import (
+    DEFAULT_MODEL_NAME,
+    INPUTS,
+    MAX_TEXT_CHARS,
+    OUTPUTS,
+    RELEASE_HEADER,
+    is_unicode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +103,16 @@ class ReleaseModel(Model):  # type: ignore[misc]  # kserve is untyped (Any) wher
                 f"model {self.name} speaks the Open Inference Protocol (V2): POST "
                 f"/v2/models/{self.name}/infer with inputs {' and '.join(INPUTS)}"
             )
+        if payload.model_version and payload.model_version != self.release_id:  # gRPC names one
+            raise VersionNotFound(
+                f"model {self.name} has one version, {self.release_id} (the release id), "
+                f"not {payload.model_version!r}"
+            )
+        repeated = sorted(n for n, count in Counter(i.name for i in payload.inputs).items() if count > 1)
+        if repeated:
+            raise InvalidInput(
+                f"inputs {', '.join(map(repr, repeated))} appear more than once; send each once"
+            )
         texts, customers = (_strings(payload, name) for name in INPUTS)
         if len(texts) != len(customers):
             raise InvalidInput(
@@ -121,13 +140,28 @@ class ReleaseModel(Model):  # type: ignore[misc]  # kserve is untyped (Any) wher
         )
 
     async def score(self, texts: Sequence[str], customers: Sequence[str]) -> Predictions:
-        """Through the shared batcher; the engine's refusals become KServe's errors (400 or 500)."""
+        """Through the shared batcher; the engine's refusals become KServe's errors (400 or 500).
+
+        Each text is cut to :data:`MAX_TEXT_CHARS` first: the engine keeps only its first 64 tokens.
+        """
+        for what, values in (("text", texts), ("customer_id", customers)):
+            bad = next((row for row, value in enumerate(values) if not is_unicode(value)), None)
+            if bad is not None:
+                raise InvalidInput(f"{what} of row {bad} is not valid Unicode (it holds a lone surrogate)")
         try:
-            return await self.batcher.predict(texts, customers)
+            return await self.batcher.predict([t[:MAX_TEXT_CHARS] for t in texts], customers)
         except AdapterFileError as error:  # the release on disk is broken: the server's fault
             raise InferenceError(str(error)) from error
         except EngineError as error:  # unknown customer, lengths: the caller's fault
             raise InvalidInput(str(error)) from error
+
+
+class VersionNotFound(ModelNotFound):  # type: ignore[misc]  # kserve is untyped
+    """A request for another version than the release id: 404 over REST, NOT_FOUND over gRPC."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
 
 
 def _strings(request: InferRequest, name: str) -> list[str]:
@@ -141,11 +175,11 @@ def _strings(request: InferRequest, name: str) -> list[str]:
         )
     if tensor.datatype != "BYTES":
         raise InvalidInput(f"input {name!r} has datatype {tensor.datatype}; expected BYTES (strings)")
-    if len(tensor.shape) != 1:
+    if len(tensor.shape) != 1 or tensor.shape[0] < 0:
         raise InvalidInput(f"input {name!r} has shape {list(tensor.shape)}; expected [N], one row per text")
     try:
         values = tensor.as_numpy()
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, struct.error) as error:  # struct: a raw BYTES tensor's length prefixes
         raise InvalidInput(
             f"input {name!r}: its data does not fit its shape {list(tensor.shape)} ({error})"
         ) from error

@@ -6,12 +6,14 @@ process: the engine holds the base model once and batches across requests; more 
 each hold a copy and split the batches.
 
 ``/invocations`` (MLflow's scoring format) is a route added to the FastAPI app KServe serves: it
-shares the port, the event loop, KServe's error handlers and the model's batcher.
+shares the port, the event loop, KServe's error handlers and the model's batcher. Every REST request
+passes :class:`~retrain.serving.guard.RestGuard` first (body-size limit, V2 envelope, versions), and
+the server itself is :class:`~retrain.serving.kserve_server.ReleaseServer` (``--host``, ports bound
+before it says it serves, no model unloading).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -24,8 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from retrain.engine import DEFAULT_CACHE_BYTES, EngineError
 from retrain.serving.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
+from retrain.serving.guard import DEFAULT_MAX_BODY_BYTES, RestGuard
 from retrain.serving.invocations import answer, parse
 from retrain.serving.protocol import DEFAULT_MODEL_NAME
+from retrain.serving.v2_body import parse_json
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request, Response
@@ -36,11 +40,13 @@ log = logging.getLogger(__name__)
 
 SERVE_EXTRA_MISSING = "retrain serve needs the serve extra: pip install 'retrain-suite[serve]'"
 GRACE_SECONDS = 10  # in-flight requests get this long to finish after SIGTERM
+DEFAULT_HOST = "127.0.0.1"  # loopback unless told: a container or pod passes --host 0.0.0.0
 
 
 @dataclass(frozen=True)
 class ServeSettings:
     release_dir: Path
+    host: str = DEFAULT_HOST
     http_port: int = 8080
     grpc_port: int = 8081
     model_name: str = DEFAULT_MODEL_NAME
@@ -48,6 +54,7 @@ class ServeSettings:
     max_wait_ms: float = DEFAULT_MAX_WAIT_MS
     cache_bytes: int = DEFAULT_CACHE_BYTES
     base_model: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 class ServeExtraMissing(EngineError):
@@ -74,18 +81,23 @@ def import_kserve() -> Any:
 
 
 class _DropClientErrors(logging.Filter):
-    """KServe logs every 400 and 404 with a traceback; a client's bad request is not the server's error."""
+    """KServe logs each 400, 404 and 501 with a traceback: a client's bad request is no server error."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         from kserve.errors import InvalidInput, ModelNotFound
 
-        return not (record.exc_info and isinstance(record.exc_info[1], InvalidInput | ModelNotFound))
+        from retrain.serving.kserve_server import RepositoryExtensionOff
+
+        refused = InvalidInput | ModelNotFound | RepositoryExtensionOff
+        return not (record.exc_info and isinstance(record.exc_info[1], refused))
 
 
 def serve(settings: ServeSettings) -> int:
-    """Load the release, open the ports, serve until SIGTERM or SIGINT; 0 after a clean stop."""
+    """Check the release's files, take the ports, load, serve until SIGTERM or SIGINT: 0 once stopped."""
     kserve = import_kserve()
+    from retrain.serving.kserve_server import ReleaseServer
     from retrain.serving.model import ReleaseModel
+    from retrain.serving.release_files import check_release_files
 
     logging.getLogger("retrain.serving").setLevel(logging.INFO)
     logging.getLogger("kserve").addFilter(_DropClientErrors())
@@ -93,6 +105,15 @@ def serve(settings: ServeSettings) -> int:
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
     _exit_on_signal_while_loading()
     started = time.perf_counter()
+    release_id = check_release_files(settings.release_dir).release_id  # the adapters' bytes as released
+    server = ReleaseServer(
+        host=settings.host,
+        http_port=settings.http_port,
+        grpc_port=settings.grpc_port,
+        release_id=release_id,
+        grace_period=GRACE_SECONDS,
+    )
+    server.bind()  # a taken port fails now, not after loading the release
     model = ReleaseModel(
         settings.release_dir,
         name=settings.model_name,
@@ -110,23 +131,22 @@ def serve(settings: ServeSettings) -> int:
         ", ".join(engine.customers[:8]) + (", ..." if len(engine.customers) > 8 else ""),
         time.perf_counter() - started,
     )
-    mount_invocations(kserve.model_server.app, model)
-    server = kserve.ModelServer(
-        http_port=settings.http_port,
-        grpc_port=settings.grpc_port,
-        workers=1,
-        enable_grpc=True,
-        enable_latency_logging=False,
-        grace_period=GRACE_SECONDS,
-    )
-    log.info(
-        "serving model %r version %s: REST (V2 and /invocations) on :%d, gRPC on :%d",
-        settings.model_name,
-        engine.release_id,
-        settings.http_port,
-        settings.grpc_port,
-    )
-    server.start([model])  # returns once SIGTERM or SIGINT stopped both servers
+    app = kserve.model_server.app
+    mount_invocations(app, model)
+    app.add_middleware(RestGuard, release_id=engine.release_id, max_body_bytes=settings.max_body_bytes)
+
+    def listening() -> None:
+        log.info(
+            "serving model %r version %s: REST (V2 and /invocations) on %s:%d, gRPC on %s:%d",
+            settings.model_name,
+            engine.release_id,
+            settings.host,
+            settings.http_port,
+            settings.host,
+            settings.grpc_port,
+        )
+
+    server.start([model], on_listening=listening)  # returns once SIGTERM or SIGINT stopped both servers
     log.info("stopped serving release %s", engine.release_id)
     return 0
 
@@ -146,16 +166,13 @@ def mount_invocations(app: FastAPI, model: ReleaseModel) -> None:
     from fastapi.responses import JSONResponse
     from kserve.errors import InvalidInput
 
+    from retrain.errors import InputError
     from retrain.serving.protocol import RELEASE_HEADER
 
     async def invocations(request: Request) -> Response:
         try:
-            body = json.loads(await request.body())
-        except ValueError as error:
-            raise InvalidInput(f"the /invocations body is not JSON ({error})") from error
-        try:
-            texts, customers = parse(body)
-        except EngineError as error:
+            texts, customers = parse(parse_json(await request.body(), "the /invocations body"))
+        except InputError as error:
             raise InvalidInput(str(error)) from error
         predictions = await model.score(texts, customers)
         return JSONResponse(answer(predictions), headers={RELEASE_HEADER: model.release_id})

@@ -6,12 +6,16 @@ context folder, and the check speaks plain V2 REST to it, the way it does in a c
 
 from __future__ import annotations
 
+import concurrent.futures
+import json
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -114,6 +118,88 @@ def test_cli_says_one_line_when_the_endpoint_is_down(
     assert err.startswith("retrain: error: model server at ")
     assert url in err
     assert err.count("\n") == 1
+
+
+class _Hostile(BaseHTTPRequestHandler):
+    """A V2 endpoint gone bad: ``/trickle`` sends its answer a byte a second; anything else answers
+    500 with an error that would forge a line and colour the user's terminal."""
+
+    stop = threading.Event()
+
+    def log_message(self, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def do_POST(self) -> None:  # http.server calls it by this name
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path.startswith("/trickle"):
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            while not self.stop.wait(1.0):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+            return
+        body = json.dumps({"error": "\x1b[31mboom\nretrain: release check passed"}).encode()
+        self.send_response(500)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def hostile_port() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    _Hostile.stop.clear()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    _Hostile.stop.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_trickling_endpoint_fails_within_the_timeout(
+    trained_release: TrainedRelease, hostile_port: int
+) -> None:
+    """--timeout bounds the whole request: a server sending a byte a second does not hold it."""
+    url = f"http://127.0.0.1:{hostile_port}/trickle"
+    with Elapsed() as timer, pytest.raises(EndpointUnreachableError, match=r"did not answer within 2s"):
+        check_endpoint(trained_release.store, trained_release.release_id, url, timeout=BOUND)
+    assert timer.seconds < BOUND + MARGIN
+
+
+def test_the_error_hides_the_password_and_escapes_the_servers_text(
+    trained_release: TrainedRelease, hostile_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = f"http://checker:secretpw@127.0.0.1:{hostile_port}"
+    release = ["--release", trained_release.release_id, "--mlflow-uri", trained_release.store.tracking_uri]
+    code = main(["release", "check", "--endpoint", endpoint, *release])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1  # one line: the server's newline is shown as \n, not printed
+    assert "secretpw" not in err
+    assert f"http://checker:***@127.0.0.1:{hostile_port}/v2/models/retrain/infer answered HTTP 500" in err
+    assert "\x1b" not in err
+    assert r"\x1b[31mboom\nretrain: release check passed" in err
+
+
+def test_the_grpc_port_is_named_as_such(trained_release: TrainedRelease) -> None:
+    """A real gRPC server (HTTP/2 only) where the REST endpoint was expected: no raw frame bytes."""
+    import grpc
+
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with pytest.raises(EndpointUnreachableError) as raised:
+            check_endpoint(trained_release.store, trained_release.release_id, f"http://127.0.0.1:{port}")
+    finally:
+        server.stop(grace=None)
+    assert str(raised.value).endswith(
+        "is unreachable: it answers in HTTP/2 frames, not HTTP/1.1: is that the gRPC port? "
+        "The check needs REST"
+    )
+    assert "\\x00" not in str(raised.value)
 
 
 # --- against the real server --------------------------------------------------------------------------

@@ -49,8 +49,29 @@ def test_both_formats_score_as_in_process(
         ({"dataframe_records": [{"text": "a"}]}, "row 0: column 'customer_id' is missing"),
         ({"dataframe_records": [{"text": 1, "customer_id": "x"}]}, "column 'text' is int, not a string"),
         ({"dataframe_records": [{"text": "a", "customer_id": "no_such_customer"}]}, "'no_such_customer'"),
+        (
+            {"dataframe_records": [{"text": None, "customer_id": "x"}]},
+            "row 0: column 'text' is null, not a string",
+        ),
+        (
+            {"dataframe_split": {"columns": ["text", "customer_id", "text"], "data": [["a", "x", "b"]]}},
+            "columns ['text', 'customer_id', 'text'] repeat 'text'",
+        ),
+        (
+            {"dataframe_records": [{"text": "\ud800", "customer_id": "x"}]},
+            "text of row 0 is not valid Unicode",
+        ),
     ],
-    ids=["no-format", "split-column", "records-missing", "records-type", "unknown-customer"],
+    ids=[
+        "no-format",
+        "split-column",
+        "records-missing",
+        "records-type",
+        "unknown-customer",
+        "null-text",
+        "repeated-column",
+        "lone-surrogate",
+    ],
 )
 def test_bad_bodies_are_400_naming_the_field(
     served_release: ServedRelease, body: dict[str, Any], message: str
@@ -58,3 +79,14 @@ def test_bad_bodies_are_400_naming_the_field(
     response = invoke(served_release, body)
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]
+
+
+def test_deep_nesting_is_400(served_release: ServedRelease) -> None:
+    response = requests.post(
+        f"{served_release.base_url}/invocations",
+        data=b"[" * 100_000,
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "the /invocations body is JSON nested too deeply"

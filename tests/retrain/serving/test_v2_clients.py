@@ -92,3 +92,69 @@ def test_grpc(serving_process: RunningServer, engine: AdapterEngine, trained_rel
     assert error is not None
     assert "no_such_customer" in str(error)
     assert "INVALID_ARGUMENT" in str(error)
+
+
+def test_grpc_refuses_other_versions_unloading_and_bad_tensors(
+    serving_process: RunningServer, trained_release: Any
+) -> None:
+    """Raw V2 gRPC calls, as any client may send them: every refusal names its reason."""
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    from .v2 import elements
+
+    customer = trained_release.customers[0].encode()
+
+    def request(version: str = "", shape: int = 1, raw: list[bytes] | None = None) -> Any:
+        inputs = [
+            pb.ModelInferRequest.InferInputTensor(name=name, datatype="BYTES", shape=[shape])
+            for name in ("text", "customer_id")
+        ]
+        if raw is None:
+            inputs[0].contents.bytes_contents.append(b"a text")
+            inputs[1].contents.bytes_contents.append(customer)
+        return pb.ModelInferRequest(
+            model_name=MODEL_NAME, model_version=version, inputs=inputs, raw_input_contents=raw or []
+        )
+
+    async def run() -> list[Any]:
+        async with grpc.aio.insecure_channel(serving_process.grpc_url) as channel:
+            stub = GRPCInferenceServiceStub(channel)
+            calls = [
+                stub.ModelInfer(request(trained_release.release_id)),
+                stub.ModelInfer(request("nope")),
+                stub.ModelInfer(request(shape=-1)),
+                stub.ModelInfer(request(raw=[b"\x05\x00", elements(customer)])),
+                stub.ModelInfer(request(raw=[elements(b"a text")[:-2], elements(customer)])),
+                stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name=MODEL_NAME)),
+                stub.ServerReady(pb.ServerReadyRequest()),
+            ]
+            return [await _outcome(call) for call in calls]
+
+    served, other, negative, short, lying, unload, ready = asyncio.run(run())
+    assert served.model_version == trained_release.release_id
+    assert other == (
+        grpc.StatusCode.NOT_FOUND,
+        f"model {MODEL_NAME} has one version, {trained_release.release_id} (the release id), not 'nope'",
+    )
+    assert negative == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input 'text' has shape [-1]; expected [N], one row per text",
+    )
+    for code, message in (short, lying):
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert message.startswith("input 'text': its data does not fit its shape [1]")
+    assert unload[0] == grpc.StatusCode.UNIMPLEMENTED
+    assert f"serves release {trained_release.release_id} only" in unload[1]
+    assert ready.ready
+
+
+async def _outcome(call: Any) -> Any:
+    """The call's response, or (status code, details) of the error it ended with."""
+    import grpc
+
+    try:
+        return await call
+    except grpc.aio.AioRpcError as error:
+        return error.code(), error.details()

@@ -7,7 +7,9 @@ against the engine run in this process.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import re
+import time
 from typing import Any
 
 import numpy as np
@@ -15,10 +17,18 @@ import pytest
 import requests
 
 from retrain.engine import AdapterEngine
-from retrain.serving.protocol import RELEASE_HEADER
+from retrain.serving.protocol import MAX_TEXT_CHARS, RELEASE_HEADER
 
 from .conftest import MODEL_NAME, ServedRelease
-from .v2 import infer_body, outputs, spec_validator, without_kserve_nulls
+from .v2 import (
+    JSON_LENGTH_HEADER,
+    binary_body,
+    elements,
+    infer_body,
+    outputs,
+    spec_validator,
+    without_kserve_nulls,
+)
 
 pytestmark = pytest.mark.serving
 
@@ -159,3 +169,131 @@ def test_32_concurrent_clients_get_their_own_answers(
         np.testing.assert_allclose(got["score"], everything.scores[start:end], atol=1e-5)
         assert got["label"] == everything.labels[start:end]
         start = end
+
+
+# --- hostile requests: a 400 naming the problem, never a 500 ------------------------------------------
+
+JSON_TYPE = {"content-type": "application/json"}
+TEXT, CUSTOMER = elements(b"a text"), elements(b"acme_air")
+
+
+def post_raw(
+    served: ServedRelease, body: bytes, headers: dict[str, str], path: str = ""
+) -> requests.Response:
+    url = f"{served.base_url}{path or f'/v2/models/{MODEL_NAME}/infer'}"
+    return requests.post(url, data=body, headers=headers, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "message"),
+    [
+        (
+            b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1e400], "data": ["a"]}]}',
+            JSON_TYPE,
+            "got [Infinity]",
+        ),
+        (
+            b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [NaN], "data": ["a"]}]}',
+            JSON_TYPE,
+            "got [NaN]",
+        ),
+        (json.dumps(infer_body(["a"], ["acme_air"])).replace("[1]", "[-1]").encode(), JSON_TYPE, "got [-1]"),
+        (b"[" * 100_000, JSON_TYPE, "is JSON nested too deeply"),
+        (b'"a string"', JSON_TYPE, "must be a JSON object, got a JSON string"),
+        (
+            b"{}",
+            {"content-type": "text/plain"},
+            "sent as text/plain: send JSON with Content-Type application/json",
+        ),
+        (*binary_body(TEXT, CUSTOMER, sizes=(50, len(CUSTOMER))), "binary_data_size is 50, but only"),
+        (
+            *binary_body(TEXT, CUSTOMER, sizes=(len(TEXT), 99)),
+            "'customer_id': binary_data_size is 99, but only",
+        ),
+        (
+            binary_body(TEXT, CUSTOMER)[0],
+            {JSON_LENGTH_HEADER: "abc"},
+            "must be a whole number of bytes, got 'abc'",
+        ),
+        (*binary_body(TEXT, elements(b"\xff")), "input 'customer_id': element 0 is not UTF-8"),
+        (*binary_body(TEXT, CUSTOMER, shapes=(2, 1)), "its shape holds 2 elements, its binary data 1"),
+    ],
+    ids=[
+        "shape-1e400",
+        "shape-nan",
+        "shape-negative",
+        "nested-deep",
+        "json-string",
+        "text-plain",
+        "binary-size-too-large",
+        "binary-last-size-oversized",
+        "binary-header-not-a-number",
+        "binary-not-utf8",
+        "binary-shape-2-holding-1",
+    ],
+)
+def test_malformed_bodies_are_400_naming_the_problem(
+    served_release: ServedRelease, body: bytes, headers: dict[str, str], message: str
+) -> None:
+    response = post_raw(served_release, body, headers)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"]
+
+
+def test_lone_surrogates_and_repeated_inputs_are_refused(served_release: ServedRelease) -> None:
+    surrogate = infer(served_release, infer_body(["fine", "\ud800"], ["acme_air", "acme_air"]))
+    assert surrogate.status_code == 400, surrogate.text
+    assert surrogate.json()["error"] == "text of row 1 is not valid Unicode (it holds a lone surrogate)"
+    body = infer_body(["a"], ["acme_air"])
+    body["inputs"].append({"name": "text", "datatype": "BYTES", "shape": [1], "data": ["b"]})
+    repeated = infer(served_release, body)
+    assert repeated.status_code == 400, repeated.text
+    assert repeated.json()["error"].startswith("inputs 'text' appear more than once")
+
+
+def test_the_release_id_is_the_one_model_version(served_release: ServedRelease, trained_release: Any) -> None:
+    body = infer_body(["a text"], trained_release.customers[:1])
+    versions = f"{served_release.base_url}/v2/models/{MODEL_NAME}/versions"
+    served = requests.post(f"{versions}/{served_release.release_id}/infer", json=body, timeout=60)
+    assert served.status_code == 200, served.text
+    assert served.json()["model_version"] == served_release.release_id
+    ready = requests.get(f"{versions}/{served_release.release_id}/ready", timeout=5)
+    assert ready.json() == {"name": MODEL_NAME, "ready": True}
+    other = requests.post(f"{versions}/nope/infer", json=body, timeout=60)
+    assert other.status_code == 404, other.text
+    assert other.json()["error"] == (
+        f"model {MODEL_NAME} has one version, {served_release.release_id} (the release id), not 'nope'"
+    )
+
+
+def test_the_model_cannot_be_unloaded(served_release: ServedRelease, trained_release: Any) -> None:
+    base = served_release.base_url
+    for action in ("unload", "load"):
+        refused = requests.post(f"{base}/v2/repository/models/{MODEL_NAME}/{action}", timeout=10)
+        assert refused.status_code == 501, refused.text
+        assert f"serves release {served_release.release_id} only" in refused.json()["error"]
+    assert requests.get(f"{base}/v2/health/ready", timeout=5).json() == {"ready": True}
+    still = infer(served_release, infer_body(["a text"], trained_release.customers[:1]))
+    assert still.status_code == 200, still.text
+    assert requests.get(f"{base}/v2", timeout=5).json()["extensions"] == []
+
+
+def test_a_body_over_the_limit_is_413_naming_it(served_release: ServedRelease) -> None:
+    response = post_raw(served_release, b" " * (16 * 2**20 + 1), JSON_TYPE)
+    assert response.status_code == 413, response.text[:200]
+    assert "over this server's limit of 16777216 bytes (16 MiB" in response.json()["error"]
+
+
+def test_a_huge_text_is_cut_before_tokenizing(
+    served_release: ServedRelease, engine: AdapterEngine, trained_release: Any
+) -> None:
+    """A 12 MB text used to hold the engine for seconds; only its first characters can reach 64 tokens."""
+    huge = "refund my order please " * 500_000
+    customer = trained_release.customers[0]
+    started = time.monotonic()
+    response = infer(served_release, infer_body([huge], [customer]))
+    seconds = time.monotonic() - started
+    assert response.status_code == 200, response.text[:300]
+    expected = engine.predict([huge[:MAX_TEXT_CHARS]], [customer]).scores
+    np.testing.assert_allclose(outputs(response.json())["score"], expected, atol=1e-5)
+    assert seconds < 8, f"a 12 MB text took {seconds:.1f}s"  # tokenizing it whole takes tens of seconds

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+JSON_LENGTH_HEADER = "inference-header-content-length"  # the binary data extension's header
 SPEC = Path(__file__).resolve().parents[4] / "shared" / "kserve" / "rest_predict_v2.yaml"
 
 
@@ -51,3 +54,23 @@ def spec_validator(component: str) -> Any:
     spec = yaml.safe_load(SPEC.read_text())
     schema = {"$ref": f"#/components/schemas/{component}", "components": spec["components"]}
     return jsonschema.Draft202012Validator(schema)
+
+
+def elements(*values: bytes) -> bytes:
+    """A BYTES tensor as the binary data extension frames it: 4-byte little-endian length, then bytes."""
+    return b"".join(struct.pack("<I", len(v)) + v for v in values)
+
+
+def binary_body(
+    text: bytes, customer: bytes, *, sizes: tuple[Any, Any] | None = None, shapes: tuple[int, int] = (1, 1)
+) -> tuple[bytes, dict[str, str]]:
+    """A binary-extension request: JSON header part, then the text and customer_id tensors."""
+    sizes = sizes or (len(text), len(customer))
+    document = {
+        "inputs": [
+            {"name": n, "datatype": "BYTES", "shape": [s], "parameters": {"binary_data_size": size}}
+            for n, s, size in zip(("text", "customer_id"), shapes, sizes, strict=True)
+        ]
+    }
+    head = json.dumps(document).encode()
+    return head + text + customer, {JSON_LENGTH_HEADER: str(len(head))}
