@@ -33,6 +33,8 @@ def tokenized_batches(
     """
     import torch
 
+    if not texts:  # an empty request: the tokenizer refuses an empty list
+        return []
     ids = tokenizer(
         list(texts),
         truncation=True,

@@ -88,21 +88,22 @@ class AdapterCache:
         if len(customers) > self.max_slots:
             raise EngineError(f"{len(customers)} adapters at once, but the pools hold {self.max_slots}")
         found: dict[str, Resident] = {}
-        for customer in customers:
-            resident = self._entries.get(customer)
-            if resident is None:
-                slot = self._take_slot(keep=found)
-                try:
-                    resident = Resident(slot, self._load(customer, slot))
-                except BaseException:
-                    self._free.append(slot)
-                    raise
-                self.stats.loads += 1
-            else:
+        for customer in customers:  # first the resident ones, so that no load evicts them
+            if (resident := self._entries.get(customer)) is not None:
+                self._entries.move_to_end(customer)
                 self.stats.hits += 1
-            self._entries[customer] = resident
-            self._entries.move_to_end(customer)
-            found[customer] = resident
+                found[customer] = resident
+        for customer in customers:
+            if customer in found:
+                continue
+            slot = self._take_slot(keep=found)
+            try:
+                resident = Resident(slot, self._load(customer, slot))
+            except BaseException:
+                self._free.append(slot)
+                raise
+            self.stats.loads += 1
+            self._entries[customer] = found[customer] = resident
         return found
 
     def _take_slot(self, keep: dict[str, Resident]) -> int:
