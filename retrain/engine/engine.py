@@ -315,6 +315,12 @@ def _plan(model: Any, adapters: dict[str, tuple[Path, str]]) -> tuple[list[str],
         if fits and layout.hidden == model.classifier.in_features:
             targets.update(layout.layers)
             rank, labels = max(rank, layout.rank), max(labels, layout.labels)
+        else:
+            log.warning(
+                "customer %r: adapter %s does not fit the base model; its rows will be refused",
+                customer,
+                adapter_dir,
+            )
     return sorted(targets), rank, labels
 
 

@@ -200,3 +200,23 @@ def test_on_cuda_bf16_scores_within_1e_2_of_peft(trained_release: TrainedRelease
         expected = peft_probabilities(adapter_dir, [release.texts[i] for i in rows])  # PEFT's own, bf16 too
         got = np.stack([predictions.probabilities[i] for i in rows])
         assert np.abs(got - expected).max() < 1e-2, customer
+
+
+def test_an_adapter_for_another_base_is_refused_naming_its_file_and_the_others_score(
+    trained_release: TrainedRelease, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    copy = Path(shutil.copytree(trained_release.release_dir, tmp_path / "release"))
+    foreign, healthy = trained_release.customers[:2]
+    weights = copy / ADAPTER_SUBDIR.format(customer=foreign) / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    key = next(k for k in tensors if k.endswith("query.lora_A.weight"))
+    tensors[key] = torch.zeros(tensors[key].shape[0], 1024)  # lora_A of a 1024-wide model
+    save_file(tensors, str(weights))
+    engine = AdapterEngine.from_release_dir(copy, device="cpu")
+    with pytest.raises(
+        AdapterFileError, match=rf"customer '{foreign}': adapter file {weights} targets .*query"
+    ):
+        engine.predict(["my card was charged twice"], [foreign])
+    assert engine.predict(["my card was charged twice"], [healthy]).adapter_versions == ["1"]
