@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from retrain.dolt import DoltRepository
-from retrain.dolt.dialects import Statement
+if TYPE_CHECKING:  # imported where used: Dolt is not on a GPU box, which runs the engine bench
+    from retrain.dolt import DoltRepository
 
 CUSTOMERS = 1000
 CHANGED_CUSTOMERS = ("customer_0007", "customer_0421", "customer_0999")
@@ -14,6 +15,9 @@ CHANGED_CUSTOMERS = ("customer_0007", "customer_0421", "customer_0999")
 
 def build_repo(path: Path, rows: int) -> tuple[DoltRepository, str, str]:
     """A repo with ``rows`` examples; a second commit edits 100 rows of 3 customers."""
+    from retrain.dolt import DoltRepository
+    from retrain.dolt.dialects import Statement
+
     repo = DoltRepository.open(str(path), create=True)
     repo.execute(
         Statement(

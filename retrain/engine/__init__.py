@@ -1,6 +1,6 @@
 """The multi-adapter inference engine: one base model, many customers' LoRA adapters, mixed batches."""
 
-from retrain.engine.engine import DEFAULT_CACHE_BYTES, AdapterEngine, Predictions
+from retrain.engine.engine import DEFAULT_CACHE_BYTES, AdapterEngine, EngineTimings, Predictions
 from retrain.engine.errors import AdapterFileError, EngineError, UnknownCustomerError
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "AdapterEngine",
     "AdapterFileError",
     "EngineError",
+    "EngineTimings",
     "Predictions",
     "UnknownCustomerError",
 ]

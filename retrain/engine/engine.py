@@ -1,4 +1,8 @@
-"""Score rows of many customers together: the base model once, each customer's adapter as its own bytes.
+"""Score rows of many customers together: the base model once, each customer's adapter in a slot.
+
+Every adapter of the release that fits the base model is planned for at start: the target layers
+of all of them are swapped for slot pools (:mod:`retrain.engine.lora`) and a batch carries one slot
+number per row. A thread tokenizes the next rows while the current batch runs.
 
 Used by Spark scoring (one engine per Python worker) and by ``retrain serve`` (one per server).
 """
@@ -8,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,21 +21,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrain.adapters.model import load_base, pick_device, resolve_base_model
-from retrain.engine.cache import AdapterCache
+from retrain.engine.batches import Batch, tokenized_batches
+from retrain.engine.cache import AdapterCache, Resident
 from retrain.engine.errors import AdapterFileError, EngineError, UnknownCustomerError
-from retrain.engine.weights import WEIGHTS_FILE, AdapterWeights
-from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE
-from retrain.release.manifest import Manifest
-from retrain.release.store import MANIFEST_FILE
+from retrain.engine.prefetch import ahead
+from retrain.engine.weights import AdapterLayout, load_into
 
 if TYPE_CHECKING:  # torch is imported when an engine is built, not with this module (DAG parsing imports it)
-    from retrain.engine.lora import MultiLoraLinear
+    from retrain.engine.lora import SlotModel
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024  # ~1,700 adapters of r=8 on MiniLM
 DEFAULT_BATCH_SIZE = 64
-MAX_LENGTH = 64  # tokens, as in training and AdapterClassifier.encode
+CHUNK_BATCHES = 8  # batches tokenized in one call; the stream's first chunk is one batch, to start soon
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,36 @@ class Predictions:
         return np.array([p[-1] for p in self.probabilities], dtype=np.float64)
 
 
+@dataclass
+class EngineTimings:
+    """Seconds spent per stage since the engine was built; ``tokenize`` runs beside the others."""
+
+    rows: int = 0
+    batches: int = 0
+    tokenize: float = 0.0  # in the preparing thread
+    wait: float = 0.0  # the scoring thread waiting for tokenized rows
+    select: float = 0.0  # adapters to slots (loads included) and the slot vector
+    forward: float = 0.0  # the model, from token ids to probabilities on the host
+    finish: float = 0.0  # each row's labels and probabilities
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Rows ``start:stop`` of request ``texts``; ``last`` closes the request."""
+
+    texts: Sequence[str]
+    customers: Sequence[str]
+    start: int
+    stop: int
+    last: bool
+
+
 class AdapterEngine:
     """The adapters of one release over one shared base model.
 
     :param adapters: customer -> (adapter directory, model version).
-    :param cache_bytes: memory for adapters; the least recently used are dropped beyond it and
-        reloaded from disk when next needed.
+    :param cache_bytes: memory for adapters' slots; beyond it the least recently used adapter gives
+        its slot up, and is copied back in from disk when next needed.
     :param device: ``cuda`` (bf16) or ``cpu`` (fp32); default CUDA when present.
     """
 
@@ -68,7 +96,7 @@ class AdapterEngine:
     ) -> None:
         import torch
 
-        from retrain.engine.lora import MultiHead, swap_module
+        from retrain.engine.lora import SlotModel
 
         if batch_size < 1:
             raise EngineError(f"batch size must be at least 1, got {batch_size}")
@@ -79,32 +107,44 @@ class AdapterEngine:
         self.device, self.dtype = pick_device() if device is None else (device, _dtype_for(device))
         started = time.perf_counter()
         self._tokenizer, model, _ = load_base(self.base_model, num_labels=2)
-        self._model = model.to(device=self.device, dtype=self.dtype).eval()
-        head = getattr(self._model, "classifier", None)
-        if not isinstance(head, torch.nn.Linear):
+        model = model.to(device=self.device, dtype=self.dtype).eval()
+        if not isinstance(getattr(model, "classifier", None), torch.nn.Linear):
             raise EngineError(
-                f"base model {self.base_model}: its head is {type(head).__name__}, not a linear "
-                "`classifier`; the engine serves BERT-style sequence classifiers"
+                f"base model {self.base_model}: its head is not a linear `classifier`; the engine "
+                "serves BERT-style sequence classifiers"
             )
-        self._head = MultiHead()
-        swap_module(self._model, "classifier", self._head)
-        self._lora_layers: dict[str, MultiLoraLinear] = {}  # in order of first use
-        self._layer_index: dict[str, int] = {}
-        self._buffers: dict[str, Any] = {}  # per-row factors and heads, reused batch after batch
-        self._cache = AdapterCache(cache_bytes, self._load_adapter)
+        targets, rank, labels = _plan(model, adapters)
+        self._pools: SlotModel = SlotModel.build(model, targets, slots=1, rank=rank, labels=labels)
+        self._cache = AdapterCache(
+            cache_bytes,
+            self._pools.slot_bytes,
+            adapters=len(adapters),
+            slots=1,
+            load=self._load,
+            grow=self._pools.resize,
+        )
+        self.timings = EngineTimings()
         self._lock = threading.Lock()
+        self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
         log.info(
-            "engine for release %s: %d adapters over %s on %s (%.1fs to load the base)",
+            "engine for release %s: %d adapters over %s on %s, %d target layers, rank %d (%.1fs to load)",
             release_id,
             len(adapters),
             Path(self.base_model).name,
             self.device,
+            len(targets),
+            rank,
             time.perf_counter() - started,
         )
 
     @classmethod
     def from_release_dir(cls, release_dir: str | Path, **options: Any) -> AdapterEngine:
         """An engine over a release context (``retrain release context``, or what Spark ships)."""
+        # Here, not at the top: the release modules bring MLflow, which a GPU box scoring need not have.
+        from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE
+        from retrain.release.manifest import Manifest
+        from retrain.release.store import MANIFEST_FILE
+
         root = Path(release_dir)
         try:
             manifest = Manifest.from_json((root / MANIFEST_FILE).read_text())
@@ -142,144 +182,146 @@ class AdapterEngine:
 
     def predict(self, texts: Sequence[str], customers: Sequence[str]) -> Predictions:
         """Score ``texts[i]`` with ``customers[i]``'s adapter; customers may differ from row to row."""
+        (predictions,) = self.predict_each([(texts, customers)])  # run to its end: the lock is let go
+        return predictions
+
+    def predict_each(self, requests: Iterable[tuple[Sequence[str], Sequence[str]]]) -> Iterator[Predictions]:
+        """:meth:`predict` for each ``(texts, customers)`` in turn, as a stream: the next rows, of this
+        request or the next one, are tokenized while the current batch runs."""
+        with self._lock:
+            scores: _Scores | None = None
+            for chunk, batches in ahead(self._chunks(requests), self._tokenize, self._preparer):
+                if scores is None:
+                    scores = _Scores(len(chunk.texts))
+                for batch in batches:
+                    self._score(batch, chunk.customers, scores)
+                if chunk.last:
+                    yield scores.predictions([self._adapters[c][1] for c in chunk.customers])
+                    scores = None
+
+    def _chunks(self, requests: Iterable[tuple[Sequence[str], Sequence[str]]]) -> Iterator[_Chunk]:
+        size = self.batch_size  # the first chunk: one batch, so scoring starts soon
+        for texts, customers in requests:
+            self._check(texts, customers)
+            start = 0
+            while True:
+                stop = min(len(texts), start + size)
+                yield _Chunk(texts, customers, start, stop, stop == len(texts))
+                size = CHUNK_BATCHES * self.batch_size
+                if stop == len(texts):
+                    break
+                start = stop
+
+    def _check(self, texts: Sequence[str], customers: Sequence[str]) -> None:
         if len(texts) != len(customers):
             raise EngineError(f"{len(texts)} texts but {len(customers)} customers: one customer per text")
         unknown = {c for c in customers if c not in self._adapters}
         if unknown:
             raise UnknownCustomerError(unknown, self.release_id)
-        probabilities: list[np.ndarray] = [np.empty(0)] * len(texts)
-        labels = [""] * len(texts)
-        with self._lock:
-            for rows in self._batches(texts):
-                scored = self._score([texts[i] for i in rows], [customers[i] for i in rows])
-                for row, (p, label) in zip(rows, scored, strict=True):
-                    probabilities[row], labels[row] = p, label
-        return Predictions(probabilities, labels, [self._adapters[c][1] for c in customers])
 
-    def _batches(self, texts: Sequence[str]) -> list[list[int]]:
-        """Row indices in batches of similar token length, so little of each batch is padding."""
-        lengths = self._tokenizer(list(texts), truncation=True, max_length=MAX_LENGTH, return_length=True)[
-            "length"
-        ]
-        order = sorted(range(len(texts)), key=lambda i: lengths[i])
-        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+    def _tokenize(self, chunk: _Chunk) -> tuple[_Chunk, list[Batch]]:
+        """In the preparing thread: the chunk's rows as length-sorted batches of token ids."""
+        started = time.perf_counter()
+        batches = tokenized_batches(
+            self._tokenizer,
+            chunk.texts[chunk.start : chunk.stop],
+            first_row=chunk.start,
+            batch_size=self.batch_size,
+            pin=self.device.startswith("cuda"),
+        )
+        self.timings.tokenize += time.perf_counter() - started
+        return chunk, batches
 
-    def _score(self, texts: list[str], customers: list[str]) -> list[tuple[np.ndarray, str]]:
-        """One forward pass over a batch; per row its probabilities and argmax label."""
+    def _score(self, batch: Batch, request_customers: Sequence[str], scores: _Scores) -> None:
+        """One forward pass over ``batch`` (or several, if its adapters outnumber the pools' slots)."""
         import torch
 
+        started = time.perf_counter()
+        customers = [request_customers[row] for row in batch.rows]
         distinct = list(dict.fromkeys(customers))
-        weights = self._cache.get_many(distinct)
-        adapters = [weights[c] for c in distinct]
-        rows = [
-            torch.tensor([i for i, c in enumerate(customers) if c == customer], device=self.device)
-            for customer in distinct
-        ]
-        self._bind(adapters, rows)
+        limit = self._cache.max_slots
+        if len(distinct) > limit:  # a budget below one batch's adapters: score it in parts that fit
+            for part in (set(distinct[i : i + limit]) for i in range(0, len(distinct), limit)):
+                picked = [i for i, c in enumerate(customers) if c in part]
+                index = torch.tensor(picked)
+                sub = Batch(batch.rows[picked], batch.input_ids[index], batch.attention_mask[index])
+                self._score(sub, request_customers, scores)
+            return
+        residents = self._cache.residents(distinct)
+        slots = torch.tensor([residents[c].slot for c in customers])
+        if self.device.startswith("cuda"):
+            slots = slots.pin_memory()
+        slots = slots.to(self.device, non_blocking=True)  # the batch's one copy of its slot vector
+        selected = time.perf_counter()
+        with torch.inference_mode(), self._pools.routed(slots):
+            logits = self._pools.model(
+                input_ids=batch.input_ids.to(self.device, non_blocking=True),
+                attention_mask=batch.attention_mask.to(self.device, non_blocking=True),
+            ).logits
+        probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        scored = time.perf_counter()
+        scores.add(batch.rows, probabilities, [residents[c] for c in customers])
+        timings = self.timings
+        timings.select += selected - started
+        timings.forward += scored - selected
+        timings.finish += time.perf_counter() - scored
+        timings.rows += len(customers)
+        timings.batches += 1
+
+    def _load(self, customer: str, slot: int) -> list[str]:
+        return load_into(self._pools, slot, self._adapters[customer][0], customer)
+
+
+class _Scores:
+    """One request's results, filled batch by batch in whatever order its rows are scored."""
+
+    def __init__(self, rows: int) -> None:
+        self.probabilities: list[np.ndarray] = [np.empty(0)] * rows
+        self.labels = [""] * rows
+
+    def add(self, rows: np.ndarray, probabilities: np.ndarray, residents: list[Resident]) -> None:
+        best = probabilities.argmax(axis=1)  # labels past an adapter's own have probability 0
+        for i, (row, resident) in enumerate(zip(rows.tolist(), residents, strict=True)):
+            self.probabilities[row] = probabilities[i, : len(resident.labels)]
+            self.labels[row] = resident.labels[best[i]]
+
+    def predictions(self, versions: list[str]) -> Predictions:
+        return Predictions(self.probabilities, self.labels, versions)
+
+
+def _plan(model: Any, adapters: dict[str, tuple[Path, str]]) -> tuple[list[str], int, int]:
+    """The target layers, rank and label count the pools need for every adapter that fits the base.
+
+    Read from the adapters' file headers, once. An adapter that is unreadable or does not fit is
+    left out here and refused, naming its file, when its rows are scored.
+    """
+    import torch
+
+    targets: set[str] = set()
+    rank, labels = 1, 2
+    for customer, (adapter_dir, _) in adapters.items():
         try:
-            encoded = self._tokenizer(
-                texts, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
-            ).to(self.device)
-            with torch.inference_mode():
-                logits = self._model(**encoded).logits
-            probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        finally:
-            self._unbind()
-        scored = []
-        for i, customer in enumerate(customers):
-            labels = weights[customer].labels
-            row = probabilities[i, : len(labels)]
-            scored.append((row, labels[int(np.argmax(row))]))
-        return scored
-
-    def _bind(self, adapters: list[AdapterWeights], rows: list[Any]) -> None:
-        """Give every swapped layer this batch's per-row factors, and the head its per-row weights.
-
-        Each distinct adapter is copied once into the rows that use it (``rows[i]`` for
-        ``adapters[i]``); a layer an adapter does not target, or a lower rank, stays zero.
-        """
-        import torch
-
-        layers = list(self._lora_layers.values())
-        batch = sum(len(r) for r in rows)
-        rank = max(a.rank for a in adapters)
-        first, template = layers[0].base, adapters[0]
-        width = max(len(a.labels) for a in adapters)
-        down = self._workspace("down", (len(layers), batch, first.in_features, rank), 0.0, template.down_t)
-        up = self._workspace("up", (len(layers), batch, rank, first.out_features), 0.0, template.up_t)
-        weight = self._workspace(
-            "weight", (batch, width, template.head_weight.shape[1]), 0.0, template.head_weight
-        )
-        bias = self._workspace("bias", (batch, width), float("-inf"), template.head_bias)
-        for adapter, at in zip(adapters, rows, strict=True):
-            where = torch.tensor([self._layer_index[m] for m in adapter.modules], device=self.device)
-            down[where[:, None], at[None, :], :, : adapter.rank] = adapter.down_t[:, None]
-            up[where[:, None], at[None, :], : adapter.rank, :] = adapter.up_t[:, None]
-            weight[at, : len(adapter.labels)] = adapter.head_weight
-            bias[at, : len(adapter.labels)] = adapter.head_bias
-        for m, layer in enumerate(layers):
-            layer.factors = (down[m], up[m])
-        self._head.heads = (weight, bias)
-
-    def _workspace(self, name: str, shape: tuple[int, ...], fill: float, like: Any) -> Any:
-        """``shape`` filled with ``fill``, in a buffer kept for the next batch: scoring allocates
-        nothing per batch, so memory stays flat however long the engine runs.
-
-        The buffer holds a full batch (``batch_size`` rows); a smaller batch uses its first rows.
-        """
-        rows_axis = 1 if name in ("down", "up") else 0
-        full = (*shape[:rows_axis], max(self.batch_size, shape[rows_axis]), *shape[rows_axis + 1 :])
-        buffer = self._buffers.get(name)
-        if buffer is None or tuple(buffer.shape) != full:
-            buffer = self._buffers[name] = like.new_empty(full)
-        used = buffer.narrow(rows_axis, 0, shape[rows_axis])
-        return used.fill_(fill)
-
-    def _unbind(self) -> None:
-        for layer in self._lora_layers.values():
-            layer.factors = None
-        self._head.heads = None
-
-    def _load_adapter(self, customer: str) -> AdapterWeights:
-
-        adapter_dir, version = self._adapters[customer]
-        weights = AdapterWeights.load(
-            adapter_dir, customer=customer, version=version, device=self.device, dtype=self.dtype
-        )
-        for path in weights.modules:
-            if path not in self._lora_layers:
-                self._swap_in(path, customer, adapter_dir)
-        layer = self._lora_layers[weights.modules[0]].base
-        if weights.down_t.shape[1] != layer.in_features or weights.up_t.shape[2] != layer.out_features:
-            raise AdapterFileError(
-                f"customer {customer!r}: adapter file {adapter_dir / WEIGHTS_FILE} has LoRA factors of "
-                f"{tuple(weights.down_t.shape[1:])} x {tuple(weights.up_t.shape[1:])}, which do not fit "
-                f"the base model's {layer.in_features} -> {layer.out_features} layers"
+            layout = AdapterLayout.read(adapter_dir, customer)
+        except AdapterFileError as error:
+            log.warning("%s; its rows will be refused", error)
+            continue
+        fits = True
+        for path, shape in layout.layers.items():
+            try:
+                layer = model.get_submodule(path)
+            except AttributeError:
+                layer = None
+            fits &= isinstance(layer, torch.nn.Linear) and (layer.in_features, layer.out_features) == shape
+        if fits and layout.hidden == model.classifier.in_features:
+            targets.update(layout.layers)
+            rank, labels = max(rank, layout.rank), max(labels, layout.labels)
+        else:
+            log.warning(
+                "customer %r: adapter %s does not fit the base model; its rows will be refused",
+                customer,
+                adapter_dir,
             )
-        return weights
-
-    def _swap_in(self, path: str, customer: str, adapter_dir: Path) -> None:
-        """Replace base layer ``path`` by a :class:`MultiLoraLinear`, the first time an adapter targets it."""
-        import torch
-
-        from retrain.engine.lora import MultiLoraLinear, swap_module
-
-        try:
-            layer = self._model.get_submodule(path)
-        except AttributeError:
-            layer = None
-        known = next(iter(self._lora_layers.values()), None)
-        if not isinstance(layer, torch.nn.Linear) or (
-            known is not None
-            and (layer.in_features, layer.out_features) != (known.base.in_features, known.base.out_features)
-        ):
-            raise AdapterFileError(
-                f"customer {customer!r}: adapter file {adapter_dir / WEIGHTS_FILE} targets {path}, which is "
-                f"not a linear layer of base model {self.base_model} shaped like the other targets"
-            )
-        self._layer_index[path] = len(self._lora_layers)
-        self._lora_layers[path] = MultiLoraLinear(layer)
-        swap_module(self._model, path, self._lora_layers[path])
+    return sorted(targets), rank, labels
 
 
 def _dtype_for(device: str) -> Any:

@@ -70,6 +70,19 @@ class SlotLoraLinear(nn.Module):
             self.up[slot, rank:].zero_()
             self.scale[slot] = scale
 
+    def clear_slot(self, slot: int) -> None:
+        """Empty ``slot``: zero delta, for an adapter that does not target this layer."""
+        with torch.no_grad():
+            self.down[slot].zero_()
+            self.up[slot].zero_()
+            self.scale[slot] = 0.0
+
+    def resize(self, slots: int) -> None:
+        """Hold ``slots`` slots, keeping the first ones' contents; new slots are empty."""
+        self.down = nn.Parameter(_resized(self.down, slots, 0.0), requires_grad=self.down.requires_grad)
+        self.up = nn.Parameter(_resized(self.up, slots, 0.0), requires_grad=self.up.requires_grad)
+        self.scale = _resized(self.scale, slots, 0.0)
+
 
 class SlotHead(nn.Module):
     """Per-row classifier heads: ``weight[s] @ pooled + bias[s]`` for the row's slot ``s``.
@@ -107,6 +120,12 @@ class SlotHead(nn.Module):
             self.bias[slot, labels:].zero_()
             self.absent[slot, :labels] = 0.0
             self.absent[slot, labels:] = float("-inf")
+
+    def resize(self, slots: int) -> None:
+        """Hold ``slots`` slots, keeping the first ones' contents; new slots are empty."""
+        self.weight = nn.Parameter(_resized(self.weight, slots, 0.0), requires_grad=self.weight.requires_grad)
+        self.bias = nn.Parameter(_resized(self.bias, slots, 0.0), requires_grad=self.bias.requires_grad)
+        self.absent = _resized(self.absent, slots, float("-inf"))
 
 
 @dataclass(frozen=True)
@@ -171,6 +190,19 @@ class SlotModel:
             for handle in handles:
                 handle.remove()
 
+    @property
+    def slot_bytes(self) -> int:
+        """Bytes one slot takes across every pool."""
+        pools = [t for layer in self.layers.values() for t in (layer.down, layer.up, layer.scale)]
+        pools += [self.head.weight, self.head.bias, self.head.absent]
+        return sum(t[0].numel() * t.element_size() for t in pools)
+
+    def resize(self, slots: int) -> None:
+        """Grow (or shrink) every pool to ``slots`` slots, keeping the first ones' contents."""
+        for layer in self.layers.values():
+            layer.resize(slots)
+        self.head.resize(slots)
+
 
 class _SlotsArgument:
     """A forward pre-hook that hands a module this batch's slot vector, as PEFT hands ``adapter_names``."""
@@ -184,34 +216,13 @@ class _SlotsArgument:
         return args, {**kwargs, "slots": self.slots}
 
 
-class MultiLoraLinear(nn.Module):
-    """A base ``nn.Linear`` plus, per row, ``x @ down_t[row] @ up_t[row]`` (zero for rows without one)."""
-
-    def __init__(self, base: nn.Linear) -> None:
-        super().__init__()
-        self.base = base
-        self.factors: tuple[torch.Tensor, torch.Tensor] | None = None  # [B, in, r], [B, r, out]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.base(x)
-        if self.factors is None:
-            return out
-        down_t, up_t = self.factors
-        return out + torch.bmm(torch.bmm(x, down_t), up_t)  # x: [B, tokens, in]
-
-
-class MultiHead(nn.Module):
-    """Per-row classifier heads, padded to the batch's widest label set with -inf logits (softmax 0)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.heads: tuple[torch.Tensor, torch.Tensor] | None = None  # [B, labels, hidden], [B, labels]
-
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        if self.heads is None:
-            raise RuntimeError("MultiHead called outside a batch")
-        weight, bias = self.heads
-        return torch.baddbmm(bias.unsqueeze(2), weight, pooled.unsqueeze(2)).squeeze(2)
+def _resized(pool: torch.Tensor, slots: int, fill: float) -> torch.Tensor:
+    """``pool`` with ``slots`` rows along its first axis: the old rows kept, new ones ``fill``."""
+    grown = pool.new_full((slots, *pool.shape[1:]), fill)
+    kept = min(slots, pool.shape[0])
+    with torch.no_grad():
+        grown[:kept].copy_(pool[:kept])
+    return grown
 
 
 def swap_module(model: nn.Module, path: str, replacement: nn.Module) -> None:

@@ -1,8 +1,6 @@
-"""One adapter's bytes as the engine holds them: LoRA factors per target module plus the classifier head.
-
-Read straight from the files PEFT writes (``adapter_config.json``, ``adapter_model.safetensors``)
-and the suite's ``labels.json``, without building a PEFT model: an adapter costs its own ~300 kB,
-not a copy of the base model.
+"""One adapter's files as the engine reads them: PEFT's ``adapter_config.json`` and
+``adapter_model.safetensors`` plus the suite's ``labels.json``, copied straight into a slot of the
+engine's pools (no PEFT model, no per-adapter tensors kept: an adapter costs its slot's bytes).
 """
 
 from __future__ import annotations
@@ -12,10 +10,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retrain.adapters.model import LABELS_FILE
 from retrain.engine.errors import AdapterFileError
+
+if TYPE_CHECKING:
+    from retrain.engine.lora import SlotModel
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -33,87 +34,96 @@ _UNSUPPORTED = {
     "layers_to_transform": None,
 }
 
+Fail = Callable[[str, str], AdapterFileError]
+
 
 @dataclass(frozen=True)
-class AdapterWeights:
-    """One customer's adapter, stacked so that a batch gathers it in one copy per tensor.
+class AdapterLayout:
+    """What an adapter file holds, read from its header alone: what the engine's pools must fit."""
 
-    ``delta_m(x) = x @ down_t[m] @ up_t[m]`` for target layer ``modules[m]``: PEFT's
-    ``lora_B(lora_A(x)) * lora_alpha / r``, pre-transposed, with the scaling folded into ``up_t``.
-    """
-
-    customer: str
-    version: str
-    labels: list[str]
-    modules: tuple[
-        str, ...
-    ]  # target layers in the base model, e.g. bert.encoder.layer.0.attention.self.query
-    down_t: Any  # torch.Tensor [modules, in_features, r]  (lora_A transposed)
-    up_t: Any  # torch.Tensor [modules, r, out_features]  (lora_B x scaling, transposed)
-    head_weight: Any  # torch.Tensor [num_labels, hidden]
-    head_bias: Any  # torch.Tensor [num_labels]
-
-    @property
-    def rank(self) -> int:
-        return int(self.down_t.shape[2])
-
-    @property
-    def nbytes(self) -> int:
-        tensors = (self.down_t, self.up_t, self.head_weight, self.head_bias)
-        return sum(int(t.numel() * t.element_size()) for t in tensors)
+    layers: dict[str, tuple[int, int]]  # target layer path -> (in_features, out_features)
+    rank: int
+    labels: int
+    hidden: int  # the head's input width
 
     @classmethod
-    def load(
-        cls, adapter_dir: Path, *, customer: str, version: str, device: str, dtype: Any
-    ) -> AdapterWeights:
-        """Read and check one adapter; every failure names the customer and the file."""
-        import torch
+    def read(cls, adapter_dir: Path, customer: str) -> AdapterLayout:
         from safetensors import SafetensorError, safe_open
 
-        def fail(file: str, problem: str) -> AdapterFileError:
-            return AdapterFileError(f"customer {customer!r}: adapter file {adapter_dir / file} {problem}")
-
-        config = _read_json(adapter_dir / CONFIG_FILE, fail(CONFIG_FILE, "is missing or not JSON"))
-        labels = _read_json(adapter_dir / LABELS_FILE, fail(LABELS_FILE, "is missing or not JSON"))
-        if config.get("peft_type") != "LORA":
-            raise fail(CONFIG_FILE, f"is not a LoRA adapter (peft_type {config.get('peft_type')!r})")
-        for option, plain in _UNSUPPORTED.items():
-            if config.get(option, plain) not in (plain, None, {}, False):
-                raise fail(
-                    CONFIG_FILE, f"uses {option}={config[option]!r}, which the engine does not support"
-                )
-        rank, alpha = int(config["r"]), float(config["lora_alpha"])
-        if not isinstance(labels, list):
-            raise fail(LABELS_FILE, "is not a list of labels")
+        fail = _failure(adapter_dir, customer)
         try:
-            # The final tensors are allocated first and filled one small tensor at a time: no
-            # full-size temporaries, so loading thousands of adapters leaves no holes in the heap.
             with safe_open(str(adapter_dir / WEIGHTS_FILE), framework="pt") as weights:
                 keys = _Keys.of(list(weights.keys()), fail)
                 shapes = {key: tuple(weights.get_slice(key).get_shape()) for key in keys.all()}
-                keys.check(shapes, rank, len(labels), fail)
-                in_features, out_features = shapes[keys.down[0]][1], shapes[keys.up[0]][0]
-                down_t = torch.empty((len(keys.modules), in_features, rank), dtype=dtype, device=device)
-                up_t = torch.empty((len(keys.modules), rank, out_features), dtype=dtype, device=device)
-                for i, (down, up) in enumerate(zip(keys.down, keys.up, strict=True)):
-                    down_t[i].copy_(weights.get_tensor(down).T)
-                    up_t[i].copy_(weights.get_tensor(up).T)
-                # Copies: a tensor straight from get_tensor may keep the whole file mapped in memory.
-                head_weight = weights.get_tensor(keys.head_weight).to(device=device, dtype=dtype, copy=True)
-                head_bias = weights.get_tensor(keys.head_bias).to(device=device, dtype=dtype, copy=True)
         except (OSError, SafetensorError) as error:
             raise fail(WEIGHTS_FILE, f"is unreadable ({error})") from None
-        up_t.mul_(alpha / rank)
-        return cls(
-            customer=customer,
-            version=version,
-            labels=[str(label) for label in labels],
-            modules=keys.modules,
-            down_t=down_t,
-            up_t=up_t,
-            head_weight=head_weight,
-            head_bias=head_bias,
+        return keys.layout(shapes, fail)
+
+
+def load_into(pools: SlotModel, slot: int, adapter_dir: Path, customer: str) -> list[str]:
+    """Check one adapter's files, copy it into ``slot`` of every pool and return its labels.
+
+    A target layer the adapter does not use gets an empty slot; every failure names the customer
+    and the file at fault.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    fail = _failure(adapter_dir, customer)
+    config = _read_json(adapter_dir / CONFIG_FILE, fail(CONFIG_FILE, "is missing or not JSON"))
+    labels = _read_json(adapter_dir / LABELS_FILE, fail(LABELS_FILE, "is missing or not JSON"))
+    if config.get("peft_type") != "LORA":
+        raise fail(CONFIG_FILE, f"is not a LoRA adapter (peft_type {config.get('peft_type')!r})")
+    for option, plain in _UNSUPPORTED.items():
+        if config.get(option, plain) not in (plain, None, {}, False):
+            raise fail(CONFIG_FILE, f"uses {option}={config[option]!r}, which the engine does not support")
+    if not isinstance(labels, list):
+        raise fail(LABELS_FILE, "is not a list of labels")
+    rank, alpha = int(config["r"]), float(config["lora_alpha"])
+    try:
+        with safe_open(str(adapter_dir / WEIGHTS_FILE), framework="pt") as weights:
+            keys = _Keys.of(list(weights.keys()), fail)
+            shapes = {key: tuple(weights.get_slice(key).get_shape()) for key in keys.all()}
+            layout = keys.layout(shapes, fail)
+            _check_fit(layout, pools, rank, len(labels), fail)
+            modules = dict(zip(keys.modules, zip(keys.down, keys.up, strict=True), strict=True))
+            for path, layer in pools.layers.items():
+                if path in modules:
+                    down, up = modules[path]
+                    layer.load_slot(slot, weights.get_tensor(down).T, weights.get_tensor(up).T, alpha / rank)
+                else:
+                    layer.clear_slot(slot)
+            pools.head.load_slot(
+                slot, weights.get_tensor(keys.head_weight), weights.get_tensor(keys.head_bias)
+            )
+    except (OSError, SafetensorError) as error:
+        raise fail(WEIGHTS_FILE, f"is unreadable ({error})") from None
+    return [str(label) for label in labels]
+
+
+def _check_fit(layout: AdapterLayout, pools: SlotModel, rank: int, labels: int, fail: Fail) -> None:
+    if layout.rank != rank:
+        raise fail(WEIGHTS_FILE, f"has LoRA factors of rank {layout.rank}, not the configured r={rank}")
+    if layout.labels != labels:
+        raise fail(WEIGHTS_FILE, f"has a head for {layout.labels} labels, but labels.json lists {labels}")
+    for path, (fan_in, fan_out) in layout.layers.items():
+        layer = pools.layers.get(path)
+        if layer is None or (layer.base.in_features, layer.base.out_features) != (fan_in, fan_out):
+            raise fail(
+                WEIGHTS_FILE,
+                f"targets {path} as a {fan_in} -> {fan_out} linear layer, which the base model does not have",
+            )
+    pool_rank, (pool_labels, hidden) = _pool_rank(pools), tuple(pools.head.weight.shape[1:])
+    if layout.rank > pool_rank or layout.labels > pool_labels or layout.hidden != hidden:
+        raise fail(
+            WEIGHTS_FILE,
+            f"has rank {layout.rank} and {layout.labels} labels over width {layout.hidden}; the engine's "
+            f"pools, sized from the release at start, hold rank {pool_rank} and {pool_labels} labels "
+            f"over width {hidden}",
         )
+
+
+def _pool_rank(pools: SlotModel) -> int:
+    return int(next(iter(pools.layers.values())).down.shape[2]) if pools.layers else 0
 
 
 @dataclass(frozen=True)
@@ -130,7 +140,7 @@ class _Keys:
         return [*self.down, *self.up, self.head_weight, self.head_bias]
 
     @classmethod
-    def of(cls, keys: list[str], fail: Callable[[str, str], AdapterFileError]) -> _Keys:
+    def of(cls, keys: list[str], fail: Fail) -> _Keys:
         factors: dict[str, dict[str, str]] = {}
         head: dict[str, str] = {}
         for key in keys:
@@ -157,23 +167,28 @@ class _Keys:
             head["bias"],
         )
 
-    def check(
-        self,
-        shapes: dict[str, tuple[int, ...]],
-        rank: int,
-        labels: int,
-        fail: Callable[[str, str], AdapterFileError],
-    ) -> None:
-        pairs = {(shapes[d], shapes[u]) for d, u in zip(self.down, self.up, strict=True)}
-        if len(pairs) > 1:
-            raise fail(
-                WEIGHTS_FILE, f"targets layers of different shapes {sorted(pairs)}; the engine stacks one"
-            )
-        ((down, up),) = pairs
-        if len(down) != 2 or len(up) != 2 or down[0] != rank or up[1] != rank:
-            raise fail(WEIGHTS_FILE, f"has LoRA factors of shapes {down} and {up}, not of rank r={rank}")
-        if shapes[self.head_weight][0] != labels or shapes[self.head_bias] != (labels,):
-            raise fail(WEIGHTS_FILE, f"has a head of shape {shapes[self.head_weight]} for {labels} labels")
+    def layout(self, shapes: dict[str, tuple[int, ...]], fail: Fail) -> AdapterLayout:
+        """Each layer's shape, one rank for all (lora_A [r, in], lora_B [out, r]) and the head's size."""
+        layers, ranks = {}, set()
+        for module, down, up in zip(self.modules, self.down, self.up, strict=True):
+            a, b = shapes[down], shapes[up]
+            if len(a) != 2 or len(b) != 2 or a[0] != b[1]:
+                raise fail(WEIGHTS_FILE, f"has LoRA factors of shapes {a} and {b} for {module}")
+            layers[module] = (a[1], b[0])
+            ranks.add(a[0])
+        if len(ranks) > 1:
+            raise fail(WEIGHTS_FILE, f"has LoRA factors of several ranks {sorted(ranks)}")
+        weight, bias = shapes[self.head_weight], shapes[self.head_bias]
+        if len(weight) != 2 or bias != weight[:1]:
+            raise fail(WEIGHTS_FILE, f"has a head of shapes {weight} and {bias}")
+        return AdapterLayout(layers, ranks.pop(), weight[0], weight[1])
+
+
+def _failure(adapter_dir: Path, customer: str) -> Fail:
+    def fail(file: str, problem: str) -> AdapterFileError:
+        return AdapterFileError(f"customer {customer!r}: adapter file {adapter_dir / file} {problem}")
+
+    return fail
 
 
 def _read_json(path: Path, error: AdapterFileError) -> Any:

@@ -10,7 +10,8 @@ a worker's memory grows by ~300 kB per adapter, not by a copy of the base model.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 
 import pandas as pd
 
@@ -40,23 +41,31 @@ def use_task_cores() -> None:
     torch.set_num_threads(context.cpus() if context is not None else torch.get_num_threads())
 
 
-def score_rows(rows: pd.DataFrame, engine: AdapterEngine) -> pd.DataFrame:
-    """Rows of any customers of the release in, scores out (``OUTPUT_SCHEMA``).
+def score_frames(frames: Iterable[pd.DataFrame], engine: AdapterEngine) -> Iterator[pd.DataFrame]:
+    """Frames of rows of any customers of the release in, scores out (``OUTPUT_SCHEMA``), one per frame.
 
-    ``score`` is the probability of the last label in sorted order (``urgent`` for the demo).
+    The engine tokenizes the next frame's rows while it scores this one's. ``score`` is the
+    probability of the last label in sorted order (``urgent`` for the demo).
     """
-    customers = rows["customer_id"].astype(str).tolist()
-    predictions = engine.predict(rows["text"].astype(str).tolist(), customers)
-    return pd.DataFrame(
-        {
-            "request_id": rows["request_id"].astype(str).to_numpy(),
-            "customer_id": customers,
-            "score": predictions.scores,
-            "label": predictions.labels,
-            "adapter_version": predictions.adapter_versions,
-        },
-        columns=["request_id", "customer_id", "score", "label", "adapter_version"],
-    )
+    taken: deque[pd.DataFrame] = deque()  # frames handed to the engine, not yet answered
+
+    def requests() -> Iterator[tuple[list[str], list[str]]]:
+        for rows in frames:
+            taken.append(rows)
+            yield rows["text"].astype(str).tolist(), rows["customer_id"].astype(str).tolist()
+
+    for predictions in engine.predict_each(requests()):
+        rows = taken.popleft()
+        yield pd.DataFrame(
+            {
+                "request_id": rows["request_id"].astype(str).to_numpy(),
+                "customer_id": rows["customer_id"].astype(str).to_numpy(),
+                "score": predictions.scores,
+                "label": predictions.labels,
+                "adapter_version": predictions.adapter_versions,
+            },
+            columns=["request_id", "customer_id", "score", "label", "adapter_version"],
+        )
 
 
 def scorer(
@@ -73,7 +82,6 @@ def scorer(
 
         use_task_cores()
         engine = _engine(SparkFiles.get(shipped_release), base_model, batch_size, cache_bytes)
-        for rows in batches:
-            yield score_rows(rows, engine)
+        yield from score_frames(batches, engine)
 
     return score

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+import torch
 
-from retrain.adapters.model import AdapterClassifier, default_base_model
+from retrain.adapters.model import AdapterClassifier, default_base_model, load_base
 from retrain.engine import AdapterEngine, AdapterFileError, EngineError, UnknownCustomerError
 from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE
 
@@ -45,8 +47,6 @@ def test_every_adapter_scores_as_peft_does_in_one_mixed_batch(trained_release: T
 def test_adapters_with_different_label_sets_share_a_batch(
     trained_release: TrainedRelease, tmp_path: Path
 ) -> None:
-    import torch
-
     three = AdapterClassifier.new(default_base_model(), ["billing", "outage", "question"], seed=3)
     with torch.no_grad():  # a fresh LoRA has B = 0; give it a real delta to check
         for name, parameter in three.model.named_parameters():
@@ -130,3 +130,93 @@ def test_a_budget_or_batch_size_below_one_is_refused(trained_release: TrainedRel
         AdapterEngine.from_release_dir(trained_release.release_dir, cache_bytes=0)
     with pytest.raises(EngineError, match="batch size must be at least 1, got 0"):
         AdapterEngine.from_release_dir(trained_release.release_dir, batch_size=0)
+
+
+def peft_adapter(directory: Path, labels: list[str], targets: list[str], rank: int) -> Path:
+    """A PEFT adapter on the packaged base with LoRA on ``targets`` at ``rank``, its factors random."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    tokenizer, base, device = load_base(default_base_model(), len(labels))
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=rank, lora_alpha=2 * rank, target_modules=targets)
+    model = get_peft_model(base, config)
+    with torch.no_grad():  # a fresh LoRA has B = 0; give it a real delta to check
+        for name, parameter in model.named_parameters():
+            if "lora_" in name or "classifier" in name:
+                parameter.normal_(0, 0.05)
+    return AdapterClassifier(tokenizer, model, labels, device).save(directory)
+
+
+def test_layers_of_different_shapes_and_ranks_share_pools_and_slots(
+    trained_release: TrainedRelease, tmp_path: Path
+) -> None:
+    """Per-layer pools: one adapter on the 384 -> 1536 feed-forward layers at r=8, another on
+    query and value at r=4 (zero-padded to 8); with one slot, each load must also clear the layers
+    the previous occupant targeted."""
+    wide = peft_adapter(tmp_path / "wide", ["a", "b", "c"], ["intermediate.dense", "value"], rank=8)
+    narrow = peft_adapter(tmp_path / "narrow", ["x", "y"], ["query", "value"], rank=4)
+    adapters = {"wide": (wide, "1"), "narrow": (narrow, "1")}
+    texts = trained_release.texts[:8]
+    owners = ["wide", "narrow"] * 4
+    roomy = AdapterEngine("e" * 32, adapters, device="cpu")
+    one_slot = AdapterEngine("e" * 32, adapters, device="cpu", cache_bytes=roomy.cache.slot_bytes)
+    assert (roomy.cache.max_slots, one_slot.cache.max_slots) == (2, 1)
+    for engine in (roomy, one_slot):
+        predictions = engine.predict(texts, owners)
+        for name, start in (("wide", 0), ("narrow", 1)):
+            expected = peft_probabilities(adapters[name][0], texts[start::2])
+            assert np.abs(np.stack(predictions.probabilities[start::2]) - expected).max() < EXACT, name
+    assert one_slot.cache.stats.evictions > 0
+
+
+def test_a_stream_of_requests_scores_each_as_predict_does(trained_release: TrainedRelease) -> None:
+    release = trained_release
+    engine = AdapterEngine.from_release_dir(release.release_dir, device="cpu", batch_size=4)
+    cuts = [0, 1, 1, 30, len(release.texts)]  # one row, none, many batches, the rest
+    requests = [(release.texts[a:b], release.text_customers[a:b]) for a, b in itertools.pairwise(cuts)]
+    streamed = list(engine.predict_each(requests))
+    assert [len(p.labels) for p in streamed] == [b - a for a, b in itertools.pairwise(cuts)]
+    for (texts, customers), got in zip(requests, streamed, strict=True):
+        alone = engine.predict(texts, customers)
+        assert got.labels == alone.labels
+        assert np.abs(got.scores - alone.scores).max(initial=0.0) < EXACT  # batches may pad differently
+    assert engine.timings.rows == 2 * len(release.texts)
+    assert engine.timings.tokenize > 0
+    assert engine.timings.forward > 0
+    bad = iter([requests[0], (["hello"], ["nobody_inc"])])
+    with pytest.raises(UnknownCustomerError, match="'nobody_inc'"):
+        list(engine.predict_each(bad))
+    assert engine.predict(*requests[0]).labels == streamed[0].labels  # the lock was let go
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: the bf16 GPU path needs one")
+def test_on_cuda_bf16_scores_within_1e_2_of_peft(trained_release: TrainedRelease) -> None:
+    release = trained_release
+    engine = AdapterEngine.from_release_dir(release.release_dir, device="cuda")
+    assert engine.dtype is torch.bfloat16
+    predictions = engine.predict(release.texts, release.text_customers)
+    for customer in release.customers:
+        rows = [i for i, c in enumerate(release.text_customers) if c == customer]
+        adapter_dir = release.release_dir / ADAPTER_SUBDIR.format(customer=customer)
+        expected = peft_probabilities(adapter_dir, [release.texts[i] for i in rows])  # PEFT's own, bf16 too
+        got = np.stack([predictions.probabilities[i] for i in rows])
+        assert np.abs(got - expected).max() < 1e-2, customer
+
+
+def test_an_adapter_for_another_base_is_refused_naming_its_file_and_the_others_score(
+    trained_release: TrainedRelease, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    copy = Path(shutil.copytree(trained_release.release_dir, tmp_path / "release"))
+    foreign, healthy = trained_release.customers[:2]
+    weights = copy / ADAPTER_SUBDIR.format(customer=foreign) / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    key = next(k for k in tensors if k.endswith("query.lora_A.weight"))
+    tensors[key] = torch.zeros(tensors[key].shape[0], 1024)  # lora_A of a 1024-wide model
+    save_file(tensors, str(weights))
+    engine = AdapterEngine.from_release_dir(copy, device="cpu")
+    with pytest.raises(
+        AdapterFileError, match=rf"customer '{foreign}': adapter file {weights} targets .*query"
+    ):
+        engine.predict(["my card was charged twice"], [foreign])
+    assert engine.predict(["my card was charged twice"], [healthy]).adapter_versions == ["1"]
