@@ -7,6 +7,9 @@ each hold a copy and split the batches.
 
 ``/invocations`` (MLflow's scoring format) is a route added to the FastAPI app KServe serves: it
 shares the port, the event loop, KServe's error handlers and the model's batcher.
+
+Under load the app refuses what the batcher cannot take (503 with ``Retry-After``) and cancels
+the handlers of clients that disconnected, so their rows are never scored.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from retrain.engine import DEFAULT_CACHE_BYTES, EngineError
-from retrain.serving.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
+from retrain.serving.batcher import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_ROWS,
+    DEFAULT_MAX_WAIT_MS,
+    UnavailableError,
+)
+from retrain.serving.disconnect import CancelOnDisconnect
 from retrain.serving.invocations import answer, parse
 from retrain.serving.protocol import DEFAULT_MODEL_NAME
 
@@ -46,6 +55,7 @@ class ServeSettings:
     model_name: str = DEFAULT_MODEL_NAME
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_wait_ms: float = DEFAULT_MAX_WAIT_MS
+    max_queue_rows: int = DEFAULT_MAX_QUEUE_ROWS
     cache_bytes: int = DEFAULT_CACHE_BYTES
     base_model: str | None = None
 
@@ -98,6 +108,7 @@ def serve(settings: ServeSettings) -> int:
         name=settings.model_name,
         max_batch_size=settings.max_batch_size,
         max_wait_ms=settings.max_wait_ms,
+        max_queue_rows=settings.max_queue_rows,
         cache_bytes=settings.cache_bytes,
         base_model=settings.base_model,
     )
@@ -111,6 +122,7 @@ def serve(settings: ServeSettings) -> int:
         time.perf_counter() - started,
     )
     mount_invocations(kserve.model_server.app, model)
+    handle_load(kserve.model_server.app)
     server = kserve.ModelServer(
         http_port=settings.http_port,
         grpc_port=settings.grpc_port,
@@ -139,6 +151,18 @@ def _exit_on_signal_while_loading() -> None:
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)
+
+
+def handle_load(app: FastAPI) -> None:
+    """Refusals as 503 with ``Retry-After``; handlers of clients that left are cancelled."""
+    from fastapi.responses import JSONResponse
+
+    async def unavailable(request: Request, error: Exception) -> Response:
+        retry_after = error.retry_after if isinstance(error, UnavailableError) else 1
+        return JSONResponse({"error": str(error)}, status_code=503, headers={"Retry-After": str(retry_after)})
+
+    app.add_exception_handler(UnavailableError, unavailable)
+    app.add_middleware(CancelOnDisconnect)
 
 
 def mount_invocations(app: FastAPI, model: ReleaseModel) -> None:
