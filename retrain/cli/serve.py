@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING
 from retrain.cli import common
 from retrain.engine import DEFAULT_CACHE_BYTES
 from retrain.errors import InputError
-from retrain.serving.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUE_ROWS, DEFAULT_MAX_WAIT_MS
+from retrain.serving.batcher import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_MS,
+    DEFAULT_MAX_QUEUE_ROWS,
+    DEFAULT_MAX_WAIT_MS,
+)
 from retrain.serving.protocol import DEFAULT_MODEL_NAME
 
 if TYPE_CHECKING:
@@ -41,6 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
         max_queue_rows=args.max_queue_rows,
+        max_queue_ms=args.max_queue_ms,
         cache_bytes=args.adapter_cache_mb * 1024 * 1024,
         base_model=args.base_model,
     )
@@ -69,6 +75,12 @@ def register(commands: Commands) -> None:
         type=int,
         default=DEFAULT_MAX_QUEUE_ROWS,
         help=f"rows waiting for a batch; past them, 503 with Retry-After (default {DEFAULT_MAX_QUEUE_ROWS})",
+    )
+    serve.add_argument(
+        "--max-queue-ms",
+        type=float,
+        default=DEFAULT_MAX_QUEUE_MS,
+        help=f"queued work in ms at the measured rate; past it, 503 (default {DEFAULT_MAX_QUEUE_MS:.0f})",
     )
     serve.add_argument("--adapter-cache-mb", type=int, default=DEFAULT_CACHE_BYTES >> 20, help="adapter LRU")
     serve.add_argument("--base-model", help="base model folder or package==version (default packaged)")

@@ -7,9 +7,11 @@ close together are scored together, customers mixed (the engine applies each row
   requests and forms the next batch; a full one waits in the engine's line, so the engine starts it
   the moment it is free, without waiting for the event loop. A partial one goes as soon as the
   engine is free. Only an idle engine waits for company (``max_wait_ms`` from the first arrival).
-- The queue is bounded (``max_queue_rows``): past it a request is refused at once with
-  :class:`UnavailableError` (HTTP 503 with ``Retry-After``, gRPC UNAVAILABLE), so overload turns
-  into prompt refusals, not unbounded latency.
+- The queue is bounded twice: by rows (``max_queue_rows``, a fixed cap) and by time
+  (``max_queue_ms``: the work ahead of a new request, at the engine's measured rate). Past either,
+  a request is refused at once with :class:`UnavailableError` (HTTP 503 with ``Retry-After``,
+  gRPC UNAVAILABLE), so overload turns into prompt refusals, not unbounded latency, however fast
+  the machine is today.
 - A request whose caller has gone (its task cancelled: a closed connection, a cancelled gRPC call)
   or whose own deadline passed leaves the queue at once and is never scored.
 
@@ -40,6 +42,9 @@ DEFAULT_MAX_WAIT_MS = 5.0  # how long the first request at an idle engine waits 
 # Four batches: about 0.3 s of work on 2 CPU cores, so an accepted request is answered well within
 # 0.5 s even when the server refuses the excess of an overload.
 DEFAULT_MAX_QUEUE_ROWS = 256
+# The work ahead of a new request, in time: with a batch being scored on top, an accepted request
+# is answered within about 0.5 s however fast the engine runs (on a busy machine, a GPU or a CPU).
+DEFAULT_MAX_QUEUE_MS = 250.0
 _IN_ENGINE = 2  # batches handed to the engine thread: the one it scores, the next one, formed
 
 
@@ -130,6 +135,7 @@ class DynamicBatcher:
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
         max_queue_rows: int = DEFAULT_MAX_QUEUE_ROWS,
+        max_queue_ms: float = DEFAULT_MAX_QUEUE_MS,
         metrics: BatchMetrics | None = None,
     ) -> None:
         if max_batch_size < 1:
@@ -140,16 +146,20 @@ class DynamicBatcher:
             raise EngineError(
                 f"max queue rows must be at least the max batch size ({max_batch_size}), got {max_queue_rows}"
             )
+        if max_queue_ms <= 0:
+            raise EngineError(f"max queue wait must be above 0 ms, got {max_queue_ms}")
         self.engine = engine
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
         self.max_queue_rows = max_queue_rows
+        self.max_queue_wait = max_queue_ms / 1000.0
         self.metrics: BatchMetrics = metrics or _Unobserved()
         self._known = frozenset(engine.customers)
         self._pending: deque[_Request] = deque()
         self._pending_rows = 0
         self._stopping = False
-        self._rows_per_second = 0.0  # measured, for Retry-After
+        self._engine_rows = 0  # handed to the engine thread, not answered yet
+        self._rows_per_second = 0.0  # the engine's, measured batch after batch
         self._changed = asyncio.Event()  # a request arrived, or a batch left the engine
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -226,14 +236,19 @@ class DynamicBatcher:
         if self._stopping:
             self.metrics.dropped("stopping")
             raise UnavailableError("the model server is stopping: send the request to another replica")
+        ahead = self._pending_rows + self._engine_rows
+        wait = ahead / self._rows_per_second if self._rows_per_second else 0.0
         if self._pending_rows and self._pending_rows + rows > self.max_queue_rows:
-            self.metrics.dropped("queue_full")
-            wait = self._pending_rows / self._rows_per_second if self._rows_per_second else 1.0
-            raise UnavailableError(
-                f"the model server is at capacity ({self._pending_rows} rows queued, the limit is "
-                f"{self.max_queue_rows}): retry later",
-                retry_after=max(1, math.ceil(wait)),
-            )
+            reason = f"{self._pending_rows} rows queued, the limit is {self.max_queue_rows}"
+        elif wait > self.max_queue_wait:
+            limit = self.max_queue_wait * 1000
+            reason = f"{ahead} rows ahead, {wait * 1000:.0f} ms of work, the limit is {limit:.0f} ms"
+        else:
+            return
+        self.metrics.dropped("queue_full")
+        raise UnavailableError(
+            f"the model server is at capacity ({reason}): retry later", retry_after=max(1, math.ceil(wait))
+        )
 
     def _forget(self, request: _Request, reason: str) -> None:
         """Take a request its caller no longer waits for out of the queue (if a batch has not taken it)."""
@@ -263,6 +278,7 @@ class DynamicBatcher:
                 continue
             batch = await self._collect(in_engine[-1] if in_engine else None)
             scoring = loop.run_in_executor(self._executor, self._score, batch)
+            self._engine_rows += sum(len(r.texts) for r in batch)
             scoring.add_done_callback(functools.partial(self._settle, batch=batch))
             in_engine.append(scoring)
 
@@ -328,6 +344,7 @@ class DynamicBatcher:
     def _settle(self, scoring: asyncio.Future[_Scored], batch: list[_Request]) -> None:
         """On the event loop, once the engine thread is done with a batch: answer its callers."""
         self._changed.set()
+        self._engine_rows -= sum(len(r.texts) for r in batch)
         if scoring.cancelled() or scoring.exception() is not None:  # closed, or a bug in _score
             error = scoring.exception() if not scoring.cancelled() else None
             for request in batch:

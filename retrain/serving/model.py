@@ -22,6 +22,7 @@ from kserve.protocol.infer_type import to_http_parameters
 from retrain.engine import AdapterEngine, AdapterFileError, EngineError, Predictions
 from retrain.serving.batcher import (
     DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_MS,
     DEFAULT_MAX_QUEUE_ROWS,
     DEFAULT_MAX_WAIT_MS,
     DeadlineExceededError,
@@ -49,6 +50,7 @@ class ReleaseModel(Model):  # type: ignore[misc]  # kserve is untyped (Any) wher
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
         max_queue_rows: int = DEFAULT_MAX_QUEUE_ROWS,
+        max_queue_ms: float = DEFAULT_MAX_QUEUE_MS,
         **engine_options: Any,
     ) -> None:
         super().__init__(name, return_response_headers=True)
@@ -57,6 +59,7 @@ class ReleaseModel(Model):  # type: ignore[misc]  # kserve is untyped (Any) wher
         self._max_batch_size = max_batch_size
         self._max_wait_ms = max_wait_ms
         self._max_queue_rows = max_queue_rows
+        self._max_queue_ms = max_queue_ms
         # Not ``self.engine``: KServe's base class uses that name for "has an engine to start".
         self.adapter_engine: AdapterEngine | None = None
         self._batcher: DynamicBatcher | None = None
@@ -86,6 +89,7 @@ class ReleaseModel(Model):  # type: ignore[misc]  # kserve is untyped (Any) wher
                 max_batch_size=self._max_batch_size,
                 max_wait_ms=self._max_wait_ms,
                 max_queue_rows=self._max_queue_rows,
+                max_queue_ms=self._max_queue_ms,
                 metrics=PrometheusMetrics(self.name),
             )
             self.adapter_engine = engine

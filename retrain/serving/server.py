@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from retrain.engine import DEFAULT_CACHE_BYTES, EngineError
 from retrain.serving.batcher import (
     DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_MS,
     DEFAULT_MAX_QUEUE_ROWS,
     DEFAULT_MAX_WAIT_MS,
     UnavailableError,
@@ -56,6 +57,7 @@ class ServeSettings:
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_wait_ms: float = DEFAULT_MAX_WAIT_MS
     max_queue_rows: int = DEFAULT_MAX_QUEUE_ROWS
+    max_queue_ms: float = DEFAULT_MAX_QUEUE_MS
     cache_bytes: int = DEFAULT_CACHE_BYTES
     base_model: str | None = None
 
@@ -109,6 +111,7 @@ def serve(settings: ServeSettings) -> int:
         max_batch_size=settings.max_batch_size,
         max_wait_ms=settings.max_wait_ms,
         max_queue_rows=settings.max_queue_rows,
+        max_queue_ms=settings.max_queue_ms,
         cache_bytes=settings.cache_bytes,
         base_model=settings.base_model,
     )

@@ -131,6 +131,8 @@ def test_settings_are_checked(counting: CountingEngine) -> None:
         EngineError, match=r"max queue rows must be at least the max batch size \(64\), got 8"
     ):
         DynamicBatcher(counting, max_batch_size=64, max_queue_rows=8)
+    with pytest.raises(EngineError, match="max queue wait must be above 0 ms, got 0"):
+        DynamicBatcher(counting, max_queue_ms=0)
 
 
 def rows_of(trained_release: Any, count: int, start: int = 0) -> tuple[list[str], list[str]]:
@@ -230,6 +232,28 @@ def test_a_full_queue_refuses_at_once(counting: CountingEngine, trained_release:
 
     asyncio.run(run())
     assert counting.calls == [8, 8, 8]
+
+
+def test_the_queue_is_bounded_in_time_too(counting: CountingEngine, trained_release: Any) -> None:
+    """Once the engine's rate is measured, a request behind more work than ``max_queue_ms`` is refused."""
+    batcher = DynamicBatcher(counting, max_batch_size=8, max_wait_ms=0, max_queue_ms=0.01)
+    counting.reset()
+
+    async def run() -> None:
+        try:
+            await batcher.predict(*rows_of(trained_release, 8, 0))  # measures the engine's rate
+            counting.gate.clear()
+            held = await send(batcher, rows_of(trained_release, 8, 8))
+            await until(lambda: len(counting.calls) == 2)
+            with pytest.raises(UnavailableError, match=r"at capacity \(8 rows ahead, .* the limit is 0 ms\)"):
+                await batcher.predict(*rows_of(trained_release, 1, 99))
+            counting.gate.set()
+            await held
+        finally:
+            await batcher.close()
+
+    asyncio.run(run())
+    assert counting.calls == [8, 8]
 
 
 def test_requests_whose_callers_left_are_not_scored(counting: CountingEngine, trained_release: Any) -> None:

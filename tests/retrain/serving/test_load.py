@@ -203,3 +203,13 @@ def test_batching_metrics_are_on_the_metrics_endpoint(
         assert (name, (("model_name", MODEL_NAME),)) in samples, f"{name} is missing from /metrics"
     assert sample(samples, "retrain_serving_batch_rows_sum") >= 3
     assert sample(samples, "retrain_serving_scoring_seconds_sum") > 0
+
+
+def test_a_model_not_loaded_yet_answers_503(tmp_path: Any) -> None:
+    from retrain.serving.batcher import UnavailableError
+    from retrain.serving.model import ReleaseModel
+
+    model = ReleaseModel(tmp_path)  # nothing is loaded until load()
+    with pytest.raises(UnavailableError, match="model retrain is not loaded yet") as raised:
+        asyncio.run(model.score(["a text"], ["a_customer"]))
+    assert raised.value.http_status == 503
