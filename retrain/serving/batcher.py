@@ -8,10 +8,10 @@ close together are scored together, customers mixed (the engine applies each row
   the moment it is free, without waiting for the event loop. A partial one goes as soon as the
   engine is free. Only an idle engine waits for company (``max_wait_ms`` from the first arrival).
 - The queue is bounded twice: by rows (``max_queue_rows``, a fixed cap) and by time
-  (``max_queue_ms``: the work ahead of a new request, at the engine's measured rate). Past either,
-  a request is refused at once with :class:`UnavailableError` (HTTP 503 with ``Retry-After``,
-  gRPC UNAVAILABLE), so overload turns into prompt refusals, not unbounded latency, however fast
-  the machine is today.
+  (``max_queue_ms``: the work ahead of a new request at the engine's rate, measured on full
+  batches; no time bound until one was scored). Past either, a request is refused at once with
+  :class:`UnavailableError` (HTTP 503 with ``Retry-After``, gRPC UNAVAILABLE), so overload turns
+  into prompt refusals, not unbounded latency, however fast the machine is today.
 - A request whose caller has gone (its task cancelled: a closed connection, a cancelled gRPC call)
   or whose own deadline passed leaves the queue at once and is never scored.
 
@@ -159,7 +159,7 @@ class DynamicBatcher:
         self._pending_rows = 0
         self._stopping = False
         self._engine_rows = 0  # handed to the engine thread, not answered yet
-        self._rows_per_second = 0.0  # the engine's, measured batch after batch
+        self._rows_per_second = 0.0  # the engine's on full batches, measured batch after batch
         self._changed = asyncio.Event()  # a request arrived, or a batch left the engine
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -361,7 +361,9 @@ class DynamicBatcher:
                 request.future.set_exception(outcome)
             else:
                 request.future.set_result(outcome)
-        if rows and scored.seconds > 0:
+        # Only full batches measure the rate: a queue ahead of a request is scored in full batches,
+        # and a single row's batch, far slower per row, would make the queue look longer than it is.
+        if rows >= self.max_batch_size and scored.seconds > 0:
             rate = rows / scored.seconds
             self._rows_per_second = (
                 0.8 * self._rows_per_second + 0.2 * rate if self._rows_per_second else rate
