@@ -68,7 +68,7 @@ class Connection:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         return cls(reader, writer)
 
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+    async def post(self, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         self.writer.write(
             f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n".encode()
@@ -76,12 +76,11 @@ class Connection:
         )
         await self.writer.drain()
         status = int((await self.reader.readline()).split()[1])
-        length = 0
+        headers = {}
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        return status, await self.reader.readexactly(length)
+            headers[name.lower()] = value.strip()
+        return status, headers, await self.reader.readexactly(int(headers.get("content-length", 0)))
 
     def close(self) -> None:
         self.writer.close()
@@ -131,7 +130,7 @@ async def phases(port: int, pid: int, ceiling: float | None, texts: list[str]) -
 
     warm = await Connection.open(port)
     for customer in customers:  # load every adapter once, as a server that has run a while has
-        status, answer = await warm.post(INFER, infer_body([texts[0]], [customer]))
+        status, _, answer = await warm.post(INFER, infer_body([texts[0]], [customer]))
         if status != 200:
             raise SystemExit(f"infer for {customer} answered {status}: {answer[:300]!r}")
     warm.close()
@@ -144,7 +143,7 @@ async def phases(port: int, pid: int, ceiling: float | None, texts: list[str]) -
         f"  1. closed loop, 32 clients, single-text requests, {closed.seconds:.0f}s: "
         f"{capacity:.0f} requests/s, "
         f"p50 {ms(closed.latencies(), 50)}, p99 {ms(closed.latencies(), 99)} (target <= 250 ms); "
-        f"{len(closed.outcomes) - len(closed.latencies())} not 200"
+        f"{closed.count(503)} 503s"
         + (
             f"; {capacity / ceiling:.2f}x the ceiling of {ceiling:.0f} rows/s (target >= 0.7x)"
             if ceiling
@@ -158,7 +157,7 @@ async def phases(port: int, pid: int, ceiling: float | None, texts: list[str]) -
     rate16 = 16 * len(rows16.latencies()) / rows16.seconds
     print(
         f"  2. closed loop, 16 clients, 16-row requests, {rows16.seconds:.0f}s: {rate16:.0f} rows/s, "
-        f"p99 {ms(rows16.latencies(), 99)}"
+        f"p99 {ms(rows16.latencies(), 99)}, {rows16.count(503)} 503s"
         + (f"; {rate16 / ceiling:.2f}x the ceiling (target >= 0.7x)" if ceiling else "")
     )
     print(f"     {stage_split(before, await scrape(port))}")
@@ -191,7 +190,7 @@ async def phases(port: int, pid: int, ceiling: float | None, texts: list[str]) -
 
 
 async def closed_loop(port: int, clients: int, seconds: float, body: Callable[[], bytes]) -> Phase:
-    """Each client sends a request, waits for its answer, sends the next."""
+    """Each client sends a request, waits for its answer, sends the next (after Retry-After on a 503)."""
     phase = Phase()
     stop_at = time.perf_counter() + seconds
 
@@ -200,8 +199,10 @@ async def closed_loop(port: int, clients: int, seconds: float, body: Callable[[]
         try:
             while time.perf_counter() < stop_at:
                 started = time.perf_counter()
-                status, _ = await asyncio.wait_for(connection.post(INFER, body()), CLIENT_TIMEOUT)
+                status, headers, _ = await asyncio.wait_for(connection.post(INFER, body()), CLIENT_TIMEOUT)
                 phase.outcomes.append(Outcome(status, time.perf_counter() - started))
+                if status == 503:
+                    await asyncio.sleep(float(headers.get("retry-after", 1)))
         finally:
             connection.close()
 
@@ -225,7 +226,7 @@ async def open_loop(port: int, rate: float, seconds: float, body: Callable[[], b
     async def one(scheduled: float) -> None:
         connection = idle.pop() if idle else await Connection.open(port)
         try:
-            status, _ = await asyncio.wait_for(connection.post(INFER, body()), CLIENT_TIMEOUT)
+            status, _, _ = await asyncio.wait_for(connection.post(INFER, body()), CLIENT_TIMEOUT)
         except TimeoutError:
             connection.close()
             phase.outcomes.append(Outcome(0, time.perf_counter() - scheduled))

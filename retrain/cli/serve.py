@@ -80,7 +80,7 @@ def register(commands: Commands) -> None:
         "--max-queue-ms",
         type=float,
         default=DEFAULT_MAX_QUEUE_MS,
-        help=f"queued work in ms at the measured rate; past it, 503 (default {DEFAULT_MAX_QUEUE_MS:.0f})",
+        help=f"requests waiting longer for the engine: 503 (default {DEFAULT_MAX_QUEUE_MS:.0f})",
     )
     serve.add_argument("--adapter-cache-mb", type=int, default=DEFAULT_CACHE_BYTES >> 20, help="adapter LRU")
     serve.add_argument("--base-model", help="base model folder or package==version (default packaged)")

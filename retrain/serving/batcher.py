@@ -8,10 +8,12 @@ close together are scored together, customers mixed (the engine applies each row
   the moment it is free, without waiting for the event loop. A partial one goes as soon as the
   engine is free. Only an idle engine waits for company (``max_wait_ms`` from the first arrival).
 - The queue is bounded twice: by rows (``max_queue_rows``, a fixed cap) and by time
-  (``max_queue_ms``: the work ahead of a new request at the engine's rate, measured on full
-  batches; no time bound until one was scored). Past either, a request is refused at once with
-  :class:`UnavailableError` (HTTP 503 with ``Retry-After``, gRPC UNAVAILABLE), so overload turns
-  into prompt refusals, not unbounded latency, however fast the machine is today.
+  (``max_queue_ms``): while requests are queued and even the youngest request of the last batch
+  scored had waited longer than that for the engine, a standing queue exists and new requests are
+  refused (CoDel's signal: the time requests spend queued, not a guess of the engine's speed).
+  Past either bound a request is refused at once with :class:`UnavailableError` (HTTP 503 with
+  ``Retry-After``, gRPC UNAVAILABLE), so overload turns into prompt refusals, not unbounded
+  latency, however fast the machine is today.
 - A request whose caller has gone (its task cancelled: a closed connection, a cancelled gRPC call)
   or whose own deadline passed leaves the queue at once and is never scored.
 
@@ -42,8 +44,8 @@ DEFAULT_MAX_WAIT_MS = 5.0  # how long the first request at an idle engine waits 
 # Four batches: about 0.3 s of work on 2 CPU cores, so an accepted request is answered well within
 # 0.5 s even when the server refuses the excess of an overload.
 DEFAULT_MAX_QUEUE_ROWS = 256
-# The work ahead of a new request, in time: with a batch being scored on top, an accepted request
-# is answered within about 0.5 s however fast the engine runs (on a busy machine, a GPU or a CPU).
+# The time requests wait for the engine: with a batch being scored on top, an accepted request is
+# answered within about 0.5 s however fast the engine runs (on a busy machine, a GPU or a CPU).
 DEFAULT_MAX_QUEUE_MS = 250.0
 _IN_ENGINE = 2  # batches handed to the engine thread: the one it scores, the next one, formed
 
@@ -158,8 +160,7 @@ class DynamicBatcher:
         self._pending: deque[_Request] = deque()
         self._pending_rows = 0
         self._stopping = False
-        self._engine_rows = 0  # handed to the engine thread, not answered yet
-        self._rows_per_second = 0.0  # the engine's on full batches, measured batch after batch
+        self._standing_wait = 0.0  # seconds the youngest request of the last batch waited
         self._changed = asyncio.Event()  # a request arrived, or a batch left the engine
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -236,13 +237,14 @@ class DynamicBatcher:
         if self._stopping:
             self.metrics.dropped("stopping")
             raise UnavailableError("the model server is stopping: send the request to another replica")
-        ahead = self._pending_rows + self._engine_rows
-        wait = ahead / self._rows_per_second if self._rows_per_second else 0.0
-        if self._pending_rows and self._pending_rows + rows > self.max_queue_rows:
+        if not self._pending_rows:  # nothing queued: the engine takes it with the next batch
+            return
+        wait = self._standing_wait
+        if self._pending_rows + rows > self.max_queue_rows:
             reason = f"{self._pending_rows} rows queued, the limit is {self.max_queue_rows}"
         elif wait > self.max_queue_wait:
             limit = self.max_queue_wait * 1000
-            reason = f"{ahead} rows ahead, {wait * 1000:.0f} ms of work, the limit is {limit:.0f} ms"
+            reason = f"requests wait {wait * 1000:.0f} ms for the engine, the limit is {limit:.0f} ms"
         else:
             return
         self.metrics.dropped("queue_full")
@@ -278,7 +280,6 @@ class DynamicBatcher:
                 continue
             batch = await self._collect(in_engine[-1] if in_engine else None)
             scoring = loop.run_in_executor(self._executor, self._score, batch)
-            self._engine_rows += sum(len(r.texts) for r in batch)
             scoring.add_done_callback(functools.partial(self._settle, batch=batch))
             in_engine.append(scoring)
 
@@ -344,7 +345,6 @@ class DynamicBatcher:
     def _settle(self, scoring: asyncio.Future[_Scored], batch: list[_Request]) -> None:
         """On the event loop, once the engine thread is done with a batch: answer its callers."""
         self._changed.set()
-        self._engine_rows -= sum(len(r.texts) for r in batch)
         if scoring.cancelled() or scoring.exception() is not None:  # closed, or a bug in _score
             error = scoring.exception() if not scoring.cancelled() else None
             for request in batch:
@@ -361,13 +361,8 @@ class DynamicBatcher:
                 request.future.set_exception(outcome)
             else:
                 request.future.set_result(outcome)
-        # Only full batches measure the rate: a queue ahead of a request is scored in full batches,
-        # and a single row's batch, far slower per row, would make the queue look longer than it is.
-        if rows >= self.max_batch_size and scored.seconds > 0:
-            rate = rows / scored.seconds
-            self._rows_per_second = (
-                0.8 * self._rows_per_second + 0.2 * rate if self._rows_per_second else rate
-            )
+        if scored.queue_waits:
+            self._standing_wait = min(scored.queue_waits)
         if scored.outcomes:  # not a batch whose callers had all left
             self.metrics.batch(len(scored.outcomes), rows, scored.queue_waits, scored.seconds)
 

@@ -197,11 +197,14 @@ def test_the_next_batch_forms_while_one_is_scored(counting: CountingEngine, trai
 
 
 async def engine_busy_and_queue_full(
-    batcher: DynamicBatcher, counting: CountingEngine, trained_release: Any
+    batcher: DynamicBatcher, counting: CountingEngine, trained_release: Any, seen: int = 0
 ) -> list[asyncio.Task[Predictions]]:
-    """Three requests of 8 rows: one held in the engine, the next handed to it, the third queued."""
+    """Three requests of 8 rows: one held in the engine, the next handed to it, the third queued.
+
+    ``seen``: the engine calls made before.
+    """
     sent = [await send(batcher, rows_of(trained_release, 8, 0))]
-    await until(lambda: counting.calls == [8])
+    await until(lambda: len(counting.calls) == seen + 1)
     sent.append(await send(batcher, rows_of(trained_release, 8, 8)))
     await until(lambda: batcher.queued_rows == 0)
     sent.append(await send(batcher, rows_of(trained_release, 8, 16)))
@@ -235,25 +238,32 @@ def test_a_full_queue_refuses_at_once(counting: CountingEngine, trained_release:
 
 
 def test_the_queue_is_bounded_in_time_too(counting: CountingEngine, trained_release: Any) -> None:
-    """Once the engine's rate is measured, a request behind more work than ``max_queue_ms`` is refused."""
-    batcher = DynamicBatcher(counting, max_batch_size=8, max_wait_ms=0, max_queue_ms=0.01)
+    """Once requests waited longer than ``max_queue_ms`` for the engine, a queued one is not joined."""
+    batcher = DynamicBatcher(counting, max_batch_size=8, max_wait_ms=0, max_queue_ms=10)
     counting.reset()
+    counting.gate.clear()
 
     async def run() -> None:
         try:
-            await batcher.predict(*rows_of(trained_release, 8, 0))  # measures the engine's rate
+            first = await send(batcher, rows_of(trained_release, 8, 0))
+            await until(lambda: counting.calls == [8])
+            waited = await send(batcher, rows_of(trained_release, 8, 8))  # waits behind the first
+            await asyncio.sleep(0.05)
+            counting.gate.set()
+            await asyncio.gather(first, waited)  # the second batch's requests waited ~50 ms
             counting.gate.clear()
-            held = await send(batcher, rows_of(trained_release, 8, 8))
-            await until(lambda: len(counting.calls) == 2)
-            with pytest.raises(UnavailableError, match=r"at capacity \(8 rows ahead, .* the limit is 0 ms\)"):
+            held = await engine_busy_and_queue_full(batcher, counting, trained_release, seen=2)
+            with pytest.raises(
+                UnavailableError, match=r"requests wait \d+ ms for the engine, the limit is 10 ms"
+            ):
                 await batcher.predict(*rows_of(trained_release, 1, 99))
             counting.gate.set()
-            await held
+            await asyncio.gather(*held)
         finally:
             await batcher.close()
 
     asyncio.run(run())
-    assert counting.calls == [8, 8]
+    assert counting.calls == [8, 8, 8, 8, 8]
 
 
 def test_requests_whose_callers_left_are_not_scored(counting: CountingEngine, trained_release: Any) -> None:
