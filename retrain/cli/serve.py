@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING
 from retrain.cli import common
 from retrain.engine import DEFAULT_CACHE_BYTES
 from retrain.errors import InputError
-from retrain.serving.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
+from retrain.serving.batcher import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_MS,
+    DEFAULT_MAX_QUEUE_ROWS,
+    DEFAULT_MAX_WAIT_MS,
+)
 from retrain.serving.guard import DEFAULT_MAX_BODY_BYTES
 from retrain.serving.protocol import DEFAULT_MODEL_NAME, model_name
 from retrain.serving.server import DEFAULT_HOST
@@ -49,6 +54,8 @@ def _serve(args: argparse.Namespace) -> int:
         model_name=args.model_name,
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
+        max_queue_rows=args.max_queue_rows,
+        max_queue_ms=args.max_queue_ms,
         cache_bytes=args.adapter_cache_mb * 1024 * 1024,
         base_model=args.base_model,
         max_body_bytes=args.max_body_mb * 1024 * 1024,
@@ -103,6 +110,18 @@ def register(commands: Commands) -> None:
     )
     serve.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="rows per batch")
     serve.add_argument("--max-wait-ms", type=float, default=DEFAULT_MAX_WAIT_MS, help="batch fill wait")
+    serve.add_argument(
+        "--max-queue-rows",
+        type=int,
+        default=DEFAULT_MAX_QUEUE_ROWS,
+        help=f"rows waiting for a batch; past them, 503 with Retry-After (default {DEFAULT_MAX_QUEUE_ROWS})",
+    )
+    serve.add_argument(
+        "--max-queue-ms",
+        type=float,
+        default=DEFAULT_MAX_QUEUE_MS,
+        help=f"requests waiting longer for the engine: 503 (default {DEFAULT_MAX_QUEUE_MS:.0f})",
+    )
     serve.add_argument("--adapter-cache-mb", type=int, default=DEFAULT_CACHE_BYTES >> 20, help="adapter LRU")
     serve.add_argument("--base-model", help="base model folder or package==version (default packaged)")
     common.add_mlflow_uri(serve)

@@ -1,9 +1,21 @@
-"""Dynamic batching: rows of concurrent requests share one forward pass of the engine.
+"""Dynamic batching under load: rows of concurrent requests share one forward pass of the engine.
 
 A forward pass over 64 rows costs little more than one over a single row, so requests that arrive
-within a few milliseconds of each other are scored together, customers mixed (the engine applies
-each row's own adapter). The engine runs in one worker thread: the event loop keeps accepting
-requests (and collecting the next batch) while a batch is scored.
+close together are scored together, customers mixed (the engine applies each row's own adapter).
+
+- The engine runs in one worker thread. While it scores a batch, the event loop keeps accepting
+  requests and forms the next batch; a full one waits in the engine's line, so the engine starts it
+  the moment it is free, without waiting for the event loop. A partial one goes as soon as the
+  engine is free. Only an idle engine waits for company (``max_wait_ms`` from the first arrival).
+- The queue is bounded twice: by rows (``max_queue_rows``, a fixed cap) and by time
+  (``max_queue_ms``): while requests are queued and even the youngest request of the last batch
+  scored had waited longer than that for the engine, a standing queue exists and new requests are
+  refused (CoDel's signal: the time requests spend queued, not a guess of the engine's speed).
+  Past either bound a request is refused at once with :class:`UnavailableError` (HTTP 503 with
+  ``Retry-After``, gRPC UNAVAILABLE), so overload turns into prompt refusals, not unbounded
+  latency, however fast the machine is today.
+- A request whose caller has gone (its task cancelled: a closed connection, a cancelled gRPC call)
+  or whose own deadline passed leaves the queue at once and is never scored.
 
 No KServe here: the REST and gRPC handlers, ``/invocations`` and the tests all use this class.
 """
@@ -13,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -21,11 +35,35 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from retrain.engine import EngineError, Predictions, UnknownCustomerError
+from retrain.errors import ServiceUnreachableError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH_SIZE = 64  # rows: the engine's own batch size, one forward pass
-DEFAULT_MAX_WAIT_MS = 5.0  # how long the first request of a batch waits for company
+DEFAULT_MAX_WAIT_MS = 5.0  # how long the first request at an idle engine waits for company
+# Four batches: about 0.3 s of work on 2 CPU cores, so an accepted request is answered well within
+# 0.5 s even when the server refuses the excess of an overload.
+DEFAULT_MAX_QUEUE_ROWS = 256
+# The time requests wait for the engine: with a batch being scored on top, an accepted request is
+# answered within about 0.5 s however fast the engine runs (on a busy machine, a GPU or a CPU).
+DEFAULT_MAX_QUEUE_MS = 250.0
+_IN_ENGINE = 2  # batches handed to the engine thread: the one it scores, the next one, formed
+
+
+class UnavailableError(ServiceUnreachableError):
+    """The server cannot take this request now (full queue, stopping, not loaded): HTTP 503.
+
+    ``retry_after``: whole seconds after which trying again is reasonable (the ``Retry-After``
+    header).
+    """
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeadlineExceededError(UnavailableError):
+    """The request's own deadline passed before it was answered; it was not scored if still queued."""
 
 
 class Engine(Protocol):
@@ -40,21 +78,56 @@ class Engine(Protocol):
     def predict(self, texts: Sequence[str], customers: Sequence[str]) -> Predictions: ...
 
 
-@dataclass
+class BatchMetrics(Protocol):
+    """Where the batcher reports what it does (Prometheus in the server: ``retrain.serving.metrics``)."""
+
+    def queue(self, requests: int, rows: int) -> None:
+        """The queue now: requests and rows waiting for a batch."""
+
+    def batch(self, requests: int, rows: int, queue_waits: list[float], scoring_seconds: float) -> None:
+        """One batch scored: its size, each request's wait from arrival to the engine, the engine's time."""
+
+    def dropped(self, reason: str) -> None:
+        """A request left unscored: ``queue_full``, ``stopping``, ``deadline`` or ``disconnected``."""
+
+
+class _Unobserved:
+    """Metrics for callers that keep none (tests, in-process use)."""
+
+    def queue(self, requests: int, rows: int) -> None:
+        pass
+
+    def batch(self, requests: int, rows: int, queue_waits: list[float], scoring_seconds: float) -> None:
+        pass
+
+    def dropped(self, reason: str) -> None:
+        pass
+
+
+@dataclass(eq=False)  # compared by identity: the queue removes this very request
 class _Request:
     texts: list[str]
     customers: list[str]
     future: asyncio.Future[Predictions] = field(repr=False)
+    arrived: float  # time.monotonic()
+
+
+@dataclass
+class _Scored:
+    """What the engine thread made of one batch: per request a result or an error."""
+
+    outcomes: list[tuple[_Request, Predictions | BaseException]]
+    queue_waits: list[float]
+    seconds: float
 
 
 class DynamicBatcher:
     """Gathers concurrent requests into mixed batches of at most ``max_batch_size`` rows.
 
-    A batch is scored as soon as it is full, or ``max_wait_ms`` after its first request arrived.
     A request larger than ``max_batch_size`` is never split: it forms a batch of its own (the
     engine batches internally). Requests are checked before they are queued, so a bad request
     (unknown customer, texts and customers of different lengths) fails alone and never the batch
-    it would have joined.
+    it would have joined. A request larger than the whole queue is taken when the queue is empty.
     """
 
     def __init__(
@@ -63,17 +136,32 @@ class DynamicBatcher:
         *,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+        max_queue_rows: int = DEFAULT_MAX_QUEUE_ROWS,
+        max_queue_ms: float = DEFAULT_MAX_QUEUE_MS,
+        metrics: BatchMetrics | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise EngineError(f"max batch size must be at least 1 row, got {max_batch_size}")
         if max_wait_ms < 0:
             raise EngineError(f"max wait must be 0 ms or more, got {max_wait_ms}")
+        if max_queue_rows < max_batch_size:
+            raise EngineError(
+                f"max queue rows must be at least the max batch size ({max_batch_size}), got {max_queue_rows}"
+            )
+        if max_queue_ms <= 0:
+            raise EngineError(f"max queue wait must be above 0 ms, got {max_queue_ms}")
         self.engine = engine
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
+        self.max_queue_rows = max_queue_rows
+        self.max_queue_wait = max_queue_ms / 1000.0
+        self.metrics: BatchMetrics = metrics or _Unobserved()
         self._known = frozenset(engine.customers)
         self._pending: deque[_Request] = deque()
-        self._arrived = asyncio.Event()  # binds to the running loop on first use
+        self._pending_rows = 0
+        self._stopping = False
+        self._standing_wait = 0.0  # seconds the youngest request of the last batch waited
+        self._changed = asyncio.Event()  # a request arrived, or a batch left the engine
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # One thread: the engine scores one batch at a time anyway (its internal lock).
@@ -89,27 +177,89 @@ class DynamicBatcher:
         if unknown:
             raise UnknownCustomerError(unknown, self.engine.release_id)
 
-    async def predict(self, texts: Sequence[str], customers: Sequence[str]) -> Predictions:
-        """Score one request's rows, batched with whatever other requests are in flight."""
+    @property
+    def queued_rows(self) -> int:
+        return self._pending_rows
+
+    async def predict(
+        self, texts: Sequence[str], customers: Sequence[str], *, timeout: float | None = None
+    ) -> Predictions:
+        """Score one request's rows, batched with whatever other requests are in flight.
+
+        :param timeout: seconds the caller waits at most; past it :class:`DeadlineExceededError`,
+            and the rows are not scored if they were still queued.
+        :raises UnavailableError: at once, when the queue is full or the batcher stops.
+        """
         self.check(texts, customers)
         if not texts:
             return Predictions([], [], [])
+        self._admit(len(texts))
         self._ensure_worker()
-        future: asyncio.Future[Predictions] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Request(list(texts), list(customers), future))
-        self._arrived.set()
-        return await future
+        loop = asyncio.get_running_loop()
+        request = _Request(list(texts), list(customers), loop.create_future(), time.monotonic())
+        self._pending.append(request)
+        self._pending_rows += len(texts)
+        self.metrics.queue(len(self._pending), self._pending_rows)
+        self._changed.set()
+        try:
+            if timeout is None:
+                return await request.future
+            return await asyncio.wait_for(request.future, timeout)
+        except TimeoutError:
+            self._forget(request, "deadline")
+            raise DeadlineExceededError(
+                f"the request's deadline of {timeout:.3f}s passed before it was answered"
+            ) from None
+        except asyncio.CancelledError:  # the caller has gone: never score its rows
+            self._forget(request, "disconnected")
+            raise
+
+    def stop(self) -> None:
+        """Refuse new requests (503); those already queued are still scored."""
+        self._stopping = True
 
     async def close(self) -> None:
-        """Stop collecting; requests still queued fail with a message saying the server stops."""
+        """Stop at once; requests still queued fail with a message saying the server stops."""
+        self.stop()
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
         while self._pending:
-            _settle(self._pending.popleft(), error=EngineError("the model server is stopping"))
+            request = self._pending.popleft()
+            if not request.future.done():
+                request.future.set_exception(UnavailableError("the model server is stopping"))
+        self._pending_rows = 0
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _admit(self, rows: int) -> None:
+        if self._stopping:
+            self.metrics.dropped("stopping")
+            raise UnavailableError("the model server is stopping: send the request to another replica")
+        if not self._pending_rows:  # nothing queued: the engine takes it with the next batch
+            return
+        wait = self._standing_wait
+        if self._pending_rows + rows > self.max_queue_rows:
+            reason = f"{self._pending_rows} rows queued, the limit is {self.max_queue_rows}"
+        elif wait > self.max_queue_wait:
+            limit = self.max_queue_wait * 1000
+            reason = f"requests wait {wait * 1000:.0f} ms for the engine, the limit is {limit:.0f} ms"
+        else:
+            return
+        self.metrics.dropped("queue_full")
+        raise UnavailableError(
+            f"the model server is at capacity ({reason}): retry later", retry_after=max(1, math.ceil(wait))
+        )
+
+    def _forget(self, request: _Request, reason: str) -> None:
+        """Take a request its caller no longer waits for out of the queue (if a batch has not taken it)."""
+        request.future.cancel()
+        with contextlib.suppress(ValueError):  # already in a batch: the engine thread skips it
+            self._pending.remove(request)
+            self._pending_rows -= len(request.texts)
+            self.metrics.queue(len(self._pending), self._pending_rows)
+        self.metrics.dropped(reason)
 
     def _ensure_worker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -120,49 +270,108 @@ class DynamicBatcher:
             self._worker = loop.create_task(self._run(), name="retrain-batcher")
 
     async def _run(self) -> None:
-        while True:
-            while not self._pending:
-                self._arrived.clear()
-                await self._arrived.wait()
-            batch = [self._pending.popleft()]
-            rows = len(batch[0].texts)
-            deadline = time.monotonic() + self.max_wait
-            while True:
-                while self._pending and rows + len(self._pending[0].texts) <= self.max_batch_size:
-                    batch.append(self._pending.popleft())
-                    rows += len(batch[-1].texts)
-                remaining = deadline - time.monotonic()
-                if rows >= self.max_batch_size or self._pending or remaining <= 0:
-                    break  # full, the next request does not fit, or waited long enough
-                self._arrived.clear()
-                with contextlib.suppress(TimeoutError):  # then take what arrived meanwhile, and go
-                    await asyncio.wait_for(self._arrived.wait(), remaining)
-            await self._score(batch)
-
-    async def _score(self, batch: list[_Request]) -> None:
-        live = [r for r in batch if not r.future.done()]  # a client that gave up was cancelled
-        if not live:
-            return
-        texts = [t for r in live for t in r.texts]
-        customers = [c for r in live for c in r.customers]
+        in_engine: deque[asyncio.Future[_Scored]] = deque()  # FIFO: the engine thread's own order
         loop = asyncio.get_running_loop()
-        try:
-            scored = await loop.run_in_executor(self._executor, self.engine.predict, texts, customers)
-        except Exception as error:
-            if len(live) == 1:
-                _settle(live[0], error=error)
-                return
-            # One request's rows broke the batch (e.g. its adapter's file is unreadable): score each
-            # request alone, so only that request fails.
-            log.warning("a batch of %d requests failed (%s); scoring them one by one", len(live), error)
-            for request in live:
-                await self._score([request])
+        while True:
+            while in_engine and in_engine[0].done():
+                in_engine.popleft()
+            if len(in_engine) >= _IN_ENGINE:  # the next batch is formed already: wait for the engine
+                await asyncio.wait([in_engine[0]])
+                continue
+            batch = await self._collect(in_engine[-1] if in_engine else None)
+            scoring = loop.run_in_executor(self._executor, self._score, batch)
+            scoring.add_done_callback(functools.partial(self._settle, batch=batch))
+            in_engine.append(scoring)
+
+    async def _collect(self, busy: asyncio.Future[_Scored] | None) -> list[_Request]:
+        """The next batch: full, or partial once the engine is free (an idle engine waits ``max_wait``)."""
+        while True:
+            if self._pending_rows >= self.max_batch_size:
+                break
+            if self._pending and busy is None:  # an idle engine: wait for company, from the first arrival
+                remaining = self._pending[0].arrived + self.max_wait - time.monotonic()
+                if remaining <= 0:
+                    break
+            elif self._pending and busy is not None and busy.done():
+                break  # the engine is free: what has gathered meanwhile goes now
+            else:
+                remaining = None
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            if busy is not None and busy.done() and not self._pending:
+                busy = None  # the engine went idle with nothing queued: the next arrival waits for company
+        batch: list[_Request] = []
+        rows = 0
+        while self._pending and (not batch or rows + len(self._pending[0].texts) <= self.max_batch_size):
+            request = self._pending.popleft()
+            self._pending_rows -= len(request.texts)
+            batch.append(request)
+            rows += len(request.texts)
+        self.metrics.queue(len(self._pending), self._pending_rows)
+        return batch
+
+    def _score(self, batch: list[_Request]) -> _Scored:
+        """In the engine thread: score the batch's requests whose callers still wait."""
+        started = time.monotonic()
+        # Reading ``cancelled()`` from this thread races at worst with a caller leaving right now:
+        # its rows are scored and the answer dropped.
+        live = [r for r in batch if not r.future.cancelled()]
+        waits = [started - r.arrived for r in live]
+        outcomes: list[tuple[_Request, Predictions | BaseException]] = []
+        if live:
+            texts = [t for r in live for t in r.texts]
+            customers = [c for r in live for c in r.customers]
+            try:
+                scored = self.engine.predict(texts, customers)
+            except Exception as error:
+                if len(live) == 1:
+                    outcomes = [(live[0], error)]
+                else:
+                    # One request's rows broke the batch (e.g. its adapter's file is unreadable):
+                    # score each request alone, so only that request fails.
+                    log.warning(
+                        "a batch of %d requests failed (%s); scoring them one by one", len(live), error
+                    )
+                    outcomes = [(r, _alone(self.engine, r)) for r in live]
+            else:
+                start = 0
+                for request in live:
+                    end = start + len(request.texts)
+                    outcomes.append((request, _slice(scored, start, end)))
+                    start = end
+        return _Scored(outcomes, waits, time.monotonic() - started)
+
+    def _settle(self, scoring: asyncio.Future[_Scored], batch: list[_Request]) -> None:
+        """On the event loop, once the engine thread is done with a batch: answer its callers."""
+        self._changed.set()
+        if scoring.cancelled() or scoring.exception() is not None:  # closed, or a bug in _score
+            error = scoring.exception() if not scoring.cancelled() else None
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(error or UnavailableError("the model server is stopping"))
             return
-        start = 0
-        for request in live:
-            end = start + len(request.texts)
-            _settle(request, result=_slice(scored, start, end))
-            start = end
+        scored = scoring.result()
+        rows = 0
+        for request, outcome in scored.outcomes:
+            rows += len(request.texts)
+            if request.future.done():  # its caller left while it was scored
+                continue
+            if isinstance(outcome, BaseException):
+                request.future.set_exception(outcome)
+            else:
+                request.future.set_result(outcome)
+        if scored.queue_waits:
+            self._standing_wait = min(scored.queue_waits)
+        if scored.outcomes:  # not a batch whose callers had all left
+            self.metrics.batch(len(scored.outcomes), rows, scored.queue_waits, scored.seconds)
+
+
+def _alone(engine: Engine, request: _Request) -> Predictions | BaseException:
+    try:
+        return engine.predict(request.texts, request.customers)
+    except Exception as error:
+        return error
 
 
 def _slice(predictions: Predictions, start: int, end: int) -> Predictions:
@@ -171,14 +380,3 @@ def _slice(predictions: Predictions, start: int, end: int) -> Predictions:
         predictions.labels[start:end],
         predictions.adapter_versions[start:end],
     )
-
-
-def _settle(
-    request: _Request, *, result: Predictions | None = None, error: BaseException | None = None
-) -> None:
-    if request.future.done():
-        return
-    if error is not None:
-        request.future.set_exception(error)
-    elif result is not None:
-        request.future.set_result(result)

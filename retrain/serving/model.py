@@ -19,9 +19,19 @@ from typing import Any
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InferenceError, InvalidInput, ModelNotFound
+from kserve.protocol.infer_type import to_http_parameters
 
 from retrain.engine import AdapterEngine, AdapterFileError, EngineError, Predictions
-from retrain.serving.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, DynamicBatcher
+from retrain.serving.batcher import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_MS,
+    DEFAULT_MAX_QUEUE_ROWS,
+    DEFAULT_MAX_WAIT_MS,
+    DeadlineExceededError,
+    DynamicBatcher,
+    UnavailableError,
+)
+from retrain.serving.metrics import PrometheusMetrics
 from retrain.serving.protocol import (
     DEFAULT_MODEL_NAME,
     INPUTS,
@@ -48,6 +58,8 @@ class ReleaseModel(Model):  # type: ignore[misc]  # kserve is untyped (Any) wher
         name: str = DEFAULT_MODEL_NAME,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+        max_queue_rows: int = DEFAULT_MAX_QUEUE_ROWS,
+        max_queue_ms: float = DEFAULT_MAX_QUEUE_MS,
         **engine_options: Any,
     ) -> None:
         super().__init__(name, return_response_headers=True)
@@ -55,6 +67,8 @@ class ReleaseModel(Model):  # type: ignore[misc]  # kserve is untyped (Any) wher
         self._engine_options = engine_options
         self._max_batch_size = max_batch_size
         self._max_wait_ms = max_wait_ms
+        self._max_queue_rows = max_queue_rows
+        self._max_queue_ms = max_queue_ms
         # Not ``self.engine``: KServe's base class uses that name for "has an engine to start".
         self.adapter_engine: AdapterEngine | None = None
         self._batcher: DynamicBatcher | None = None
@@ -66,12 +80,12 @@ class ReleaseModel(Model):  # type: ignore[misc]  # kserve is untyped (Any) wher
     @property
     def batcher(self) -> DynamicBatcher:
         if self._batcher is None:
-            raise InvalidInput(f"model {self.name} is not loaded yet")
+            raise UnavailableError(f"model {self.name} is not loaded yet")
         return self._batcher
 
     def engine_or_fail(self) -> AdapterEngine:
         if self.adapter_engine is None:
-            raise InvalidInput(f"model {self.name} is not loaded yet")
+            raise UnavailableError(f"model {self.name} is not loaded yet")
         return self.adapter_engine
 
     def load(self) -> bool:
@@ -80,11 +94,22 @@ class ReleaseModel(Model):  # type: ignore[misc]  # kserve is untyped (Any) wher
             engine = AdapterEngine.from_release_dir(self.release_dir, **self._engine_options)
             engine.warm_up()
             self._batcher = DynamicBatcher(
-                engine, max_batch_size=self._max_batch_size, max_wait_ms=self._max_wait_ms
+                engine,
+                max_batch_size=self._max_batch_size,
+                max_wait_ms=self._max_wait_ms,
+                max_queue_rows=self._max_queue_rows,
+                max_queue_ms=self._max_queue_ms,
+                metrics=PrometheusMetrics(self.name),
             )
             self.adapter_engine = engine
         self.ready = True
         return True
+
+    def stop(self) -> None:
+        """KServe calls this on SIGTERM: refuse new requests (503), still answer the queued ones."""
+        super().stop()
+        if self._batcher is not None:
+            self._batcher.stop()
 
     def get_input_types(self) -> list[dict[str, Any]]:
         return [{"name": name, "datatype": "BYTES", "shape": [-1]} for name in INPUTS]
@@ -119,7 +144,15 @@ class ReleaseModel(Model):  # type: ignore[misc]  # kserve is untyped (Any) wher
                 f"inputs text and customer_id differ in length ({len(texts)} texts, "
                 f"{len(customers)} customer ids): one customer_id per text"
             )
-        predictions = await self.score(texts, customers)
+        try:
+            predictions = await self.score(texts, customers, timeout=_timeout(payload))
+        except UnavailableError as error:
+            if payload.from_grpc:  # KServe's gRPC layer turns only its own exceptions into statuses
+                from grpc_interceptor.exceptions import DeadlineExceeded, Unavailable
+
+                kind = DeadlineExceeded if isinstance(error, DeadlineExceededError) else Unavailable
+                raise kind(str(error)) from error
+            raise
         n = len(texts)
         columns: dict[str, list[Any]] = {
             "score": [float(s) for s in predictions.scores],
@@ -139,17 +172,20 @@ class ReleaseModel(Model):  # type: ignore[misc]  # kserve is untyped (Any) wher
             requested_outputs=payload.request_outputs,
         )
 
-    async def score(self, texts: Sequence[str], customers: Sequence[str]) -> Predictions:
+    async def score(
+        self, texts: Sequence[str], customers: Sequence[str], timeout: float | None = None
+    ) -> Predictions:
         """Through the shared batcher; the engine's refusals become KServe's errors (400 or 500).
 
         Each text is cut to :data:`MAX_TEXT_CHARS` first: the engine keeps only its first 64 tokens.
+        :class:`UnavailableError` (queue full, stopping, deadline passed) passes as it is: 503.
         """
         for what, values in (("text", texts), ("customer_id", customers)):
             bad = next((row for row, value in enumerate(values) if not is_unicode(value)), None)
             if bad is not None:
                 raise InvalidInput(f"{what} of row {bad} is not valid Unicode (it holds a lone surrogate)")
         try:
-            return await self.batcher.predict([t[:MAX_TEXT_CHARS] for t in texts], customers)
+            return await self.batcher.predict([t[:MAX_TEXT_CHARS] for t in texts], customers, timeout=timeout)
         except AdapterFileError as error:  # the release on disk is broken: the server's fault
             raise InferenceError(str(error)) from error
         except EngineError as error:  # unknown customer, lengths: the caller's fault
@@ -162,6 +198,19 @@ class VersionNotFound(ModelNotFound):  # type: ignore[misc]  # kserve is untyped
     def __init__(self, reason: str) -> None:
         super().__init__()
         self.reason = reason
+
+
+def _timeout(request: InferRequest) -> float | None:
+    """The optional ``timeout`` parameter (microseconds, as Triton's clients send it), in seconds."""
+    parameters = to_http_parameters(request.parameters) if request.parameters else {}
+    value = parameters.get("timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidInput(
+            f"parameter 'timeout' is {value!r}; expected a whole number of microseconds above 0"
+        )
+    return value / 1_000_000
 
 
 def _strings(request: InferRequest, name: str) -> list[str]:

@@ -10,6 +10,9 @@ shares the port, the event loop, KServe's error handlers and the model's batcher
 passes :class:`~retrain.serving.guard.RestGuard` first (body-size limit, V2 envelope, versions), and
 the server itself is :class:`~retrain.serving.kserve_server.ReleaseServer` (``--host``, ports bound
 before it says it serves, no model unloading).
+
+Under load the app refuses what the batcher cannot take (503 with ``Retry-After``) and cancels
+the handlers of clients that disconnected, so their rows are never scored.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from retrain.engine import DEFAULT_CACHE_BYTES, EngineError
-from retrain.serving.batcher import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
+from retrain.serving.batcher import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE_MS,
+    DEFAULT_MAX_QUEUE_ROWS,
+    DEFAULT_MAX_WAIT_MS,
+    UnavailableError,
+)
+from retrain.serving.disconnect import CancelOnDisconnect
 from retrain.serving.guard import DEFAULT_MAX_BODY_BYTES, RestGuard
 from retrain.serving.invocations import answer, parse
 from retrain.serving.protocol import DEFAULT_MODEL_NAME
@@ -52,6 +62,8 @@ class ServeSettings:
     model_name: str = DEFAULT_MODEL_NAME
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_wait_ms: float = DEFAULT_MAX_WAIT_MS
+    max_queue_rows: int = DEFAULT_MAX_QUEUE_ROWS
+    max_queue_ms: float = DEFAULT_MAX_QUEUE_MS
     cache_bytes: int = DEFAULT_CACHE_BYTES
     base_model: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -119,6 +131,8 @@ def serve(settings: ServeSettings) -> int:
         name=settings.model_name,
         max_batch_size=settings.max_batch_size,
         max_wait_ms=settings.max_wait_ms,
+        max_queue_rows=settings.max_queue_rows,
+        max_queue_ms=settings.max_queue_ms,
         cache_bytes=settings.cache_bytes,
         base_model=settings.base_model,
     )
@@ -133,6 +147,7 @@ def serve(settings: ServeSettings) -> int:
     )
     app = kserve.model_server.app
     mount_invocations(app, model)
+    handle_load(app)
     app.add_middleware(RestGuard, release_id=engine.release_id, max_body_bytes=settings.max_body_bytes)
 
     def listening() -> None:
@@ -159,6 +174,18 @@ def _exit_on_signal_while_loading() -> None:
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)
+
+
+def handle_load(app: FastAPI) -> None:
+    """Refusals as 503 with ``Retry-After``; handlers of clients that left are cancelled."""
+    from fastapi.responses import JSONResponse
+
+    async def unavailable(request: Request, error: Exception) -> Response:
+        retry_after = error.retry_after if isinstance(error, UnavailableError) else 1
+        return JSONResponse({"error": str(error)}, status_code=503, headers={"Retry-After": str(retry_after)})
+
+    app.add_exception_handler(UnavailableError, unavailable)
+    app.add_middleware(CancelOnDisconnect)
 
 
 def mount_invocations(app: FastAPI, model: ReleaseModel) -> None:

@@ -1,8 +1,15 @@
-"""The dynamic batcher alone (no KServe): concurrent requests share forward passes, bad ones fail alone."""
+"""The dynamic batcher alone (no KServe): concurrent requests share forward passes, bad ones fail alone.
+
+Under load: the next batch forms while one is scored, a full queue refuses at once, and requests
+whose callers left or whose deadline passed are never scored. The real engine is held at its door
+(``gate``) where a test needs it busy, so no test depends on how fast this machine is.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,26 +17,41 @@ import numpy as np
 import pytest
 
 from retrain.engine import AdapterEngine, EngineError, Predictions, UnknownCustomerError
-from retrain.serving.batcher import DynamicBatcher
+from retrain.serving.batcher import DeadlineExceededError, DynamicBatcher, UnavailableError
+from retrain.serving.metrics import PrometheusMetrics
 
 pytestmark = pytest.mark.serving
 
 
 class CountingEngine(AdapterEngine):
-    """The real engine, recording the rows of each ``predict`` call (each call is one batch)."""
+    """The real engine, recording each ``predict`` call (each call is one batch).
 
-    calls: list[int]
+    ``gate``: open (set) by default; a test clears it to keep the engine busy with the batch it took.
+    """
+
+    calls: list[int]  # rows per call
+    scored: list[str]  # every text scored
+    started: list[float]  # time.monotonic() as each call passed the gate
+    gate: threading.Event
 
     def predict(self, texts: Sequence[str], customers: Sequence[str]) -> Predictions:
         self.calls.append(len(texts))
+        assert self.gate.wait(timeout=30), "the test never opened the engine's gate"
+        self.started.append(time.monotonic())
+        self.scored.extend(texts)
         return super().predict(texts, customers)
+
+    def reset(self) -> None:
+        self.calls, self.scored, self.started = [], [], []
+        self.gate.set()
 
 
 @pytest.fixture(scope="module")
 def counting(trained_release: Any) -> CountingEngine:
     engine = CountingEngine.from_release_dir(trained_release.release_dir)
     assert isinstance(engine, CountingEngine)
-    engine.calls = []
+    engine.gate = threading.Event()
+    engine.reset()
     return engine
 
 
@@ -53,7 +75,7 @@ def all_at_once(batcher: DynamicBatcher, sent: list[tuple[list[str], list[str]]]
 def test_concurrent_requests_share_a_batch(counting: CountingEngine, trained_release: Any) -> None:
     batcher = DynamicBatcher(counting, max_batch_size=64, max_wait_ms=200)
     sent = requests_of(trained_release, 12, 3)  # 36 rows of mixed customers, 12 requests
-    counting.calls.clear()
+    counting.reset()
     answers = all_at_once(batcher, sent)
     assert sum(counting.calls) == 36
     assert counting.calls == [36], f"12 concurrent requests took {len(counting.calls)} batches"
@@ -67,7 +89,7 @@ def test_concurrent_requests_share_a_batch(counting: CountingEngine, trained_rel
 def test_batches_respect_the_row_limit(counting: CountingEngine, trained_release: Any) -> None:
     batcher = DynamicBatcher(counting, max_batch_size=8, max_wait_ms=200)
     sent = requests_of(trained_release, 6, 3)  # 18 rows: requests are never split, 2 fit per batch
-    counting.calls.clear()
+    counting.reset()
     answers = all_at_once(batcher, sent)
     assert counting.calls == [6, 6, 6]
     assert [len(a.labels) for a in answers] == [3] * 6
@@ -105,3 +127,196 @@ def test_settings_are_checked(counting: CountingEngine) -> None:
         DynamicBatcher(counting, max_batch_size=0)
     with pytest.raises(EngineError, match="max wait must be 0 ms or more, got -1"):
         DynamicBatcher(counting, max_wait_ms=-1)
+    with pytest.raises(
+        EngineError, match=r"max queue rows must be at least the max batch size \(64\), got 8"
+    ):
+        DynamicBatcher(counting, max_batch_size=64, max_queue_rows=8)
+    with pytest.raises(EngineError, match="max queue wait must be above 0 ms, got 0"):
+        DynamicBatcher(counting, max_queue_ms=0)
+
+
+def rows_of(trained_release: Any, count: int, start: int = 0) -> tuple[list[str], list[str]]:
+    """One request of ``count`` rows (texts numbered, so each row can be traced to the engine)."""
+    texts, customers = trained_release.texts, trained_release.text_customers
+    rows = [(start + i) % len(texts) for i in range(count)]
+    return [f"{texts[i]} #{start + i}" for i in rows], [customers[i] for i in rows]
+
+
+async def until(condition: Any, seconds: float = 10.0) -> None:
+    """Yield to the event loop until ``condition()`` holds (bounded)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the batcher never got there"
+        await asyncio.sleep(0.002)
+
+
+async def send(
+    batcher: DynamicBatcher, rows: tuple[list[str], list[str]], **options: Any
+) -> asyncio.Task[Predictions]:
+    """One request as a task that has reached the batcher (queued, or refused) when this returns."""
+    task = asyncio.ensure_future(batcher.predict(*rows, **options))
+    await asyncio.sleep(0)  # ``predict`` runs up to its first wait: checked, admitted, queued
+    return task
+
+
+def dropped(model: str, reason: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return (
+        REGISTRY.get_sample_value("retrain_serving_dropped_total", {"model_name": model, "reason": reason})
+        or 0.0
+    )
+
+
+def test_the_next_batch_forms_while_one_is_scored(counting: CountingEngine, trained_release: Any) -> None:
+    """While the engine holds a batch, a full one is formed and handed over; a partial one goes when free."""
+    batcher = DynamicBatcher(counting, max_batch_size=8, max_wait_ms=1000, max_queue_rows=64)
+    counting.reset()
+    counting.gate.clear()
+
+    async def run() -> list[Predictions]:
+        try:
+            first = await send(batcher, rows_of(trained_release, 8, 0))
+            await until(lambda: counting.calls == [8])  # the engine holds the first batch
+            second = await send(batcher, rows_of(trained_release, 8, 100))
+            await until(lambda: batcher.queued_rows == 0)  # formed and handed to the engine thread
+            third = await send(batcher, rows_of(trained_release, 2, 200))
+            await until(lambda: batcher.queued_rows == 2)  # partial: it waits for a free engine
+            opened = time.monotonic()
+            counting.gate.set()
+            answers = await asyncio.gather(first, second, third)
+            # The partial batch went as soon as the engine was free, not max_wait (1 s) after.
+            assert counting.started[2] - opened < 0.5, counting.started[2] - opened
+            return list(answers)
+        finally:
+            await batcher.close()
+
+    answers = asyncio.run(run())
+    assert counting.calls == [8, 8, 2]
+    assert [len(a.labels) for a in answers] == [8, 8, 2]
+
+
+async def engine_busy_and_queue_full(
+    batcher: DynamicBatcher, counting: CountingEngine, trained_release: Any, seen: int = 0
+) -> list[asyncio.Task[Predictions]]:
+    """Three requests of 8 rows: one held in the engine, the next handed to it, the third queued.
+
+    ``seen``: the engine calls made before.
+    """
+    sent = [await send(batcher, rows_of(trained_release, 8, 0))]
+    await until(lambda: len(counting.calls) == seen + 1)
+    sent.append(await send(batcher, rows_of(trained_release, 8, 8)))
+    await until(lambda: batcher.queued_rows == 0)
+    sent.append(await send(batcher, rows_of(trained_release, 8, 16)))
+    await until(lambda: batcher.queued_rows == 8)
+    return sent
+
+
+def test_a_full_queue_refuses_at_once(counting: CountingEngine, trained_release: Any) -> None:
+    batcher = DynamicBatcher(counting, max_batch_size=8, max_wait_ms=0, max_queue_rows=8)
+    counting.reset()
+    counting.gate.clear()
+
+    async def run() -> None:
+        try:
+            held = await engine_busy_and_queue_full(batcher, counting, trained_release)
+            started = time.monotonic()
+            with pytest.raises(
+                UnavailableError, match=r"at capacity \(8 rows queued, the limit is 8\)"
+            ) as refused:
+                await batcher.predict(*rows_of(trained_release, 1, 99))
+            assert time.monotonic() - started < 0.1
+            assert refused.value.retry_after >= 1
+            assert refused.value.http_status == 503
+            counting.gate.set()
+            assert [len(a.labels) for a in await asyncio.gather(*held)] == [8, 8, 8]
+        finally:
+            await batcher.close()
+
+    asyncio.run(run())
+    assert counting.calls == [8, 8, 8]
+
+
+def test_the_queue_is_bounded_in_time_too(counting: CountingEngine, trained_release: Any) -> None:
+    """Once requests waited longer than ``max_queue_ms`` for the engine, a queued one is not joined."""
+    batcher = DynamicBatcher(counting, max_batch_size=8, max_wait_ms=0, max_queue_ms=10)
+    counting.reset()
+    counting.gate.clear()
+
+    async def run() -> None:
+        try:
+            first = await send(batcher, rows_of(trained_release, 8, 0))
+            await until(lambda: counting.calls == [8])
+            waited = await send(batcher, rows_of(trained_release, 8, 8))  # waits behind the first
+            await asyncio.sleep(0.05)
+            counting.gate.set()
+            await asyncio.gather(first, waited)  # the second batch's requests waited ~50 ms
+            counting.gate.clear()
+            held = await engine_busy_and_queue_full(batcher, counting, trained_release, seen=2)
+            with pytest.raises(
+                UnavailableError, match=r"requests wait \d+ ms for the engine, the limit is 10 ms"
+            ):
+                await batcher.predict(*rows_of(trained_release, 1, 99))
+            counting.gate.set()
+            await asyncio.gather(*held)
+        finally:
+            await batcher.close()
+
+    asyncio.run(run())
+    assert counting.calls == [8, 8, 8, 8, 8]
+
+
+def test_requests_whose_callers_left_are_not_scored(counting: CountingEngine, trained_release: Any) -> None:
+    batcher = DynamicBatcher(
+        counting, max_batch_size=8, max_wait_ms=0, metrics=PrometheusMetrics("test-callers-left")
+    )
+    counting.reset()
+    counting.gate.clear()
+    left, expired = rows_of(trained_release, 3, 300), rows_of(trained_release, 2, 400)
+    before = dropped("test-callers-left", "disconnected"), dropped("test-callers-left", "deadline")
+
+    async def run() -> None:
+        try:
+            busy = await send(batcher, rows_of(trained_release, 8, 0))
+            await until(lambda: counting.calls == [8])
+            gone = await send(batcher, left)
+            kept = await send(batcher, rows_of(trained_release, 1, 500))
+            await until(lambda: batcher.queued_rows == 4)
+            gone.cancel()  # what the server does when the client disconnects
+            await until(lambda: batcher.queued_rows == 1)
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceededError, match=r"deadline of 0\.050s passed"):
+                await batcher.predict(*expired, timeout=0.05)
+            assert time.monotonic() - started < 0.5  # answered at its deadline, the engine still busy
+            counting.gate.set()
+            await asyncio.gather(busy, kept)
+        finally:
+            await batcher.close()
+
+    asyncio.run(run())
+    assert counting.calls == [8, 1]
+    assert not set(left[0] + expired[0]) & set(counting.scored)
+    assert dropped("test-callers-left", "disconnected") == before[0] + 1
+    assert dropped("test-callers-left", "deadline") == before[1] + 1
+
+
+def test_a_stopping_batcher_refuses_new_requests_and_finishes_queued_ones(
+    counting: CountingEngine, trained_release: Any
+) -> None:
+    batcher = DynamicBatcher(counting, max_batch_size=8, max_wait_ms=0)
+    counting.reset()
+    counting.gate.clear()
+
+    async def run() -> None:
+        try:
+            queued = await engine_busy_and_queue_full(batcher, counting, trained_release)
+            batcher.stop()
+            with pytest.raises(UnavailableError, match="the model server is stopping") as refused:
+                await batcher.predict(*rows_of(trained_release, 1))
+            assert refused.value.http_status == 503
+            counting.gate.set()
+            assert [len(a.labels) for a in await asyncio.gather(*queued)] == [8, 8, 8]
+        finally:
+            await batcher.close()
+
+    asyncio.run(run())
