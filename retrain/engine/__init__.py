@@ -1,13 +1,14 @@
 """The multi-adapter inference engine: one base model, many customers' LoRA adapters, mixed batches."""
 
 from retrain.engine.engine import DEFAULT_CACHE_BYTES, AdapterEngine, EngineTimings, Predictions
-from retrain.engine.errors import AdapterFileError, EngineError, UnknownCustomerError
+from retrain.engine.errors import AdapterFileError, EngineError, EngineInputError, UnknownCustomerError
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
     "AdapterEngine",
     "AdapterFileError",
     "EngineError",
+    "EngineInputError",
     "EngineTimings",
     "Predictions",
     "UnknownCustomerError",

@@ -23,7 +23,7 @@ import numpy as np
 from retrain.adapters.model import load_base, pick_device, resolve_base_model
 from retrain.engine.batches import Batch, tokenized_batches
 from retrain.engine.cache import AdapterCache, Resident
-from retrain.engine.errors import AdapterFileError, EngineError, UnknownCustomerError
+from retrain.engine.errors import AdapterFileError, EngineError, EngineInputError, UnknownCustomerError
 from retrain.engine.prefetch import ahead
 from retrain.engine.weights import AdapterLayout, load_into
 
@@ -214,7 +214,7 @@ class AdapterEngine:
 
     def _check(self, texts: Sequence[str], customers: Sequence[str]) -> None:
         if len(texts) != len(customers):
-            raise EngineError(f"{len(texts)} texts but {len(customers)} customers: one customer per text")
+            raise EngineInputError(f"{len(texts)} texts but {len(customers)} customers: one customer per text")
         unknown = {c for c in customers if c not in self._adapters}
         if unknown:
             raise UnknownCustomerError(unknown, self.release_id)

@@ -1,8 +1,8 @@
 """What the engine refuses: each message names the customer, and the file where one is at fault.
 
 Whose fault decides the status: the caller's (an unknown customer, a malformed request) is an
-:class:`EngineInputError` (400); a server that is loading or stopping is :class:`EngineNotReadyError`
-(503, try again); anything else (a broken release on disk, an unsupported device, the serve
+:class:`EngineInputError` (400); a server that is loading or stopping refuses with the serving
+layer's ``UnavailableError`` (503, try again); anything else (a broken release on disk, an unsupported device, the serve
 extra missing) is the server's own fault, a plain :class:`EngineError` (500), never a 400.
 """
 
@@ -21,13 +21,6 @@ class EngineInputError(EngineError, InputError):
     """The request is at fault: an unknown customer, texts and customers of different lengths."""
 
     http_status = 400
-
-
-class EngineNotReadyError(EngineError):
-    """The model is not loaded yet, or the server is stopping: another replica or a retry can answer."""
-
-    http_status = 503
-    retryable = True
 
 
 class UnknownCustomerError(EngineInputError):

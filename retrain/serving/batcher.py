@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from retrain.engine import EngineError, Predictions, UnknownCustomerError
+from retrain.engine import EngineError, EngineInputError, Predictions, UnknownCustomerError
 from retrain.errors import ServiceUnreachableError
 
 log = logging.getLogger(__name__)
@@ -168,9 +168,9 @@ class DynamicBatcher:
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
 
     def check(self, texts: Sequence[str], customers: Sequence[str]) -> None:
-        """Raise :class:`EngineError` naming what is wrong with one request; nothing is queued."""
+        """Raise :class:`EngineInputError` naming what is wrong with one request; nothing is queued."""
         if len(texts) != len(customers):
-            raise EngineError(
+            raise EngineInputError(
                 f"{len(texts)} texts but {len(customers)} customer ids: one customer id per text"
             )
         unknown = {c for c in customers if c not in self._known}

@@ -11,28 +11,28 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from retrain.engine import EngineError, Predictions
+from retrain.engine import EngineInputError, Predictions
 
 COLUMNS = ("text", "customer_id")
 FORMATS = ("dataframe_split", "dataframe_records")
 
 
 def parse(body: Any) -> tuple[list[str], list[str]]:
-    """The request's texts and customer ids, or :class:`EngineError` naming the field at fault."""
+    """The request's texts and customer ids, or :class:`EngineInputError` naming the field at fault."""
     if not isinstance(body, dict):
-        raise EngineError(f"the body must be a JSON object with one of {', '.join(FORMATS)}")
+        raise EngineInputError(f"the body must be a JSON object with one of {', '.join(FORMATS)}")
     given = [key for key in FORMATS if key in body]
     if len(given) != 1:
         found = ", ".join(sorted(map(str, body))) or "none"
-        raise EngineError(f"the body needs exactly one of {', '.join(FORMATS)} (found keys: {found})")
+        raise EngineInputError(f"the body needs exactly one of {', '.join(FORMATS)} (found keys: {found})")
     rows = _split(body["dataframe_split"]) if given[0] == "dataframe_split" else body["dataframe_records"]
     if not isinstance(rows, list):
-        raise EngineError(f"{given[0]} must hold a list of rows, got {type(rows).__name__}")
+        raise EngineInputError(f"{given[0]} must hold a list of rows, got {type(rows).__name__}")
     texts: list[str] = []
     customers: list[str] = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            raise EngineError(f"{given[0]} row {i} is {type(row).__name__}, not an object of columns")
+            raise EngineInputError(f"{given[0]} row {i} is {type(row).__name__}, not an object of columns")
         for column, out in zip(COLUMNS, (texts, customers), strict=True):
             value = row.get(column)
             if not isinstance(value, str):
@@ -41,7 +41,7 @@ def parse(body: Any) -> tuple[list[str], list[str]]:
                     if column not in row
                     else f"is {'null' if value is None else type(value).__name__}, not a string"
                 )
-                raise EngineError(f"{given[0]} row {i}: column {column!r} {problem}")
+                raise EngineInputError(f"{given[0]} row {i}: column {column!r} {problem}")
             out.append(value)
     return texts, customers
 
@@ -49,21 +49,21 @@ def parse(body: Any) -> tuple[list[str], list[str]]:
 def _split(split: Any) -> list[Any]:
     """``dataframe_split`` rows as records, so both formats are checked the same way."""
     if not isinstance(split, dict) or not isinstance(split.get("columns"), list):
-        raise EngineError('dataframe_split must be {"columns": [...], "data": [[...], ...]}')
+        raise EngineInputError('dataframe_split must be {"columns": [...], "data": [[...], ...]}')
     columns = split["columns"]
     repeated = sorted(name for name, count in Counter(map(repr, columns)).items() if count > 1)
     if repeated:
-        raise EngineError(f"dataframe_split columns {columns} repeat {', '.join(repeated)}: name each once")
+        raise EngineInputError(f"dataframe_split columns {columns} repeat {', '.join(repeated)}: name each once")
     missing = [c for c in COLUMNS if c not in columns]
     if missing:
-        raise EngineError(f"dataframe_split columns {columns} lack {', '.join(map(repr, missing))}")
+        raise EngineInputError(f"dataframe_split columns {columns} lack {', '.join(map(repr, missing))}")
     data = split.get("data")
     if not isinstance(data, list):
-        raise EngineError("dataframe_split.data must be a list of rows")
+        raise EngineInputError("dataframe_split.data must be a list of rows")
     records: list[Any] = []
     for i, row in enumerate(data):
         if not isinstance(row, list) or len(row) != len(columns):
-            raise EngineError(f"dataframe_split.data row {i} must be a list of {len(columns)} values")
+            raise EngineInputError(f"dataframe_split.data row {i} must be a list of {len(columns)} values")
         records.append(dict(zip(columns, row, strict=True)))
     return records
 

@@ -21,7 +21,7 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InferenceError, InvalidInput, ModelNotFound
 from kserve.protocol.infer_type import to_http_parameters
 
-from retrain.engine import AdapterEngine, AdapterFileError, EngineError, Predictions
+from retrain.engine import AdapterEngine, EngineError, EngineInputError, Predictions
 from retrain.serving.batcher import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_QUEUE_MS,
@@ -186,10 +186,10 @@ class ReleaseModel(Model):  # type: ignore[misc]  # kserve is untyped (Any) wher
                 raise InvalidInput(f"{what} of row {bad} is not valid Unicode (it holds a lone surrogate)")
         try:
             return await self.batcher.predict([t[:MAX_TEXT_CHARS] for t in texts], customers, timeout=timeout)
-        except AdapterFileError as error:  # the release on disk is broken: the server's fault
-            raise InferenceError(str(error)) from error
-        except EngineError as error:  # unknown customer, lengths: the caller's fault
+        except EngineInputError as error:  # unknown customer, lengths: the caller's fault
             raise InvalidInput(str(error)) from error
+        except EngineError as error:  # a broken release on disk: the server's fault
+            raise InferenceError(str(error)) from error
 
 
 class VersionNotFound(ModelNotFound):  # type: ignore[misc]  # kserve is untyped

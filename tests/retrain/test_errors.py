@@ -10,7 +10,7 @@ import pytest
 
 import retrain
 import retrain_airflow
-from retrain.engine.errors import AdapterFileError, EngineError, EngineInputError, EngineNotReadyError
+from retrain.engine.errors import AdapterFileError, EngineError, EngineInputError
 from retrain.errors import (
     OUTCOMES,
     ConflictError,
@@ -93,5 +93,4 @@ def test_server_faults_never_answer_400() -> None:
     for fault in (EngineError, AdapterFileError, ServeExtraMissing):
         assert fault.http_status == 500
         assert not issubclass(fault, InputError)
-    assert (EngineNotReadyError.http_status, EngineNotReadyError.retryable) == (503, True)
     assert issubclass(EngineInputError, InputError)
