@@ -41,7 +41,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.release:  # wins over $RETRAIN_RELEASE_DIR, the --release-dir default
         from retrain.scoring.job import ReleaseFiles
 
-        release_dir = ReleaseFiles.fetch(common.release_store(args, create=False), args.release, Path(args.workdir)).context
+        release_dir = ReleaseFiles.fetch(
+            common.release_store(args, create=False), args.release, Path(args.workdir)
+        ).context
     elif args.release_dir:
         release_dir = Path(args.release_dir)
     else:

@@ -214,7 +214,9 @@ class AdapterEngine:
 
     def _check(self, texts: Sequence[str], customers: Sequence[str]) -> None:
         if len(texts) != len(customers):
-            raise EngineInputError(f"{len(texts)} texts but {len(customers)} customers: one customer per text")
+            raise EngineInputError(
+                f"{len(texts)} texts but {len(customers)} customers: one customer per text"
+            )
         unknown = {c for c in customers if c not in self._adapters}
         if unknown:
             raise UnknownCustomerError(unknown, self.release_id)

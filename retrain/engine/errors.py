@@ -2,8 +2,9 @@
 
 Whose fault decides the status: the caller's (an unknown customer, a malformed request) is an
 :class:`EngineInputError` (400); a server that is loading or stopping refuses with the serving
-layer's ``UnavailableError`` (503, try again); anything else (a broken release on disk, an unsupported device, the serve
-extra missing) is the server's own fault, a plain :class:`EngineError` (500), never a 400.
+layer's ``UnavailableError`` (503, try again); anything else (a broken release on disk, an
+unsupported device, the serve extra missing) is the server's own fault, a plain
+:class:`EngineError` (500), never a 400.
 """
 
 from __future__ import annotations

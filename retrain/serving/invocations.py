@@ -53,7 +53,9 @@ def _split(split: Any) -> list[Any]:
     columns = split["columns"]
     repeated = sorted(name for name, count in Counter(map(repr, columns)).items() if count > 1)
     if repeated:
-        raise EngineInputError(f"dataframe_split columns {columns} repeat {', '.join(repeated)}: name each once")
+        raise EngineInputError(
+            f"dataframe_split columns {columns} repeat {', '.join(repeated)}: name each once"
+        )
     missing = [c for c in COLUMNS if c not in columns]
     if missing:
         raise EngineInputError(f"dataframe_split columns {columns} lack {', '.join(map(repr, missing))}")
