@@ -22,7 +22,12 @@ from retrain.errors import (
 from retrain.fanout.argo_client import ArgoError
 
 KINDS: tuple[type[RetrainError], ...] = (InputError, NotFoundError, ConflictError, ServiceUnreachableError)
-NEEDS_SERVE_EXTRA = {"retrain.serving.model"}  # imports KServe, which only .venv-serve has
+# Modules that import KServe or its Prometheus client, which only .venv-serve has.
+NEEDS_SERVE_EXTRA = {
+    "retrain.serving.model": "kserve",
+    "retrain.serving.kserve_server": "kserve",
+    "retrain.serving.metrics": "prometheus_client",
+}
 # Process entry points: the first runs the command line, the second installs doltlite's engine,
 # which after sqlite3 re-executes the interpreter. Neither defines an error.
 ENTRY_POINTS = {"retrain.cli.__main__", "retrain.dolt.worker"}
@@ -37,7 +42,7 @@ def every_error() -> list[type[RetrainError]]:
             try:
                 importlib.import_module(module.name)
             except ModuleNotFoundError as error:
-                if module.name not in NEEDS_SERVE_EXTRA or error.name != "kserve":
+                if NEEDS_SERVE_EXTRA.get(module.name) != error.name:
                     raise
 
     def below(cls: type[RetrainError]) -> Iterator[type[RetrainError]]:

@@ -18,7 +18,6 @@ import pytest
 
 from retrain.engine import AdapterEngine, EngineError, Predictions, UnknownCustomerError
 from retrain.serving.batcher import DeadlineExceededError, DynamicBatcher, UnavailableError
-from retrain.serving.metrics import PrometheusMetrics
 
 pytestmark = pytest.mark.serving
 
@@ -267,6 +266,8 @@ def test_the_queue_is_bounded_in_time_too(counting: CountingEngine, trained_rele
 
 
 def test_requests_whose_callers_left_are_not_scored(counting: CountingEngine, trained_release: Any) -> None:
+    from retrain.serving.metrics import PrometheusMetrics  # .venv-serve's: collected in the main venv too
+
     batcher = DynamicBatcher(
         counting, max_batch_size=8, max_wait_ms=0, metrics=PrometheusMetrics("test-callers-left")
     )
