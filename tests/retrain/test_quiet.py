@@ -54,6 +54,7 @@ def run(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[
 def test_the_cli_sets_mlflow_to_warning_through_its_own_switch(
     level: str | None, effective: int, tmp_path: Path
 ) -> None:
+    (tmp_path / "mlflow.db").touch()  # scoring reads a store, never creates one
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     result = run(CLI, tmp_path, **env, **({"MLFLOW_LOGGING_LEVEL": level} if level else {}))
     assert result.stdout.split() == ["1", str(effective)]  # set before MLflow's import, not undone by it

@@ -142,7 +142,7 @@ def test_fan_out_reports_progress_in_customers_and_names_exactly_the_failed_ones
     customers = [f"customer_{i:05d}" for i in range(count)]
     experiment = ensure_experiment(EXPERIMENT, mlflow_client.tracking_uri)
     parent = mlflow_client.create_run(experiment, tags={"retrain.commit": COMMIT}).info.run_id
-    spec = ArgoTrainingSpec()
+    spec = ArgoTrainingSpec(pack_size=2)  # packs of 2: the 500-pod cap, two customers a pod
     workflow = build_submission(
         spec,
         table="examples",
