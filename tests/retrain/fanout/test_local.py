@@ -17,6 +17,7 @@ from retrain.adapters.training import TrainingParams
 from retrain.demo.seed import SeededRepository
 from retrain.dolt import DoltRepository
 from retrain.dolt.dialects import Statement
+from retrain.errors import RetrainError
 from retrain.fanout.local import train_customers
 
 
@@ -150,3 +151,28 @@ def test_a_killed_worker_s_customers_are_retried_on_a_fresh_pool_and_registered_
     )
     assert "RUNNING" not in {r.info.status for r in children}  # the dead workers' runs are ended
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"
+
+
+def test_an_unexpected_error_is_logged_once_with_its_traceback_naming_the_customer(
+    seeded: SeededRepository, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A base model folder whose config.json is not JSON: transformers fails, not the suite."""
+    base = tmp_path / "broken-base"
+    base.mkdir()
+    (base / "config.json").write_text("{not json")
+    with caplog.at_level(logging.ERROR, logger="retrain.fanout.local"):
+        result = train_customers(
+            str(seeded.path),
+            table="examples",
+            commit="main",
+            customers=["acme_air"],
+            retries=0,
+            base_model=str(base),
+            params=TrainingParams(epochs=1, min_examples=10),
+            mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        )
+    assert list(result.failed) == ["acme_air"]
+    (record,) = [r for r in caplog.records if r.getMessage() == "training acme_air failed"]
+    assert record.exc_info is not None  # the traceback is kept, once
+    assert not isinstance(record.exc_info[1], RetrainError)
+    assert result.failed["acme_air"].startswith(type(record.exc_info[1]).__name__)
