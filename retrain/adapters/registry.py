@@ -436,7 +436,8 @@ def train_and_register_pack(
     run_tags = {f"{TAG_PREFIX}trainer": "packed", f"{TAG_PREFIX}pack_size": str(min(slots, len(planned)))}
     with tempfile.TemporaryDirectory() as workdir:
         jobs = [
-            PackJob(customer, training.commit, plan.rows, Path(workdir) / customer)
+            # The folder is logged under its own name: "adapter", as the pyfunc and releases read it.
+            PackJob(customer, training.commit, plan.rows, Path(workdir) / customer / "adapter")
             for customer, plan in planned.items()
         ]
         for outcome in train_packed(

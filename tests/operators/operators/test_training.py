@@ -136,7 +136,7 @@ def test_argo_backend_collects_versions_from_mlflow_and_names_failures(
     state = StandInState(
         token=TOKEN,
         phases=["Pending", "Running", "Failed"],
-        failed_nodes={"train(1:1)": "Error (exit code 1): failed customers: globex_bank"},
+        failed_nodes={"train(0:0)": "Error (exit code 1): failed customers: globex_bank"},
     )
     with argo_server_stand_in(state) as url:
         monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", airflow_connection(url, TOKEN))

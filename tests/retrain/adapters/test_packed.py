@@ -171,6 +171,8 @@ def test_packed_registration_registers_each_customer_as_alone_and_reuses_on_a_re
         (version,) = client.search_model_versions(f"name = 'adapter-{adapter.customer}'")
         assert version.tags["retrain.commit"] == commit
         assert version.tags["retrain.customer"] == adapter.customer
+        artifacts = Path(version.tags["retrain.artifact_uri"].removeprefix("file://"))
+        assert (artifacts / "artifacts" / "adapter" / "adapter_model.safetensors").stat().st_size > 0
         run = client.get_run(adapter.run_id)
         assert run.data.tags["retrain.trainer"] == "packed"
         assert float(run.data.metrics["train_rows"]) > 0
