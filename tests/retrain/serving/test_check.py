@@ -48,15 +48,13 @@ def endpoint(trained_release: TrainedRelease, tmp_path_factory: pytest.TempPathF
         yield url
 
 
-def altered_copy(release_dir: Path, customer: str, target: Path) -> Path:
-    """The release folder with ``customer``'s adapter tensors perturbed; its manifest (and id) unchanged."""
+def alter(release_dir: Path, customer: str) -> None:
+    """Perturb ``customer``'s adapter tensors in place; the manifest (and release id) stay as they are."""
     from safetensors.torch import load_file, save_file
 
-    shutil.copytree(release_dir, target)
-    weights = target / ADAPTER_SUBDIR.format(customer=customer) / "adapter_model.safetensors"
+    weights = release_dir / ADAPTER_SUBDIR.format(customer=customer) / "adapter_model.safetensors"
     tensors = load_file(str(weights))
     save_file({name: t * 1.5 + 0.05 for name, t in tensors.items()}, str(weights), metadata={"format": "pt"})
-    return target
 
 
 def other_release_copy(release_dir: Path, target: Path) -> tuple[Path, str]:
@@ -249,10 +247,14 @@ def test_a_wrong_model_name_is_named(trained_release: TrainedRelease, endpoint: 
 def test_an_altered_adapter_fails_naming_the_customer(
     trained_release: TrainedRelease, tmp_path: Path
 ) -> None:
-    customer = trained_release.customers[1]
-    altered = altered_copy(trained_release.release_dir, customer, tmp_path / "altered")
-    with served(altered, tmp_path / "logs") as url, pytest.raises(EndpointMismatchError) as failure:
-        check_endpoint(trained_release.store, trained_release.release_id, url)
+    """An adapter file altered after the server checked it at start-up (a tampered volume): the
+    engine reads it when first asked for that customer, and the check names the customer."""
+    customer = sorted(trained_release.customers)[1]  # not the first: warming up reads that one
+    copy = Path(shutil.copytree(trained_release.release_dir, tmp_path / "altered"))
+    with served(copy, tmp_path / "logs") as url:
+        alter(copy, customer)
+        with pytest.raises(EndpointMismatchError) as failure:
+            check_endpoint(trained_release.store, trained_release.release_id, url)
     message = str(failure.value)
     assert f"{customer} (adapter-{customer} v" in message
     assert f"served as model version {trained_release.release_id}" in message
