@@ -163,7 +163,7 @@ class _Pack:
         from retrain.engine.lora import SlotModel
 
         started = time.perf_counter()
-        self.base_model, self.params, self.width = base_model, params, width
+        self.base_model, self.params = base_model, params
         self.tokenizer, model, self.device = fresh_base(base_model, 2)
         self.autocast = self.device.startswith("cuda")
         self.token_budget = token_budget or (CUDA_TOKEN_BUDGET if self.autocast else CPU_TOKEN_BUDGET)

@@ -241,7 +241,7 @@ class _Training:
         import mlflow
 
         mlflow.set_tracking_uri(self.uri)
-        with mlflow.start_run(
+        mlflow.start_run(
             experiment_id=self._experiment_id(),
             run_name=model_name(planned.customer),
             parent_run_id=self.parent_run_id,
@@ -250,9 +250,11 @@ class _Training:
                 **run_tags,
                 f"{TAG_PREFIX}error": f"{type(error).__name__}: {error}"[:5000],
             },
-        ) as run:
+        )
+        try:
             mlflow.log_params(asdict(self.params))
-        self.client.set_terminated(run.info.run_id, status="FAILED")
+        finally:
+            mlflow.end_run(status="FAILED")  # ends FAILED, never FINISHED first
 
     def _experiment_id(self) -> str:
         if self.parent_run_id:
