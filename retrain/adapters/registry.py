@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT = "retrain-adapters"
 MODEL_PREFIX = "adapter-"
+# Adapters of a pack whose drift references are recorded in one engine pass before they register.
+REFERENCE_GROUP = 32
 REFERENCE_SAMPLE = 20  # holdout rows stored with their scores: the adapter's golden sample
 # Lineage tags, set on the run and on the model version (MLflow's dotted naming style).
 TAG_PREFIX = "retrain."
@@ -256,6 +258,21 @@ class _Training:
         finally:
             mlflow.end_run(status="FAILED")  # ends FAILED, never FINISHED first
 
+    def record_references(self, trained: Sequence[tuple[_Planned, TrainingResult]]) -> None:
+        """Each trained adapter's drift reference, written into its folder before it is logged."""
+        from retrain.drift.recording import ReferenceJob, record_references
+
+        jobs = []
+        for planned, result in trained:
+            in_holdout = planned.rows["example_id"].isin(set(result.holdout["example_id"]))
+            texts = planned.rows["text"].astype(str)
+            jobs.append(
+                ReferenceJob(
+                    result.customer, result.adapter_dir, list(texts[~in_holdout]), list(texts[in_holdout])
+                )
+            )
+        record_references(jobs, self.base_model)
+
     def _experiment_id(self) -> str:
         if self.parent_run_id:
             return str(self.client.get_run(self.parent_run_id).info.experiment_id)
@@ -370,6 +387,7 @@ def train_and_register(
         except Exception as error:
             training.record_failure(planned, error, run_tags)
             raise
+        training.record_references([(planned, result)])
         return training.register(planned, result, run_tags)
 
 
@@ -436,6 +454,13 @@ def train_and_register_pack(
         return PackRegistration(registered, failed)
     slots = pack_size or pack_size_for(len(planned), training.base_model, params=training.params)
     run_tags = {f"{TAG_PREFIX}trainer": "packed", f"{TAG_PREFIX}pack_size": str(min(slots, len(planned)))}
+    finished: list[tuple[_Planned, TrainingResult]] = []
+
+    def register_finished() -> None:
+        training.record_references(finished)
+        registered.extend(training.register(plan, result, run_tags) for plan, result in finished)
+        finished.clear()
+
     with tempfile.TemporaryDirectory() as workdir:
         jobs = [
             # The folder is logged under its own name: "adapter", as the pyfunc and releases read it.
@@ -450,7 +475,10 @@ def train_and_register_pack(
                 failed[outcome.customer] = outcome.error
                 training.record_failure(planned[outcome.customer], outcome.error, run_tags)
                 continue
-            registered.append(training.register(planned[outcome.customer], outcome, run_tags))
+            finished.append((planned[outcome.customer], outcome))
+            if len(finished) >= REFERENCE_GROUP:
+                register_finished()
+        register_finished()
     return PackRegistration(registered, failed)
 
 

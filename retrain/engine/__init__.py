@@ -1,6 +1,6 @@
 """The multi-adapter inference engine: one base model, many customers' LoRA adapters, mixed batches."""
 
-from retrain.engine.engine import DEFAULT_CACHE_BYTES, AdapterEngine, EngineTimings, Predictions
+from retrain.engine.engine import DEFAULT_CACHE_BYTES, AdapterEngine, EngineTimings, Predictions, RowFeatures
 from retrain.engine.errors import AdapterFileError, EngineError, EngineInputError, UnknownCustomerError
 
 __all__ = [
@@ -11,5 +11,6 @@ __all__ = [
     "EngineInputError",
     "EngineTimings",
     "Predictions",
+    "RowFeatures",
     "UnknownCustomerError",
 ]

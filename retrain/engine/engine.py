@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,12 +39,29 @@ CHUNK_BATCHES = 8  # batches tokenized in one call; the stream's first chunk is 
 
 
 @dataclass(frozen=True)
+class RowFeatures:
+    """What drift monitoring reads off the scoring pass, per row (:mod:`retrain.drift`)."""
+
+    tokens: np.ndarray  # token count, special tokens included, as truncated for the model
+    token_ids: list[np.ndarray]  # each row's token ids, special tokens included
+    embeddings: np.ndarray  # [rows, hidden] float32: the mean of the last hidden states over the row's tokens
+
+    def slice(self, start: int, stop: int) -> RowFeatures:
+        return RowFeatures(self.tokens[start:stop], self.token_ids[start:stop], self.embeddings[start:stop])
+
+    def take(self, rows: np.ndarray) -> RowFeatures:
+        return RowFeatures(self.tokens[rows], [self.token_ids[i] for i in rows], self.embeddings[rows])
+
+
+@dataclass(frozen=True)
 class Predictions:
-    """Per row: class probabilities (in that adapter's label order), the argmax label, the adapter version."""
+    """Per row: class probabilities (in that adapter's label order), the argmax label, the adapter
+    version; with ``features=True``, what drift monitoring needs of each row."""
 
     probabilities: list[np.ndarray]
     labels: list[str]
     adapter_versions: list[str]
+    features: RowFeatures | None = None
 
     @property
     def scores(self) -> np.ndarray:
@@ -108,10 +126,12 @@ class AdapterEngine:
         started = time.perf_counter()
         self._tokenizer, model, _ = load_base(self.base_model, num_labels=2)
         model = model.to(device=self.device, dtype=self.dtype).eval()
-        if not isinstance(getattr(model, "classifier", None), torch.nn.Linear):
+        if not isinstance(getattr(model, "classifier", None), torch.nn.Linear) or not isinstance(
+            getattr(model.base_model, "encoder", None), torch.nn.Module
+        ):
             raise EngineError(
-                f"base model {self.base_model}: its head is not a linear `classifier`; the engine "
-                "serves BERT-style sequence classifiers"
+                f"base model {self.base_model}: not an encoder with a linear `classifier` head; the "
+                "engine serves BERT-style sequence classifiers"
             )
         targets, rank, labels = _plan(model, adapters)
         self._pools: SlotModel = SlotModel.build(model, targets, slots=1, rank=rank, labels=labels)
@@ -167,6 +187,11 @@ class AdapterEngine:
         return sorted(self._adapters)
 
     @property
+    def vocabulary_size(self) -> int:
+        """Token ids run from 0 to this size (the tokenizer's vocabulary with added tokens)."""
+        return len(self._tokenizer)
+
+    @property
     def cache(self) -> AdapterCache:
         return self._cache
 
@@ -180,19 +205,26 @@ class AdapterEngine:
         if self._adapters:
             self.predict(["warm-up"], [self.customers[0]])
 
-    def predict(self, texts: Sequence[str], customers: Sequence[str]) -> Predictions:
-        """Score ``texts[i]`` with ``customers[i]``'s adapter; customers may differ from row to row."""
-        (predictions,) = self.predict_each([(texts, customers)])  # run to its end: the lock is let go
+    def predict(
+        self, texts: Sequence[str], customers: Sequence[str], *, features: bool = False
+    ) -> Predictions:
+        """Score ``texts[i]`` with ``customers[i]``'s adapter; customers may differ from row to row.
+
+        :param features: also return each row's :class:`RowFeatures` (drift monitoring).
+        """
+        (predictions,) = self.predict_each([(texts, customers)], features=features)  # the lock is let go
         return predictions
 
-    def predict_each(self, requests: Iterable[tuple[Sequence[str], Sequence[str]]]) -> Iterator[Predictions]:
+    def predict_each(
+        self, requests: Iterable[tuple[Sequence[str], Sequence[str]]], *, features: bool = False
+    ) -> Iterator[Predictions]:
         """:meth:`predict` for each ``(texts, customers)`` in turn, as a stream: the next rows, of this
         request or the next one, are tokenized while the current batch runs."""
         with self._lock:
             scores: _Scores | None = None
             for chunk, batches in ahead(self._chunks(requests), self._tokenize, self._preparer):
                 if scores is None:
-                    scores = _Scores(len(chunk.texts))
+                    scores = _Scores(len(chunk.texts), features)
                 for batch in batches:
                     self._score(batch, chunk.customers, scores)
                 if chunk.last:
@@ -255,14 +287,18 @@ class AdapterEngine:
             slots = slots.pin_memory()
         slots = slots.to(self.device, non_blocking=True)  # the batch's one copy of its slot vector
         selected = time.perf_counter()
-        with torch.inference_mode(), self._pools.routed(slots):
+        mask = batch.attention_mask.to(self.device, non_blocking=True)
+        hidden: list[Any] = []
+        with torch.inference_mode(), self._pools.routed(slots), self._last_hidden(hidden, scores.features):
             logits = self._pools.model(
-                input_ids=batch.input_ids.to(self.device, non_blocking=True),
-                attention_mask=batch.attention_mask.to(self.device, non_blocking=True),
+                input_ids=batch.input_ids.to(self.device, non_blocking=True), attention_mask=mask
             ).logits
+            embeddings = _mean_pooled(hidden[0], mask) if hidden else None
         probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         scored = time.perf_counter()
         scores.add(batch.rows, probabilities, [residents[c] for c in customers])
+        if embeddings is not None:
+            scores.add_features(batch, embeddings)
         timings = self.timings
         timings.select += selected - started
         timings.forward += scored - selected
@@ -273,13 +309,37 @@ class AdapterEngine:
     def _load(self, customer: str, slot: int) -> list[str]:
         return load_into(self._pools, slot, self._adapters[customer][0], customer)
 
+    @contextmanager
+    def _last_hidden(self, into: list[Any], wanted: bool) -> Iterator[None]:
+        """While wanted, the encoder's last hidden states of the next forward are appended to ``into``."""
+        if not wanted:
+            yield
+            return
+        base: Any = self._pools.model.base_model  # BERT-style: checked when the engine is built
+        encoder = base.encoder
+        handle = encoder.register_forward_hook(lambda _module, _args, output: into.append(output[0]))
+        try:
+            yield
+        finally:
+            handle.remove()
+
+
+def _mean_pooled(hidden: Any, mask: Any) -> np.ndarray:
+    """The mean of each row's hidden states over its tokens (the base model's sentence embedding)."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+    return np.asarray(pooled.float().cpu().numpy(), dtype=np.float32)
+
 
 class _Scores:
     """One request's results, filled batch by batch in whatever order its rows are scored."""
 
-    def __init__(self, rows: int) -> None:
+    def __init__(self, rows: int, features: bool = False) -> None:
         self.probabilities: list[np.ndarray] = [np.empty(0)] * rows
         self.labels = [""] * rows
+        self.features = features
+        self.token_ids: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * rows
+        self.embeddings: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * rows
 
     def add(self, rows: np.ndarray, probabilities: np.ndarray, residents: list[Resident]) -> None:
         best = probabilities.argmax(axis=1)  # labels past an adapter's own have probability 0
@@ -287,8 +347,22 @@ class _Scores:
             self.probabilities[row] = probabilities[i, : len(resident.labels)]
             self.labels[row] = resident.labels[best[i]]
 
+    def add_features(self, batch: Batch, embeddings: np.ndarray) -> None:
+        ids, lengths = batch.input_ids.numpy(), batch.attention_mask.sum(dim=1).tolist()
+        for i, (row, length) in enumerate(zip(batch.rows.tolist(), lengths, strict=True)):
+            self.token_ids[row] = ids[i, :length]
+            self.embeddings[row] = embeddings[i]
+
     def predictions(self, versions: list[str]) -> Predictions:
-        return Predictions(self.probabilities, self.labels, versions)
+        if not self.features:
+            return Predictions(self.probabilities, self.labels, versions)
+        hidden = self.embeddings[0].shape[0] if self.embeddings else 0
+        features = RowFeatures(
+            tokens=np.array([len(ids) for ids in self.token_ids], dtype=np.int64),
+            token_ids=self.token_ids,
+            embeddings=np.stack(self.embeddings) if self.embeddings else np.empty((0, hidden), np.float32),
+        )
+        return Predictions(self.probabilities, self.labels, versions, features)
 
 
 def _plan(model: Any, adapters: dict[str, tuple[Path, str]]) -> tuple[list[str], int, int]:

@@ -12,19 +12,40 @@ from __future__ import annotations
 import functools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from retrain.engine import AdapterEngine
+from retrain.drift.reference import DriftReference, read_references
+from retrain.drift.values import row_values
+from retrain.engine import AdapterEngine, Predictions
+from retrain.release.context import ADAPTER_SUBDIR
 
-OUTPUT_SCHEMA = "request_id string, customer_id string, score double, label string, adapter_version string"
+# The drift columns are null for rows whose adapter has no drift reference (:mod:`retrain.drift`).
+DRIFT_COLUMNS = {"tokens": "int", "novelty": "double", "embedding_distance": "double"}
+OUTPUT_COLUMNS = {
+    "request_id": "string",
+    "customer_id": "string",
+    "score": "double",
+    "label": "string",
+    "adapter_version": "string",
+    **DRIFT_COLUMNS,
+}
+OUTPUT_SCHEMA = ", ".join(f"{name} {kind}" for name, kind in OUTPUT_COLUMNS.items())
 
 
 @functools.lru_cache(maxsize=1)  # one release per job; a new job's release replaces the last one
-def _engine(release_dir: str, base_model: str, batch_size: int, cache_bytes: int) -> AdapterEngine:
-    return AdapterEngine.from_release_dir(
+def _engine(
+    release_dir: str, base_model: str, batch_size: int, cache_bytes: int
+) -> tuple[AdapterEngine, dict[str, DriftReference]]:
+    engine = AdapterEngine.from_release_dir(
         release_dir, base_model=base_model, batch_size=batch_size, cache_bytes=cache_bytes
     )
+    references, _ = read_references(
+        {c: Path(release_dir) / ADAPTER_SUBDIR.format(customer=c) for c in engine.customers}
+    )
+    return engine, references
 
 
 @functools.cache
@@ -41,11 +62,14 @@ def use_task_cores() -> None:
     torch.set_num_threads(context.cpus() if context is not None else torch.get_num_threads())
 
 
-def score_frames(frames: Iterable[pd.DataFrame], engine: AdapterEngine) -> Iterator[pd.DataFrame]:
+def score_frames(
+    frames: Iterable[pd.DataFrame], engine: AdapterEngine, references: dict[str, DriftReference]
+) -> Iterator[pd.DataFrame]:
     """Frames of rows of any customers of the release in, scores out (``OUTPUT_SCHEMA``), one per frame.
 
     The engine tokenizes the next frame's rows while it scores this one's. ``score`` is the
-    probability of the last label in sorted order (``urgent`` for the demo).
+    probability of the last label in sorted order (``urgent`` for the demo). The drift columns are
+    computed against each row's adapter's reference, from the same pass.
     """
     taken: deque[pd.DataFrame] = deque()  # frames handed to the engine, not yet answered
 
@@ -54,18 +78,38 @@ def score_frames(frames: Iterable[pd.DataFrame], engine: AdapterEngine) -> Itera
             taken.append(rows)
             yield rows["text"].astype(str).tolist(), rows["customer_id"].astype(str).tolist()
 
-    for predictions in engine.predict_each(requests()):
+    for predictions in engine.predict_each(requests(), features=bool(references)):
         rows = taken.popleft()
-        yield pd.DataFrame(
+        customers = rows["customer_id"].astype(str).to_numpy()
+        scored = pd.DataFrame(
             {
                 "request_id": rows["request_id"].astype(str).to_numpy(),
-                "customer_id": rows["customer_id"].astype(str).to_numpy(),
+                "customer_id": customers,
                 "score": predictions.scores,
                 "label": predictions.labels,
                 "adapter_version": predictions.adapter_versions,
-            },
-            columns=["request_id", "customer_id", "score", "label", "adapter_version"],
+            }
         )
+        yield pd.concat([scored, _drift_columns(predictions, customers, references)], axis=1)
+
+
+def _drift_columns(
+    predictions: Predictions, customers: np.ndarray, references: dict[str, DriftReference]
+) -> pd.DataFrame:
+    columns = {
+        "tokens": pd.array([None] * len(customers), dtype="Int32"),
+        "novelty": np.full(len(customers), np.nan),
+        "embedding_distance": np.full(len(customers), np.nan),
+    }
+    features = predictions.features
+    if features is not None:
+        for customer in set(customers) & set(references):
+            rows = np.flatnonzero(customers == customer)
+            values = row_values(features.take(rows), predictions.scores[rows], references[customer])
+            columns["tokens"][rows] = values["tokens"].astype(np.int32)
+            columns["novelty"][rows] = values["novelty"]
+            columns["embedding_distance"][rows] = values["embedding_distance"]
+    return pd.DataFrame(columns)
 
 
 def scorer(
@@ -81,7 +125,7 @@ def scorer(
         from pyspark import SparkFiles
 
         use_task_cores()
-        engine = _engine(SparkFiles.get(shipped_release), base_model, batch_size, cache_bytes)
-        yield from score_frames(batches, engine)
+        engine, references = _engine(SparkFiles.get(shipped_release), base_model, batch_size, cache_bytes)
+        yield from score_frames(batches, engine, references)
 
     return score

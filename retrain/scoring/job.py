@@ -25,7 +25,8 @@ from retrain.outputs import RELEASE_CACHE, claim
 from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE, write_context
 from retrain.release.manifest import Manifest
 from retrain.release.store import MANIFEST_FILE, ReleaseStore
-from retrain.scoring.inference import OUTPUT_SCHEMA, scorer
+from retrain.scoring.inference import OUTPUT_COLUMNS, OUTPUT_SCHEMA, scorer
+from retrain.scoring.partitions import ensure_table, has_partition, replace_partition
 
 log = logging.getLogger(__name__)
 
@@ -237,35 +238,11 @@ def _overwrite_partition(
 ) -> None:
     from pyspark.sql import functions as F
 
-    spark.sql(
-        f"CREATE TABLE IF NOT EXISTS {table} (request_id STRING, customer_id STRING, score DOUBLE, "
-        "label STRING, adapter_version STRING) PARTITIONED BY (ds STRING, release STRING) STORED AS PARQUET"
-    )
-    root = _location(spark, f"DESCRIBE FORMATTED {table}")
-    attempt = f"{root}/ds={ds}/release={release_id}/attempt-{uuid.uuid4().hex}"
-    spec = f"ds='{ds}', release='{release_id}'"  # both validated against strict patterns above
-    existing = [r[0] for r in spark.sql(f"SHOW PARTITIONS {table}").collect()]
-    if keep_others_than is not None and f"ds={ds}/release={release_id}" in existing:
+    ensure_table(spark, table, OUTPUT_COLUMNS, ("ds", "release"))
+    spec = {"ds": ds, "release": release_id}  # both validated against strict patterns above
+    if keep_others_than is not None and has_partition(spark, table, spec):
         # Read from the current location, written to the new one: the flip stays atomic.
         this_partition = (F.col("ds") == ds) & (F.col("release") == release_id)
         others = spark.table(table).where(this_partition & ~F.col("customer_id").isin(keep_others_than))
         frame = frame.unionByName(others.select(*frame.columns))
-    frame.write.mode("errorifexists").parquet(attempt)
-    previous = None
-    if f"ds={ds}/release={release_id}" in existing:
-        previous = _location(spark, f"DESCRIBE FORMATTED {table} PARTITION ({spec})")
-        spark.sql(f"ALTER TABLE {table} PARTITION ({spec}) SET LOCATION '{attempt}'")
-    else:
-        spark.sql(f"ALTER TABLE {table} ADD PARTITION ({spec}) LOCATION '{attempt}'")
-    spark.sql(f"REFRESH TABLE {table}")
-    if previous and "/attempt-" in previous:  # only ever delete what an earlier run of this job wrote
-        jvm_path = spark._jvm.org.apache.hadoop.fs.Path(previous)
-        jvm_path.getFileSystem(spark._jsc.hadoopConfiguration()).delete(jvm_path, True)
-    log.info("partition %s of %s now at %s", spec, table, attempt)
-
-
-def _location(spark: Any, describe: str) -> str:
-    for row in spark.sql(describe).collect():
-        if str(row[0]).strip() == "Location":
-            return str(row[1]).strip()
-    raise ScoringError(f"no Location in `{describe}`")
+    replace_partition(spark, frame, table, spec)
