@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 LABELS = ("routine", "urgent")
 
@@ -110,9 +110,10 @@ class CustomerProfile:
     vocabulary: dict[str, tuple[str, ...]]
     urgent_topics: frozenset[str]
     label_noise: float = 0.04
+    topics: tuple[str, ...] = tuple(sorted(TOPICS))  # what its requests are about, equally often
 
     def sample(self, rng: random.Random) -> Example:
-        topic = rng.choice(sorted(TOPICS))
+        topic = rng.choice(self.topics)
         words = {slot: rng.choice(options) for slot, options in self.vocabulary.items()}
         body = rng.choice(TOPICS[topic]).format(**words)
         text = " ".join(p for p in (rng.choice(OPENERS), body, rng.choice(CLOSERS)) if p)
@@ -131,6 +132,24 @@ def customer_profiles(count: int, seed: int = 7) -> list[CustomerProfile]:
         urgent = frozenset(rng.sample(sorted(TOPICS), k=rng.randint(2, 4)))
         profiles.append(CustomerProfile(f"customer_{index:04d}", vocab, urgent))
     return profiles
+
+
+def shifted(profile: CustomerProfile, kind: str) -> CustomerProfile:
+    """``profile`` after a planted shift of its requests (drift monitoring's demo and tests).
+
+    :param kind: ``vocabulary`` (its products and items renamed, as after a rebrand or a new
+        market) or ``topics`` (its requests all about outages and security, as in an incident).
+    """
+    if kind == "vocabulary":
+        vocabulary: dict[str, tuple[str, ...]] = {
+            "product": ("the quantum ledger",),
+            "account": ("vault membership",),
+            "item": ("hologram kit",),
+        }
+        return replace(profile, vocabulary=vocabulary)
+    if kind == "topics":
+        return replace(profile, topics=("outage", "security"))
+    raise ValueError(f"unknown shift {kind!r}: use vocabulary or topics")
 
 
 def generate_examples(profile: CustomerProfile, count: int, seed: int) -> Iterator[Example]:

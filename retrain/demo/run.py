@@ -10,15 +10,17 @@ day's Hive partition is scored with the new release.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import shutil
 import time
 from pathlib import Path
 
-from retrain.demo.seed import EXAMPLES_TABLE, seed_training_repo, seed_warehouse
+from retrain.demo.seed import EXAMPLES_TABLE, seed_shifted_day, seed_training_repo, seed_warehouse
 from retrain.dolt import DoltRepository
 from retrain.dolt.dialects import Statement
 from retrain.dolt.watermark import CommitWatermark
+from retrain.drift.job import drift_partition
 from retrain.fanout.local import train_customers
 from retrain.outputs import DEMO_HOME, OutputPathError, claim
 from retrain.quiet import quiet_libraries
@@ -143,6 +145,24 @@ def run(workdir: Path, customers: int, examples: int) -> None:
         )
         print(scored.summary())
 
+        monitored = (dt.date.fromisoformat(hive.request_days[-1]) + dt.timedelta(days=1)).isoformat()
+        drifted = seeded.customers[1]
+        step(f"A day later, {drifted}'s requests drift (new product names): score ds={monitored}, then drift")
+        spark = spark_session(SparkSettings(warehouse=str(warehouse)))
+        seed_shifted_day(warehouse, monitored, customers=customers, shifted_customer=drifted)
+        day = score_partition(
+            spark,
+            store,
+            release_id=second,
+            input_table="requests",
+            ds=monitored,
+            output_table="scores",
+            workdir=workdir / "scoring",
+        )
+        print(day.summary())
+        drift = drift_partition(spark, store, release_id=second, ds=monitored, workdir=workdir / "scoring")
+        print(drift.summary())
+
         step("Summary")
         rows = [
             ("customers", str(len(seeded.customers))),
@@ -154,6 +174,11 @@ def run(workdir: Path, customers: int, examples: int) -> None:
             ("watermark", f"{watermark.done_branch} = {str(watermark.done())[:12]}"),
             ("releases", f"{first} -> {second} (serving image tags)"),
             ("scores", f"Hive table scores ds={scored.ds} release={second[:12]}: {scored.rows_scored} rows"),
+            (
+                "drift",
+                f"ds={drift.ds}: flagged {', '.join(drift.drifting) or 'none'}; "
+                f"{drift.customers - len(drift.drifting)} customers clean (Hive table drift)",
+            ),
             ("mlflow", uri),
             ("data docs", str(docs / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html")),
             ("elapsed", f"{time.perf_counter() - started:.1f}s"),

@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from retrain.demo.corpus import CustomerProfile, customer_profiles, generate_examples
+from retrain.demo.corpus import CustomerProfile, customer_profiles, generate_examples, shifted
 from retrain.dolt.dialects import Statement
 from retrain.dolt.repository import DoltRepository
 from retrain.errors import InputError
@@ -137,3 +137,35 @@ def seed_warehouse(
         spark.createDataFrame(rows, columns).write.insertInto(table, overwrite=True)
     log.info("seeded warehouse %s: requests %s, labelled_history %s", warehouse, request_days, history_days)
     return SeededWarehouse(Path(warehouse), request_days, history_days, rows_per_customer * customers)
+
+
+def seed_shifted_day(
+    warehouse: str | Path,
+    ds: str,
+    *,
+    customers: int = 8,
+    shifted_customer: str,
+    kind: str = "vocabulary",
+    rows_per_customer: int = 150,
+    seed: int = 7,
+) -> int:
+    """A day of ``requests`` in which ``shifted_customer``'s requests have drifted (see
+    :func:`~retrain.demo.corpus.shifted`) and every other customer's are as usual; returns the rows."""
+    from retrain.spark import SparkSettings, spark_session
+
+    profiles = customer_profiles(customers, seed)
+    if shifted_customer not in {p.customer_id for p in profiles}:
+        raise InputError(f"no demo customer {shifted_customer!r} to shift")
+    live = [shifted(p, kind) if p.customer_id == shifted_customer else p for p in profiles]
+    rng = random.Random(f"{seed}:requests:{ds}")
+    rows = [
+        (f"{ds}-{profile.customer_id}-{n:05d}", profile.customer_id, profile.sample(rng).text, ds)
+        for profile in live
+        for n in range(rows_per_customer)
+    ]
+    spark = spark_session(SparkSettings(warehouse=str(warehouse)))
+    spark.createDataFrame(rows, ["request_id", "customer_id", "text", "ds"]).write.insertInto(
+        "requests", overwrite=True
+    )
+    log.info("seeded requests ds=%s: %s's requests shifted (%s)", ds, shifted_customer, kind)
+    return len(rows)

@@ -165,6 +165,7 @@ def drift_partition(
             thresholds.for_customer(customer),
             thresholds.min_rows,
             previous.get(customer),
+            thresholds.min_reference_rows,
         )
     ]
     day = per_customer
@@ -205,6 +206,7 @@ def _measure(
             thresholds.for_customer(customer),
             thresholds.min_rows,
             previous.get(customer),
+            thresholds.min_reference_rows,
         )
         return pd.DataFrame(
             [_row(release_id, customer, version, v) for v in day], columns=list(DRIFT_TABLE_COLUMNS)

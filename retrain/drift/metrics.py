@@ -64,23 +64,27 @@ class MetricValue:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Defaults per metric, overridden per customer; days with fewer than ``min_rows`` rows are
-    ``insufficient``, never alarmed."""
+    """Defaults per metric, overridden per customer. Days with fewer than ``min_rows`` rows, and
+    references measured on fewer than ``min_reference_rows`` holdout rows, are ``insufficient``:
+    never alarmed."""
 
     defaults: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     customers: dict[str, dict[str, float]] = field(default_factory=dict)
     min_rows: int = DEFAULT_MIN_ROWS
+    min_reference_rows: int = MIN_REFERENCE_ROWS
 
     def for_customer(self, customer: str) -> dict[str, float]:
         return {**self.defaults, **self.customers.get(customer, {})}
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any], source: str = "drift thresholds") -> Thresholds:
-        """Settings ``{"defaults": {m: t}, "customers": {c: {m: t}}, "min_rows": n}``, each key optional."""
-        unknown = set(settings) - {"defaults", "customers", "min_rows"}
+        """Settings ``{"defaults": {m: t}, "customers": {c: {m: t}}, "min_rows": n,
+        "min_reference_rows": n}``, each key optional."""
+        unknown = set(settings) - {"defaults", "customers", "min_rows", "min_reference_rows"}
         if unknown:
             raise ThresholdsError(
-                f"{source}: unknown key(s) {sorted(unknown)} (use defaults, customers, min_rows)"
+                f"{source}: unknown key(s) {sorted(unknown)} "
+                "(use defaults, customers, min_rows, min_reference_rows)"
             )
         defaults = {
             **DEFAULT_THRESHOLDS,
@@ -93,10 +97,12 @@ class Thresholds:
             except InvalidIdentifierError as error:
                 raise ThresholdsError(f"{source}: {error}") from None
             customers[customer] = _metric_values(values, f"{source} customer {customer!r}")
-        min_rows = settings.get("min_rows", DEFAULT_MIN_ROWS)
-        if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
-            raise ThresholdsError(f"{source}: min_rows must be a positive integer, got {min_rows!r}")
-        return cls(defaults, customers, min_rows)
+        counts = {"min_rows": DEFAULT_MIN_ROWS, "min_reference_rows": MIN_REFERENCE_ROWS}
+        for name, default in counts.items():
+            value = counts[name] = settings.get(name, default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ThresholdsError(f"{source}: {name} must be a positive integer, got {value!r}")
+        return cls(defaults, customers, counts["min_rows"], counts["min_reference_rows"])
 
     @classmethod
     def from_file(cls, path: Path) -> Thresholds:
@@ -148,6 +154,7 @@ def customer_day(
     thresholds: Mapping[str, float],
     min_rows: int,
     previous_rows: float | None,
+    min_reference_rows: int = MIN_REFERENCE_ROWS,
 ) -> list[MetricValue]:
     """Every metric of :data:`METRICS` for one customer's day.
 
@@ -168,7 +175,7 @@ def customer_day(
             continue
         measure = psi if statistic == "psi" else js_distance
         value = measure(reference.bins[feature], column)
-        trusted = enough and len(column) >= min_rows and reference.rows >= MIN_REFERENCE_ROWS
+        trusted = enough and len(column) >= min_rows and reference.rows >= min_reference_rows
         status: Status = "insufficient" if not trusted else "drift" if value > threshold else "ok"
         result.append(MetricValue(metric, value, threshold, status))
     result.append(_volume(rows, previous_rows, thresholds[VOLUME], min_rows))
@@ -179,7 +186,7 @@ def _volume(rows: int, previous_rows: float | None, threshold: float, min_rows: 
     if not previous_rows or not math.isfinite(previous_rows):
         return MetricValue(VOLUME, None, threshold, "insufficient")
     ratio = rows / previous_rows
-    if max(rows, previous_rows) < min_rows:  # 3 rows after 1 is noise; a busy customer gone quiet is news
+    if rows < min_rows:  # a day with too few rows is never alarmed, its volume included
         return MetricValue(VOLUME, ratio, threshold, "insufficient")
     status: Status = "drift" if ratio > threshold or ratio < 1 / threshold else "ok"
     return MetricValue(VOLUME, ratio, threshold, status)

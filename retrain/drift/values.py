@@ -18,11 +18,9 @@ from retrain.engine.engine import RowFeatures
 
 def row_values(features: RowFeatures, scores: np.ndarray, reference: DriftReference) -> dict[str, np.ndarray]:
     """Each of :data:`~retrain.drift.reference.FEATURES` for every row of ``features``."""
-    vocabulary = reference.vocabulary
-    novelty = np.array([_unseen_share(ids, vocabulary) for ids in features.token_ids], dtype=np.float64)
     return {
         "tokens": features.tokens.astype(np.float64),
-        "novelty": novelty,
+        "novelty": _unseen_share(features, reference.vocabulary),
         "embedding_distance": _cosine_distance(features.embeddings, reference.centroid),
         "score": np.asarray(scores, dtype=np.float64),
     }
@@ -33,8 +31,8 @@ def build_reference(
 ) -> DriftReference:
     """The reference of an adapter: vocabulary and centroid of ``train``, distributions of ``holdout``."""
     vocabulary = np.zeros(vocabulary_size, dtype=bool)
-    for ids in train.token_ids:
-        vocabulary[ids[ids < vocabulary_size]] = True
+    ids = np.concatenate([np.empty(0, dtype=np.int64), *train.token_ids])
+    vocabulary[ids[ids < vocabulary_size]] = True
     centroid = train.embeddings.mean(axis=0) if len(train.embeddings) else np.zeros(0, np.float32)
     reference = DriftReference(len(holdout.tokens), vocabulary, centroid.astype(np.float32), {})
     values = row_values(holdout, holdout_scores, reference)
@@ -46,13 +44,16 @@ def build_reference(
     )
 
 
-def _unseen_share(ids: np.ndarray, vocabulary: np.ndarray) -> float:
-    if not len(ids):
-        return 0.0
-    inside = ids < len(vocabulary)
+def _unseen_share(features: RowFeatures, vocabulary: np.ndarray) -> np.ndarray:
+    """Per row, the share of its tokens outside ``vocabulary`` (one pass over all rows' tokens)."""
+    lengths = np.array([len(ids) for ids in features.token_ids], dtype=np.int64)
+    ids = np.concatenate([np.empty(0, dtype=np.int64), *features.token_ids])
     seen = np.zeros(len(ids), dtype=bool)
+    inside = ids < len(vocabulary)
     seen[inside] = vocabulary[ids[inside]]
-    return float(1.0 - seen.mean())
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    unseen = np.bincount(owner, weights=~seen, minlength=len(lengths))
+    return np.asarray(unseen / np.maximum(lengths, 1), dtype=np.float64)
 
 
 def _cosine_distance(embeddings: np.ndarray, centroid: np.ndarray) -> np.ndarray:
