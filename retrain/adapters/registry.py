@@ -286,16 +286,26 @@ class _Training:
         from mlflow.models import ModelSignature
         from mlflow.types import ColSpec, Schema
 
-        from retrain.adapters.pyfunc import INPUT_EXAMPLE, MODEL_CODE, model_config, pip_requirements
+        from retrain.adapters.mlmodel import drop_host_paths
+        from retrain.adapters.pyfunc import (
+            INPUT_EXAMPLE,
+            MODEL_CODE,
+            loader_code,
+            model_config,
+            pip_requirements,
+        )
 
         customer, client = planned.customer, self.client
         mlflow.set_tracking_uri(self.uri)
-        with mlflow.start_run(
-            experiment_id=self._experiment_id(),
-            run_name=model_name(customer),
-            parent_run_id=self.parent_run_id,
-            tags={**planned.tags, **run_tags},
-        ) as run:
+        with (
+            mlflow.start_run(
+                experiment_id=self._experiment_id(),
+                run_name=model_name(customer),
+                parent_run_id=self.parent_run_id,
+                tags={**planned.tags, **run_tags},
+            ) as run,
+            loader_code() as code_paths,
+        ):
             mlflow.log_params(asdict(self.params))
             sizes = {"train_rows": result.train_rows, "holdout_rows": result.holdout_rows}
             timings = {"base_load_seconds": result.load_seconds, "fit_seconds": result.fit_seconds}
@@ -314,11 +324,13 @@ class _Training:
                     ),
                 ),
                 pip_requirements=pip_requirements(self.base_id),
+                code_paths=code_paths,
             )
+            artifacts = mlflow.get_logged_model(logged.model_id).artifact_location
+            drop_host_paths(client, logged.model_id, artifacts)
             # Registration last: one call, every lineage tag included, nothing half-registered.
             _ensure_registered_model(client, model_name(customer))
             metric_tags = {f"{METRIC_TAG_PREFIX}{k}": f"{v:.6f}" for k, v in result.metrics.items()}
-            artifacts = mlflow.get_logged_model(logged.model_id).artifact_location
             metric_tags[f"{TAG_PREFIX}artifact_uri"] = artifacts
             version = client.create_model_version(
                 model_name(customer),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
 import pandas as pd
@@ -27,7 +28,7 @@ from retrain.errors import InputError
 from retrain.identifiers import InvalidCustomerIdError
 from retrain.tracking import TrackingUnreachableError, ensure_experiment
 
-from .conftest import FAST
+from .conftest import FAST, host_paths_in
 
 
 def test_lineage_parent_child_and_pyfunc(
@@ -59,6 +60,8 @@ def test_lineage_parent_child_and_pyfunc(
     assert run.info.experiment_id == client.get_run(parent).info.experiment_id
     assert set(run.data.metrics) >= {"accuracy", "f1", "train_rows", "holdout_rows"}
     assert "reference_scores.json" in [a.path for a in client.list_artifacts(registered.run_id)]
+    # MLmodel, the adapter's config and model card, the code it carries: no folder of this host.
+    assert host_paths_in(Path(urlparse(version.tags["retrain.artifact_uri"]).path)) == {}
 
     mlflow.set_tracking_uri(mlflow_uri)
     model = mlflow.pyfunc.load_model(f"models:/adapter-acme_air/{registered.version}")
