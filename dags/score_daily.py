@@ -6,6 +6,7 @@ import datetime as dt
 
 from airflow.sdk import Param, dag
 
+from retrain_airflow.assets import SCORES
 from retrain_airflow.operators.release import ResolveReleaseOperator
 from retrain_airflow.pipelines import hive_scoring
 
@@ -28,6 +29,8 @@ For each day `ds`: pick the release in production that day (a pin covering the d
 score Hive `requests` partition `ds` into `scores` (partitioned by `ds` and `release`). The
 partition is replaced atomically, so reruns and backfills are idempotent and a failed run
 leaves the previous scores in place. A day whose requests have not landed fails and retries.
+Each day scored is an event of the `scores` asset (partition key `ds`), on which `monitor_daily`
+measures the day's drift.
 """,
 )
 def score_daily() -> None:
@@ -38,6 +41,7 @@ def score_daily() -> None:
         input_table="{{ params.input_table }}",
         ds="{{ ds }}",
         output_table="{{ params.output_table }}",
+        outlets=[SCORES],  # one event per day scored: monitor_daily measures its drift
     )
     release >> score
 

@@ -44,6 +44,7 @@ RELEASE_CONTEXT = "release-context"
 RELEASE_CACHE = "release-cache"  # contexts of many releases: scoring's and serving's --workdir
 DATA_DOCS = "data-docs"
 RETRO_REPORT = "retro-report"
+DRIFT_REPORT = "drift-report"  # a day's PNGs of flagged customers
 DEMO_HOME = "demo-home"
 UP_HOME = "up-home"
 BENCH_WORK = "bench-work"

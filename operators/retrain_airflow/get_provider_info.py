@@ -181,7 +181,11 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "MLflow", "python-modules": ["retrain_airflow.operators.release"]},
             {
                 "integration-name": "Apache Hive",
-                "python-modules": ["retrain_airflow.operators.scoring", "retrain_airflow.operators.reports"],
+                "python-modules": [
+                    "retrain_airflow.operators.scoring",
+                    "retrain_airflow.operators.reports",
+                    "retrain_airflow.operators.drift",
+                ],
             },
             {"integration-name": "KServe", "python-modules": ["retrain_airflow.operators.serving"]},
         ],

@@ -1,8 +1,9 @@
 """The "Releases" view: a FastAPI app the Airflow API server mounts (see ``plugins/retrain_plugin.py``).
 
 Pages: the release history (production first), one release's adapters with their versions,
-metrics and Dolt commits, and the diff between two releases as a table; JSON twins under
-``api/``. Both tables page, sort and filter on the server (``releases_pages``), and parsed
+metrics and Dolt commits, the diff between two releases as a table, and the Health page (each
+customer's drift over the last monitored days, :mod:`retrain_airflow.health_pages`); JSON twins
+under ``api/``. Both tables page, sort and filter on the server (``releases_pages``), and parsed
 manifests are cached per release id (the id is the manifest's MD5, so an id's manifest never
 changes): a page of a 1,000-adapter release costs a few MLflow round trips, whatever N is.
 Rolling back changes what production serves, so it needs the Op role or above: the app asks
@@ -17,10 +18,11 @@ trigger it with the user's cookie.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 from airflow.api_fastapi.app import get_auth_manager
@@ -32,6 +34,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from markupsafe import Markup
 from pydantic import BaseModel
 
+from retrain.drift.health import PLOTTED, CustomerHealth, customer_health
+from retrain.drift.history import DriftDay, DriftHistory
 from retrain.errors import RetrainError
 from retrain.identifiers import RELEASE_ID_RULE, is_release_id
 from retrain.release.manifest import AdapterEntry, Manifest, ManifestDiff, diff
@@ -41,6 +45,7 @@ from retrain.release.store import (
     ReleaseStore,
 )
 from retrain.tracking import model_version_url
+from retrain_airflow.health_pages import DAYS, MAX_DAYS, health_body, health_page, health_table
 from retrain_airflow.hooks.dolt import DoltHook
 from retrain_airflow.releases_pages import (
     DIFF_KINDS,
@@ -68,6 +73,7 @@ from retrain_airflow.releases_pages import (
 )
 
 CACHED_RELEASES = 16  # parsed manifests (and failures) kept per app: ~1 MB per 1,000 adapters
+CACHED_HEALTH = 4  # customers' drift series per window of days: ~10 MB per 1,000 customers x 14 days
 
 
 # Airflow's own dependency: the UI's session cookie or a bearer token, else 401/403.
@@ -90,12 +96,15 @@ def table_query(
     changed: bool = False,
     failed: bool = False,
     kind: Annotated[str, Query(max_length=20)] = "",
+    status: Annotated[str, Query(max_length=20)] = "",
 ) -> TableQuery:
     """The table parameters of a page; types and ranges are checked here (422), columns per table."""
-    return TableQuery(page, per_page, sort, order, q.strip(), changed, failed, kind)
+    return TableQuery(page, per_page, sort, order, q.strip(), changed, failed, kind, status)
 
 
 Table = Annotated[TableQuery, Depends(table_query)]
+Release = Annotated[str | None, Query(max_length=100)]  # the Health page: only this release's rows
+Days = Annotated[int, Query(ge=1, le=MAX_DAYS)]  # the Health page: the last N monitored days
 
 
 def dolt_web_url() -> str | None:
@@ -119,6 +128,14 @@ class ReleaseView:
     metrics: list[str]
     in_production: bool
     previous: str | None  # the release it replaced ("only changed" compares with it)
+
+
+@dataclass(frozen=True)
+class DriftWindow:
+    """Recorded days, oldest first; equal to another window of the same runs (a rerun day is a new run)."""
+
+    run_ids: tuple[str, ...]
+    days: tuple[DriftDay, ...] = field(compare=False)
 
 
 class RollbackRequest(BaseModel):
@@ -166,6 +183,25 @@ def create_app(
         in_production = bool(serving) and serving[0].release_id == release_id
         return ReleaseView(rows, metric_names(r.entry for r in rows), in_production, previous)
 
+    @functools.cache
+    def drift_history(tracking_uri: str) -> DriftHistory:
+        return DriftHistory(tracking_uri)  # keeps the days' parsed records
+
+    @functools.lru_cache(maxsize=CACHED_HEALTH)
+    def cached_health(window: DriftWindow, release: str | None) -> list[CustomerHealth]:
+        return customer_health(window.days, release)
+
+    def health_view(
+        release: str | None, days: int, until: dt.date | None
+    ) -> tuple[list[str], list[CustomerHealth]]:
+        """The days shown and each customer's health over them: one MLflow search beyond the caches."""
+        if release is not None and not is_release_id(release):
+            raise HTTPException(422, f"release {release!r} is not a release id ({RELEASE_ID_RULE})")
+        history = drift_history(store().tracking_uri)
+        found = history.days(last=days, until=until.isoformat() if until else None)
+        window = DriftWindow(tuple(day.run_id for day in found), tuple(found))
+        return [day.ds for day in found], cached_health(window, release)
+
     def diff_view(base: str, head: str) -> tuple[ManifestDiff, list[DiffRow], list[str]]:
         changes = diff(manifest_or_404(base), manifest_or_404(head))
         rows = diff_rows(changes)
@@ -204,7 +240,29 @@ def create_app(
         if changes.empty:
             return page("Diff", summary + Markup("<p>(no differences)</p>"))
         table = diff_table(found, query, metrics, *links())
-        return page("Diff", summary + filters(query, (), DIFF_KINDS) + table)
+        return page("Diff", summary + filters(query, (), (("kind", "every change", DIFF_KINDS),)) + table)
+
+    @app.get("/health", response_class=HTMLResponse)
+    def health(
+        user: User, query: Table, release: Release = None, days: Days = DAYS, until: dt.date | None = None
+    ) -> str:
+        shown, rows = health_view(release, days, until)
+        query = replace(query, keep=_health_keep(release, days, until))
+        found = _checked(lambda: health_page(rows, query))
+        return page("Health", health_body(shown, release, rows, query, health_table(found, query)))
+
+    @app.get("/api/health")
+    def api_health(
+        user: User, query: Table, release: Release = None, days: Days = DAYS, until: dt.date | None = None
+    ) -> dict[str, Any]:
+        shown, rows = health_view(release, days, until)
+        found = _checked(lambda: health_page(rows, query))
+        return {
+            "days": shown,
+            "release": release,
+            **_page_json(found),
+            "rows": [_health_json(h) for h in found.rows],
+        }
 
     @app.get("/api/releases")
     def api_releases(user: User) -> list[dict[str, Any]]:
@@ -268,6 +326,34 @@ def create_app(
         return _event_json(store().rollback(release_id))
 
     return app
+
+
+def _health_keep(release: str | None, days: int, until: dt.date | None) -> tuple[tuple[str, str], ...]:
+    """The Health page's own parameters, kept by its sort, page and filter links."""
+    keep = [("release", release)] if release else []
+    keep += [("days", str(days))] if days != DAYS else []
+    return (*keep, *([("until", until.isoformat())] if until else []))
+
+
+def _health_json(health: CustomerHealth) -> dict[str, Any]:
+    metrics = {}
+    for metric in PLOTTED:
+        series, latest = health.series[metric], health.latest(metric)
+        metrics[metric] = {
+            "threshold": latest.threshold if latest is not None else None,
+            "values": [row.value if row is not None else None for row in series],
+            "statuses": [row.status if row is not None else None for row in series],
+        }
+    return {
+        "customer": health.customer,
+        "ds": health.ds,
+        "release": health.release,
+        "adapter_version": health.adapter_version,
+        "status": health.status,
+        "worst": health.worst,
+        "rows": health.rows,
+        "metrics": metrics,
+    }
 
 
 def _previous_release(serving: list[ReleaseEvent], release_id: str) -> str | None:

@@ -55,6 +55,7 @@ class TableQuery:
     changed: bool = False  # release page: only customers added or changed since the previous release
     failed: bool = False  # release page: only customers whose training failed for this release
     kind: str = ""  # diff page: only added, changed or removed customers
+    status: str = ""  # health page: only customers of this drift status
     keep: tuple[tuple[str, str], ...] = ()  # the page's own parameters (the diff's base and head)
 
     def href(self, **changes: Any) -> str:
@@ -181,7 +182,7 @@ def release_page(rows: list[ReleaseRow], query: TableQuery, metrics: Sequence[st
         and (not query.changed or r.change)
         and (not query.failed or r.failure)
     ]
-    return _page(kept, query, release_sort_keys(metrics))
+    return paginate(kept, query, release_sort_keys(metrics))
 
 
 def diff_page(rows: list[DiffRow], query: TableQuery, metrics: Sequence[str]) -> TablePage[DiffRow]:
@@ -189,10 +190,11 @@ def diff_page(rows: list[DiffRow], query: TableQuery, metrics: Sequence[str]) ->
         raise QueryError(f"kind must be one of {', '.join(DIFF_KINDS)}, not {query.kind!r}")
     needle = query.q.casefold()
     kept = [r for r in rows if needle in r.customer.casefold() and (not query.kind or r.kind == query.kind)]
-    return _page(kept, query, diff_sort_keys(metrics))
+    return paginate(kept, query, diff_sort_keys(metrics))
 
 
-def _page(rows: list[T], query: TableQuery, keys: dict[str, Callable[[T], Any]]) -> TablePage[T]:
+def paginate(rows: list[T], query: TableQuery, keys: dict[str, Callable[[T], Any]]) -> TablePage[T]:
+    """The page of ``rows`` that ``query`` asks for, sorted by ``keys[query.sort]`` (``None`` last)."""
     if query.sort not in keys:
         raise QueryError(f"sort must be one of {', '.join(keys)}, not {query.sort!r}")
     key = keys[query.sort]
@@ -291,15 +293,15 @@ _TEMPLATES = r"""
 {%- for m in metrics %}<td>{{ delta(row.deltas.get(m)) }}</td>{% endfor %}</tr>{% endfor %}
 {%- endcall %}{% endmacro %}
 
-{#- The GET form of a table: customer search, checkboxes, the diff's kind; keeps sort and page size. #}
-{%- macro filters(query, checkboxes, kinds, hidden) -%}
+{#- The GET form of a table: customer search, checkboxes, selects; keeps sort and page size. #}
+{%- macro filters(query, checkboxes, selects, hidden) -%}
 <form class="filters" method="get">
 {{- "" }}<input type="search" name="q" placeholder="customer" value="{{ query.q }}">{{ " " }}
 {%- for name, label in checkboxes %}<label><input type="checkbox" name="{{ name }}" value="true"
 {%- if query[name] %} checked{% endif %}> {{ label }}</label> {% endfor %}
-{%- if kinds %}<select name="kind">
-{%- for k in [""] + kinds|list %}<option value="{{ k }}"{% if query.kind == k %} selected{% endif %}>
-{{- k or "every change" }}</option>{% endfor %}</select> {% endif %}
+{%- for name, every, options in selects %}<select name="{{ name }}">
+{%- for k in [""] + options|list %}<option value="{{ k }}"{% if query[name] == k %} selected{% endif %}>
+{{- k or every }}</option>{% endfor %}</select> {% endfor %}
 {%- for name, value in hidden %}<input type="hidden" name="{{ name }}" value="{{ value }}">{% endfor -%}
 <button type="submit">Filter</button></form>{% endmacro %}
 
@@ -307,7 +309,9 @@ _TEMPLATES = r"""
 <option value="{{ id }}"{% if loop.index0 == selected %} selected{% endif %}>{{ id[:12] }}</option>
 {%- endfor %}</select>{% endmacro %}
 
-{%- macro history(events, production, ids) %}{% if not events %}<p>No release registered yet.</p>{% else -%}
+{%- macro history(events, production, ids) -%}
+<p>Every customer's drift over the last days: <a href="health?sort=worst&amp;order=desc">Health</a>.</p>
+{%- if not events %}<p>No release registered yet.</p>{% else -%}
 <table><tr><th>release</th><th>event</th><th>time</th><th>adapters</th><th>changes</th><th>pinned days</th>
 {{- "" }}<th>training failed</th></tr>{% for e in events %}<tr><td>{{ release_link(e.release_id) }}
 {%- if e.release_id == production and e.event != "pin" %} <b>(production)</b>{% endif %}</td>
@@ -326,7 +330,10 @@ _TEMPLATES = r"""
 in production. Serving image tag <code>{{ release_id }}</code>. {% if previous -%}
 Changes against {{ release_link(previous, "../") }} (<a href="../diff?
 {{- {"base": previous, "head": release_id}|urlencode }}">the diff</a>).
-{%- else %}No earlier release to compare with.{% endif %}</p>{{ filter_form }}{{ table }}{{ rollback }}
+{%- else %}No earlier release to compare with.{% endif %} Its customers' drift:
+{{- " " }}<a href="../health?{{ {"release": release_id, "sort": "worst", "order": "desc"}|urlencode
+}}">Health</a>.
+{{- "" }}</p>{{ filter_form }}{{ table }}{{ rollback }}
 {%- endmacro %}
 
 {%- macro diff_summary(base, head, changes) -%}
@@ -374,9 +381,18 @@ def _pages_shown(page: TablePage[Any]) -> list[int | None]:
     return shown
 
 
-_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+# Other pages' templates import these macros by the name "releases" (:func:`macros`).
+_ENV = jinja2.Environment(
+    loader=jinja2.DictLoader({"releases": _TEMPLATES}), autoescape=True, undefined=jinja2.StrictUndefined
+)
 _ENV.globals.update(NO_PRODUCTION_ADAPTER=NO_PRODUCTION_ADAPTER, pages_shown=_pages_shown, legend=DIFF_LEGEND)
-_MACROS: Any = _ENV.from_string(_TEMPLATES).module
+_MACROS: Any = _ENV.get_template("releases").module
+
+
+def macros(source: str, **names: Any) -> Any:
+    """The macros of another page's template ``source`` with the global ``names``, rendered like
+    these (autoescaped, strict); it may ``{% from "releases" import ... %}``."""
+    return _ENV.from_string(source, globals=names).module
 
 
 def release_table(
@@ -418,10 +434,15 @@ def diff_table(
     return Markup(_MACROS.diff_table(page, query, columns, metrics, model_url, commit_url))
 
 
-def filters(query: TableQuery, checkboxes: Sequence[tuple[str, str]], kinds: Sequence[str] = ()) -> Markup:
-    """The GET form of a table: customer search, checkboxes, the diff's kind; keeps sort and page size."""
+def filters(
+    query: TableQuery,
+    checkboxes: Sequence[tuple[str, str]],
+    selects: Sequence[tuple[str, str, Sequence[str]]] = (),
+) -> Markup:
+    """The GET form of a table: customer search, checkboxes (parameter, label), selects (parameter,
+    label of "any", options); keeps sort and page size."""
     hidden = [*query.keep, ("sort", query.sort), ("order", query.order), ("per_page", str(query.per_page))]
-    return Markup(_MACROS.filters(query, checkboxes, kinds, hidden))
+    return Markup(_MACROS.filters(query, checkboxes, selects, hidden))
 
 
 def pager(page: TablePage[Any], query: TableQuery) -> Markup:

@@ -8,13 +8,13 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from retrain.cli import demo, dolt, release, score, serve, templates, train, validate
+from retrain.cli import demo, dolt, drift, release, score, serve, templates, train, validate
 from retrain.cli.common import UsageError
 from retrain.errors import RetrainError
 from retrain.quiet import quiet_libraries
 
 # Each group module adds its commands, in the order `retrain --help` lists them.
-GROUPS = (dolt, validate, train, release, score, serve, templates, demo)
+GROUPS = (dolt, validate, train, release, score, drift, serve, templates, demo)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -129,6 +129,26 @@ def add_table_at_commit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--commit", required=True, help="commit hash or branch")
 
 
+def _key_value(item: str) -> tuple[str, str]:
+    """An argparse ``type=``: a Spark setting ``KEY=VALUE``."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item!r}")
+    return key, value
+
+
+def add_spark_conf(parser: argparse.ArgumentParser) -> None:
+    """``--conf KEY=VALUE`` (repeatable): the Spark settings of the command's session, as pairs."""
+    parser.add_argument(
+        "--conf",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark setting (repeatable); under spark-submit pass them to spark-submit instead",
+    )
+
+
 def add_mlflow_uri(parser: argparse.ArgumentParser) -> None:
     """``--mlflow-uri``, read by :func:`release_store` and the training commands."""
     parser.add_argument("--mlflow-uri", help="tracking URI (default $MLFLOW_TRACKING_URI or var/mlflow)")

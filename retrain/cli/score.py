@@ -15,13 +15,6 @@ if TYPE_CHECKING:
     from retrain.cli.common import Commands
 
 
-def _key_value(item: str) -> tuple[str, str]:
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise InputError(f"--conf takes KEY=VALUE, got {item!r}")
-    return key, value
-
-
 def _score(args: argparse.Namespace) -> None:
     from retrain.scoring.job import score_partition
     from retrain.spark import SparkSettings, spark_session
@@ -40,7 +33,7 @@ def _score(args: argparse.Namespace) -> None:
     if not (args.table and args.ds and args.out):
         raise InputError("retrain score needs --table, --ds and --out (or --check-reference)")
     settings = SparkSettings.from_env(warehouse=args.warehouse)
-    spark = spark_session(replace(settings, conf=dict(_key_value(item) for item in args.conf)))
+    spark = spark_session(replace(settings, conf=dict(args.conf)))
     report = score_partition(
         spark,
         store,
@@ -69,13 +62,7 @@ def register(commands: Commands) -> None:
     score.add_argument("--warehouse", help="Hive warehouse (default $RETRAIN_WAREHOUSE or var/warehouse)")
     score.add_argument("--workdir", default="var/scoring", help="local cache of the release's adapters")
     common.add_mlflow_uri(score)
-    score.add_argument(
-        "--conf",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a Spark setting (repeatable); under spark-submit pass them to spark-submit instead",
-    )
+    common.add_spark_conf(score)
     score.add_argument("--report-json", help="also write the scoring report to this JSON file")
     score.add_argument(
         "--customer",

@@ -105,8 +105,8 @@ class DriftHistory:
         if experiment is None:
             return []
         query = "attributes.status = 'FINISHED'"
-        if until is not None:
-            query += f" and tags.`{TAG_PREFIX}ds` <= '{dt.date.fromisoformat(until).isoformat()}'"
+        # MLflow compares tags with = and LIKE only: days after `until` are skipped here.
+        last_day = dt.date.fromisoformat(until).isoformat() if until is not None else None
         newest: dict[str, Any] = {}
         token = None
         while True:
@@ -119,7 +119,9 @@ class DriftHistory:
                 page_token=token,
             )
             for run in page:
-                newest.setdefault(run.data.tags[f"{TAG_PREFIX}ds"], run)
+                ds = run.data.tags[f"{TAG_PREFIX}ds"]
+                if last_day is None or ds <= last_day:
+                    newest.setdefault(ds, run)
             token = page.token
             if not token or len(newest) > last:
                 break

@@ -29,6 +29,7 @@ def test_no_import_errors_and_every_dag_documented(dagbag: DagBag) -> None:
         "retrain_scheduled",
         "score_daily",
         "partner_retro_test",
+        "monitor_daily",
     }
     for dag in dagbag.dags.values():
         assert dag.doc_md, dag.dag_id
@@ -78,6 +79,7 @@ def test_score_daily_picks_the_days_release_and_scores(dagbag: DagBag) -> None:
     assert dag.task_dict["release_for_day"].task_type == "ResolveReleaseOperator"
     assert dag.task_dict["score"].ds == "{{ ds }}"
     assert (dag.params["input_table"], dag.params["output_table"]) == ("requests", "scores")
+    assert [outlet.name for outlet in dag.task_dict["score"].outlets] == ["scores"]  # monitor_daily's events
     assert dag.catchup is False  # backfilled on request, not on deploy
 
 
@@ -93,4 +95,27 @@ def test_partner_retro_test_validates_its_params(dagbag: DagBag) -> None:
     bad_values = {"release": "not-a-release", "customer": "acme; DROP TABLE x", "output_table": "a-b"}
     for name, bad in bad_values.items():
         with pytest.raises(ParamValidationError, match="does not match"):
+            dag.params.get_param(name).resolve(bad)
+
+
+def test_monitor_daily_runs_once_per_scored_partition(dagbag: DagBag) -> None:
+    dag = dagbag.dags["monitor_daily"]
+    assert downstream(dag) == {
+        "scored_partition": {"measure_drift"},
+        "measure_drift": {"plan_retraining"},
+        "plan_retraining": {"retrain"},
+        "retrain": set(),
+    }
+    assert type(dag.timetable).__name__ == "PartitionedAssetTimetable"
+    assert dag.timetable.asset_condition.name == "scores"
+    assert [outlet.name for outlet in dag.task_dict["measure_drift"].outlets] == ["drift"]
+    assert dag.task_dict["retrain"].trigger_dag_id == "retrain_scheduled"
+    assert (dag.params["thresholds"], dag.params["retrain_drifting"]) == ({}, False)
+    for name, bad in {
+        "release": "HEAD",
+        "ds": "yesterday",
+        "scores_table": "a-b",
+        "retrain_drifting": "yes",
+    }.items():
+        with pytest.raises(ParamValidationError):
             dag.params.get_param(name).resolve(bad)

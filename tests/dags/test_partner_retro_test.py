@@ -13,7 +13,7 @@ from retrain.demo.seed import seed_warehouse
 from retrain.release.store import ReleaseStore
 
 from ..operators.dag_files import load_dag
-from ..retrain.scoring.test_job import DS, release, released  # noqa: F401 - fixtures
+from ..retrain.scoring.test_job import DS
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 HISTORY_DAYS = [dt.date(2026, 10, 29), dt.date(2026, 10, 30), dt.date(2026, 10, 31)]
@@ -27,7 +27,7 @@ def no_retries(dag: Any) -> None:
 
 @pytest.mark.slow
 def test_three_days_write_three_partitions_and_a_report_with_plots(
-    released: tuple[Any, ReleaseStore, str],  # noqa: F811
+    released: tuple[Any, ReleaseStore, str],
     airflow_db: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -29,6 +29,8 @@ from retrain.adapters.registry import train_and_register
 from retrain.adapters.training import TrainingParams
 from retrain.demo.seed import SeededRepository
 from retrain.dolt import DoltRepository
+from retrain.drift.history import DriftHistory, DriftRow
+from retrain.drift.metrics import DEFAULT_THRESHOLDS, METRICS, ROWS
 from retrain.release.manifest import AdapterEntry, Manifest
 from retrain.release.promotion import promote
 from retrain.release.store import ReleaseStore
@@ -348,3 +350,119 @@ def test_history_escapes_ids_read_back_from_mlflow() -> None:
     assert "<script>" not in page
     assert escape(crafted) in page
     assert 'href="release/%22%3E%3Cscript%3Esteal%28%29%3C/script%3E"' in page
+
+
+# -- the Health page ----------------------------------------------------------------------------
+
+HEALTH_DAYS = [(dt.date(2026, 11, 1) + dt.timedelta(days=i)).isoformat() for i in range(14)]
+ELSEWHERE = "f" * 32  # a release no one registered: its rows are shown, but not under big.new's filter
+
+
+def drift_rows(ds: str, release: str, customer: str, index: int, last: bool) -> list[DriftRow]:
+    """Every metric of one customer's day: ok at half its threshold, except on the last day the
+    customers whose index is a multiple of 100 drift on score_js (the later, the worse) and those
+    at 50 past one have too few rows."""
+    rows = []
+    for metric in METRICS:
+        threshold = 100.0 if metric == ROWS else DEFAULT_THRESHOLDS[metric]
+        value, status = (150.0 if metric == ROWS else threshold / 2), "ok"
+        if last and index % 100 == 0 and metric == "score_js":
+            value, status = threshold * (1.5 + index / 1000), "drift"
+        if last and index % 100 == 50:
+            value, status = (12.0 if metric == ROWS else threshold / 2), "insufficient"
+        rows.append(DriftRow(ds, release, customer, "1", metric, value, threshold, status))  # type: ignore[arg-type]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def health_days(releases: tuple[ReleaseStore, str, str, BigReleases]) -> list[str]:
+    """14 days of drift of big.new's 1,000 adapters' customers, and on the last a customer of another release
+    whose id holds markup (ids in a run's drift.json are anyone's with MLflow access)."""
+    store, _, _, big = releases
+    history = DriftHistory(store.tracking_uri)
+    customers = [a.customer for a in big.manifest.adapters]
+    for ds in HEALTH_DAYS:
+        last = ds == HEALTH_DAYS[-1]
+        rows = [r for i, c in enumerate(customers) for r in drift_rows(ds, big.new, c, i, last)]
+        if last:
+            rows += drift_rows(ds, ELSEWHERE, HOSTILE_REASON, 0, last=True)
+        history.record(ds, big.new, rows)
+    return customers
+
+
+@pytest.mark.slow
+def test_health_of_1000_customers_pages_sorts_and_filters(
+    api: TestClient, big: BigReleases, health_days: list[str]
+) -> None:
+    viewer = login(api, "viewer")
+    assert api.get("/releases/health").status_code == 401
+    assert api.get("/releases/api/health").status_code == 401
+    mine = {"release": big.new}
+
+    def health(**params: Any) -> dict[str, Any]:
+        started = time.perf_counter()
+        found = api.get("/releases/api/health", params=params, headers=viewer)
+        seconds = time.perf_counter() - started
+        assert found.status_code == 200, found.text
+        assert seconds < PAGE_BOUND_S, f"{params} took {seconds:.2f}s"
+        return found.json()
+
+    drifting = [health_days[i] for i in range(0, len(health_days), 100)]
+    worst = health(**mine, sort="worst", order="desc", per_page=20)
+    assert (worst["total"], worst["pages"], worst["days"]) == (1000, 50, HEALTH_DAYS)
+    assert [r["customer"] for r in worst["rows"][:10]] == drifting[::-1]  # the later, the worse
+    first = worst["rows"][0]
+    assert (first["status"], first["release"], first["ds"], first["rows"]) == (
+        "drift",
+        big.new,
+        HEALTH_DAYS[-1],
+        150,
+    )
+    assert first["worst"] == pytest.approx(1.5 + 900 / 1000)  # score_js at 2.4 thresholds
+    assert first["metrics"]["score_js"]["statuses"] == ["ok"] * 13 + ["drift"]
+    assert len(first["metrics"]["length_psi"]["values"]) == 14
+
+    assert health(**mine, status="drift")["total"] == 10
+    insufficient = health(**mine, status="insufficient", per_page=500)
+    assert [r["customer"] for r in insufficient["rows"]] == [health_days[i] for i in range(50, 1000, 100)]
+    assert all(r["worst"] is None for r in insufficient["rows"])  # nothing of a 12-row day is trusted
+    assert health(**mine, q="CUSTOMER_07")["total"] == 100
+    assert health(**mine, days=7)["days"] == HEALTH_DAYS[-7:]
+    assert health(**mine, until=HEALTH_DAYS[5], status="drift")["days"][-1] == HEALTH_DAYS[5]
+    assert health(**mine, until=HEALTH_DAYS[5], status="drift")["total"] == 0  # the drift came later
+    assert health(sort="worst", order="desc")["total"] == 1001  # every release's rows
+
+    detail = api.get(f"/releases/release/{big.new}", headers=viewer).text
+    link = f'href="../health?release={big.new}&amp;sort=worst&amp;order=desc"'
+    assert link in detail  # from the release's page
+    page = api.get(
+        "/releases/health", params={**mine, "sort": "worst", "order": "desc", "page": 2}, headers=viewer
+    )
+    assert page.status_code == 200
+    assert customers_shown(page.text)[:3] == health_days[41:44]  # the ok ones tie: by customer
+    assert "51&ndash;100 of 1000 matching rows" in page.text
+    assert page.text.count("<svg ") == 50 * 6
+    assert f'name="release" value="{big.new}"' in page.text  # the filter form keeps the release
+    assert f"release={big.new}&amp;page=3&amp;sort=worst&amp;order=desc" in page.text  # so does the pager
+
+
+@pytest.mark.slow
+def test_health_escapes_ids_read_back_and_refuses_bad_parameters(
+    api: TestClient, health_days: list[str]
+) -> None:
+    viewer = login(api, "viewer")
+    everyone = api.get("/releases/health", params={"sort": "worst", "order": "desc"}, headers=viewer).text
+    assert HOSTILE_REASON not in everyone
+    assert str(escape(HOSTILE_REASON)) in everyone
+    for params, message in [
+        ({"status": "bogus"}, "status must be one of ok, drift, insufficient, no_reference"),
+        ({"sort": "accuracy"}, "sort must be one of customer, status, worst, rows, day"),
+        ({"release": "not-a-release"}, "'not-a-release' is not a release id"),
+        ({"days": "0"}, ""),
+        ({"days": "91"}, ""),
+        ({"until": "2026-13-01"}, ""),
+    ]:
+        for path in ("/releases/health", "/releases/api/health"):
+            refused = api.get(path, params=params, headers=viewer)
+            assert refused.status_code == 422, (path, params, refused.status_code)
+            assert message in refused.text

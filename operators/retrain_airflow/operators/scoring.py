@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Asset, BaseOperator, Context
 from airflow.sdk.exceptions import AirflowSkipException
 
 from retrain.release.store import ReleaseStore
@@ -30,6 +30,8 @@ class HiveScoringOperator(BaseOperator):
 
     Returns the report: rows scored per customer, and the customers without an adapter in the
     release with their row counts (in client deploy mode; in cluster mode the driver logs it).
+    Each outlet :class:`~airflow.sdk.Asset` gets an event naming the partition written (``ds``,
+    ``release_id``, ``output_table``), partitioned by ``ds``.
 
     :param release_id: the release (manifest MD5) (templated).
     :param input_table: Hive table with ``request_id``, ``customer_id``, ``text`` by ``ds`` (templated).
@@ -95,14 +97,29 @@ class HiveScoringOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any] | None:
         report = self._submit() if self.spark_conn_id else self._run_in_task()
+        if report is not None and report.skipped:
+            raise AirflowSkipException(report.skipped)
+        self._announce(context)
         if report is None:
             self.log.info("spark-submit finished; the scoring report is in the driver's log (cluster mode)")
             return None
-        if report.skipped:
-            raise AirflowSkipException(report.skipped)
         self.log.info("%s", report.summary())
         per_customer = ("customers_scored", "missing_customers")  # row counts by customer
         return bounded_fields(report.to_dict(), per_customer, context=context)
+
+    def _announce(self, context: Context) -> None:
+        """Name the partition written in the event of each outlet asset. The day is the event's
+        partition key, so a DAG scheduled on the asset with ``PartitionedAssetTimetable`` runs once
+        per day scored (``monitor_daily``)."""
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset):
+                event = context["outlet_events"][outlet]
+                event.extra = {
+                    "ds": self.ds,
+                    "release_id": self.release_id,
+                    "output_table": self.output_table,
+                }
+                event.add_partitions(self.ds)
 
     def on_kill(self) -> None:
         if self._submit_hook is not None:

@@ -12,7 +12,19 @@ from types import ModuleType
 
 import pytest
 
-from retrain.cli import GROUPS, build_parser, demo, dolt, release, score, serve, templates, train, validate
+from retrain.cli import (
+    GROUPS,
+    build_parser,
+    demo,
+    dolt,
+    drift,
+    release,
+    score,
+    serve,
+    templates,
+    train,
+    validate,
+)
 
 from .invoke import run
 
@@ -23,6 +35,7 @@ COMMANDS = {
     train: ["train", "train-shard", "train-all"],
     release: ["release"],
     score: ["score"],
+    drift: ["drift"],
     serve: ["serve"],
     templates: ["templates"],
     demo: ["demo-data"],
