@@ -1,10 +1,10 @@
 """Drift of one scored partition, every customer at once, in one Spark pass into the Hive ``drift`` table.
 
 The scoring pass already wrote each row's drift values beside its score (``tokens``, ``novelty``,
-``embedding_distance``: :mod:`retrain.scoring.inference`). This job groups the partition's rows by
+``embedding_*``: :mod:`retrain.scoring.inference`). This job groups the partition's rows by
 customer on the executors (``applyInPandas``: each group is one customer's day, a few numbers a
 row) and compares each group with its adapter version's reference bins, which travel in the task
-closure (a few hundred bytes a customer, not the references' vocabularies and centroids).
+closure (a few hundred bytes a customer, not the references' vocabularies and embeddings).
 
 The ``drift`` partition ``ds`` is replaced atomically (:mod:`retrain.scoring.partitions`): a failed
 run leaves the previous one, a rerun replaces it. The day is also recorded in MLflow
@@ -191,7 +191,12 @@ def _measure(
 ) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """The per-customer function the executors run; it carries only the references' bins."""
     bins_only = {
-        c: replace(r, vocabulary=np.zeros(0, dtype=bool), centroid=np.zeros(0, dtype=np.float32))
+        c: replace(
+            r,
+            vocabulary=np.zeros(0, dtype=bool),
+            centroid=np.zeros(0, dtype=np.float32),
+            components=np.zeros((0, 0), dtype=np.float32),
+        )
         for c, r in references.items()
     }
 

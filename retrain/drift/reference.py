@@ -5,7 +5,8 @@ features cannot skew between training and production), and stored beside the ada
 (``drift_reference.json`` in its logged model): it travels with every release and is covered by the
 release's SHA-256 of the adapter's files.
 
-- The vocabulary (a bitset of token ids) and the embedding centroid come from the training rows.
+- The vocabulary (a bitset of token ids), the embedding centroid and the embeddings' principal
+  directions come from the training rows.
 - The distributions come from the holdout rows, which the adapter never trained on: they are what
   a fresh sample of the training data looks like to it, so live rows from an unchanged customer
   score like them. Each is kept as quantile bins (at most :data:`BINS`), not rows.
@@ -25,7 +26,8 @@ from retrain.errors import InputError
 REFERENCE_FILE = "drift_reference.json"
 FORMAT = 1
 BINS = 5  # quantile bins per feature: few enough that a holdout of tens of rows estimates each share
-FEATURES = ("tokens", "novelty", "embedding_distance", "score")
+FEATURES = ("tokens", "novelty", "embedding_distance", "embedding_pc1", "embedding_pc2", "score")
+COMPONENTS = 2  # principal directions of the training embeddings: a new topic mix moves along them
 
 
 class DriftReferenceError(InputError):
@@ -55,6 +57,7 @@ class DriftReference:
     rows: int  # holdout rows the distributions were measured on
     vocabulary: np.ndarray  # bool per token id: seen in the training rows
     centroid: np.ndarray  # float32 [hidden]: the training rows' mean embedding
+    components: np.ndarray  # float32 [COMPONENTS, hidden]: their principal directions (unit rows)
     bins: dict[str, FeatureBins]
 
     def to_json(self) -> str:
@@ -65,6 +68,7 @@ class DriftReference:
                 "vocabulary_size": len(self.vocabulary),
                 "vocabulary": base64.b64encode(np.packbits(self.vocabulary).tobytes()).decode(),
                 "centroid": [round(float(x), 6) for x in self.centroid],
+                "components": [[round(float(x), 6) for x in row] for row in self.components],
                 "bins": {name: {"edges": b.edges, "shares": b.shares} for name, b in self.bins.items()},
             },
             sort_keys=True,
@@ -84,7 +88,9 @@ class DriftReference:
         }
         if sorted(bins) != sorted(FEATURES) or any(len(b.shares) != len(b.edges) + 1 for b in bins.values()):
             raise ValueError(f"bins for {sorted(bins)}, expected one set per feature of {list(FEATURES)}")
-        return cls(int(data["rows"]), vocabulary, np.asarray(data["centroid"], dtype=np.float32), bins)
+        centroid = np.asarray(data["centroid"], dtype=np.float32)
+        components = np.asarray(data["components"], dtype=np.float32).reshape(-1, len(centroid))
+        return cls(int(data["rows"]), vocabulary, centroid, components, bins)
 
     @classmethod
     def read(cls, path: Path) -> DriftReference:

@@ -23,7 +23,13 @@ from retrain.engine import AdapterEngine, Predictions
 from retrain.release.context import ADAPTER_SUBDIR
 
 # The drift columns are null for rows whose adapter has no drift reference (:mod:`retrain.drift`).
-DRIFT_COLUMNS = {"tokens": "int", "novelty": "double", "embedding_distance": "double"}
+DRIFT_COLUMNS = {
+    "tokens": "int",
+    "novelty": "double",
+    "embedding_distance": "double",
+    "embedding_pc1": "double",
+    "embedding_pc2": "double",
+}
 OUTPUT_COLUMNS = {
     "request_id": "string",
     "customer_id": "string",
@@ -96,20 +102,17 @@ def score_frames(
 def _drift_columns(
     predictions: Predictions, customers: np.ndarray, references: dict[str, DriftReference]
 ) -> pd.DataFrame:
-    columns = {
-        "tokens": pd.array([None] * len(customers), dtype="Int32"),
-        "novelty": np.full(len(customers), np.nan),
-        "embedding_distance": np.full(len(customers), np.nan),
-    }
+    columns = {name: np.full(len(customers), np.nan) for name in DRIFT_COLUMNS}
     features = predictions.features
     if features is not None:
         for customer in set(customers) & set(references):
             rows = np.flatnonzero(customers == customer)
             values = row_values(features.take(rows), predictions.scores[rows], references[customer])
-            columns["tokens"][rows] = values["tokens"].astype(np.int32)
-            columns["novelty"][rows] = values["novelty"]
-            columns["embedding_distance"][rows] = values["embedding_distance"]
-    return pd.DataFrame(columns)
+            for name, column in columns.items():
+                column[rows] = values[name]
+    frame = pd.DataFrame(columns)
+    frame["tokens"] = frame["tokens"].astype("Int32")  # null where the row has no reference
+    return frame
 
 
 def scorer(

@@ -21,7 +21,8 @@ def reference(seed: int = 0) -> DriftReference:
     rng = np.random.default_rng(seed)
     vocabulary = rng.random(30522) < 0.01
     bins = {name: FeatureBins.of(rng.normal(size=200)) for name in FEATURES}
-    return DriftReference(40, vocabulary, rng.normal(size=384).astype(np.float32), bins)
+    components = rng.normal(size=(2, 384)).astype(np.float32)
+    return DriftReference(40, vocabulary, rng.normal(size=384).astype(np.float32), components, bins)
 
 
 def test_a_reference_round_trips_through_its_file_and_stays_small(tmp_path: Path) -> None:
@@ -32,8 +33,9 @@ def test_a_reference_round_trips_through_its_file_and_stays_small(tmp_path: Path
     assert read.rows == 40
     assert np.array_equal(read.vocabulary, original.vocabulary)
     assert np.allclose(read.centroid, original.centroid, atol=1e-6)
+    assert np.allclose(read.components, original.components, atol=1e-6)
     assert read.bins == original.bins
-    assert path.stat().st_size < 16_000  # a few kB a customer, not rows
+    assert path.stat().st_size < 40_000  # a few kB a customer, not rows
 
 
 def test_bins_are_right_closed_quantile_bins_with_open_ends() -> None:

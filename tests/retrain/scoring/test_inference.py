@@ -11,7 +11,7 @@ from retrain.drift.reference import read_references
 from retrain.drift.values import row_values
 from retrain.engine import AdapterEngine
 from retrain.release.context import ADAPTER_SUBDIR
-from retrain.scoring.inference import OUTPUT_COLUMNS, score_frames
+from retrain.scoring.inference import DRIFT_COLUMNS, OUTPUT_COLUMNS, score_frames
 
 if TYPE_CHECKING:  # tests/conftest.py is pytest's to import: importing it again would re-run it
     from tests.conftest import TrainedRelease
@@ -61,4 +61,4 @@ def test_rows_of_an_adapter_without_reference_score_with_null_drift_columns(
     )
     (out,) = score_frames(iter([rows]), engine, references={})
     assert out["score"].notna().all()
-    assert out[["tokens", "novelty", "embedding_distance"]].isna().all().all()
+    assert out[list(DRIFT_COLUMNS)].isna().all().all()
