@@ -50,8 +50,9 @@ test-serving: venv-serve
 	$(SERVE_BIN)/pytest -m serving tests/retrain/serving
 
 # Some slow tests start the model server from .venv-serve (checks against a live endpoint, skew).
+# Two workers, a test file each at a time: much of this suite waits on JVMs, servers and pip.
 test-slow: venv venv-serve browser
-	$(BIN)/pytest -m slow --durations=10
+	$(BIN)/pytest -m slow -n 2 --dist loadfile --durations=15
 
 # Debian's Chromium for the UI test (Playwright drives it; it never downloads a browser). Needs root;
 # without it the browser test is skipped and says why.

@@ -47,6 +47,9 @@ def test_demo_retrains_only_the_healthy_edited_customer_and_releases(tmp_path: P
     assert "+0 ~1 -0" in out
     assert "scored 60 rows of requests ds=2026-11-01" in out  # 3 customers x 20 rows, all released
     assert "watermark              retrain/demo/done = " in out
+    # The planted shift's day is scored and measured (3 customers' 16-row holdouts are too few to alarm).
+    assert "drift of scores ds=2026-11-04 release=" in out
+    assert "drift                  ds=2026-11-04: flagged " in out
     assert (tmp_path / "training.db").read_bytes()[:4] == b"CTLD"
     assert (tmp_path / "warehouse" / "requests").is_dir()
     assert (
