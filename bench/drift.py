@@ -34,6 +34,7 @@ from retrain.drift.job import drift_partition
 from retrain.drift.recording import ReferenceJob, record_references
 from retrain.drift.reference import REFERENCE_FILE
 from retrain.outputs import RELEASE_CACHE, claim
+from retrain.quiet import quiet_libraries
 from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE
 from retrain.release.store import ReleaseStore
 from retrain.scoring.job import score_partition
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1000, help="requests per customer")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    quiet_libraries()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
