@@ -17,16 +17,9 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from retrain.errors import InputError
+from retrain.release.build import promote_all
 from retrain.release.manifest import diff
-from retrain.release.promotion import (
-    DEFAULT_FLOOR,
-    PromotionDecision,
-    check_settings,
-    first_versions_below_floor,
-    floor_failures,
-    parse_floor,
-    promote,
-)
+from retrain.release.promotion import DEFAULT_FLOOR, check_settings, parse_floor
 from retrain.release.store import SERVING_EVENTS, ReleaseError, ReleaseEvent, ReleaseStore
 from retrain_airflow.arguments import as_flag
 from retrain_airflow.handoff import bounded, resolve
@@ -122,58 +115,28 @@ class BuildReleaseOperator(BaseReleaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         candidates = _mapping("candidates", resolve(self.candidates), "customers to versions")
-        failures = dict(_mapping("failures", resolve(self.failures), "customers to reasons"))
+        failures = _mapping("failures", resolve(self.failures), "customers to reasons")
         floor = (
             None if self.floor is None else parse_floor(_mapping("floor", self.floor, "metrics to minimums"))
         )
-        versions = {
-            customer: candidate["version"] if isinstance(candidate, Mapping) else str(candidate)
-            for customer, candidate in candidates.items()
-        }
-        if (
-            floor is not None
-            and as_flag(self.require_floor)
-            and (below := first_versions_below_floor(self.store.client, versions, floor))
-        ):
-            raise ReleaseError(
-                "release withheld (require_floor): "
-                + "; ".join(f"{customer}: {reason}" for customer, reason in below.items())
-            )
-        decisions: list[PromotionDecision] = []
-        promotions: list[dict[str, Any]] = []
-        for customer, version in sorted(versions.items()):
-            decision = promote(
-                self.store.client,
-                customer,
-                version,
-                metric=self.metric,
-                tolerance=self.tolerance,
-                floor=floor,
-            )
-            decisions.append(decision)
-            self.log.info(
-                "%s %s v%s: %s",
-                "promoted" if decision.promoted else "rejected",
-                customer,
-                version,
-                decision.reason,
-            )
-            promotions.append(
-                {
-                    "customer": customer,
-                    "version": version,
-                    "promoted": decision.promoted,
-                    "reason": decision.reason,
-                }
-            )
-        failures.update(floor_failures(decisions))
-        previous = self.store.latest()
-        for customer, reason in sorted(failures.items()):
+        built = promote_all(
+            self.store,
+            {
+                customer: candidate["version"] if isinstance(candidate, Mapping) else str(candidate)
+                for customer, candidate in candidates.items()
+            },
+            metric=self.metric,
+            tolerance=self.tolerance,
+            floor=floor,
+            require_floor=as_flag(self.require_floor),
+            changed_only=True,  # only the candidates' aliases can have moved: the rest stands as it is
+            training_failures=failures,
+        )
+        for line in built.decision_lines():
+            self.log.info("%s", line)
+        for customer, reason in built.failures.items():
             self.log.warning("not in this release: %s (%s)", customer, reason)
-        # Only the candidates' aliases can have moved: the rest of the release stands as it is.
-        manifest = self.store.production_manifest(changed=list(candidates))
-        event = self.store.register(manifest, failures=failures)
-        return self._result(context, event, previous=previous, promotions=promotions)
+        return self._result(context, built.event, previous=built.previous, promotions=built.promotions())
 
 
 class ResolveReleaseOperator(BaseReleaseOperator):

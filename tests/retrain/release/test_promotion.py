@@ -234,6 +234,22 @@ def test_release_build_leaves_out_a_customer_below_the_floor_and_names_it(
     assert latest.adapter_count == 2
 
 
+def test_release_build_require_floor_withholds_the_release_moving_no_alias(
+    store: ReleaseStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    register(store, tmp_path, "acme_air", GOOD)
+    register(store, tmp_path, "initech_saas", {**GOOD, "roc_auc": 0.52})
+    code = cli.main(["release", "build", "--promote", "--require-floor", "--mlflow-uri", store.tracking_uri])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err == (
+        "retrain: error: release withheld (require_floor): "
+        "initech_saas: no production adapter: ROC AUC 0.52 < floor 0.6\n"
+    )
+    assert [production(store, c) for c in ("acme_air", "initech_saas")] == [None, None]
+    assert store.latest() is None
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -15,7 +15,7 @@ from retrain.adapters.registry import train_and_register
 from retrain.adapters.training import TrainingParams
 from retrain.demo.seed import SeededRepository, seed_warehouse
 from retrain.dolt import DoltRepository
-from retrain.release.promotion import promote
+from retrain.release.build import promote_all
 from retrain.release.store import ReleaseStore
 from retrain.scoring.job import ScoringError, score_partition
 from retrain.scoring.reference import ReferenceMismatchError, check_reference
@@ -28,17 +28,18 @@ def release(repo: DoltRepository, seeded: SeededRepository, tmp_path: Path) -> t
     """A release of acme_air and globex_bank (the warehouse also has initech_saas, without adapter)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     store = ReleaseStore(MlflowClient(uri), uri)
-    for customer in ("acme_air", "globex_bank"):
-        adapter = train_and_register(
+    trained = {
+        customer: train_and_register(
             repo,
             table="examples",
             commit="main",
             customer=customer,
             mlflow_uri=uri,
             params=TrainingParams(epochs=1, min_examples=10),
-        )
-        promote(store.client, customer, adapter.version)
-    return store, store.register(store.production_manifest()).release_id
+        ).version
+        for customer in ("acme_air", "globex_bank")
+    }
+    return store, promote_all(store, trained, floor=None).event.release_id
 
 
 @pytest.fixture
