@@ -6,10 +6,11 @@ import datetime as dt
 
 from airflow.sdk import Param, dag
 
+from retrain import identifiers
 from retrain_airflow import settings
 from retrain_airflow.operators.release import ResolveReleaseOperator
 from retrain_airflow.operators.reports import RetroTestReportOperator
-from retrain_airflow.pipelines import hive_scoring
+from retrain_airflow.pipelines import customer_id_schema, hive_scoring, table_name_schema
 
 
 @dag(
@@ -21,18 +22,16 @@ from retrain_airflow.pipelines import hive_scoring
     tags=["retrain", "scoring", "retro-test"],
     default_args={"owner": "ml-platform", "retries": 1, "retry_delay": dt.timedelta(minutes=5)},
     params={
-        "customer": Param(
-            "acme_air", type="string", pattern=r"^[A-Za-z0-9_.-]{1,128}$", title="Partner (customer id)"
-        ),
+        "customer": Param("acme_air", **customer_id_schema(), title="Partner (customer id)"),
         "release": Param(
             "as-of",
             type="string",
-            pattern=r"^([0-9a-f]{32}|as-of)$",
+            anyOf=[{"pattern": identifiers.RELEASE_ID_PATTERN}, {"const": "as-of"}],
             title="Release",
             description="A release id (manifest MD5) to pin, or `as-of`: the release in production each day.",
         ),
-        "history_table": Param("labelled_history", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
-        "output_table": Param("retro_scores", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+        "history_table": Param("labelled_history", **table_name_schema()),
+        "output_table": Param("retro_scores", **table_name_schema()),
     },
     doc_md="""
 ### Partner retro-test

@@ -12,6 +12,7 @@ from retrain_airflow.handoff import bounded
 from retrain_airflow.hooks.dolt import DoltHook
 from retrain_airflow.pipelines import (
     allow_partial_param,
+    customer_id_schema,
     floor_params,
     pack_size_param,
     retrain_release_and_score,
@@ -33,7 +34,7 @@ SCHEDULE = os.environ.get("RETRAIN_FULL_RETRAIN_SCHEDULE", "@weekly")
         "customers": Param(
             None,
             type=["null", "array"],
-            items={"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,128}$"},
+            items=customer_id_schema(),
             title="Customers",
             description="Retrain only these customers (a manual run); empty: every customer.",
         ),

@@ -7,7 +7,7 @@ import datetime as dt
 from airflow.sdk import Param, dag
 
 from retrain_airflow.operators.release import ResolveReleaseOperator
-from retrain_airflow.pipelines import hive_scoring
+from retrain_airflow.pipelines import hive_scoring, table_name_schema
 
 
 @dag(
@@ -19,8 +19,8 @@ from retrain_airflow.pipelines import hive_scoring
     tags=["retrain", "scoring", "hive"],
     default_args={"owner": "ml-platform", "retries": 3, "retry_delay": dt.timedelta(minutes=10)},
     params={
-        "input_table": Param("requests", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
-        "output_table": Param("scores", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+        "input_table": Param("requests", **table_name_schema()),
+        "output_table": Param("scores", **table_name_schema()),
     },
     doc_md="""
 ### Daily scoring

@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Param
 
+from retrain import identifiers
 from retrain.release.promotion import DEFAULT_FLOOR
 from retrain_airflow import settings
 from retrain_airflow.operators.release import BuildReleaseOperator
@@ -23,6 +24,24 @@ def hive_scoring(**kwargs: Any) -> HiveScoringOperator:
     return HiveScoringOperator(
         warehouse=settings.WAREHOUSE, workdir=settings.SCORING_CACHE, pool=settings.SPARK_POOL, **kwargs
     )
+
+
+def customer_id_schema() -> dict[str, str]:
+    """JSON Schema of a customer id DAG param: the rule the tasks check (:mod:`retrain.identifiers`)."""
+    return {
+        "type": "string",
+        "pattern": identifiers.CUSTOMER_ID_PATTERN,
+        "description": f"A customer id: {identifiers.CUSTOMER_ID_RULE}.",
+    }
+
+
+def table_name_schema() -> dict[str, str]:
+    """JSON Schema of a table name DAG param: the rule the tasks check (:mod:`retrain.identifiers`)."""
+    return {
+        "type": "string",
+        "pattern": identifiers.SQL_IDENTIFIER_PATTERN,
+        "description": f"A Hive table name: {identifiers.SQL_IDENTIFIER_RULE}.",
+    }
 
 
 def allow_partial_param() -> Param:
