@@ -23,6 +23,7 @@ from retrain.release.promotion import DEFAULT_FLOOR, check_settings, parse_floor
 from retrain.release.store import SERVING_EVENTS, ReleaseError, ReleaseEvent, ReleaseStore
 from retrain_airflow.arguments import as_flag
 from retrain_airflow.handoff import bounded, resolve
+from retrain_airflow.operators.failures import fails_fast
 
 
 class BaseReleaseOperator(BaseOperator):
@@ -113,6 +114,7 @@ class BuildReleaseOperator(BaseReleaseOperator):
         self.candidates, self.failures, self.metric, self.tolerance = candidates, failures, metric, tolerance
         self.floor, self.require_floor = floor, require_floor
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
         candidates = _mapping("candidates", resolve(self.candidates), "customers to versions")
         failures = _mapping("failures", resolve(self.failures), "customers to reasons")
@@ -154,6 +156,7 @@ class ResolveReleaseOperator(BaseReleaseOperator):
         super().__init__(**kwargs)
         self.release_id, self.day = release_id, day
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
         if self.release_id:
             found = self.store.find(self.release_id, events=(*SERVING_EVENTS, "pin"))
@@ -191,6 +194,7 @@ class RollbackReleaseOperator(BaseReleaseOperator):
             )
         self.release_id, self.customer = release_id, customer
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
         previous = self.store.latest()
         if self.customer is not None:
@@ -215,6 +219,7 @@ class PinReleaseOperator(BaseReleaseOperator):
         super().__init__(**kwargs)
         self.release_id, self.pin_from, self.pin_to = release_id, pin_from, pin_to
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
         start = _date("pin_from", self._required("pin_from", self.pin_from))
         end = _date("pin_to", self._required("pin_to", self.pin_to))

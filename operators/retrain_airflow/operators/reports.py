@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator, Context
 
 from retrain.reports.retro import positive_label_of, read_retro_scores, write_retro_report
 from retrain.spark import SparkSettings, spark_session
+from retrain_airflow.operators.failures import fails_fast
 
 
 class RetroTestReportOperator(BaseOperator):
@@ -45,6 +46,7 @@ class RetroTestReportOperator(BaseOperator):
         self.customer, self.scores_table, self.history_table = customer, scores_table, history_table
         self.report_dir, self.positive_label, self.warehouse = report_dir, positive_label, warehouse
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
         spark = spark_session(SparkSettings.from_env(warehouse=self.warehouse))
         scores = read_retro_scores(

@@ -16,6 +16,7 @@ from retrain.scoring import spark_submit
 from retrain.scoring.job import ScoringReport, score_partition
 from retrain.spark import SparkSettings, spark_session
 from retrain_airflow.handoff import bounded_fields
+from retrain_airflow.operators.failures import fails_fast
 
 
 class HiveScoringOperator(BaseOperator):
@@ -93,6 +94,7 @@ class HiveScoringOperator(BaseOperator):
         self.workdir, self.mlflow_uri = workdir, mlflow_uri
         self._submit_hook: Any = None
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any] | None:
         report = self._submit() if self.spark_conn_id else self._run_in_task()
         if report is None:

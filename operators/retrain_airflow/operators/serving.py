@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator, Context
 from retrain.release.store import ReleaseStore
 from retrain.serving.check import check_endpoint
 from retrain.serving.protocol import DEFAULT_MODEL_NAME
+from retrain_airflow.operators.failures import fails_fast
 
 
 class ServingCheckOperator(BaseOperator):
@@ -49,6 +50,7 @@ class ServingCheckOperator(BaseOperator):
         self.endpoint, self.release_id, self.model_name = endpoint, release_id, model_name
         self.tolerance, self.timeout, self.mlflow_uri = tolerance, timeout, mlflow_uri
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
         checked = check_endpoint(
             ReleaseStore.open(self.mlflow_uri),

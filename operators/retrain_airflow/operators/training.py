@@ -11,6 +11,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from retrain.dolt import DoltRepository
+from retrain.errors import InputError
 from retrain.fanout.argo import ArgoTrainingSpec
 from retrain.fanout.parent_run import ParentRun, parent_run, start_parent_run
 from retrain.tracking import tracking_uri
@@ -19,6 +20,7 @@ from retrain_airflow.handoff import bounded, resolve
 from retrain_airflow.hooks.argo import ArgoHook
 from retrain_airflow.hooks.dolt import DoltHook, repository_location
 from retrain_airflow.links import ArgoWorkflowLink, MLflowRunLink
+from retrain_airflow.operators.failures import fails_fast
 from retrain_airflow.operators.training_backends import (
     ArgoTrainingBackend,
     LocalTrainingBackend,
@@ -137,8 +139,9 @@ class AdapterTrainingOperator(BaseOperator):
             return ArgoTrainingBackend(
                 self.argo_hook, self.mlflow_client, spec, poll_interval=self.poll_interval
             )
-        raise ValueError(f"backend must be 'local' or 'argo', not {self.backend!r}")
+        raise InputError(f"backend must be 'local' or 'argo', not {self.backend!r}")
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
         backend = self._backend  # rendered by now: an unknown backend fails before any work
         customers = sorted(set(resolve(self.customers) or []))
@@ -173,6 +176,7 @@ class AdapterTrainingOperator(BaseOperator):
             timeout=submitted.timeout,
         )
 
+    @fails_fast
     def execute_complete(
         self,
         context: Context,

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowFailException
 
 from retrain.validation.gate import validate_commit
 from retrain.validation.suite import PACKAGED_SUITE
 from retrain_airflow.handoff import bounded_fields, resolve
 from retrain_airflow.hooks.dolt import DoltHook
 from retrain_airflow.links import DataDocsLink
+from retrain_airflow.operators.failures import fails_fast
 
 
 class DoltValidateOperator(BaseOperator):
@@ -64,6 +65,7 @@ class DoltValidateOperator(BaseOperator):
         self.engine: Literal["pandas", "spark"] = engine
         self.dolt_conn_id = dolt_conn_id
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, object]:
         customers = resolve(self.customers)
         with DoltHook(self.dolt_conn_id).get_repository() as repo:
@@ -80,7 +82,7 @@ class DoltValidateOperator(BaseOperator):
             context["ti"].xcom_push(key=DataDocsLink.source_key, value=report.docs_page)
         self.log.info("%s", report.summary())
         if not report.passes(quarantine=self.quarantine):
-            raise AirflowException(report.summary())
+            raise AirflowFailException(report.summary())  # the same commit fails the same way: no retries
         if report.quarantined:
             self.log.warning("quarantined customers (not trained): %s", report.quarantined)
         per_customer = ("customers_validated", "failures", "quarantined", "healthy_customers")

@@ -10,6 +10,7 @@ from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 
 from retrain.dolt.watermark import CommitRange, CommitWatermark
 from retrain_airflow.hooks.dolt import DoltHook
+from retrain_airflow.operators.failures import fails_fast
 from retrain_airflow.triggers.dolt import DoltCommitTrigger
 
 
@@ -61,6 +62,7 @@ class DoltCommitSensor(BaseSensorOperator):
         found = self._sense()
         return PokeReturnValue(is_done=found is not None, xcom_value=found.to_payload() if found else None)
 
+    @fails_fast
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
