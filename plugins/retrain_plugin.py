@@ -1,4 +1,5 @@
-"""Airflow plugin of the retrain suite: the "Releases" view in the Airflow UI.
+"""Airflow plugin of the retrain suite: the "Releases" view in the Airflow UI, and the listener that
+purges a successful DAG run's handed-off files (:mod:`retrain_airflow.handoff_listener`).
 
 Installed with the provider (see ``__init__``). The app itself lives in the provider package
 (``retrain_airflow.releases_app``) so it is typed and tested on its own; the operators' extra links
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from retrain_airflow import handoff_listener
 from retrain_airflow.releases_app import create_app
 
 
@@ -27,3 +29,4 @@ class RetrainPlugin(AirflowPlugin):
             "destination": "nav",
         }
     ]
+    listeners = [handoff_listener]  # noqa: RUF012
