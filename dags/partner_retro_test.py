@@ -10,7 +10,7 @@ from retrain import identifiers
 from retrain_airflow import settings
 from retrain_airflow.operators.release import ResolveReleaseOperator
 from retrain_airflow.operators.reports import RetroTestReportOperator
-from retrain_airflow.pipelines import customer_id_schema, hive_scoring, table_name_schema
+from retrain_airflow.pipelines import customer_id_param, hive_scoring, table_name_param
 
 
 @dag(
@@ -22,7 +22,7 @@ from retrain_airflow.pipelines import customer_id_schema, hive_scoring, table_na
     tags=["retrain", "scoring", "retro-test"],
     default_args={"owner": "ml-platform", "retries": 1, "retry_delay": dt.timedelta(minutes=5)},
     params={
-        "customer": Param("acme_air", **customer_id_schema(), title="Partner (customer id)"),
+        "customer": customer_id_param("acme_air", title="Partner (customer id)"),
         "release": Param(
             "as-of",
             type="string",
@@ -30,8 +30,8 @@ from retrain_airflow.pipelines import customer_id_schema, hive_scoring, table_na
             title="Release",
             description="A release id (manifest MD5) to pin, or `as-of`: the release in production each day.",
         ),
-        "history_table": Param("labelled_history", **table_name_schema()),
-        "output_table": Param("retro_scores", **table_name_schema()),
+        "history_table": table_name_param("labelled_history"),
+        "output_table": table_name_param("retro_scores"),
     },
     doc_md="""
 ### Partner retro-test

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import Param, dag
+from airflow.sdk import dag
 
 from retrain_airflow.operators.release import ResolveReleaseOperator
-from retrain_airflow.pipelines import hive_scoring, table_name_schema
+from retrain_airflow.pipelines import hive_scoring, table_name_param
 
 
 @dag(
@@ -19,8 +19,8 @@ from retrain_airflow.pipelines import hive_scoring, table_name_schema
     tags=["retrain", "scoring", "hive"],
     default_args={"owner": "ml-platform", "retries": 3, "retry_delay": dt.timedelta(minutes=10)},
     params={
-        "input_table": Param("requests", **table_name_schema()),
-        "output_table": Param("scores", **table_name_schema()),
+        "input_table": table_name_param("requests"),
+        "output_table": table_name_param("scores"),
     },
     doc_md="""
 ### Daily scoring

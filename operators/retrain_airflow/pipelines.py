@@ -27,7 +27,7 @@ def hive_scoring(**kwargs: Any) -> HiveScoringOperator:
 
 
 def customer_id_schema() -> dict[str, str]:
-    """JSON Schema of a customer id DAG param: the rule the tasks check (:mod:`retrain.identifiers`)."""
+    """JSON Schema of a customer id in a DAG param: the rule the tasks check (:mod:`retrain.identifiers`)."""
     return {
         "type": "string",
         "pattern": identifiers.CUSTOMER_ID_PATTERN,
@@ -35,13 +35,26 @@ def customer_id_schema() -> dict[str, str]:
     }
 
 
-def table_name_schema() -> dict[str, str]:
-    """JSON Schema of a table name DAG param: the rule the tasks check (:mod:`retrain.identifiers`)."""
-    return {
-        "type": "string",
-        "pattern": identifiers.SQL_IDENTIFIER_PATTERN,
-        "description": f"A Hive table name: {identifiers.SQL_IDENTIFIER_RULE}.",
-    }
+def customer_id_param(default: str, *, title: str) -> Param:
+    """A DAG param of one customer id (:func:`customer_id_schema`)."""
+    schema = customer_id_schema()
+    return Param(
+        default,
+        type=schema["type"],
+        pattern=schema["pattern"],
+        description=schema["description"],
+        title=title,
+    )
+
+
+def table_name_param(default: str) -> Param:
+    """A DAG param of a Hive table name: the rule the tasks check (:mod:`retrain.identifiers`)."""
+    return Param(
+        default,
+        type="string",
+        pattern=identifiers.SQL_IDENTIFIER_PATTERN,
+        description=f"A Hive table name: {identifiers.SQL_IDENTIFIER_RULE}.",
+    )
 
 
 def allow_partial_param() -> Param:
