@@ -95,6 +95,7 @@ def retrain_on_commit() -> None:
         commit=commit,
         # None (every customer) after a schema change or on the first run.
         customers="{{ ti.xcom_pull(task_ids='changed_customers')['changed_keys'] }}",
+        previous_commit="{{ ti.xcom_pull(task_ids='changed_customers')['previous_commit'] }}",
     )
     advance = DoltAdvanceWatermarkOperator(
         task_id="advance_watermark",

@@ -109,7 +109,9 @@ def floor_params() -> dict[str, Param]:
     }
 
 
-def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOperator, BaseOperator]:
+def retrain_release_and_score(
+    *, commit: str, customers: str, previous_commit: str | None = None
+) -> tuple[BaseOperator, BaseOperator]:
     """Add the pipeline's tasks to the current DAG; returns its first and last task.
 
     The DAG must declare the ``allow_partial`` and ``pack_size`` params (:func:`allow_partial_param`,
@@ -117,6 +119,7 @@ def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOpera
 
     :param commit: template of the data commit to train on.
     :param customers: template of the customers to validate and train (None: every customer).
+    :param previous_commit: template of where the commit range starts, for the lineage (None: no range).
     """
     validate = DoltValidateOperator(
         task_id="validate",
@@ -126,6 +129,7 @@ def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOpera
         suite=settings.SUITE,
         docs_dir=settings.DATA_DOCS,
         quarantine=True,  # customers whose rows fail wait; the healthy ones go on
+        previous_commit=previous_commit,
     )
     train = AdapterTrainingOperator(
         task_id="train",
@@ -135,6 +139,7 @@ def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOpera
         backend=settings.TRAINING_BACKEND,
         pack_size="{{ params.pack_size }}",
         allow_partial="{{ params.allow_partial }}",
+        previous_commit=previous_commit,
     )
     release = BuildReleaseOperator(
         task_id="release",

@@ -23,10 +23,11 @@ from retrain.release.promotion import DEFAULT_FLOOR, check_settings, parse_floor
 from retrain.release.store import SERVING_EVENTS, ReleaseError, ReleaseEvent, ReleaseStore
 from retrain_airflow.arguments import as_flag
 from retrain_airflow.handoff import bounded, resolve
+from retrain_airflow.lineage import EmitsLineage, Lineage, ModelVersion, Release
 from retrain_airflow.operators.failures import fails_fast
 
 
-class BaseReleaseOperator(BaseOperator):
+class BaseReleaseOperator(EmitsLineage, BaseOperator):
     """Base of the release operators: the release store and the result every one of them returns.
 
     :param mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI``, else the embedded store).
@@ -65,6 +66,10 @@ class BaseReleaseOperator(BaseOperator):
             "promotions": bounded(list(promotions), context=context, name="promotions"),
             "note": event.note,
         }
+
+    def _release(self, release_id: str) -> Release:
+        """The release as a dataset of this operator's lineage."""
+        return Release(self.store.tracking_uri, release_id)
 
     def _required(self, name: str, value: str | None) -> str:
         if not value:
@@ -134,6 +139,13 @@ class BuildReleaseOperator(BaseReleaseOperator):
             changed_only=True,  # only the candidates' aliases can have moved: the rest stands as it is
             training_failures=failures,
         )
+        self.lineage = Lineage(
+            inputs=tuple(
+                ModelVersion(self.store.tracking_uri, a.model_name, a.version)
+                for a in built.manifest.adapters
+            ),
+            outputs=(self._release(built.event.release_id),),
+        )
         for line in built.decision_lines():
             self.log.info("%s", line)
         for customer, reason in built.failures.items():
@@ -158,17 +170,22 @@ class ResolveReleaseOperator(BaseReleaseOperator):
 
     @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
+        found = self._find()
+        self.lineage = Lineage(inputs=(self._release(found.release_id),))
+        return self._result(context, found)
+
+    def _find(self) -> ReleaseEvent:
         if self.release_id:
             found = self.store.find(self.release_id, events=(*SERVING_EVENTS, "pin"))
             if found is None:
                 raise ReleaseError(f"release {self.release_id!r} was never registered")
-            return self._result(context, found)
+            return found
         day = dt.date.fromisoformat(self._required("day", self.day))
         found = self.store.for_day(day)
         if found is None:
             raise ReleaseError(f"no release was in production on {day} and no pin covers it")
         self.log.info("release for %s: %s (%s)", day, found.release_id, found.event)
-        return self._result(context, found)
+        return found
 
 
 class RollbackReleaseOperator(BaseReleaseOperator):
@@ -201,6 +218,7 @@ class RollbackReleaseOperator(BaseReleaseOperator):
             event = self.store.rollback_customer(self._required("customer", self.customer))
         else:
             event = self.store.rollback(self._required("release_id", self.release_id))
+        self.lineage = Lineage(outputs=(self._release(event.release_id),))
         return self._result(context, event, previous=previous)
 
 
@@ -223,9 +241,9 @@ class PinReleaseOperator(BaseReleaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         start = _date("pin_from", self._required("pin_from", self.pin_from))
         end = _date("pin_to", self._required("pin_to", self.pin_to))
-        return self._result(
-            context, self.store.pin(self._required("release_id", self.release_id), start, end)
-        )
+        event = self.store.pin(self._required("release_id", self.release_id), start, end)
+        self.lineage = Lineage(outputs=(self._release(event.release_id),))
+        return self._result(context, event)
 
 
 def _date(name: str, value: str) -> dt.date:

@@ -15,11 +15,13 @@ from retrain.release.store import ReleaseStore
 from retrain.scoring import spark_submit
 from retrain.scoring.job import ScoringReport, score_partition
 from retrain.spark import SparkSettings, spark_session
+from retrain.tracking import tracking_uri
 from retrain_airflow.handoff import bounded_fields
+from retrain_airflow.lineage import EmitsLineage, HiveTable, Lineage, Release
 from retrain_airflow.operators.failures import fails_fast
 
 
-class HiveScoringOperator(BaseOperator):
+class HiveScoringOperator(EmitsLineage, BaseOperator):
     """Score ``input_table`` partition ``ds`` with release ``release_id`` into ``output_table``.
 
     Two ways to run the same job (:func:`retrain.scoring.job.score_partition`):
@@ -97,14 +99,30 @@ class HiveScoringOperator(BaseOperator):
     @fails_fast
     def execute(self, context: Context) -> dict[str, Any] | None:
         report = self._submit() if self.spark_conn_id else self._run_in_task()
+        if report is not None and report.skipped:
+            raise AirflowSkipException(report.skipped)
+        self.lineage = self._lineage()
         if report is None:
             self.log.info("spark-submit finished; the scoring report is in the driver's log (cluster mode)")
             return None
-        if report.skipped:
-            raise AirflowSkipException(report.skipped)
         self.log.info("%s", report.summary())
         per_customer = ("customers_scored", "missing_customers")  # row counts by customer
         return bounded_fields(report.to_dict(), per_customer, context=context)
+
+    def _lineage(self) -> Lineage:
+        """Read: the release and the input partition; written: the output partition of that release."""
+        settings = self._settings()
+
+        def table(name: str, **partition: str) -> HiveTable:
+            return HiveTable(name, settings.metastore_uri, settings.warehouse, partition)
+
+        return Lineage(
+            inputs=(
+                Release(tracking_uri(self.mlflow_uri), self.release_id),
+                table(self.input_table, ds=self.ds),
+            ),
+            outputs=(table(self.output_table, ds=self.ds, release=self.release_id),),
+        )
 
     def on_kill(self) -> None:
         if self._submit_hook is not None:

@@ -299,13 +299,17 @@ def test_rollback_takes_exactly_one_of_a_release_or_a_customer(arguments: dict[s
 
 @pytest.mark.parametrize("day", ["yesterday", "2026-13-01", ""])
 def test_pin_dates_are_checked_in_one_line(day: str) -> None:
-    """A templated date that is no date is the suite's InputError (no plain ValueError), store untouched."""
+    """A templated date that is no date is the suite's InputError (no plain ValueError), store
+    untouched; the task fails without retries, with its message."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     from retrain_airflow.operators.release import PinReleaseOperator
 
     pin = PinReleaseOperator(task_id="pin", release_id="0" * 32, pin_from=day, pin_to="2026-01-02")
     expected = "needs pin_from" if not day else f"pin_from must be a date YYYY-MM-DD, got '{day}'"
-    with pytest.raises(InputError, match=expected):
+    with pytest.raises(AirflowFailException, match=expected) as raised:
         pin.execute({})  # type: ignore[arg-type]  # no context is read before the dates
+    assert isinstance(raised.value.__cause__, InputError)
 
 
 def test_each_operator_templates_only_its_own_fields() -> None:
