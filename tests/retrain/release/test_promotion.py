@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from retrain import cli
 from retrain.adapters.registry import METRIC_TAG_PREFIX, TAG_PREFIX, model_name
 from retrain.adapters.training import UNPREDICTED_LABELS
+from retrain.release.build import promote_all
 from retrain.release.promotion import (
     DEFAULT_FLOOR,
     PromotionSettingsError,
@@ -276,11 +277,7 @@ def test_failures_file_holds_the_floor_reason(store: ReleaseStore, tmp_path: Pat
     """The reason reaches the Releases view through the release's failures.json, verbatim."""
     register(store, tmp_path, "acme_air", GOOD)
     low = register(store, tmp_path, "initech_saas", {**GOOD, "roc_auc": 0.52})
-    decisions = [
-        promote(store.client, c, v, floor=DEFAULT_FLOOR)
-        for c, v in [("acme_air", "1"), ("initech_saas", low)]
-    ]
-    event = store.register(store.production_manifest(), failures=floor_failures(decisions))
+    event = promote_all(store, {"acme_air": "1", "initech_saas": low}).event
     text = store.client.download_artifacts(event.run_id, "failures.json", str(tmp_path))
     assert json.loads(Path(text).read_text()) == {
         "initech_saas": "no production adapter: ROC AUC 0.52 < floor 0.6"
