@@ -8,6 +8,7 @@ from airflow.sdk import Param, dag
 
 from retrain import identifiers
 from retrain_airflow import settings
+from retrain_airflow.handoff import purge_on_success
 from retrain_airflow.operators.release import ResolveReleaseOperator
 from retrain_airflow.operators.reports import RetroTestReportOperator
 from retrain_airflow.pipelines import customer_id_param, hive_scoring, table_name_param
@@ -19,6 +20,7 @@ from retrain_airflow.pipelines import customer_id_param, hive_scoring, table_nam
     start_date=dt.datetime(2026, 10, 1),
     catchup=False,  # run it over a period with `airflow backfill create`
     max_active_runs=1,  # each run rewrites the partner's report from every day scored so far
+    on_success_callback=purge_on_success,  # its handed-off files: nothing reads them again
     tags=["retrain", "scoring", "retro-test"],
     default_args={"owner": "ml-platform", "retries": 1, "retry_delay": dt.timedelta(minutes=5)},
     params={

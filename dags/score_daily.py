@@ -6,6 +6,7 @@ import datetime as dt
 
 from airflow.sdk import dag
 
+from retrain_airflow.handoff import purge_on_success
 from retrain_airflow.operators.release import ResolveReleaseOperator
 from retrain_airflow.pipelines import hive_scoring, table_name_param
 
@@ -16,6 +17,7 @@ from retrain_airflow.pipelines import hive_scoring, table_name_param
     start_date=dt.datetime(2026, 11, 1),
     catchup=False,  # past days: `airflow backfill create --dag-id score_daily --from-date .. --to-date ..`
     max_active_runs=1,
+    on_success_callback=purge_on_success,  # its handed-off files: nothing reads them again
     tags=["retrain", "scoring", "hive"],
     default_args={"owner": "ml-platform", "retries": 3, "retry_delay": dt.timedelta(minutes=10)},
     params={

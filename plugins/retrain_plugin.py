@@ -1,5 +1,4 @@
-"""Airflow plugin of the retrain suite: the "Releases" view in the Airflow UI, and the listener that
-purges a successful DAG run's handed-off files (:mod:`retrain_airflow.handoff_listener`).
+"""Airflow plugin of the retrain suite: the "Releases" view in the Airflow UI.
 
 Installed with the provider (see ``__init__``). The app itself lives in the provider package
 (``retrain_airflow.releases_app``) so it is typed and tested on its own; the operators' extra links
@@ -10,7 +9,6 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from retrain_airflow import handoff_listener
 from retrain_airflow.releases_app import create_app
 
 
@@ -29,4 +27,3 @@ class RetrainPlugin(AirflowPlugin):
             "destination": "nav",
         }
     ]
-    listeners = [handoff_listener]  # noqa: RUF012

@@ -9,10 +9,12 @@ overrides): a local folder by default, ``s3://`` or ``gs://`` where workers shar
 Argo fan-out does the same with the parent MLflow run's ``customers.json``. Operators taking such
 values pass them through :func:`resolve`, so a template may pull either form.
 
-A run's files live as long as the run may read them: :func:`purge` removes them when the run
-succeeds (the plugin's listener, :mod:`retrain_airflow.handoff_listener`); a failed run keeps them,
-so that its failed tasks can be cleared and rerun. :func:`resolve` follows only references under the
-handoff path: a reference is data (an XCom, a template, a run's conf) and must not open any file.
+A run's files live as long as the run may read them: :func:`purge_on_success`, a DAG's
+``on_success_callback``, removes them when the run succeeds; a failed run keeps them, so that its
+failed tasks can be cleared and rerun. (A DAG callback runs in the DAG processor; a listener would
+run inside the scheduler's locked loop, where neither a Variable nor slow storage may be read.)
+:func:`resolve` follows only references under the handoff path: a reference is data (an XCom, a
+template, a run's conf) and must not open any file.
 
 Why not Airflow's ``XComObjectStorageBackend`` (common.io 1.11, Airflow 3.3): it is one
 deployment-wide ``[core] xcom_backend``, which a provider cannot set for its own tasks; it hands
@@ -23,6 +25,7 @@ explicit ``XCom.delete``: a retry writes another file, and clearing or deleting 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
@@ -32,6 +35,8 @@ from airflow.sdk import Context, ObjectStoragePath, Variable
 
 from retrain.errors import RetrainError
 from retrain_airflow import settings
+
+log = logging.getLogger(__name__)
 
 HANDOFF_LIMIT = 16_384  # bytes of JSON kept inline in XCom, as for the Argo workflow's selection
 HANDOFF_KEY = "handoff"
@@ -116,6 +121,14 @@ def _confined(url: str) -> ObjectStoragePath:
     ):
         raise HandoffError(f"handed-off value {url!r} is outside the handoff path {base}: not read")
     return path
+
+
+def purge_on_success(context: Context) -> None:
+    """A DAG's ``on_success_callback``: remove the files the run handed off, since nothing reads
+    them again (clearing a task of the run then needs its upstream tasks cleared too)."""
+    dag_id, run_id = context["dag"].dag_id, context["run_id"]
+    if purge(dag_id, run_id):
+        log.info("purged the handed-off files of %s run %s", dag_id, run_id)
 
 
 def purge(dag_id: str, run_id: str) -> bool:

@@ -10,6 +10,7 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.exceptions import ParamValidationError
 
 from retrain.identifiers import CUSTOMER_ID_RULE, is_customer_id
+from retrain_airflow.handoff import purge_on_success
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 PIPELINE = {"validate": {"train"}, "train": {"release"}, "release": {"score_today"}}
@@ -37,6 +38,7 @@ def test_no_import_errors_and_every_dag_documented(dagbag: DagBag) -> None:
         assert "retrain" in dag.tags, dag.dag_id
         assert all(task.owner == "ml-platform" for task in dag.tasks), dag.dag_id
         assert all(task.retries >= 1 for task in dag.tasks), dag.dag_id
+        assert dag.on_success_callback is purge_on_success, dag.dag_id  # its handed-off files go with it
 
 
 def test_retrain_on_commit_is_scheduled_by_the_dolt_watcher(dagbag: DagBag) -> None:

@@ -17,9 +17,11 @@ from .dag_files import load_dag
 DAG_SOURCE = """
 import datetime as dt
 from airflow.sdk import dag, get_current_context, task
-from retrain_airflow.handoff import bounded, resolve
+from retrain_airflow.handoff import bounded, purge_on_success, resolve
 
-@dag(dag_id="handoff", schedule=None, start_date=dt.datetime(2026, 1, 1))
+@dag(
+    dag_id="handoff", schedule=None, start_date=dt.datetime(2026, 1, 1), on_success_callback=purge_on_success
+)
 def handoff():
     @task
     def produce(count: int):
@@ -69,7 +71,7 @@ def test_large_customer_lists_travel_as_files_and_xcom_stays_small(
     assert run.get_task_instance("consume").xcom_pull(task_ids="consume") == {"few": 3, "many": count}
     sizes = xcom_sizes("handoff")
     assert max(sizes.values()) < 1_000 < HANDOFF_LIMIT, sizes
-    # The run succeeded: nothing reads its files again, and the plugin's listener removed them.
+    # The run succeeded: nothing reads its files again, and its on_success_callback removed them.
     assert not written.parents[1].exists()
     assert list((tmp_path / "handoff").rglob("*.json")) == []
 
@@ -82,7 +84,7 @@ def test_a_failed_run_keeps_its_files_for_a_rerun_of_its_tasks(
     assert run.state == "failed"
     produced = run.get_task_instance("produce").xcom_pull(task_ids="produce")
     assert resolve(produced["many"]) == [f"customer_{i:05d}" for i in range(1_000)]
-    assert purge("handoff", run.run_id)  # what the listener does once a rerun made the run succeed
+    assert purge("handoff", run.run_id)  # what the callback does once a rerun made the run succeed
     with pytest.raises(HandoffError, match=r"many\.json is gone \(its run's files are purged"):
         resolve(produced["many"])
     assert not purge("handoff", run.run_id)  # nothing left
