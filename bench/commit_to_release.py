@@ -34,7 +34,7 @@ from retrain.dolt import DoltRepository
 from retrain.dolt.dialects import Statement
 from retrain.dolt.watermark import CommitWatermark
 from retrain.fanout.local import train_customers
-from retrain.release.promotion import promote
+from retrain.release.build import promote_all
 from retrain.release.store import ReleaseStore
 from retrain.validation.gate import validate_commit
 from retrain.validation.suite import PACKAGED_SUITE
@@ -70,9 +70,7 @@ def main() -> None:
         )
         full_retrain = time.perf_counter() - started
         assert not everyone.failed, everyone.failed
-        for adapter in everyone.succeeded:
-            promote(store.client, adapter.customer, adapter.version)
-        first = store.register(store.production_manifest())
+        first = promote_all(store, {a.customer: a.version for a in everyone.succeeded}, floor=None).event
         print(
             f"full retrain of {args.customers} adapters (local fan-out, 2 workers): {full_retrain:.1f} s "
             f"({full_retrain / args.customers:.2f} s per adapter), release {first.release_id}"
@@ -144,11 +142,10 @@ def main() -> None:
                 force=True,
             )
             lap("train")
-            for adapter in trained.succeeded:
-                promote(store.client, adapter.customer, adapter.version, tolerance=1.0)
-            lap("gate")
-            second = store.register(store.production_manifest())
-            lap("release")
+            second = promote_all(
+                store, {a.customer: a.version for a in trained.succeeded}, tolerance=1.0, floor=None
+            ).event
+            lap("gate and release")
             watermark.advance(commit)
             lap("watermark")
             pipeline = sum(stages.values())

@@ -107,13 +107,13 @@ def main() -> None:
             job.append(drift())
     scoring, featured, measured = min(plain), min(with_values), min(job)
     print(f"  scoring, no drift values:   {scoring:7.1f} s  ({rows / scoring:6.0f} rows/s)")
-    print(f"  scoring with drift values:  {featured:7.1f} s  (+{featured / scoring - 1:.0%})")
+    print(f"  scoring with drift values:  {featured:7.1f} s  ({featured / scoring - 1:+.0%})")
     print(
         f"  drift job over the partition: {measured:5.1f} s  = {measured / scoring:.2f}x scoring "
         "(target <= 0.3x)"
     )
     in_pass = (featured + measured) / scoring - 1
-    print(f"  drift in the same pass: +{in_pass:.0%} on scoring (target <= 20%)")
+    print(f"  drift in the same pass: {in_pass:+.0%} on scoring (target <= 20%)")
 
 
 def _one_reference(release: Path, customer: str) -> Path:

@@ -59,7 +59,7 @@ from retrain.dolt.dialects import Statement
 from retrain.dolt.watermark import CommitWatermark
 from retrain.fanout.local import train_customers
 from retrain.outputs import BENCH_WORK, OutputPathError, claim
-from retrain.release.promotion import promote
+from retrain.release.build import promote_all
 from retrain.release.store import ReleaseStore
 from retrain.scoring.job import score_partition
 from retrain.spark import SparkSettings, spark_session
@@ -71,8 +71,8 @@ WORKERS = 2
 DAY = "2026-11-30"
 SINGLES = 6  # customers trained one at a time for the fan-out's baseline
 ONE_AT_A_TIME = "train all, one at a time"
-WHOLE_TABLE = ("validate all", "train all", ONE_AT_A_TIME, "gate all", "release all", "score partition")
-FLAT = ("sense", "validate changed", "release")  # per-commit stages that must not grow with N
+WHOLE_TABLE = ("validate all", "train all", ONE_AT_A_TIME, "gate and release all", "score partition")
+FLAT = ("sense", "validate changed", "gate and release")  # per-commit stages that must not grow with N
 FLAT_FLOOR = 0.05  # seconds under which a ratio is timer noise
 
 log = logging.getLogger("bench.scale")
@@ -259,12 +259,8 @@ def _run_size(
             )
             counts["items"] = len(unpacked.succeeded)
         assert not unpacked.failed, unpacked.failed
-        with meter.stage("gate all", "adapters") as counts:
-            for adapter in trained.succeeded:
-                promote(store.client, adapter.customer, adapter.version)
-            counts["items"] = len(trained.succeeded)
-        with meter.stage("release all", "adapters") as counts:
-            release = store.register(store.production_manifest())
+        with meter.stage("gate and release all", "adapters") as counts:
+            release = promote_all(store, {a.customer: a.version for a in trained.succeeded}, floor=None).event
             counts["items"] = release.adapter_count
         score("score partition", release.release_id)
 
@@ -303,12 +299,14 @@ def _run_size(
                 )
                 counts["items"] = len(result.succeeded)
             assert not result.failed, result.failed
-            with meter.stage(f"{tag} gate", "adapters") as counts:
-                for adapter in result.succeeded:
-                    promote(store.client, adapter.customer, adapter.version, tolerance=1.0)
-                counts["items"] = len(result.succeeded)
-            with meter.stage(f"{tag} release", "adapters") as counts:  # as the release operator builds it
-                release = store.register(store.production_manifest(changed=keys))
+            with meter.stage(f"{tag} gate and release", "adapters") as counts:  # as the release operator does
+                release = promote_all(
+                    store,
+                    {a.customer: a.version for a in result.succeeded},
+                    tolerance=1.0,
+                    floor=None,
+                    changed_only=True,
+                ).event
                 counts["items"] = release.adapter_count
             score(f"{tag} score", release.release_id)
             watermark.advance(commit)
@@ -369,7 +367,7 @@ def summary(small: SizeResult, large: SizeResult) -> list[str]:
         )
     for result in (small, large):
         stages = result.stages
-        steps = ("sense", "validate changed", "train", "gate", "release")
+        steps = ("sense", "validate changed", "train", "gate and release")
         pipeline = sum(stages[f"1 changed: {step}"].seconds for step in steps)
         ratio = pipeline / result.single_adapter
         ideal = result.single_per_worker * result.customers / WORKERS

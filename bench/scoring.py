@@ -29,7 +29,7 @@ from retrain.adapters.registry import train_and_register
 from retrain.adapters.training import TrainingParams
 from retrain.demo.seed import seed_training_repo, seed_warehouse
 from retrain.dolt import DoltRepository
-from retrain.release.promotion import promote
+from retrain.release.build import promote_all
 from retrain.release.store import ReleaseStore
 from retrain.scoring.job import ReleaseFiles, score_partition
 
@@ -52,17 +52,18 @@ def main() -> None:
         store = ReleaseStore.open(uri)
         seeded = seed_training_repo(work / "training.db", customers=CUSTOMERS, examples=200)
         with DoltRepository.open(str(seeded.path)) as repo:
-            for customer in seeded.customers:
-                adapter = train_and_register(
+            trained = {
+                customer: train_and_register(
                     repo,
                     table="examples",
                     commit="main",
                     customer=customer,
                     mlflow_uri=uri,
                     params=TrainingParams(epochs=1),
-                )
-                promote(store.client, customer, adapter.version)
-        release_id = store.register(store.production_manifest()).release_id
+                ).version
+                for customer in seeded.customers
+            }
+        release_id = promote_all(store, trained, floor=None).event.release_id
         seed_warehouse(
             work / "warehouse",
             customers=CUSTOMERS,

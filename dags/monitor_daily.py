@@ -8,10 +8,12 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, PartitionedAssetTimetable, dag, task
 
+from retrain.identifiers import RELEASE_ID_PATTERN, RELEASE_ID_RULE
 from retrain_airflow import settings
 from retrain_airflow.assets import DRIFT, SCORES
-from retrain_airflow.handoff import resolve
+from retrain_airflow.handoff import purge_on_success, resolve
 from retrain_airflow.operators.drift import DriftOperator, DriftRetrainingOperator
+from retrain_airflow.pipelines import table_name_param
 
 DAG_ID = "monitor_daily"
 RETRAINING_DAG = "retrain_scheduled"
@@ -25,6 +27,7 @@ RETRAINING_DAG = "retrain_scheduled"
     catchup=False,
     render_template_as_native_obj=True,  # thresholds stay an object, customer lists stay lists
     user_defined_filters={"resolved": resolve},  # a handed-off customer list, read back for the conf
+    on_success_callback=purge_on_success,  # its handed-off customer lists: nothing reads them again
     tags=["retrain", "drift", "monitoring"],
     default_args={"owner": "ml-platform", "retries": 2, "retry_delay": dt.timedelta(minutes=10)},
     params={
@@ -58,11 +61,11 @@ RETRAINING_DAG = "retrain_scheduled"
         "release": Param(
             None,
             type=["null", "string"],
-            pattern=r"^[0-9a-f]{32}$",
+            pattern=RELEASE_ID_PATTERN,
             title="Release (manual runs)",
-            description="The release that scored the day (a manual run).",
+            description=f"The release that scored the day (a manual run): {RELEASE_ID_RULE}.",
         ),
-        "scores_table": Param("scores", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+        "scores_table": table_name_param("scores"),
     },
     doc_md=f"""
 ### Daily drift monitoring

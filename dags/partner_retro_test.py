@@ -6,10 +6,12 @@ import datetime as dt
 
 from airflow.sdk import Param, dag
 
+from retrain import identifiers
 from retrain_airflow import settings
+from retrain_airflow.handoff import purge_on_success
 from retrain_airflow.operators.release import ResolveReleaseOperator
 from retrain_airflow.operators.reports import RetroTestReportOperator
-from retrain_airflow.pipelines import hive_scoring
+from retrain_airflow.pipelines import customer_id_param, hive_scoring, table_name_param
 
 
 @dag(
@@ -18,21 +20,20 @@ from retrain_airflow.pipelines import hive_scoring
     start_date=dt.datetime(2026, 10, 1),
     catchup=False,  # run it over a period with `airflow backfill create`
     max_active_runs=1,  # each run rewrites the partner's report from every day scored so far
+    on_success_callback=purge_on_success,  # its handed-off files: nothing reads them again
     tags=["retrain", "scoring", "retro-test"],
     default_args={"owner": "ml-platform", "retries": 1, "retry_delay": dt.timedelta(minutes=5)},
     params={
-        "customer": Param(
-            "acme_air", type="string", pattern=r"^[A-Za-z0-9_.-]{1,128}$", title="Partner (customer id)"
-        ),
+        "customer": customer_id_param("acme_air", title="Partner (customer id)"),
         "release": Param(
             "as-of",
             type="string",
-            pattern=r"^([0-9a-f]{32}|as-of)$",
+            anyOf=[{"pattern": identifiers.RELEASE_ID_PATTERN}, {"const": "as-of"}],
             title="Release",
             description="A release id (manifest MD5) to pin, or `as-of`: the release in production each day.",
         ),
-        "history_table": Param("labelled_history", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
-        "output_table": Param("retro_scores", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+        "history_table": table_name_param("labelled_history"),
+        "output_table": table_name_param("retro_scores"),
     },
     doc_md="""
 ### Partner retro-test

@@ -9,7 +9,7 @@ from airflow.sdk import Asset, AssetWatcher, dag, get_current_context, task
 
 from retrain.dolt.watermark import CommitRange
 from retrain_airflow import settings
-from retrain_airflow.handoff import bounded
+from retrain_airflow.handoff import bounded, purge_on_success
 from retrain_airflow.operators.dolt import DoltAdvanceWatermarkOperator
 from retrain_airflow.pipelines import (
     allow_partial_param,
@@ -46,6 +46,7 @@ dolt_commits = Asset(
     start_date=dt.datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,  # ranges are cut from the watermark: one run at a time keeps them disjoint
+    on_success_callback=purge_on_success,  # its handed-off files: nothing reads them again
     render_template_as_native_obj=True,  # templated customer lists stay lists (or None)
     tags=["retrain", "dolt"],
     default_args={"owner": "ml-platform", "retries": 2, "retry_delay": dt.timedelta(minutes=1)},
@@ -95,6 +96,7 @@ def retrain_on_commit() -> None:
         commit=commit,
         # None (every customer) after a schema change or on the first run.
         customers="{{ ti.xcom_pull(task_ids='changed_customers')['changed_keys'] }}",
+        previous_commit="{{ ti.xcom_pull(task_ids='changed_customers')['previous_commit'] }}",
     )
     advance = DoltAdvanceWatermarkOperator(
         task_id="advance_watermark",

@@ -8,10 +8,11 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from retrain_airflow.handoff import bounded
+from retrain_airflow.handoff import bounded, purge_on_success
 from retrain_airflow.hooks.dolt import DoltHook
 from retrain_airflow.pipelines import (
     allow_partial_param,
+    customer_id_schema,
     floor_params,
     pack_size_param,
     retrain_release_and_score,
@@ -26,6 +27,7 @@ SCHEDULE = os.environ.get("RETRAIN_FULL_RETRAIN_SCHEDULE", "@weekly")
     start_date=dt.datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    on_success_callback=purge_on_success,  # its handed-off files: nothing reads them again
     render_template_as_native_obj=True,
     tags=["retrain", "dolt"],
     default_args={"owner": "ml-platform", "retries": 2, "retry_delay": dt.timedelta(minutes=5)},
@@ -33,7 +35,7 @@ SCHEDULE = os.environ.get("RETRAIN_FULL_RETRAIN_SCHEDULE", "@weekly")
         "customers": Param(
             None,
             type=["null", "array"],
-            items={"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,128}$"},
+            items=customer_id_schema(),
             title="Customers",
             description="Retrain only these customers (a manual run); empty: every customer.",
         ),

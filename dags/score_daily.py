@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import Param, dag
+from airflow.sdk import dag
 
 from retrain_airflow.assets import SCORES
+from retrain_airflow.handoff import purge_on_success
 from retrain_airflow.operators.release import ResolveReleaseOperator
-from retrain_airflow.pipelines import hive_scoring
+from retrain_airflow.pipelines import hive_scoring, table_name_param
 
 
 @dag(
@@ -17,11 +18,12 @@ from retrain_airflow.pipelines import hive_scoring
     start_date=dt.datetime(2026, 11, 1),
     catchup=False,  # past days: `airflow backfill create --dag-id score_daily --from-date .. --to-date ..`
     max_active_runs=1,
+    on_success_callback=purge_on_success,  # its handed-off files: nothing reads them again
     tags=["retrain", "scoring", "hive"],
     default_args={"owner": "ml-platform", "retries": 3, "retry_delay": dt.timedelta(minutes=10)},
     params={
-        "input_table": Param("requests", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
-        "output_table": Param("scores", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+        "input_table": table_name_param("requests"),
+        "output_table": table_name_param("scores"),
     },
     doc_md="""
 ### Daily scoring

@@ -12,6 +12,7 @@ import re
 from retrain.errors import InputError
 
 _SQL_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+SQL_IDENTIFIER_RULE = "letters, digits and '_' (not starting with a digit)"
 # Git-style ref names, restricted to a safe alphabet: no "..", no "//", no trailing "/" or ".lock".
 _BRANCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 # Customer ids name MLflow models, directories and Argo parameters: no quotes, slashes or spaces.
@@ -21,6 +22,17 @@ _RELEASE_ID = re.compile(r"[0-9a-f]{32}")
 RELEASE_ID_RULE = "32 lowercase hex characters, the MD5 of a release manifest"
 
 
+def _json_schema_pattern(rule: re.Pattern[str]) -> str:
+    """``rule`` as a JSON Schema pattern (DAG params): anchored, since JSON Schema searches, and with
+    no final newline, which Python's ``$`` (jsonschema's) would let through."""
+    return f"^{rule.pattern}$(?!\\n)"
+
+
+SQL_IDENTIFIER_PATTERN = _json_schema_pattern(_SQL_IDENTIFIER)
+CUSTOMER_ID_PATTERN = _json_schema_pattern(_CUSTOMER_ID)
+RELEASE_ID_PATTERN = _json_schema_pattern(_RELEASE_ID)
+
+
 class InvalidIdentifierError(InputError):
     """A table, column or branch name that is not allowed to reach SQL."""
 
@@ -28,9 +40,7 @@ class InvalidIdentifierError(InputError):
 def sql_identifier(name: str, kind: str = "identifier") -> str:
     """Return ``name`` if it is a plain SQL identifier, else raise naming the ``kind`` (table, column...)."""
     if not isinstance(name, str) or not _SQL_IDENTIFIER.fullmatch(name):
-        raise InvalidIdentifierError(
-            f"invalid {kind} name {name!r}: use letters, digits and '_' (not starting with a digit)"
-        )
+        raise InvalidIdentifierError(f"invalid {kind} name {name!r}: use {SQL_IDENTIFIER_RULE}")
     return name
 
 

@@ -100,24 +100,25 @@ def trained_release(tmp_path_factory: pytest.TempPathFactory) -> TrainedRelease:
     from retrain.adapters.registry import train_and_register
     from retrain.adapters.training import TrainingParams
     from retrain.demo.corpus import customer_profiles, generate_examples
+    from retrain.release.build import promote_all
     from retrain.release.context import write_context
-    from retrain.release.promotion import promote
 
     root = tmp_path_factory.mktemp("trained-release")
     seeded = seed_training_repo(root / "training.db", customers=4, examples=20)
     store = ReleaseStore.open(f"sqlite:///{root / 'mlflow.db'}")
     with DoltRepository.open(str(seeded.path)) as repository:
-        for customer in seeded.customers:
-            adapter = train_and_register(
+        trained = {
+            customer: train_and_register(
                 repository,
                 table="examples",
                 commit="main",
                 customer=customer,
                 mlflow_uri=store.tracking_uri,
                 params=TrainingParams(epochs=1, min_examples=10),
-            )
-            promote(store.client, customer, adapter.version)
-    release_id = store.register(store.production_manifest()).release_id
+            ).version
+            for customer in seeded.customers
+        }
+    release_id = promote_all(store, trained, floor=None).event.release_id
     release_dir = write_context(store, release_id, root / "release")
     requests = [
         (example.text, profile.customer_id)
@@ -137,21 +138,22 @@ def release(repo: DoltRepository, seeded: SeededRepository, tmp_path: Path) -> t
 
     from retrain.adapters.registry import train_and_register
     from retrain.adapters.training import TrainingParams
-    from retrain.release.promotion import promote
+    from retrain.release.build import promote_all
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     store = ReleaseStore(MlflowClient(uri), uri)
-    for customer in ("acme_air", "globex_bank"):
-        adapter = train_and_register(
+    trained = {
+        customer: train_and_register(
             repo,
             table="examples",
             commit="main",
             customer=customer,
             mlflow_uri=uri,
             params=TrainingParams(epochs=1, min_examples=10),
-        )
-        promote(store.client, customer, adapter.version)
-    return store, store.register(store.production_manifest()).release_id
+        ).version
+        for customer in ("acme_air", "globex_bank")
+    }
+    return store, promote_all(store, trained, floor=None).event.release_id
 
 
 @pytest.fixture

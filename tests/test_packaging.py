@@ -53,6 +53,7 @@ def test_console_script_runs() -> None:
 # Run inside the fresh venv: what a user gets from `pip install retrain-suite[airflow]`.
 INSTALLED_PROBE = """
 import json
+from importlib.resources import files
 import retrain, retrain_airflow.pipelines
 from airflow import plugins_manager
 from airflow.configuration import conf
@@ -71,6 +72,7 @@ print(json.dumps({
     "plugin_errors": plugins_manager.get_import_errors(),
     "warehouse": conf.get("retrain", "warehouse"),
     "suite": load_suite(PACKAGED_SUITE).name,
+    "facet_schemas": sorted(f.name for f in files("retrain_airflow").joinpath("schemas").iterdir()),
 }))
 """
 
@@ -126,6 +128,8 @@ def test_the_wheel_alone_is_a_complete_provider(tmp_path: Path) -> None:
     assert found["plugin_errors"] == {}
     assert found["warehouse"] == f"{home}/retrain/warehouse"
     assert found["suite"] == "examples"
+    shipped = sorted(f.name for f in (ROOT / "operators" / "retrain_airflow" / "schemas").glob("*.json"))
+    assert found["facet_schemas"] == shipped  # the OpenLineage facets' JSON Schemas
     listed = subprocess.run(
         [
             str(venv / "bin" / "airflow"),

@@ -2,7 +2,9 @@
 ``apache_airflow_provider`` entry point (as Airflow's own providers keep it, in a module of its own).
 
 It names the hooks, triggers, sensors, operators and extra links, the connection forms of ``dolt``
-and ``argo``, the ``[retrain]`` config section and the AirflowPlugin.
+and ``argo`` and the ``[retrain]`` config section. The AirflowPlugin is not listed here: the
+``airflow.plugins`` entry point loads it under either ``[core] lazy_discover_providers`` setting,
+and a second listing is reported as a plugin import error when providers are discovered eagerly.
 """
 
 from __future__ import annotations
@@ -150,7 +152,6 @@ CONFIG: dict[str, Any] = {
         },
     }
 }
-PLUGIN_CLASS = "retrain_airflow.plugins.retrain_plugin.RetrainPlugin"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -161,7 +162,6 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Per-customer adapter retraining on Dolt commits, with MLflow lineage.",
         "versions": [retrain.__version__],
         "connection-types": [DOLT_CONNECTION, ARGO_CONNECTION],
-        "plugins": [{"name": "retrain", "plugin-class": PLUGIN_CLASS}],
         "config": CONFIG,
         "hooks": [
             {"integration-name": "Dolt", "python-modules": ["retrain_airflow.hooks.dolt"]},

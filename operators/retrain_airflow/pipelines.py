@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Param
 
+from retrain import identifiers
 from retrain.release.promotion import DEFAULT_FLOOR
 from retrain_airflow import settings
 from retrain_airflow.operators.release import BuildReleaseOperator
@@ -22,6 +23,37 @@ def hive_scoring(**kwargs: Any) -> HiveScoringOperator:
     """A :class:`HiveScoringOperator` on the deployment's warehouse, adapter cache and Spark pool."""
     return HiveScoringOperator(
         warehouse=settings.WAREHOUSE, workdir=settings.SCORING_CACHE, pool=settings.SPARK_POOL, **kwargs
+    )
+
+
+def customer_id_schema() -> dict[str, str]:
+    """JSON Schema of a customer id in a DAG param: the rule the tasks check (:mod:`retrain.identifiers`)."""
+    return {
+        "type": "string",
+        "pattern": identifiers.CUSTOMER_ID_PATTERN,
+        "description": f"A customer id: {identifiers.CUSTOMER_ID_RULE}.",
+    }
+
+
+def customer_id_param(default: str, *, title: str) -> Param:
+    """A DAG param of one customer id (:func:`customer_id_schema`)."""
+    schema = customer_id_schema()
+    return Param(
+        default,
+        type=schema["type"],
+        pattern=schema["pattern"],
+        description=schema["description"],
+        title=title,
+    )
+
+
+def table_name_param(default: str) -> Param:
+    """A DAG param of a Hive table name: the rule the tasks check (:mod:`retrain.identifiers`)."""
+    return Param(
+        default,
+        type="string",
+        pattern=identifiers.SQL_IDENTIFIER_PATTERN,
+        description=f"A Hive table name: {identifiers.SQL_IDENTIFIER_RULE}.",
     )
 
 
@@ -77,7 +109,9 @@ def floor_params() -> dict[str, Param]:
     }
 
 
-def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOperator, BaseOperator]:
+def retrain_release_and_score(
+    *, commit: str, customers: str, previous_commit: str | None = None
+) -> tuple[BaseOperator, BaseOperator]:
     """Add the pipeline's tasks to the current DAG; returns its first and last task.
 
     The DAG must declare the ``allow_partial`` and ``pack_size`` params (:func:`allow_partial_param`,
@@ -85,6 +119,7 @@ def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOpera
 
     :param commit: template of the data commit to train on.
     :param customers: template of the customers to validate and train (None: every customer).
+    :param previous_commit: template of where the commit range starts, for the lineage (None: no range).
     """
     validate = DoltValidateOperator(
         task_id="validate",
@@ -94,6 +129,7 @@ def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOpera
         suite=settings.SUITE,
         docs_dir=settings.DATA_DOCS,
         quarantine=True,  # customers whose rows fail wait; the healthy ones go on
+        previous_commit=previous_commit,
     )
     train = AdapterTrainingOperator(
         task_id="train",
@@ -103,6 +139,7 @@ def retrain_release_and_score(*, commit: str, customers: str) -> tuple[BaseOpera
         backend=settings.TRAINING_BACKEND,
         pack_size="{{ params.pack_size }}",
         allow_partial="{{ params.allow_partial }}",
+        previous_commit=previous_commit,
     )
     release = BuildReleaseOperator(
         task_id="release",

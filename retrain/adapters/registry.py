@@ -119,6 +119,26 @@ class RegisteredAdapter:
     commit: str
     metrics: dict[str, float]
     reused: bool = False
+    training_key: str = ""  # what makes two trainings the same (:func:`training_key`)
+    code_version: str = ""  # the code that trained it ($RETRAIN_CODE_VERSION, else the git commit)
+
+    @classmethod
+    def from_version(
+        cls, customer: str, version: Any, commit: str, *, reused: bool = False
+    ) -> RegisteredAdapter:
+        """The adapter a registered model version holds, with the lineage its tags record."""
+        tags = version.tags
+        return cls(
+            customer,
+            version.name,
+            str(version.version),
+            str(version.run_id),
+            commit,
+            version_metrics(version),
+            reused=reused,
+            training_key=tags.get(f"{TAG_PREFIX}training_key", ""),
+            code_version=tags.get(f"{TAG_PREFIX}code_version", ""),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -213,15 +233,7 @@ class _Training:
                 existing.name,
                 existing.version,
             )
-            return RegisteredAdapter(
-                customer,
-                existing.name,
-                str(existing.version),
-                str(existing.run_id),
-                self.commit,
-                version_metrics(existing),
-                reused=True,
-            )
+            return RegisteredAdapter.from_version(customer, existing, self.commit, reused=True)
         column = sql_identifier(self.key_column, "column")
         rows = self.repo.read_table(self.table, self.commit, where={column: customer})
         tags = {
@@ -348,7 +360,14 @@ class _Training:
             ", ".join(f"{k}={v:.3f}" for k, v in result.metrics.items()),
         )
         return RegisteredAdapter(
-            customer, version.name, str(version.version), run.info.run_id, self.commit, result.metrics
+            customer,
+            version.name,
+            str(version.version),
+            run.info.run_id,
+            self.commit,
+            result.metrics,
+            training_key=planned.tags[f"{TAG_PREFIX}training_key"],
+            code_version=planned.tags[f"{TAG_PREFIX}code_version"],
         )
 
 
@@ -524,10 +543,7 @@ def versions_for_commit(
         if not token:
             break
     return {
-        customer: RegisteredAdapter(
-            customer, v.name, str(v.version), str(v.run_id), commit, version_metrics(v)
-        )
-        for customer, v in sorted(found.items())
+        customer: RegisteredAdapter.from_version(customer, v, commit) for customer, v in sorted(found.items())
     }
 
 

@@ -14,27 +14,27 @@ if TYPE_CHECKING:
 
 
 def _build(args: argparse.Namespace) -> None:
+    from retrain.release.build import promote_all
     from retrain.release.manifest import diff
-    from retrain.release.promotion import check_settings, floor_failures, parse_floor, promote
+    from retrain.release.promotion import check_settings, parse_floor
 
     store = common.release_store(args)
     floor = None if args.no_floor else parse_floor(args.floor)
-    check_settings(args.metric, args.tolerance, floor or {})
-    decisions = []
-    if args.promote:
-        for customer, version in store.challengers().items():
-            decision = promote(
-                store.client, customer, version, metric=args.metric, tolerance=args.tolerance, floor=floor
-            )
-            decisions.append(decision)
-            print(
-                f"{'promoted' if decision.promoted else 'rejected'} {customer} v{version}: {decision.reason}"
-            )
-    previous = store.latest()
-    event = store.register(store.production_manifest(), failures=floor_failures(decisions))
+    check_settings(args.metric, args.tolerance, floor or {})  # before the registry is read
+    built = promote_all(
+        store,
+        store.challengers() if args.promote else {},
+        metric=args.metric,
+        tolerance=args.tolerance,
+        floor=floor,
+        require_floor=args.require_floor,
+    )
+    for line in built.decision_lines():
+        print(line)
+    event = built.event
     print(f"release {event.release_id} ({event.event}, {event.adapter_count} adapters, {event.changes})")
-    if previous is not None and previous.release_id != event.release_id:
-        print("\n".join(diff(store.manifest(previous.release_id), store.manifest(event.release_id)).lines()))
+    if built.previous is not None and built.previous.release_id != event.release_id:
+        print("\n".join(diff(store.manifest(built.previous.release_id), built.manifest).lines()))
 
 
 def _list(args: argparse.Namespace) -> None:
@@ -147,6 +147,11 @@ def register(commands: Commands) -> None:
         "--no-floor",
         action="store_true",
         help="promote without the quality floor (adapters trained on a handful of rows)",
+    )
+    build.add_argument(
+        "--require-floor",
+        action="store_true",
+        help="withhold the release, moving no alias, when a customer's first version is below the floor",
     )
     command("list", _list, "release events, newest first")
     show = command("show", _show, "a release's adapters")

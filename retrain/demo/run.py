@@ -24,8 +24,8 @@ from retrain.drift.job import drift_partition
 from retrain.fanout.local import train_customers
 from retrain.outputs import DEMO_HOME, OutputPathError, claim
 from retrain.quiet import quiet_libraries
+from retrain.release.build import promote_all
 from retrain.release.manifest import diff
-from retrain.release.promotion import DEFAULT_FLOOR, floor_failures, promote
 from retrain.release.store import ReleaseStore
 from retrain.scoring.job import score_partition
 from retrain.spark import SparkSettings, spark_session
@@ -59,18 +59,14 @@ def cycle(
     )
     print(trained.table())
     step("Promotion gate and release")
-    store = ReleaseStore.open(uri)
-    decisions = [promote(store.client, a.customer, a.version, floor=DEFAULT_FLOOR) for a in trained.succeeded]
-    for decision in decisions:
-        print(
-            f"{'promoted' if decision.promoted else 'rejected'} {decision.customer} v{decision.version}: "
-            f"{decision.reason}"
-        )
-    left_out = floor_failures(decisions)  # first versions below the quality floor
-    event = store.register(store.production_manifest(), failures=left_out)
+    built = promote_all(ReleaseStore.open(uri), {a.customer: a.version for a in trained.succeeded})
+    for line in built.decision_lines():
+        print(line)
+    event = built.event
     print(
         f"release {event.release_id} ({event.adapter_count} adapters, {event.changes})"
-        + "".join(f"\n  left out {c}: {reason}" for c, reason in left_out.items())
+        # first versions below the quality floor
+        + "".join(f"\n  left out {c}: {reason}" for c, reason in built.failures.items())
     )
     return event.release_id
 

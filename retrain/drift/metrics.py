@@ -27,8 +27,9 @@ STATUSES: tuple[Status, ...] = ("ok", "drift", "insufficient", "no_reference")
 
 # metric -> (per-row features, statistic). A PSI over several features is the sum of theirs: the
 # PSI of their joint distribution if they were independent (KL divergence adds over independent
-# coordinates), so a shift that moves the embedding a little along each of them still adds up. ``volume_change`` compares the day's rows with the mean of the customer's previous
-# days in the ``drift`` table (a ratio: alarmed above t or below 1/t).
+# coordinates), so a shift that moves the embedding a little along each of them still adds up.
+# ``volume_change`` compares the day's rows with the mean of the customer's previous days in the
+# ``drift`` table (a ratio: alarmed above t or below 1/t).
 DISTRIBUTION_METRICS: dict[str, tuple[tuple[str, ...], Literal["psi", "js"]]] = {
     "length_psi": (("tokens",), "psi"),
     "novelty_psi": (("novelty",), "psi"),

@@ -9,6 +9,9 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.exceptions import ParamValidationError
 
+from retrain.identifiers import CUSTOMER_ID_RULE, is_customer_id
+from retrain_airflow.handoff import purge_on_success
+
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 PIPELINE = {"validate": {"train"}, "train": {"release"}, "release": {"score_today"}}
 
@@ -36,6 +39,7 @@ def test_no_import_errors_and_every_dag_documented(dagbag: DagBag) -> None:
         assert "retrain" in dag.tags, dag.dag_id
         assert all(task.owner == "ml-platform" for task in dag.tasks), dag.dag_id
         assert all(task.retries >= 1 for task in dag.tasks), dag.dag_id
+        assert dag.on_success_callback is purge_on_success, dag.dag_id  # its handed-off files go with it
 
 
 def test_retrain_on_commit_is_scheduled_by_the_dolt_watcher(dagbag: DagBag) -> None:
@@ -92,7 +96,9 @@ def test_partner_retro_test_validates_its_params(dagbag: DagBag) -> None:
     }
     assert dag.params["release"] == "as-of"
     assert dag.params.get_param("release").resolve("0" * 32) == "0" * 32
-    bad_values = {"release": "not-a-release", "customer": "acme; DROP TABLE x", "output_table": "a-b"}
+    with pytest.raises(ParamValidationError, match="is not valid under any of the given schemas"):
+        dag.params.get_param("release").resolve("not-a-release")
+    bad_values = {"customer": "acme; DROP TABLE x", "output_table": "a-b", "history_table": "x" * 65}
     for name, bad in bad_values.items():
         with pytest.raises(ParamValidationError, match="does not match"):
             dag.params.get_param(name).resolve(bad)
@@ -119,3 +125,21 @@ def test_monitor_daily_runs_once_per_scored_partition(dagbag: DagBag) -> None:
     }.items():
         with pytest.raises(ParamValidationError):
             dag.params.get_param(name).resolve(bad)
+
+
+def test_customer_params_follow_the_tasks_identifier_rule(dagbag: DagBag) -> None:
+    """A DAG param takes what the tasks take (retrain.identifiers), so a run is never refused
+    inside a task for an id its trigger form accepted."""
+    customers = dagbag.dags["retrain_scheduled"].params.get_param("customers")
+    partner = dagbag.dags["partner_retro_test"].params.get_param("customer")
+    for value in ("-acme", ".acme", "a" * 129, "acme air"):
+        assert not is_customer_id(value)
+        with pytest.raises(ParamValidationError, match="does not match"):
+            partner.resolve(value)
+        with pytest.raises(ParamValidationError, match="does not match"):
+            customers.resolve([value])
+    for value in ("acme_air", "a", "A1.b-c", "a" * 128):
+        assert is_customer_id(value)
+        assert partner.resolve(value) == value
+        assert customers.resolve([value]) == [value]
+    assert CUSTOMER_ID_RULE in partner.description

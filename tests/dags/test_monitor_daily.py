@@ -20,7 +20,7 @@ from retrain.adapters.training import TrainingParams
 from retrain.demo.seed import seed_training_repo, seed_warehouse
 from retrain.dolt import DoltRepository
 from retrain.drift.history import DriftHistory
-from retrain.release.promotion import promote
+from retrain.release.build import promote_all
 from retrain.release.store import ReleaseStore
 
 from ..operators.dag_files import load_dag
@@ -49,17 +49,18 @@ def test_a_scored_day_is_measured_and_drifting_customers_with_new_rows_retrained
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     store = ReleaseStore(MlflowClient(uri), uri)
     with DoltRepository.open(str(seeded.path)) as repo:
-        for customer in ("acme_air", "globex_bank"):
-            adapter = train_and_register(
+        trained = {
+            customer: train_and_register(
                 repo,
                 table="examples",
                 commit=seeded.commits[0],
                 customer=customer,
                 mlflow_uri=uri,
                 params=TrainingParams(epochs=1, min_examples=10),
-            )
-            promote(store.client, customer, adapter.version)
-    release_id = store.register(store.production_manifest()).release_id
+            ).version
+            for customer in ("acme_air", "globex_bank")
+        }
+    release_id = promote_all(store, trained, floor=None).event.release_id
     day = dt.date.fromisoformat(DS)
     store.pin(release_id, day, day)
     seed_warehouse(tmp_path / "warehouse", customers=3, start=day, days=1, rows_per_customer=30)

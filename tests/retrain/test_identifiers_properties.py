@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
+import jsonschema
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -19,8 +20,11 @@ from retrain.demo.seed import seed_training_repo
 from retrain.dolt import DoltRepository
 from retrain.errors import RetrainError
 from retrain.identifiers import (
+    CUSTOMER_ID_PATTERN,
     CUSTOMER_ID_RULE,
+    RELEASE_ID_PATTERN,
     RELEASE_ID_RULE,
+    SQL_IDENTIFIER_PATTERN,
     branch_name,
     customer_id,
     release_id,
@@ -107,6 +111,20 @@ def test_customer_ids_never_leave_their_directory_or_quote(name: str) -> None:
     assert name not in (".", "..")
     root = Path("/srv/release/adapters")
     assert (root / name).resolve().parent == root
+
+
+@given(st.one_of(HOSTILE, st.from_regex(CUSTOMER_ID, fullmatch=True), st.from_regex(SQL_IDENTIFIER)))
+@example("-acme")
+@example("acme\n")
+def test_json_schema_patterns_accept_what_the_checks_accept(value: str) -> None:
+    """DAG params validate with JSON Schema (as Airflow's Params do): the same rule as the tasks'."""
+    for pattern, check in (
+        (CUSTOMER_ID_PATTERN, customer_id),
+        (SQL_IDENTIFIER_PATTERN, sql_identifier),
+        (RELEASE_ID_PATTERN, release_id),
+    ):
+        by_schema = jsonschema.Draft7Validator({"type": "string", "pattern": pattern}).is_valid(value)
+        assert by_schema == (refusal(check, value) is None), (pattern, value)
 
 
 @given(st.from_regex(RELEASE_ID, fullmatch=True))

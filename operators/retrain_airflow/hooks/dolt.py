@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 from airflow.sdk import BaseHook, Connection
@@ -12,6 +13,9 @@ from retrain.dolt import DoltRepository
 from retrain.dolt.connections import URL_OPTIONS
 from retrain.dolt.errors import DoltConnectionError
 from retrain.errors import InputError
+
+if TYPE_CHECKING:
+    from airflow.providers.openlineage.sqlparser import DatabaseInfo
 
 
 def repository_location(connection: Connection) -> str:
@@ -66,6 +70,18 @@ class DoltHook(BaseHook):
             return None
         base = str(web_url).rstrip("/")
         return f"{base}/compare/main/{old}...{new}" if old else f"{base}/commits/main/{new}"
+
+    def get_openlineage_database_info(self, connection: Connection) -> DatabaseInfo:
+        """Where OpenLineage finds this repository's tables: namespace ``dolt://host:port`` and
+        names ``<database>.<table>`` for a sql-server (MySQL's convention); ``doltlite`` and
+        ``<file>.<table>`` for an embedded file. No credentials."""
+        from airflow.providers.openlineage.sqlparser import DatabaseInfo
+
+        path = connection.extra_dejson.get("path")
+        if path:
+            return DatabaseInfo(scheme="doltlite", database=str(Path(path).resolve()))
+        authority = f"{connection.host}:{connection.port or 3306}"
+        return DatabaseInfo(scheme="dolt", authority=authority, database=connection.schema)
 
     async def aget_repository_location(self) -> str:
         return repository_location(await self.aget_connection(self.dolt_conn_id))

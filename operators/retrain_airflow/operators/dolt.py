@@ -9,9 +9,11 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowSkipException
 
 from retrain.dolt.watermark import CommitWatermark
+from retrain.errors import InputError
 from retrain_airflow.handoff import resolve
 from retrain_airflow.hooks.dolt import DoltHook
 from retrain_airflow.links import DoltCommitDiffLink
+from retrain_airflow.operators.failures import fails_fast
 
 
 class DoltAdvanceWatermarkOperator(BaseOperator):
@@ -52,10 +54,11 @@ class DoltAdvanceWatermarkOperator(BaseOperator):
 
     operator_extra_links = (DoltCommitDiffLink(),)
 
+    @fails_fast
     def execute(self, context: Context) -> str:
         held_by = resolve(self.held_by)
         if isinstance(held_by, str):
-            raise ValueError(
+            raise InputError(
                 f"held_by must be customers (a list or mapping), got the string {held_by[:80]!r}; render it "
                 "natively (DAG render_template_as_native_obj=True) or pass an XComArg"
             )

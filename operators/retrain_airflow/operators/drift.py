@@ -14,14 +14,17 @@ from retrain.drift.metrics import Thresholds, ThresholdsError
 from retrain.drift.retraining import plan_retraining
 from retrain.release.store import ReleaseStore
 from retrain.spark import SparkSettings, spark_session
+from retrain.tracking import tracking_uri
 from retrain_airflow.arguments import as_flag
 from retrain_airflow.handoff import bounded, bounded_fields, resolve
 from retrain_airflow.hooks.dolt import DoltHook
+from retrain_airflow.lineage import EmitsLineage, HiveTable, Lineage, Release
+from retrain_airflow.operators.failures import fails_fast
 
 PER_CUSTOMER = ("drifting", "no_reference", "insufficient")  # the report's fields that grow with customers
 
 
-class DriftOperator(BaseOperator):
+class DriftOperator(EmitsLineage, BaseOperator):
     """Measure drift of ``scores_table`` partition (``ds``, ``release_id``) into Hive ``drift_table``.
 
     Every customer of the release against its adapter's reference, in one pass in the task's Spark
@@ -80,10 +83,12 @@ class DriftOperator(BaseOperator):
             mlflow_uri,
         )
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
         thresholds = self._thresholds()  # a bad setting fails before Spark starts
+        settings = SparkSettings.from_env(warehouse=self.warehouse)
         report = drift_partition(
-            spark_session(SparkSettings.from_env(warehouse=self.warehouse)),
+            spark_session(settings),
             ReleaseStore.open(self.mlflow_uri),
             release_id=self.release_id,
             ds=self.ds,
@@ -98,6 +103,20 @@ class DriftOperator(BaseOperator):
             )
             self.log.warning("drifting customer %s: %s", customer, shown)
         self._announce(context, report)
+        self.lineage = Lineage(
+            inputs=(
+                Release(tracking_uri(self.mlflow_uri), self.release_id),
+                HiveTable(
+                    self.scores_table,
+                    settings.metastore_uri,
+                    settings.warehouse,
+                    {"ds": self.ds, "release": self.release_id},
+                ),
+            ),
+            outputs=(
+                HiveTable(self.drift_table, settings.metastore_uri, settings.warehouse, {"ds": self.ds}),
+            ),
+        )
         return bounded_fields(report.to_dict(), PER_CUSTOMER, context=context)
 
     def _thresholds(self) -> Thresholds | None:
@@ -170,6 +189,7 @@ class DriftRetrainingOperator(BaseOperator):
         self.table, self.key_column, self.branch = table, key_column, branch
         self.dolt_conn_id, self.mlflow_uri = dolt_conn_id, mlflow_uri
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
         drifting = sorted(resolve(self.drifting) or [])
         if not drifting:

@@ -17,22 +17,17 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from retrain.errors import InputError
+from retrain.release.build import promote_all
 from retrain.release.manifest import diff
-from retrain.release.promotion import (
-    DEFAULT_FLOOR,
-    PromotionDecision,
-    check_settings,
-    first_versions_below_floor,
-    floor_failures,
-    parse_floor,
-    promote,
-)
+from retrain.release.promotion import DEFAULT_FLOOR, check_settings, parse_floor
 from retrain.release.store import SERVING_EVENTS, ReleaseError, ReleaseEvent, ReleaseStore
 from retrain_airflow.arguments import as_flag
 from retrain_airflow.handoff import bounded, resolve
+from retrain_airflow.lineage import EmitsLineage, Lineage, ModelVersion, Release
+from retrain_airflow.operators.failures import fails_fast
 
 
-class BaseReleaseOperator(BaseOperator):
+class BaseReleaseOperator(EmitsLineage, BaseOperator):
     """Base of the release operators: the release store and the result every one of them returns.
 
     :param mlflow_uri: tracking URI (default ``$MLFLOW_TRACKING_URI``, else the embedded store).
@@ -71,6 +66,10 @@ class BaseReleaseOperator(BaseOperator):
             "promotions": bounded(list(promotions), context=context, name="promotions"),
             "note": event.note,
         }
+
+    def _release(self, release_id: str) -> Release:
+        """The release as a dataset of this operator's lineage."""
+        return Release(self.store.tracking_uri, release_id)
 
     def _required(self, name: str, value: str | None) -> str:
         if not value:
@@ -120,60 +119,38 @@ class BuildReleaseOperator(BaseReleaseOperator):
         self.candidates, self.failures, self.metric, self.tolerance = candidates, failures, metric, tolerance
         self.floor, self.require_floor = floor, require_floor
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
         candidates = _mapping("candidates", resolve(self.candidates), "customers to versions")
-        failures = dict(_mapping("failures", resolve(self.failures), "customers to reasons"))
+        failures = _mapping("failures", resolve(self.failures), "customers to reasons")
         floor = (
             None if self.floor is None else parse_floor(_mapping("floor", self.floor, "metrics to minimums"))
         )
-        versions = {
-            customer: candidate["version"] if isinstance(candidate, Mapping) else str(candidate)
-            for customer, candidate in candidates.items()
-        }
-        if (
-            floor is not None
-            and as_flag(self.require_floor)
-            and (below := first_versions_below_floor(self.store.client, versions, floor))
-        ):
-            raise ReleaseError(
-                "release withheld (require_floor): "
-                + "; ".join(f"{customer}: {reason}" for customer, reason in below.items())
-            )
-        decisions: list[PromotionDecision] = []
-        promotions: list[dict[str, Any]] = []
-        for customer, version in sorted(versions.items()):
-            decision = promote(
-                self.store.client,
-                customer,
-                version,
-                metric=self.metric,
-                tolerance=self.tolerance,
-                floor=floor,
-            )
-            decisions.append(decision)
-            self.log.info(
-                "%s %s v%s: %s",
-                "promoted" if decision.promoted else "rejected",
-                customer,
-                version,
-                decision.reason,
-            )
-            promotions.append(
-                {
-                    "customer": customer,
-                    "version": version,
-                    "promoted": decision.promoted,
-                    "reason": decision.reason,
-                }
-            )
-        failures.update(floor_failures(decisions))
-        previous = self.store.latest()
-        for customer, reason in sorted(failures.items()):
+        built = promote_all(
+            self.store,
+            {
+                customer: candidate["version"] if isinstance(candidate, Mapping) else str(candidate)
+                for customer, candidate in candidates.items()
+            },
+            metric=self.metric,
+            tolerance=self.tolerance,
+            floor=floor,
+            require_floor=as_flag(self.require_floor),
+            changed_only=True,  # only the candidates' aliases can have moved: the rest stands as it is
+            training_failures=failures,
+        )
+        self.lineage = Lineage(
+            inputs=tuple(
+                ModelVersion(self.store.tracking_uri, a.model_name, a.version)
+                for a in built.manifest.adapters
+            ),
+            outputs=(self._release(built.event.release_id),),
+        )
+        for line in built.decision_lines():
+            self.log.info("%s", line)
+        for customer, reason in built.failures.items():
             self.log.warning("not in this release: %s (%s)", customer, reason)
-        # Only the candidates' aliases can have moved: the rest of the release stands as it is.
-        manifest = self.store.production_manifest(changed=list(candidates))
-        event = self.store.register(manifest, failures=failures)
-        return self._result(context, event, previous=previous, promotions=promotions)
+        return self._result(context, built.event, previous=built.previous, promotions=built.promotions())
 
 
 class ResolveReleaseOperator(BaseReleaseOperator):
@@ -191,18 +168,24 @@ class ResolveReleaseOperator(BaseReleaseOperator):
         super().__init__(**kwargs)
         self.release_id, self.day = release_id, day
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
+        found = self._find()
+        self.lineage = Lineage(inputs=(self._release(found.release_id),))
+        return self._result(context, found)
+
+    def _find(self) -> ReleaseEvent:
         if self.release_id:
             found = self.store.find(self.release_id, events=(*SERVING_EVENTS, "pin"))
             if found is None:
                 raise ReleaseError(f"release {self.release_id!r} was never registered")
-            return self._result(context, found)
+            return found
         day = dt.date.fromisoformat(self._required("day", self.day))
         found = self.store.for_day(day)
         if found is None:
             raise ReleaseError(f"no release was in production on {day} and no pin covers it")
         self.log.info("release for %s: %s (%s)", day, found.release_id, found.event)
-        return self._result(context, found)
+        return found
 
 
 class RollbackReleaseOperator(BaseReleaseOperator):
@@ -228,12 +211,14 @@ class RollbackReleaseOperator(BaseReleaseOperator):
             )
         self.release_id, self.customer = release_id, customer
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
         previous = self.store.latest()
         if self.customer is not None:
             event = self.store.rollback_customer(self._required("customer", self.customer))
         else:
             event = self.store.rollback(self._required("release_id", self.release_id))
+        self.lineage = Lineage(outputs=(self._release(event.release_id),))
         return self._result(context, event, previous=previous)
 
 
@@ -252,12 +237,13 @@ class PinReleaseOperator(BaseReleaseOperator):
         super().__init__(**kwargs)
         self.release_id, self.pin_from, self.pin_to = release_id, pin_from, pin_to
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
         start = _date("pin_from", self._required("pin_from", self.pin_from))
         end = _date("pin_to", self._required("pin_to", self.pin_to))
-        return self._result(
-            context, self.store.pin(self._required("release_id", self.release_id), start, end)
-        )
+        event = self.store.pin(self._required("release_id", self.release_id), start, end)
+        self.lineage = Lineage(outputs=(self._release(event.release_id),))
+        return self._result(context, event)
 
 
 def _date(name: str, value: str) -> dt.date:

@@ -10,9 +10,11 @@ from airflow.sdk import BaseOperator, Context
 
 from retrain.reports.retro import positive_label_of, read_retro_scores, write_retro_report
 from retrain.spark import SparkSettings, spark_session
+from retrain_airflow.lineage import EmitsLineage, Folder, HiveTable, Lineage
+from retrain_airflow.operators.failures import fails_fast
 
 
-class RetroTestReportOperator(BaseOperator):
+class RetroTestReportOperator(EmitsLineage, BaseOperator):
     """Write ``report_dir/index.html`` for ``customer`` from every day of ``scores_table`` so far.
 
     The report covers all the customer's retro-test partitions, so each backfilled day's run
@@ -45,8 +47,10 @@ class RetroTestReportOperator(BaseOperator):
         self.customer, self.scores_table, self.history_table = customer, scores_table, history_table
         self.report_dir, self.positive_label, self.warehouse = report_dir, positive_label, warehouse
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
-        spark = spark_session(SparkSettings.from_env(warehouse=self.warehouse))
+        settings = SparkSettings.from_env(warehouse=self.warehouse)
+        spark = spark_session(settings)
         scores = read_retro_scores(
             spark, scores_table=self.scores_table, history_table=self.history_table, customer=self.customer
         )
@@ -56,6 +60,13 @@ class RetroTestReportOperator(BaseOperator):
             partner=self.customer,
             positive_label=self.positive_label or positive_label_of(scores),
             force=True,
+        )
+        self.lineage = Lineage(
+            inputs=tuple(
+                HiveTable(table, settings.metastore_uri, settings.warehouse)
+                for table in (self.scores_table, self.history_table)
+            ),
+            outputs=(Folder(self.report_dir),),
         )
         self.log.info(
             "retro-test report for %s: %s (%d days, %d rows)",

@@ -15,10 +15,13 @@ from retrain.release.store import ReleaseStore
 from retrain.scoring import spark_submit
 from retrain.scoring.job import ScoringReport, score_partition
 from retrain.spark import SparkSettings, spark_session
+from retrain.tracking import tracking_uri
 from retrain_airflow.handoff import bounded_fields
+from retrain_airflow.lineage import EmitsLineage, HiveTable, Lineage, Release
+from retrain_airflow.operators.failures import fails_fast
 
 
-class HiveScoringOperator(BaseOperator):
+class HiveScoringOperator(EmitsLineage, BaseOperator):
     """Score ``input_table`` partition ``ds`` with release ``release_id`` into ``output_table``.
 
     Two ways to run the same job (:func:`retrain.scoring.job.score_partition`):
@@ -95,11 +98,13 @@ class HiveScoringOperator(BaseOperator):
         self.workdir, self.mlflow_uri = workdir, mlflow_uri
         self._submit_hook: Any = None
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any] | None:
         report = self._submit() if self.spark_conn_id else self._run_in_task()
         if report is not None and report.skipped:
             raise AirflowSkipException(report.skipped)
         self._announce(context)
+        self.lineage = self._lineage()
         if report is None:
             self.log.info("spark-submit finished; the scoring report is in the driver's log (cluster mode)")
             return None
@@ -120,6 +125,21 @@ class HiveScoringOperator(BaseOperator):
                     "output_table": self.output_table,
                 }
                 event.add_partitions(self.ds)
+
+    def _lineage(self) -> Lineage:
+        """Read: the release and the input partition; written: the output partition of that release."""
+        settings = self._settings()
+
+        def table(name: str, **partition: str) -> HiveTable:
+            return HiveTable(name, settings.metastore_uri, settings.warehouse, partition)
+
+        return Lineage(
+            inputs=(
+                Release(tracking_uri(self.mlflow_uri), self.release_id),
+                table(self.input_table, ds=self.ds),
+            ),
+            outputs=(table(self.output_table, ds=self.ds, release=self.release_id),),
+        )
 
     def on_kill(self) -> None:
         if self._submit_hook is not None:

@@ -10,9 +10,11 @@ from airflow.sdk import BaseOperator, Context
 from retrain.release.store import ReleaseStore
 from retrain.serving.check import check_endpoint
 from retrain.serving.protocol import DEFAULT_MODEL_NAME
+from retrain_airflow.lineage import EmitsLineage, Lineage, Release
+from retrain_airflow.operators.failures import fails_fast
 
 
-class ServingCheckOperator(BaseOperator):
+class ServingCheckOperator(EmitsLineage, BaseOperator):
     """Send every adapter's stored reference sample to ``endpoint`` and fail on any difference.
 
     Run it after a release is rolled out (or on a schedule): the in-process golden-score check
@@ -49,9 +51,12 @@ class ServingCheckOperator(BaseOperator):
         self.endpoint, self.release_id, self.model_name = endpoint, release_id, model_name
         self.tolerance, self.timeout, self.mlflow_uri = tolerance, timeout, mlflow_uri
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
+        store = ReleaseStore.open(self.mlflow_uri)
+        self.lineage = Lineage(inputs=(Release(store.tracking_uri, self.release_id),))
         checked = check_endpoint(
-            ReleaseStore.open(self.mlflow_uri),
+            store,
             self.release_id,
             self.endpoint,
             model_name=self.model_name,

@@ -11,6 +11,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from retrain.dolt import DoltRepository
+from retrain.errors import InputError
 from retrain.fanout.argo import ArgoTrainingSpec
 from retrain.fanout.parent_run import ParentRun, parent_run, start_parent_run
 from retrain.tracking import tracking_uri
@@ -18,7 +19,9 @@ from retrain_airflow.arguments import as_flag, as_pack_size
 from retrain_airflow.handoff import bounded, resolve
 from retrain_airflow.hooks.argo import ArgoHook
 from retrain_airflow.hooks.dolt import DoltHook, repository_location
+from retrain_airflow.lineage import DoltTable, EmitsLineage, Lineage, ModelVersion
 from retrain_airflow.links import ArgoWorkflowLink, MLflowRunLink
+from retrain_airflow.operators.failures import fails_fast
 from retrain_airflow.operators.training_backends import (
     ArgoTrainingBackend,
     LocalTrainingBackend,
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 
-class AdapterTrainingOperator(BaseOperator):
+class AdapterTrainingOperator(EmitsLineage, BaseOperator):
     """Train and register an adapter for each customer as of ``commit``.
 
     Returns ``{"commit", "parent_run_id", "adapters": {customer: {model_name, version, run_id,
@@ -64,9 +67,19 @@ class AdapterTrainingOperator(BaseOperator):
         a version tag or a digest (``latest`` is refused): its tag or digest is the adapters' code
         version, part of the key that decides whether a customer is already trained.
     :param poll_interval: seconds between workflow polls while deferred.
+    :param previous_commit: where the range of commits being trained on starts, for the lineage
+        (:mod:`retrain_airflow.lineage`); None: no range (templated).
     """
 
-    template_fields: Sequence[str] = ("table", "commit", "customers", "backend", "pack_size", "allow_partial")
+    template_fields: Sequence[str] = (
+        "table",
+        "commit",
+        "customers",
+        "backend",
+        "pack_size",
+        "allow_partial",
+        "previous_commit",
+    )
     operator_extra_links = (ArgoWorkflowLink(), MLflowRunLink())
 
     def __init__(
@@ -86,6 +99,7 @@ class AdapterTrainingOperator(BaseOperator):
         argo_conn_id: str = ArgoHook.default_conn_name,
         argo_spec: ArgoTrainingSpec | None = None,
         poll_interval: float = 30.0,
+        previous_commit: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -97,6 +111,7 @@ class AdapterTrainingOperator(BaseOperator):
         self.mlflow_uri, self.dolt_conn_id, self.argo_conn_id = mlflow_uri, dolt_conn_id, argo_conn_id
         self.argo_spec = argo_spec or ArgoTrainingSpec()
         self.poll_interval = poll_interval
+        self.previous_commit = previous_commit
 
     @cached_property
     def dolt_hook(self) -> DoltHook:
@@ -137,8 +152,9 @@ class AdapterTrainingOperator(BaseOperator):
             return ArgoTrainingBackend(
                 self.argo_hook, self.mlflow_client, spec, poll_interval=self.poll_interval
             )
-        raise ValueError(f"backend must be 'local' or 'argo', not {self.backend!r}")
+        raise InputError(f"backend must be 'local' or 'argo', not {self.backend!r}")
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
         backend = self._backend  # rendered by now: an unknown backend fails before any work
         customers = sorted(set(resolve(self.customers) or []))
@@ -173,6 +189,7 @@ class AdapterTrainingOperator(BaseOperator):
             timeout=submitted.timeout,
         )
 
+    @fails_fast
     def execute_complete(
         self,
         context: Context,
@@ -221,6 +238,13 @@ class AdapterTrainingOperator(BaseOperator):
                 len(failed),
                 ", ".join(sorted(failed)),
             )
+        self.lineage = Lineage(
+            inputs=(DoltTable(self.dolt_conn_id, self.table, commit, self.previous_commit or None),),
+            outputs=tuple(
+                ModelVersion(self._tracking_uri, a.model_name, a.version, a.training_key, a.code_version)
+                for _, a in sorted(registered.items())
+            ),
+        )
         adapters = {c: a.to_json() for c, a in sorted(registered.items())}
         return {
             "commit": commit,

@@ -7,16 +7,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowFailException
 
 from retrain.validation.gate import validate_commit
 from retrain.validation.suite import PACKAGED_SUITE
 from retrain_airflow.handoff import bounded_fields, resolve
 from retrain_airflow.hooks.dolt import DoltHook
+from retrain_airflow.lineage import DoltTable, EmitsLineage, Lineage
 from retrain_airflow.links import DataDocsLink
+from retrain_airflow.operators.failures import fails_fast
 
 
-class DoltValidateOperator(BaseOperator):
+class DoltValidateOperator(EmitsLineage, BaseOperator):
     """Validate ``table`` as of ``commit`` with an expectation suite; fail the task when it fails.
 
     Returns (and pushes to XCom) the structured result: ``success``, ``failures`` (expectation,
@@ -36,9 +38,11 @@ class DoltValidateOperator(BaseOperator):
         (``healthy_customers``); a failure no customer can be blamed for still fails the task.
     :param engine: ``pandas`` (in memory) or ``spark`` (rows streamed into Spark, for large tables).
     :param dolt_conn_id: Airflow connection of type ``dolt``.
+    :param previous_commit: where the range of commits being validated starts, for the lineage
+        (:mod:`retrain_airflow.lineage`); None: no range (templated).
     """
 
-    template_fields: Sequence[str] = ("table", "commit", "suite", "customers", "docs_dir")
+    template_fields: Sequence[str] = ("table", "commit", "suite", "customers", "docs_dir", "previous_commit")
     operator_extra_links = (DataDocsLink(),)
 
     def __init__(
@@ -52,6 +56,7 @@ class DoltValidateOperator(BaseOperator):
         quarantine: bool = False,
         engine: Literal["pandas", "spark"] = "pandas",
         dolt_conn_id: str = DoltHook.default_conn_name,
+        previous_commit: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -63,7 +68,9 @@ class DoltValidateOperator(BaseOperator):
         self.quarantine = quarantine
         self.engine: Literal["pandas", "spark"] = engine
         self.dolt_conn_id = dolt_conn_id
+        self.previous_commit = previous_commit
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, object]:
         customers = resolve(self.customers)
         with DoltHook(self.dolt_conn_id).get_repository() as repo:
@@ -76,11 +83,14 @@ class DoltValidateOperator(BaseOperator):
                 docs_dir=self.docs_dir,
                 engine=self.engine,
             )
+        self.lineage = Lineage(
+            inputs=(DoltTable(self.dolt_conn_id, self.table, report.commit, self.previous_commit or None),)
+        )
         if report.docs_page:
             context["ti"].xcom_push(key=DataDocsLink.source_key, value=report.docs_page)
         self.log.info("%s", report.summary())
         if not report.passes(quarantine=self.quarantine):
-            raise AirflowException(report.summary())
+            raise AirflowFailException(report.summary())  # the same commit fails the same way: no retries
         if report.quarantined:
             self.log.warning("quarantined customers (not trained): %s", report.quarantined)
         per_customer = ("customers_validated", "failures", "quarantined", "healthy_customers")

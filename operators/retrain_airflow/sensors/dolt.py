@@ -10,10 +10,12 @@ from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 
 from retrain.dolt.watermark import CommitRange, CommitWatermark
 from retrain_airflow.hooks.dolt import DoltHook
+from retrain_airflow.lineage import DoltTable, EmitsLineage, Lineage
+from retrain_airflow.operators.failures import fails_fast
 from retrain_airflow.triggers.dolt import DoltCommitTrigger
 
 
-class DoltCommitSensor(BaseSensorOperator):
+class DoltCommitSensor(EmitsLineage, BaseSensorOperator):
     """Complete when ``branch`` has a head not yet sensed past the watermark of ``consumer``.
 
     Returns (and pushes to XCom) ``{commit, previous_commit, changed_keys, all_changed, reason,
@@ -55,12 +57,20 @@ class DoltCommitSensor(BaseSensorOperator):
 
     def _sense(self) -> CommitRange | None:
         with DoltHook(self.dolt_conn_id).get_repository() as repo:
-            return CommitWatermark(repo, self.consumer, self.branch).sense(self.table, self.key_column)
+            found = CommitWatermark(repo, self.consumer, self.branch).sense(self.table, self.key_column)
+        if found is not None:
+            self._sensed(found.commit, found.previous_commit)
+        return found
+
+    def _sensed(self, commit: str, previous_commit: str | None) -> None:
+        """The lineage of a sensed range: the table read at its head, from its start."""
+        self.lineage = Lineage(inputs=(DoltTable(self.dolt_conn_id, self.table, commit, previous_commit),))
 
     def poke(self, context: Context) -> PokeReturnValue:
         found = self._sense()
         return PokeReturnValue(is_done=found is not None, xcom_value=found.to_payload() if found else None)
 
+    @fails_fast
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
@@ -82,4 +92,5 @@ class DoltCommitSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         self.log.info("Dolt head %s sensed (%d commit(s))", event["commit"], event["commit_count"])
+        self._sensed(event["commit"], event.get("previous_commit"))
         return event

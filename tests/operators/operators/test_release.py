@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from retrain import cli
 from retrain.adapters.registry import train_and_register
 from retrain.adapters.training import TrainingParams
 from retrain.dolt import DoltRepository
 from retrain.errors import InputError
+from retrain.release.build import promote_all
 from retrain.release.store import ReleaseStore
 
 from ..dag_files import load_dag
@@ -142,6 +145,48 @@ def test_build_leaves_out_a_first_version_below_the_floor_unless_required(
     assert store.latest().adapter_count == 2  # type: ignore[union-attr]
 
 
+def test_the_cli_and_the_operator_build_the_same_release_from_the_same_registry(
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One promote-then-register (:func:`promote_all`): ``retrain release build --promote`` and the
+    DAGs' operator, given the same registry, promote the same versions and register the same MD5."""
+    registry = tmp_path / "registry.db"
+    store = ReleaseStore.open(f"sqlite:///{registry}")
+    released = {c: register_version(store.client, tmp_path, c, 0.9) for c in ("acme_air", "globex_bank")}
+    promote_all(store, released)  # a release in production, as an earlier run left it
+    candidates = {  # what training registered since: what the CLI finds as challengers
+        "acme_air": register_version(store.client, tmp_path, "acme_air", 0.95),
+        "initech_saas": register_version(store.client, tmp_path, "initech_saas", 0.52),  # below the floor
+    }
+    uris = {}
+    for side in ("cli", "operator"):
+        shutil.copyfile(registry, tmp_path / f"{side}.db")
+        uris[side] = f"sqlite:///{tmp_path / f'{side}.db'}"
+
+    assert cli.main(["release", "build", "--promote", "--mlflow-uri", uris["cli"]]) == 0
+    printed = capsys.readouterr().out
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uris["operator"])
+    state, result = run_release_task(
+        airflow_db, "release_parity", f"BuildReleaseOperator(task_id='release', candidates={candidates!r})"
+    )
+
+    assert state == "success"
+    assert result is not None
+    by_cli, by_operator = (ReleaseStore.open(uris[side]) for side in ("cli", "operator"))
+    built = by_cli.latest()
+    assert built is not None
+    assert result["release_id"] == built.release_id != store.latest().release_id  # type: ignore[union-attr]
+    assert by_operator.manifest(result["release_id"]) == by_cli.manifest(built.release_id)
+    assert (
+        by_operator.failures(result["release_id"])
+        == by_cli.failures(built.release_id)
+        == {"initech_saas": "no production adapter: ROC AUC 0.52 < floor 0.6"}
+    )
+    for promotion in result["promotions"]:  # the CLI printed the same decision for each
+        verdict = "promoted" if promotion["promoted"] else "rejected"
+        assert f"{verdict} {promotion['customer']} v{promotion['version']}: {promotion['reason']}" in printed
+
+
 def test_unusable_gate_settings_fail_the_dag_import() -> None:
     from retrain_airflow.operators.release import BuildReleaseOperator
 
@@ -254,13 +299,17 @@ def test_rollback_takes_exactly_one_of_a_release_or_a_customer(arguments: dict[s
 
 @pytest.mark.parametrize("day", ["yesterday", "2026-13-01", ""])
 def test_pin_dates_are_checked_in_one_line(day: str) -> None:
-    """A templated date that is no date is the suite's InputError (no plain ValueError), store untouched."""
+    """A templated date that is no date is the suite's InputError (no plain ValueError), store
+    untouched; the task fails without retries, with its message."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     from retrain_airflow.operators.release import PinReleaseOperator
 
     pin = PinReleaseOperator(task_id="pin", release_id="0" * 32, pin_from=day, pin_to="2026-01-02")
     expected = "needs pin_from" if not day else f"pin_from must be a date YYYY-MM-DD, got '{day}'"
-    with pytest.raises(InputError, match=expected):
+    with pytest.raises(AirflowFailException, match=expected) as raised:
         pin.execute({})  # type: ignore[arg-type]  # no context is read before the dates
+    assert isinstance(raised.value.__cause__, InputError)
 
 
 def test_each_operator_templates_only_its_own_fields() -> None:

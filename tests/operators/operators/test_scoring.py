@@ -14,13 +14,13 @@ import pytest
 
 from retrain.release.store import ReleaseStore
 
-from ...retrain.scoring.test_job import DS, partition_rows, release, released  # noqa: F401 - fixtures
+from ...retrain.scoring.test_job import DS, partition_rows
 from ..dag_files import load_dag
 
 
 @pytest.mark.slow
 def test_scores_a_partition_from_a_dag_run(
-    released: tuple[Any, ReleaseStore, str],  # noqa: F811
+    released: tuple[Any, ReleaseStore, str],
     tmp_path: Path,
     airflow_db: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -47,7 +47,7 @@ with DAG("score_hive", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag
 
 @pytest.mark.slow
 def test_spark_submit_runs_the_job_in_its_own_driver(
-    release: tuple[ReleaseStore, str],  # noqa: F811
+    release: tuple[ReleaseStore, str],
     tmp_path: Path,
     airflow_db: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -14,9 +14,9 @@ from retrain.adapters.training import TrainingParams
 from retrain.cli import main
 from retrain.dolt import DoltRepository
 from retrain.dolt.dialects import Statement
+from retrain.release.build import promote_all
 from retrain.release.context import write_context
 from retrain.release.manifest import AdapterFilesError
-from retrain.release.promotion import promote
 from retrain.release.store import ReleaseStore
 
 from .conftest import WEIGHTS, Publish, weights_of
@@ -32,12 +32,13 @@ def test_a_release_changing_one_adapter_downloads_only_that_one(
 ) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     store = ReleaseStore(MlflowClient(uri), uri)
-    for customer in ("acme_air", "globex_bank"):
-        adapter = train_and_register(
+    trained = {
+        customer: train_and_register(
             repo, table="examples", commit="main", customer=customer, params=FAST, mlflow_uri=uri
-        )
-        promote(store.client, customer, adapter.version)
-    first = store.register(store.production_manifest()).release_id
+        ).version
+        for customer in ("acme_air", "globex_bank")
+    }
+    first = promote_all(store, trained, floor=None).event.release_id
     cache = tmp_path / "scoring"
     write_context(store, first, cache / first, reuse_from=cache)
 
@@ -50,8 +51,8 @@ def test_a_release_changing_one_adapter_downloads_only_that_one(
         params=FAST,
         mlflow_uri=uri,
     )
-    promote(store.client, "globex_bank", retrained.version, tolerance=1.0)
-    second = store.register(store.production_manifest()).release_id
+    built = promote_all(store, {"globex_bank": retrained.version}, tolerance=1.0, floor=None)
+    second = built.event.release_id
     assert second != first
     with caplog.at_level("INFO", logger="retrain.release.context"):
         write_context(store, second, cache / second, reuse_from=cache)

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from retrain import cli
 from retrain.adapters.registry import METRIC_TAG_PREFIX, TAG_PREFIX, model_name
 from retrain.adapters.training import UNPREDICTED_LABELS
+from retrain.release.build import promote_all
 from retrain.release.promotion import (
     DEFAULT_FLOOR,
     PromotionSettingsError,
@@ -234,6 +235,22 @@ def test_release_build_leaves_out_a_customer_below_the_floor_and_names_it(
     assert latest.adapter_count == 2
 
 
+def test_release_build_require_floor_withholds_the_release_moving_no_alias(
+    store: ReleaseStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    register(store, tmp_path, "acme_air", GOOD)
+    register(store, tmp_path, "initech_saas", {**GOOD, "roc_auc": 0.52})
+    code = cli.main(["release", "build", "--promote", "--require-floor", "--mlflow-uri", store.tracking_uri])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err == (
+        "retrain: error: release withheld (require_floor): "
+        "initech_saas: no production adapter: ROC AUC 0.52 < floor 0.6\n"
+    )
+    assert [production(store, c) for c in ("acme_air", "initech_saas")] == [None, None]
+    assert store.latest() is None
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -260,11 +277,7 @@ def test_failures_file_holds_the_floor_reason(store: ReleaseStore, tmp_path: Pat
     """The reason reaches the Releases view through the release's failures.json, verbatim."""
     register(store, tmp_path, "acme_air", GOOD)
     low = register(store, tmp_path, "initech_saas", {**GOOD, "roc_auc": 0.52})
-    decisions = [
-        promote(store.client, c, v, floor=DEFAULT_FLOOR)
-        for c, v in [("acme_air", "1"), ("initech_saas", low)]
-    ]
-    event = store.register(store.production_manifest(), failures=floor_failures(decisions))
+    event = promote_all(store, {"acme_air": "1", "initech_saas": low}).event
     text = store.client.download_artifacts(event.run_id, "failures.json", str(tmp_path))
     assert json.loads(Path(text).read_text()) == {
         "initech_saas": "no production adapter: ROC AUC 0.52 < floor 0.6"
