@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -29,10 +28,9 @@ from retrain.drift.history import DriftHistory, DriftRow
 from retrain.drift.metrics import METRICS, ROWS, Thresholds, customer_day
 from retrain.drift.reference import FEATURES, DriftReference, read_references
 from retrain.errors import InputError, NotFoundError
-from retrain.identifiers import RELEASE_ID_RULE, is_release_id, sql_identifier
 from retrain.release.store import ReleaseStore, UnknownReleaseError
 from retrain.scoring.inference import DRIFT_COLUMNS
-from retrain.scoring.partitions import ensure_table, has_partition, replace_partition
+from retrain.scoring.partitions import check_partition, ensure_table, has_partition, replace_partition
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +44,6 @@ DRIFT_TABLE_COLUMNS = {
     "status": "string",
 }
 _OUT_SCHEMA = ", ".join(f"{name} {kind}" for name, kind in DRIFT_TABLE_COLUMNS.items())
-_DS = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class DriftError(InputError):
@@ -122,12 +119,7 @@ def drift_partition(
 
     from retrain.scoring.job import ReleaseFiles
 
-    sql_identifier(scores_table, "table")
-    sql_identifier(drift_table, "table")
-    if not _DS.fullmatch(ds):
-        raise DriftError(f"partition value ds={ds!r} is not a date (YYYY-MM-DD)")
-    if not is_release_id(release_id):
-        raise DriftError(f"release {release_id!r} is not a release id ({RELEASE_ID_RULE})")
+    check_partition((scores_table, drift_table), ds, release_id, DriftError)
     thresholds = thresholds or Thresholds()
     started = time.perf_counter()
     try:

@@ -9,7 +9,6 @@ and re-running replaces the partition instead of appending to it.
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 import zipfile
@@ -20,18 +19,16 @@ from typing import Any, Literal
 from retrain.adapters.model import default_base_model
 from retrain.engine.engine import DEFAULT_BATCH_SIZE, DEFAULT_CACHE_BYTES
 from retrain.errors import InputError, NotFoundError
-from retrain.identifiers import RELEASE_ID_RULE, is_release_id, sql_identifier
 from retrain.outputs import RELEASE_CACHE, claim
 from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE, write_context
 from retrain.release.manifest import Manifest
 from retrain.release.store import MANIFEST_FILE, ReleaseStore
 from retrain.scoring.inference import OUTPUT_COLUMNS, OUTPUT_SCHEMA, scorer
-from retrain.scoring.partitions import ensure_table, has_partition, replace_partition
+from retrain.scoring.partitions import check_partition, ensure_table, has_partition, replace_partition
 
 log = logging.getLogger(__name__)
 
 INPUT_COLUMNS = ("request_id", "customer_id", "text")
-_DS = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class ScoringError(InputError):
@@ -106,12 +103,7 @@ def score_partition(
     """
     from pyspark.sql import functions as F
 
-    sql_identifier(input_table, "table")
-    sql_identifier(output_table, "table")
-    if not _DS.fullmatch(ds):
-        raise ScoringError(f"partition value ds={ds!r} is not a date (YYYY-MM-DD)")
-    if not is_release_id(release_id):
-        raise ScoringError(f"release {release_id!r} is not a release id ({RELEASE_ID_RULE})")
+    check_partition((input_table, output_table), ds, release_id, ScoringError)
     started = time.perf_counter()
     try:
         frame = _input_partition(spark, input_table, ds)

@@ -7,16 +7,32 @@ partition instead of appending to it. Shared by the ``scores`` and ``drift`` tab
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
 from retrain.errors import InputError
+from retrain.identifiers import RELEASE_ID_RULE, is_release_id, sql_identifier
 
 log = logging.getLogger(__name__)
 
 
 class PartitionError(InputError):
     """A table's metadata cannot be read as expected; the message names the statement."""
+
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def check_partition(tables: tuple[str, ...], ds: str, release_id: str, error: type[InputError]) -> None:
+    """Refuse, raising ``error`` naming the value, what cannot name a table or a day's partition:
+    these values are spliced into Spark SQL and partition folders."""
+    for table in tables:
+        sql_identifier(table, "table")
+    if not _DAY.fullmatch(ds):
+        raise error(f"partition value ds={ds!r} is not a date (YYYY-MM-DD)")
+    if not is_release_id(release_id):
+        raise error(f"release {release_id!r} is not a release id ({RELEASE_ID_RULE})")
 
 
 def ensure_table(spark: Any, table: str, columns: dict[str, str], partitioned_by: tuple[str, ...]) -> None:

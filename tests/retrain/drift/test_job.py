@@ -30,6 +30,22 @@ def plant_requests(spark: Any) -> None:
     spark.createDataFrame(rows, ["request_id", "customer_id", "text", "ds"]).write.insertInto("requests")
 
 
+def scored_day(spark: Any, store: ReleaseStore, release_id: str, tmp_path: Path) -> Path:
+    """``DAY``'s planted requests scored; returns the release cache scoring filled."""
+    plant_requests(spark)
+    cache = tmp_path / "cache"
+    score_partition(
+        spark,
+        store,
+        release_id=release_id,
+        input_table="requests",
+        ds=DAY,
+        output_table="scores",
+        workdir=cache,
+    )
+    return cache
+
+
 def drift_rows(spark: Any, ds: str) -> dict[tuple[str, str], tuple[Any, str]]:
     rows = spark.sql(f"SELECT customer, metric, value, status FROM drift WHERE ds = '{ds}'").collect()
     return {(r[0], r[1]): (r[2], r[3]) for r in rows}
@@ -40,17 +56,7 @@ def test_a_planted_shift_is_flagged_recorded_and_a_rerun_replaces_the_day(
     released: tuple[Any, ReleaseStore, str], tmp_path: Path
 ) -> None:
     spark, store, release_id = released
-    cache = tmp_path / "cache"
-    plant_requests(spark)
-    score_partition(
-        spark,
-        store,
-        release_id=release_id,
-        input_table="requests",
-        ds=DAY,
-        output_table="scores",
-        workdir=cache,
-    )
+    cache = scored_day(spark, store, release_id, tmp_path)
     history = DriftHistory(store.tracking_uri)
     report = drift_partition(
         spark, store, release_id=release_id, ds=DAY, workdir=cache, thresholds=LENIENT, history=history
@@ -81,17 +87,7 @@ def test_missing_and_corrupt_references_an_empty_day_and_a_gone_release(
     released: tuple[Any, ReleaseStore, str], tmp_path: Path
 ) -> None:
     spark, store, release_id = released
-    cache = tmp_path / "cache"
-    plant_requests(spark)
-    score_partition(
-        spark,
-        store,
-        release_id=release_id,
-        input_table="requests",
-        ds=DAY,
-        output_table="scores",
-        workdir=cache,
-    )
+    cache = scored_day(spark, store, release_id, tmp_path)
     adapters = next(cache.rglob("adapters"))  # the release cache scoring filled
     (adapters / "acme_air" / "artifacts" / "adapter" / REFERENCE_FILE).write_text('{"format": 1, "rows": ')
     (adapters / "globex_bank" / "artifacts" / "adapter" / REFERENCE_FILE).unlink()
