@@ -192,6 +192,7 @@ def _engine_at(
         "forward": forward_alone,
         **{f"mixed {n}": lambda n=n: engine.predict(texts, mixed[n]) for n in mixed},  # type: ignore[misc]
         "one": lambda: engine.predict(texts, [owners[0]] * len(texts)),
+        "drift": lambda: engine.predict(texts, owners, features=True),
     }
     best = dict.fromkeys(runs, float("inf"))
     split = dict.fromkeys(asdict(engine.timings), 0.0)
@@ -217,6 +218,11 @@ def _engine_at(
             f"{rate:8.0f} rows/s = {rate / ceiling:.2f}x ceiling (target >= 0.9x CPU, 0.85x GPU)"
         )
     print(f"    engine, all rows one customer{'':32}{one:8.0f} rows/s = {one / ceiling:.2f}x")
+    drift, mixed_rate = len(texts) / best["drift"], rates[MIXED_CUSTOMERS]
+    print(
+        f"    engine, {MIXED_CUSTOMERS:,} mixed, with drift features (ids, mean-pooled embedding) "
+        f"{drift:8.0f} rows/s = {drift / mixed_rate:.2f}x the engine without"
+    )
     _print_split(split)
     memory = engine.cache.slots * engine.cache.slot_bytes  # allocated, not only filled
     element = torch.empty(0, dtype=engine.dtype).element_size()

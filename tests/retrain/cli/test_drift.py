@@ -18,6 +18,10 @@ RELEASE = "0123456789abcdef0123456789abcdef"
 DAYS = ("2026-11-01", "2026-11-02", "2026-11-03")
 
 
+PSI_DRIFT = 1.2 * DEFAULT_THRESHOLDS["score_psi"]
+JS_DRIFT = 5 / 3 * DEFAULT_THRESHOLDS["score_js"]
+
+
 def rows(ds: str, customer: str, **overrides: tuple[float | None, str]) -> list[DriftRow]:
     """Every metric of ``customer`` on ``ds``: ok at half its threshold unless overridden (value, status)."""
     found = []
@@ -39,9 +43,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> str:
         day += rows(ds, "hooli", **{m: (None, "no_reference") for m in METRICS if m != ROWS})
         day += rows(ds, "acme_air", score_js=(0.1 + 0.2 * i, "drift" if i else "ok"))
         if i == 2:
-            day = rows(ds, "globex_bank", score_psi=(0.6, "drift"), volume_change=(9.0, "drift"))
+            day = rows(ds, "globex_bank", score_psi=(PSI_DRIFT, "drift"), volume_change=(9.0, "drift"))
             day += rows(ds, "initech_saas", **{m: (1.0, "insufficient") for m in METRICS})
-            day += rows(ds, "acme_air", score_js=(0.5, "drift"))
+            day += rows(ds, "acme_air", score_js=(JS_DRIFT, "drift"))
             day += rows(ds, "hooli", **{m: (None, "no_reference") for m in METRICS if m != ROWS})
         history.record(ds, RELEASE, day)
     return uri
@@ -56,11 +60,11 @@ def test_report_prints_the_flagged_customers_and_plots_each(
     assert (code, err) == (0, "")
     lines = printed.splitlines()
     assert lines[0].split() == ["customer", "metric", "value", "threshold"]
-    # Worst first: globex_bank's volume at 9/3 before acme_air's score_js at 0.5/0.3.
+    # Worst first: globex_bank's volume at 9/3 before acme_air's score_js at 5/3 of its threshold.
     assert [line.split() for line in lines[1:4]] == [
         ["globex_bank", "volume_change", "9.000", "3"],
-        ["globex_bank", "score_psi", "0.600", "0.5"],
-        ["acme_air", "score_js", "0.500", "0.3"],
+        ["globex_bank", "score_psi", f"{PSI_DRIFT:.3f}", f"{DEFAULT_THRESHOLDS['score_psi']:g}"],
+        ["acme_air", "score_js", f"{JS_DRIFT:.3f}", f"{DEFAULT_THRESHOLDS['score_js']:g}"],
     ]
     assert lines[4] == (
         f"drift report ds={DAYS[2]} release={RELEASE[:12]}: 4 customers, 2 flagged, 1 with too few rows, "
