@@ -46,20 +46,6 @@ class DriftDay:
     run_id: str
     rows: tuple[DriftRow, ...]
 
-    def flagged(self) -> dict[str, list[DriftRow]]:
-        """Customer -> its metrics in ``drift``, worst first (value over threshold)."""
-        flagged: dict[str, list[DriftRow]] = {}
-        for row in self.rows:
-            if row.status == "drift":
-                flagged.setdefault(row.customer, []).append(row)
-        for rows in flagged.values():
-            rows.sort(key=_excess, reverse=True)
-        return dict(sorted(flagged.items(), key=lambda item: _excess(item[1][0]), reverse=True))
-
-
-def _excess(row: DriftRow) -> float:
-    return (row.value or 0.0) / row.threshold if row.threshold else 0.0
-
 
 class DriftHistory:
     """The days recorded in one MLflow tracking store."""
