@@ -21,6 +21,12 @@ from typing import Any
 import pytest
 
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="retrain-test-airflow-")
+# pytest-xdist's workers run under execnet, whose __main__ has neither a spec nor a file; pyspark's
+# Spark Connect package takes that for its own doctest runner and exits the worker on import.
+if getattr(sys.modules["__main__"], "__spec__", None) is None and not hasattr(
+    sys.modules["__main__"], "__file__"
+):
+    sys.modules["__main__"].__file__ = "<pytest-xdist worker>"
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 from retrain import processes
