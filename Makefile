@@ -42,7 +42,7 @@ up: venv
 test: venv lint test-fast test-serving test-slow
 
 test-fast: venv
-	$(BIN)/pytest -m "not slow and not serving"
+	$(BIN)/pytest -m "not slow and not serving" -n 2 --dist loadfile
 
 # The KServe model server, started for real from .venv-serve. Only tests/retrain/serving is collected:
 # .venv-serve has no Airflow, Spark or Playwright for the other test modules to import.
