@@ -144,9 +144,11 @@ def drift_partition(
     frame = spark.table(scores_table).where(f"ds = '{ds}' AND release = '{release_id}'")
     present = set(frame.columns)
     wanted = ["customer_id", "adapter_version", "score", *(c for c in DRIFT_COLUMNS if c in present)]
+    frame = frame.where(frame.customer_id.isin(list(adapters)))
+    # Who has rows that day, from one column of the partition: collecting it from the measured
+    # frame would run the per-customer statistics twice (once here, once for the write).
+    measured = {r[0] for r in frame.select("customer_id").distinct().collect()}
     per_customer = frame.select(*wanted).groupBy("customer_id").applyInPandas(measure, schema=_OUT_SCHEMA)
-    per_customer = per_customer.where(per_customer.customer.isin(list(adapters)))
-    measured = {r["customer"] for r in per_customer.select("customer").distinct().collect()}
     quiet = [  # the release's customers without a row that day: insufficient, never alarmed
         _row(release_id, customer, adapters[customer], value)
         for customer in sorted(set(adapters) - measured)

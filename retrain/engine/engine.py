@@ -338,8 +338,9 @@ class _Scores:
         self.probabilities: list[np.ndarray] = [np.empty(0)] * rows
         self.labels = [""] * rows
         self.features = features
-        self.token_ids: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * rows
-        self.embeddings: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * rows
+        # Only a request that asked for features pays for their per-row lists.
+        self.token_ids: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * rows if features else []
+        self.embeddings: list[np.ndarray] = [np.empty(0, dtype=np.float32)] * rows if features else []
 
     def add(self, rows: np.ndarray, probabilities: np.ndarray, residents: list[Resident]) -> None:
         best = probabilities.argmax(axis=1)  # labels past an adapter's own have probability 0
