@@ -7,19 +7,24 @@ its slot, and every swapped layer gathers that row's factors with one index.
 
 The same modules serve scoring (pools filled from adapter files, no gradients) and packed training
 (pools are the parameters of a whole pack of customers; a row's gradient reaches only its slot).
-The slot vector reaches the layers the way PEFT passes ``adapter_names``: forward pre-hooks, for the
-length of one :func:`routed` call, not attributes left on the modules.
+The slot vector reaches the layers through a context variable set for the length of one
+:meth:`SlotModel.routed` block, not through attributes left on the shared modules: each thread (and
+each asyncio task) sees its own, so several threads can run batches through one model at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+# The slot of each row of the batch this thread is running, set by SlotModel.routed.
+_ROUTE: ContextVar[torch.Tensor | None] = ContextVar("retrain_slot_route", default=None)
 
 
 class SlotLoraLinear(nn.Module):
@@ -50,9 +55,10 @@ class SlotLoraLinear(nn.Module):
         self.register_buffer("scale", torch.zeros(slots, dtype=dtype, device=device))
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
 
-    def forward(self, x: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.base(x)
-        if slots is None:
+        slots = _ROUTE.get()
+        if slots is None:  # outside routed(): the base layer alone
             return out
         shape = x.shape  # [rows, tokens, in] for an encoder layer
         rows = self.dropout(x).reshape(shape[0], -1, shape[-1])
@@ -103,7 +109,8 @@ class SlotHead(nn.Module):
         absent = torch.full((slots, labels), float("-inf"), dtype=dtype, device=device)
         self.register_buffer("absent", absent)
 
-    def forward(self, pooled: torch.Tensor, slots: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        slots = _ROUTE.get()
         if slots is None:
             raise RuntimeError("SlotHead scores rows of slots: call the model inside routed()")
         weight = self.weight.index_select(0, slots)
@@ -179,16 +186,13 @@ class SlotModel:
 
     @contextmanager
     def routed(self, slots: torch.Tensor) -> Iterator[None]:
-        """Within the block, each forward of the model sends row ``i`` through slot ``slots[i]``."""
-        handles = [
-            module.register_forward_pre_hook(_SlotsArgument(slots), with_kwargs=True)
-            for module in (*self.layers.values(), self.head)
-        ]
+        """Within the block, each forward of the model in this thread sends row ``i`` through slot
+        ``slots[i]``; other threads' forwards are not affected."""
+        token = _ROUTE.set(slots)
         try:
             yield
         finally:
-            for handle in handles:
-                handle.remove()
+            _ROUTE.reset(token)
 
     @property
     def slot_bytes(self) -> int:
@@ -202,18 +206,6 @@ class SlotModel:
         for layer in self.layers.values():
             layer.resize(slots)
         self.head.resize(slots)
-
-
-class _SlotsArgument:
-    """A forward pre-hook that hands a module this batch's slot vector, as PEFT hands ``adapter_names``."""
-
-    def __init__(self, slots: torch.Tensor) -> None:
-        self.slots = slots
-
-    def __call__(
-        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        return args, {**kwargs, "slots": self.slots}
 
 
 def _resized(pool: torch.Tensor, slots: int, fill: float) -> torch.Tensor:
