@@ -2,14 +2,17 @@
 
 The cache hands out slot numbers; the engine's ``load`` copies an adapter into one and ``grow``
 enlarges the pools. Pools grow (doubling) as adapters arrive, up to the most slots the byte budget
-holds, so memory follows the adapters in use and never passes the budget.
+holds, so memory follows the adapters in use and never passes the budget. Batches run in several
+threads at once: a batch holds its adapters' slots while it runs, and a held slot is never evicted.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from retrain.engine.errors import EngineError
@@ -67,6 +70,8 @@ class AdapterCache:
         self._grow = grow
         self._entries: OrderedDict[str, Resident] = OrderedDict()  # least recently used first
         self._free = list(range(slots - 1, -1, -1))
+        self._held: Counter[str] = Counter()  # customer -> batches running on its slot now
+        self._released = threading.Condition()  # guards the cache; notified when a batch lets go
         self.stats = CacheStats()
 
     @property
@@ -80,13 +85,30 @@ class AdapterCache:
     def __contains__(self, customer: object) -> bool:
         return customer in self._entries
 
-    def residents(self, customers: Sequence[str]) -> dict[str, Resident]:
-        """The slots of ``customers`` (distinct, at most :attr:`max_slots`), loading the missing ones.
+    @contextmanager
+    def holding(self, customers: Sequence[str]) -> Iterator[dict[str, Resident]]:
+        """The slots of ``customers`` (distinct, at most :attr:`max_slots`), loaded if missing and
+        kept in place within the block. When running batches hold the slots it would need, it waits
+        for one of them to finish.
 
-        Evicts only adapters outside ``customers``: a batch's own adapters stay in.
+        Evicts only adapters outside ``customers`` that no running batch holds.
         """
         if len(customers) > self.max_slots:
             raise EngineError(f"{len(customers)} adapters at once, but the pools hold {self.max_slots}")
+        with self._released:
+            while (found := self._residents(customers)) is None:
+                self._released.wait()
+            self._held.update(found.keys())
+        try:
+            yield found
+        finally:
+            with self._released:
+                self._held.subtract(found.keys())
+                self._released.notify_all()
+
+    def _residents(self, customers: Sequence[str]) -> dict[str, Resident] | None:
+        """The slots of ``customers``, loading the missing ones; None while running batches hold the
+        slots that loading them needs."""
         found: dict[str, Resident] = {}
         for customer in customers:  # first the resident ones, so that no load evicts them
             if (resident := self._entries.get(customer)) is not None:
@@ -97,6 +119,8 @@ class AdapterCache:
             if customer in found:
                 continue
             slot = self._take_slot(keep=found)
+            if slot is None:
+                return None
             try:
                 resident = Resident(slot, self._load(customer, slot))
             except BaseException:
@@ -106,7 +130,7 @@ class AdapterCache:
             self._entries[customer] = found[customer] = resident
         return found
 
-    def _take_slot(self, keep: dict[str, Resident]) -> int:
+    def _take_slot(self, keep: dict[str, Resident]) -> int | None:
         if not self._free and self.slots < self.max_slots:
             grown = min(self.max_slots, max(2 * self.slots, 1))
             self._grow(grown)
@@ -114,6 +138,9 @@ class AdapterCache:
             self.slots = grown
         if self._free:
             return self._free.pop()
-        victim = next(c for c in self._entries if c not in keep)  # least recently used
+        # The least recently used adapter that neither this batch nor a running one needs.
+        victim = next((c for c in self._entries if c not in keep and not self._held[c]), None)
+        if victim is None:
+            return None
         self.stats.evictions += 1
         return self._entries.pop(victim).slot
