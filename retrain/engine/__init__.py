@@ -1,10 +1,9 @@
 """The multi-adapter inference engine: one base model, many customers' LoRA adapters, mixed batches."""
 
-from retrain.engine.engine import DEFAULT_CACHE_BYTES, AdapterEngine, EngineTimings, Predictions, RowFeatures
+from retrain.engine.engine import AdapterEngine, EngineTimings, Predictions, RowFeatures
 from retrain.engine.errors import AdapterFileError, EngineError, EngineInputError, UnknownCustomerError
 
 __all__ = [
-    "DEFAULT_CACHE_BYTES",
     "AdapterEngine",
     "AdapterFileError",
     "EngineError",

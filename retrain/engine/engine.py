@@ -2,7 +2,12 @@
 
 Every adapter of the release that fits the base model is planned for at start: the target layers
 of all of them are swapped for slot pools (:mod:`retrain.engine.lora`) and a batch carries one slot
-number per row. A thread tokenizes the next rows while the current batch runs.
+number per row. A thread tokenizes the next rows while batches run.
+
+On a CPU, batches run on two scoring workers at once, each on its share of the cores: small
+matrix products scale poorly across threads, and one op's threads all wait for the slowest, so a
+core taken by anything else (a server's event loop, the tokenizer) stalls a whole op. Two
+independent batches keep both cores busy. A GPU runs one batch at a time.
 
 Used by Spark scoring (one engine per Python worker) and by ``retrain serve`` (one per server).
 """
@@ -12,10 +17,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +38,8 @@ if TYPE_CHECKING:  # torch is imported when an engine is built, not with this mo
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_BYTES = 512 * 1024 * 1024  # ~1,700 adapters of r=8 on MiniLM
 DEFAULT_BATCH_SIZE = 64
+CPU_WORKERS = 2  # batches scored at once on a CPU, the cores shared among them
 CHUNK_BATCHES = 8  # batches tokenized in one call; the stream's first chunk is one batch, to start soon
 
 
@@ -76,10 +81,24 @@ class EngineTimings:
     rows: int = 0
     batches: int = 0
     tokenize: float = 0.0  # in the preparing thread
-    wait: float = 0.0  # the scoring thread waiting for tokenized rows
-    select: float = 0.0  # adapters to slots (loads included) and the slot vector
-    forward: float = 0.0  # the model, from token ids to probabilities on the host
-    finish: float = 0.0  # each row's labels and probabilities
+    wait: float = 0.0  # no batch running while the next rows were tokenized
+    select: float = 0.0  # adapters to slots (loads included) and the slot vector, summed over workers
+    forward: float = 0.0  # the model, from token ids to probabilities on the host, summed over workers
+    finish: float = 0.0  # each row's labels and probabilities, summed over workers
+
+
+@dataclass
+class _Pending:
+    """One request's rows being scored: its batches, submitted to the workers as they are tokenized."""
+
+    customers: Sequence[str]
+    scores: _Scores
+    batches: list[Future[None]] = field(default_factory=list)
+    complete: bool = False  # every batch of the request is submitted
+
+    @property
+    def done(self) -> bool:
+        return self.complete and all(batch.done() for batch in self.batches)
 
 
 @dataclass(frozen=True)
@@ -98,8 +117,11 @@ class AdapterEngine:
 
     :param adapters: customer -> (adapter directory, model version).
     :param cache_bytes: memory for adapters' slots; beyond it the least recently used adapter gives
-        its slot up, and is copied back in from disk when next needed.
+        its slot up, and is copied back in from disk when next needed. Default: room for every
+        adapter of the release (the pools still grow only as adapters are used).
     :param device: ``cuda`` (bf16) or ``cpu`` (fp32); default CUDA when present.
+    :param workers: batches scored at once; default :data:`CPU_WORKERS` on a CPU (each with its
+        share of torch's threads), one on a GPU. ``predict`` may be called from several threads.
     """
 
     def __init__(
@@ -108,9 +130,10 @@ class AdapterEngine:
         adapters: dict[str, tuple[Path, str]],
         *,
         base_model: str | None = None,
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        cache_bytes: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         device: str | None = None,
+        workers: int | None = None,
     ) -> None:
         import torch
 
@@ -118,6 +141,8 @@ class AdapterEngine:
 
         if batch_size < 1:
             raise EngineError(f"batch size must be at least 1, got {batch_size}")
+        if workers is not None and workers < 1:
+            raise EngineError(f"the engine needs at least 1 scoring worker, got {workers}")
         self.release_id = release_id
         self.batch_size = batch_size
         self._adapters = adapters
@@ -136,7 +161,7 @@ class AdapterEngine:
         targets, rank, labels = _plan(model, adapters)
         self._pools: SlotModel = SlotModel.build(model, targets, slots=1, rank=rank, labels=labels)
         self._cache = AdapterCache(
-            cache_bytes,
+            cache_bytes if cache_bytes is not None else self._pools.slot_bytes * max(len(adapters), 1),
             self._pools.slot_bytes,
             adapters=len(adapters),
             slots=1,
@@ -144,16 +169,26 @@ class AdapterEngine:
             grow=self._pools.resize,
         )
         self.timings = EngineTimings()
-        self._lock = threading.Lock()
+        self._timings_lock = threading.Lock()
         self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+        on_gpu, threads = self.device.startswith("cuda"), torch.get_num_threads()
+        self.workers = workers or (1 if on_gpu else max(1, min(CPU_WORKERS, threads)))
+        self._scorers = ThreadPoolExecutor(
+            max_workers=self.workers,
+            thread_name_prefix="score",
+            initializer=torch.set_num_threads,  # per thread: the caller's own count is left as it is
+            initargs=(threads if on_gpu else max(1, threads // self.workers),),
+        )
         log.info(
-            "engine for release %s: %d adapters over %s on %s, %d target layers, rank %d (%.1fs to load)",
+            "engine for release %s: %d adapters over %s on %s, %d target layers, rank %d, %d scoring "
+            "workers (%.1fs to load)",
             release_id,
             len(adapters),
             Path(self.base_model).name,
             self.device,
             len(targets),
             rank,
+            self.workers,
             time.perf_counter() - started,
         )
 
@@ -212,24 +247,52 @@ class AdapterEngine:
 
         :param features: also return each row's :class:`RowFeatures` (drift monitoring).
         """
-        (predictions,) = self.predict_each([(texts, customers)], features=features)  # the lock is let go
+        (predictions,) = self.predict_each([(texts, customers)], features=features)
         return predictions
 
     def predict_each(
         self, requests: Iterable[tuple[Sequence[str], Sequence[str]]], *, features: bool = False
     ) -> Iterator[Predictions]:
         """:meth:`predict` for each ``(texts, customers)`` in turn, as a stream: the next rows, of this
-        request or the next one, are tokenized while the current batch runs."""
-        with self._lock:
-            scores: _Scores | None = None
-            for chunk, batches in ahead(self._chunks(requests), self._tokenize, self._preparer):
-                if scores is None:
-                    scores = _Scores(len(chunk.texts), features)
+        request or the next one, are tokenized while the workers score the current ones."""
+        pending: deque[_Pending] = deque()  # requests in order, the oldest first
+        running: deque[Future[None]] = deque()  # batches submitted, the oldest first
+        try:
+            for chunk, batches in self._tokenized(self._chunks(requests), running):
+                if not pending or pending[-1].complete:
+                    pending.append(_Pending(chunk.customers, _Scores(len(chunk.texts), features)))
+                request = pending[-1]
                 for batch in batches:
-                    self._score(batch, chunk.customers, scores)
-                if chunk.last:
-                    yield scores.predictions([self._adapters[c][1] for c in chunk.customers])
-                    scores = None
+                    while len(running) >= 2 * self.workers:  # a bounded lead: memory, and a fair share
+                        running.popleft().result()
+                    running.append(self._scorers.submit(self._score, batch, chunk.customers, request.scores))
+                    request.batches.append(running[-1])
+                request.complete = chunk.last
+                while pending and pending[0].done:
+                    yield _finished(pending.popleft(), self._adapters)
+            while pending:
+                yield _finished(pending.popleft(), self._adapters)
+        finally:  # an error, or the caller stopped reading: no batch of this call runs on afterwards
+            for submitted in running:
+                submitted.cancel()
+            for submitted in running:
+                if not submitted.cancelled():
+                    submitted.exception()
+
+    def _tokenized(
+        self, chunks: Iterator[_Chunk], running: deque[Future[None]]
+    ) -> Iterator[tuple[_Chunk, list[Batch]]]:
+        """The chunks' batches, tokenized one chunk ahead; counts the time no batch ran meanwhile."""
+        tokenized = ahead(chunks, self._tokenize, self._preparer)
+        while True:
+            idle = time.perf_counter() if all(batch.done() for batch in running) else None
+            item = next(tokenized, None)
+            if idle is not None:
+                with self._timings_lock:
+                    self.timings.wait += time.perf_counter() - idle
+            if item is None:
+                return
+            yield item
 
     def _chunks(self, requests: Iterable[tuple[Sequence[str], Sequence[str]]]) -> Iterator[_Chunk]:
         size = self.batch_size  # the first chunk: one batch, so scoring starts soon
@@ -267,13 +330,14 @@ class AdapterEngine:
         return chunk, batches
 
     def _score(self, batch: Batch, request_customers: Sequence[str], scores: _Scores) -> None:
-        """One forward pass over ``batch`` (or several, if its adapters outnumber the pools' slots)."""
+        """In a scoring worker: one forward pass over ``batch`` (or several, if its adapters outnumber
+        this worker's share of the pools' slots)."""
         import torch
 
         started = time.perf_counter()
         customers = [request_customers[row] for row in batch.rows]
         distinct = list(dict.fromkeys(customers))
-        limit = self._cache.max_slots
+        limit = max(1, self._cache.max_slots // self.workers)  # every worker's batch fits at once
         if len(distinct) > limit:  # a budget below one batch's adapters: score it in parts that fit
             for part in (set(distinct[i : i + limit]) for i in range(0, len(distinct), limit)):
                 picked = [i for i, c in enumerate(customers) if c in part]
@@ -281,47 +345,44 @@ class AdapterEngine:
                 sub = Batch(batch.rows[picked], batch.input_ids[index], batch.attention_mask[index])
                 self._score(sub, request_customers, scores)
             return
-        residents = self._cache.residents(distinct)
-        slots = torch.tensor([residents[c].slot for c in customers])
-        if self.device.startswith("cuda"):
-            slots = slots.pin_memory()
-        slots = slots.to(self.device, non_blocking=True)  # the batch's one copy of its slot vector
-        selected = time.perf_counter()
-        mask = batch.attention_mask.to(self.device, non_blocking=True)
-        hidden: list[Any] = []
-        with torch.inference_mode(), self._pools.routed(slots), self._last_hidden(hidden, scores.features):
-            logits = self._pools.model(
-                input_ids=batch.input_ids.to(self.device, non_blocking=True), attention_mask=mask
-            ).logits
-            embeddings = _mean_pooled(hidden[0], mask) if hidden else None
-        probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        with self._cache.holding(distinct) as residents:
+            slots = torch.tensor([residents[c].slot for c in customers])
+            if self.device.startswith("cuda"):
+                slots = slots.pin_memory()
+            slots = slots.to(self.device, non_blocking=True)  # the batch's one copy of its slot vector
+            selected = time.perf_counter()
+            mask = batch.attention_mask.to(self.device, non_blocking=True)
+            with torch.inference_mode(), self._pools.routed(slots):
+                output = self._pools.model(
+                    input_ids=batch.input_ids.to(self.device, non_blocking=True),
+                    attention_mask=mask,
+                    output_hidden_states=scores.features,  # drift: the last one, mean-pooled
+                )
+                embeddings = _mean_pooled(output.hidden_states[-1], mask) if scores.features else None
+                # On the host before the slots are let go: a GPU runs behind the host.
+                probabilities = torch.softmax(output.logits.float(), dim=-1).cpu().numpy()
         scored = time.perf_counter()
         scores.add(batch.rows, probabilities, [residents[c] for c in customers])
         if embeddings is not None:
             scores.add_features(batch, embeddings)
-        timings = self.timings
-        timings.select += selected - started
-        timings.forward += scored - selected
-        timings.finish += time.perf_counter() - scored
-        timings.rows += len(customers)
-        timings.batches += 1
+        finished = time.perf_counter()
+        with self._timings_lock:
+            timings = self.timings
+            timings.select += selected - started
+            timings.forward += scored - selected
+            timings.finish += finished - scored
+            timings.rows += len(customers)
+            timings.batches += 1
 
     def _load(self, customer: str, slot: int) -> list[str]:
         return load_into(self._pools, slot, self._adapters[customer][0], customer)
 
-    @contextmanager
-    def _last_hidden(self, into: list[Any], wanted: bool) -> Iterator[None]:
-        """While wanted, the encoder's last hidden states of the next forward are appended to ``into``."""
-        if not wanted:
-            yield
-            return
-        base: Any = self._pools.model.base_model  # BERT-style: checked when the engine is built
-        encoder = base.encoder
-        handle = encoder.register_forward_hook(lambda _module, _args, output: into.append(output[0]))
-        try:
-            yield
-        finally:
-            handle.remove()
+
+def _finished(request: _Pending, adapters: dict[str, tuple[Path, str]]) -> Predictions:
+    """A request whose batches are all done; a batch's error is raised here."""
+    for batch in request.batches:
+        batch.result()
+    return request.scores.predictions([adapters[c][1] for c in request.customers])
 
 
 def _mean_pooled(hidden: Any, mask: Any) -> np.ndarray:

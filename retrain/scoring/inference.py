@@ -43,7 +43,7 @@ OUTPUT_SCHEMA = ", ".join(f"{name} {kind}" for name, kind in OUTPUT_COLUMNS.item
 
 @functools.lru_cache(maxsize=1)  # one release per job; a new job's release replaces the last one
 def _engine(
-    release_dir: str, base_model: str, batch_size: int, cache_bytes: int
+    release_dir: str, base_model: str, batch_size: int, cache_bytes: int | None
 ) -> tuple[AdapterEngine, dict[str, DriftReference]]:
     engine = AdapterEngine.from_release_dir(
         release_dir, base_model=base_model, batch_size=batch_size, cache_bytes=cache_bytes
@@ -116,7 +116,7 @@ def _drift_columns(
 
 
 def scorer(
-    shipped_release: str, base_model: str, batch_size: int, cache_bytes: int
+    shipped_release: str, base_model: str, batch_size: int, cache_bytes: int | None
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """The ``mapInPandas`` function Spark ships to its workers.
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from retrain.adapters.model import default_base_model
-from retrain.engine.engine import DEFAULT_BATCH_SIZE, DEFAULT_CACHE_BYTES
+from retrain.engine.engine import DEFAULT_BATCH_SIZE
 from retrain.errors import InputError, NotFoundError
 from retrain.outputs import RELEASE_CACHE, claim
 from retrain.release.context import ADAPTER_SUBDIR, RELEASE_ID_FILE, write_context
@@ -89,14 +89,15 @@ def score_partition(
     customers: list[str] | None = None,
     if_missing: Literal["error", "skip"] = "error",
     batch_size: int = DEFAULT_BATCH_SIZE,
-    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    cache_bytes: int | None = None,
 ) -> ScoringReport:
     """Score ``input_table`` partition ``ds`` with release ``release_id`` into ``output_table``.
 
     :param customers: score only these customers' rows (a partner's retro-test). The partition's
         rows of other customers are kept: the new partition is their rows plus the new scores,
         flipped in atomically like a full one.
-    :param cache_bytes: adapter memory per Python worker (the engine's LRU budget).
+    :param cache_bytes: adapter memory per Python worker (the engine's LRU budget); default room
+        for every adapter of the release, the pools growing only with the adapters a worker uses.
     :param if_missing: a missing input partition raises :class:`MissingPartitionError` (``error``)
         or returns a report saying why nothing was scored (``skip``: today's requests may not
         have landed when a retrain finishes).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -185,7 +186,30 @@ def test_a_stream_of_requests_scores_each_as_predict_does(trained_release: Train
     bad = iter([requests[0], (["hello"], ["nobody_inc"])])
     with pytest.raises(UnknownCustomerError, match="'nobody_inc'"):
         list(engine.predict_each(bad))
-    assert engine.predict(*requests[0]).labels == streamed[0].labels  # the lock was let go
+    assert engine.predict(*requests[0]).labels == streamed[0].labels  # nothing was left held
+
+
+def test_predicts_from_many_threads_at_once_score_as_one_at_a_time(trained_release: TrainedRelease) -> None:
+    """A server's threads share one engine: two workers, five callers, two slots for all of them."""
+    release = trained_release
+    serial = AdapterEngine.from_release_dir(release.release_dir, device="cpu", batch_size=4, workers=1)
+    engine = AdapterEngine.from_release_dir(
+        release.release_dir, device="cpu", batch_size=4, workers=2, cache_bytes=2 * serial.cache.slot_bytes
+    )
+    threads = torch.get_num_threads()
+    requests = [(release.texts[i::5], release.text_customers[i::5]) for i in range(5)]
+    alone = [serial.predict(texts, customers, features=True) for texts, customers in requests]
+    with ThreadPoolExecutor(max_workers=5) as callers:
+        together = list(callers.map(lambda request: engine.predict(*request, features=True), requests))
+    for expected, got in zip(alone, together, strict=True):
+        assert got.labels == expected.labels
+        assert np.abs(got.scores - expected.scores).max() < EXACT
+        assert expected.features is not None
+        assert got.features is not None
+        assert np.abs(got.features.embeddings - expected.features.embeddings).max() < EXACT
+        assert [len(ids) for ids in got.features.token_ids] == list(expected.features.tokens)
+    assert engine.cache.stats.evictions > 0  # slots changed hands between the threads' batches
+    assert torch.get_num_threads() == threads  # the workers' thread counts are their own
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: the bf16 GPU path needs one")
