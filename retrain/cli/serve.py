@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from retrain.cli import common
-from retrain.engine import DEFAULT_CACHE_BYTES
 from retrain.errors import InputError
 from retrain.serving.batcher import (
     DEFAULT_MAX_BATCH_SIZE,
@@ -58,7 +57,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_wait_ms=args.max_wait_ms,
         max_queue_rows=args.max_queue_rows,
         max_queue_ms=args.max_queue_ms,
-        cache_bytes=args.adapter_cache_mb * 1024 * 1024,
+        cache_bytes=args.adapter_cache_mb * 1024 * 1024 if args.adapter_cache_mb else None,
+        engine_workers=args.engine_workers,
         base_model=args.base_model,
         max_body_bytes=args.max_body_mb * 1024 * 1024,
     )
@@ -69,6 +69,13 @@ def _port(text: str) -> int:
     """An argparse ``type=``: a TCP port number."""
     if not text.isdigit() or not 1 <= int(text) <= MAX_PORT:
         raise argparse.ArgumentTypeError(f"expected a port number from 1 to {MAX_PORT}, got {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    """An argparse ``type=``: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return int(text)
 
 
@@ -124,7 +131,16 @@ def register(commands: Commands) -> None:
         default=DEFAULT_MAX_QUEUE_MS,
         help=f"requests waiting longer for the engine: 503 (default {DEFAULT_MAX_QUEUE_MS:.0f})",
     )
-    serve.add_argument("--adapter-cache-mb", type=int, default=DEFAULT_CACHE_BYTES >> 20, help="adapter LRU")
+    serve.add_argument(
+        "--adapter-cache-mb",
+        type=_positive,
+        help="adapter slots' memory, an LRU past it (default: room for every adapter of the release)",
+    )
+    serve.add_argument(
+        "--engine-workers",
+        type=_positive,
+        help="batches scored at once (default 2 on a CPU, sharing its cores; 1 on a GPU)",
+    )
     serve.add_argument("--base-model", help="base model folder or package==version (default packaged)")
     common.add_mlflow_uri(serve)
     serve.add_argument("--workdir", default="var/serving", help="where --release is downloaded")

@@ -3,10 +3,12 @@
 A forward pass over 64 rows costs little more than one over a single row, so requests that arrive
 close together are scored together, customers mixed (the engine applies each row's own adapter).
 
-- The engine runs in one worker thread. While it scores a batch, the event loop keeps accepting
-  requests and forms the next batch; a full one waits in the engine's line, so the engine starts it
-  the moment it is free, without waiting for the event loop. A partial one goes as soon as the
-  engine is free. Only an idle engine waits for company (``max_wait_ms`` from the first arrival).
+- The engine scores as many batches at once as it has workers (two on a CPU, one on a GPU), each
+  in its own thread. While they run, the event loop keeps accepting requests and forms the next
+  batch; a full one waits in the engine's line, so a worker starts it the moment it is free,
+  without waiting for the event loop. A partial one goes as soon as a worker is free if its
+  oldest request arrived while all were busy (a backlog); otherwise that request first waits
+  ``max_wait_ms`` for company.
 - The queue is bounded twice: by rows (``max_queue_rows``, a fixed cap) and by time
   (``max_queue_ms``): while requests are queued and even the youngest request of the last batch
   scored had waited longer than that for the engine, a standing queue exists and new requests are
@@ -47,7 +49,6 @@ DEFAULT_MAX_QUEUE_ROWS = 256
 # The time requests wait for the engine: with a batch being scored on top, an accepted request is
 # answered within about 0.5 s however fast the engine runs (on a busy machine, a GPU or a CPU).
 DEFAULT_MAX_QUEUE_MS = 250.0
-_IN_ENGINE = 2  # batches handed to the engine thread: the one it scores, the next one, formed
 
 
 class UnavailableError(ServiceUnreachableError):
@@ -74,6 +75,11 @@ class Engine(Protocol):
 
     @property
     def customers(self) -> list[str]: ...
+
+    @property
+    def workers(self) -> int:
+        """Batches the engine scores at once (``predict`` is called from that many threads)."""
+        ...
 
     def predict(self, texts: Sequence[str], customers: Sequence[str]) -> Predictions: ...
 
@@ -110,6 +116,7 @@ class _Request:
     customers: list[str]
     future: asyncio.Future[Predictions] = field(repr=False)
     arrived: float  # time.monotonic()
+    backlog: bool  # every worker was busy when it arrived: it goes with the next free one
 
 
 @dataclass
@@ -161,11 +168,13 @@ class DynamicBatcher:
         self._pending_rows = 0
         self._stopping = False
         self._standing_wait = 0.0  # seconds the youngest request of the last batch waited
+        self._running = 0  # batches in the engine's workers or waiting for one
         self._changed = asyncio.Event()  # a request arrived, or a batch left the engine
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # One thread: the engine scores one batch at a time anyway (its internal lock).
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=engine.workers, thread_name_prefix="engine"
+        )
 
     def check(self, texts: Sequence[str], customers: Sequence[str]) -> None:
         """Raise :class:`EngineInputError` naming what is wrong with one request; nothing is queued."""
@@ -196,7 +205,8 @@ class DynamicBatcher:
         self._admit(len(texts))
         self._ensure_worker()
         loop = asyncio.get_running_loop()
-        request = _Request(list(texts), list(customers), loop.create_future(), time.monotonic())
+        backlog = self._running >= self.engine.workers
+        request = _Request(list(texts), list(customers), loop.create_future(), time.monotonic(), backlog)
         self._pending.append(request)
         self._pending_rows += len(texts)
         self.metrics.queue(len(self._pending), self._pending_rows)
@@ -270,37 +280,34 @@ class DynamicBatcher:
             self._worker = loop.create_task(self._run(), name="retrain-batcher")
 
     async def _run(self) -> None:
-        in_engine: deque[asyncio.Future[_Scored]] = deque()  # FIFO: the engine thread's own order
+        in_engine: set[asyncio.Future[_Scored]] = set()
         loop = asyncio.get_running_loop()
         while True:
-            while in_engine and in_engine[0].done():
-                in_engine.popleft()
-            if len(in_engine) >= _IN_ENGINE:  # the next batch is formed already: wait for the engine
-                await asyncio.wait([in_engine[0]])
+            in_engine = {scoring for scoring in in_engine if not scoring.done()}
+            if len(in_engine) > self.engine.workers:  # all busy, the next batch formed: wait for one
+                await asyncio.wait(in_engine, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            batch = await self._collect(in_engine[-1] if in_engine else None)
+            batch = await self._collect(in_engine)
             scoring = loop.run_in_executor(self._executor, self._score, batch)
+            self._running += 1
             scoring.add_done_callback(functools.partial(self._settle, batch=batch))
-            in_engine.append(scoring)
+            in_engine.add(scoring)
 
-    async def _collect(self, busy: asyncio.Future[_Scored] | None) -> list[_Request]:
-        """The next batch: full, or partial once the engine is free (an idle engine waits ``max_wait``)."""
+    async def _collect(self, in_engine: set[asyncio.Future[_Scored]]) -> list[_Request]:
+        """The next batch: full, or partial once a worker is free: at once for a backlog, else when its
+        oldest request has waited ``max_wait`` for company."""
         while True:
+            remaining: float | None = None  # until something changes
             if self._pending_rows >= self.max_batch_size:
                 break
-            if self._pending and busy is None:  # an idle engine: wait for company, from the first arrival
-                remaining = self._pending[0].arrived + self.max_wait - time.monotonic()
+            if self._pending and sum(not s.done() for s in in_engine) < self.engine.workers:
+                oldest = self._pending[0]
+                remaining = 0.0 if oldest.backlog else oldest.arrived + self.max_wait - time.monotonic()
                 if remaining <= 0:
                     break
-            elif self._pending and busy is not None and busy.done():
-                break  # the engine is free: what has gathered meanwhile goes now
-            else:
-                remaining = None
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            if busy is not None and busy.done() and not self._pending:
-                busy = None  # the engine went idle with nothing queued: the next arrival waits for company
         batch: list[_Request] = []
         rows = 0
         while self._pending and (not batch or rows + len(self._pending[0].texts) <= self.max_batch_size):
@@ -344,6 +351,7 @@ class DynamicBatcher:
 
     def _settle(self, scoring: asyncio.Future[_Scored], batch: list[_Request]) -> None:
         """On the event loop, once the engine thread is done with a batch: answer its callers."""
+        self._running -= 1
         self._changed.set()
         if scoring.cancelled() or scoring.exception() is not None:  # closed, or a bug in _score
             error = scoring.exception() if not scoring.cancelled() else None

@@ -107,7 +107,8 @@ class InferenceServiceSpec:
     grpc_port: int = 8081
     max_batch_size: int = 64  # rows in one forward pass, across requests
     max_wait_ms: int = 5  # how long the first request of a batch waits for others
-    adapter_cache_mb: int = 512  # adapters kept in memory per pod, least recently used out first
+    # Adapters' memory per pod, least recently used out past it; default room for the whole release.
+    adapter_cache_mb: int | None = None
 
     def __post_init__(self) -> None:
         if self.release_id != RELEASE_PLACEHOLDER and not is_release_id(self.release_id):
@@ -135,7 +136,7 @@ class InferenceServiceSpec:
             ("max_wait_ms", self.max_wait_ms, 0),
             ("adapter_cache_mb", self.adapter_cache_mb, 1),
         ):
-            if number < least:
+            if number is not None and number < least:
                 raise InferenceServiceError(f"{what} must be at least {least}, got {number}")
 
     @property
@@ -157,11 +158,9 @@ def server_args(spec: InferenceServiceSpec) -> list[str]:
         str(spec.max_batch_size),
         "--max-wait-ms",
         str(spec.max_wait_ms),
-        "--adapter-cache-mb",
-        str(spec.adapter_cache_mb),
         "--host",
         "0.0.0.0",  # the pod's address: the kubelet's probes and the Service reach it there
-    ]
+    ] + (["--adapter-cache-mb", str(spec.adapter_cache_mb)] if spec.adapter_cache_mb else [])
 
 
 def _probe(path: str, port: int, period: int, failures: int) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from retrain.engine import DEFAULT_CACHE_BYTES, EngineError
+from retrain.engine import EngineError
 from retrain.serving.batcher import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_QUEUE_MS,
@@ -64,7 +64,8 @@ class ServeSettings:
     max_wait_ms: float = DEFAULT_MAX_WAIT_MS
     max_queue_rows: int = DEFAULT_MAX_QUEUE_ROWS
     max_queue_ms: float = DEFAULT_MAX_QUEUE_MS
-    cache_bytes: int = DEFAULT_CACHE_BYTES
+    cache_bytes: int | None = None  # default: every adapter of the release
+    engine_workers: int | None = None  # default: the engine's (two on a CPU, one on a GPU)
     base_model: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
@@ -134,6 +135,7 @@ def serve(settings: ServeSettings) -> int:
         max_queue_rows=settings.max_queue_rows,
         max_queue_ms=settings.max_queue_ms,
         cache_bytes=settings.cache_bytes,
+        workers=settings.engine_workers,
         base_model=settings.base_model,
     )
     model.load()

@@ -36,6 +36,9 @@ def retrain_command() -> Path:
     return found if found.exists() else Path(shutil.which("retrain") or "retrain")
 
 
+ENGINE_WORKERS = 2
+
+
 @pytest.fixture(scope="session")
 def serving_process(
     trained_release: TrainedRelease, tmp_path_factory: pytest.TempPathFactory
@@ -54,6 +57,9 @@ def serving_process(
         # not depend on how fast this machine scores today.
         "--max-queue-ms",
         "60000",
+        # Pinned (the default follows the cores): how many requests the engine takes at once.
+        "--engine-workers",
+        str(ENGINE_WORKERS),
     ) as server:
         yield server
 

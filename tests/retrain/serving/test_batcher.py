@@ -45,13 +45,18 @@ class CountingEngine(AdapterEngine):
         self.gate.set()
 
 
-@pytest.fixture(scope="module")
-def counting(trained_release: Any) -> CountingEngine:
-    engine = CountingEngine.from_release_dir(trained_release.release_dir)
+def counting_engine(trained_release: Any, workers: int) -> CountingEngine:
+    engine = CountingEngine.from_release_dir(trained_release.release_dir, workers=workers)
     assert isinstance(engine, CountingEngine)
     engine.gate = threading.Event()
     engine.reset()
     return engine
+
+
+@pytest.fixture(scope="module")
+def counting(trained_release: Any) -> CountingEngine:
+    """One scoring worker: a test can hold the whole engine busy with one batch."""
+    return counting_engine(trained_release, workers=1)
 
 
 def requests_of(trained_release: Any, count: int, rows: int) -> list[tuple[list[str], list[str]]]:
@@ -193,6 +198,42 @@ def test_the_next_batch_forms_while_one_is_scored(counting: CountingEngine, trai
     answers = asyncio.run(run())
     assert counting.calls == [8, 8, 2]
     assert [len(a.labels) for a in answers] == [8, 8, 2]
+
+
+def test_two_workers_score_two_batches_at_once(trained_release: Any) -> None:
+    """With two scoring workers a second batch starts while the first is held; a third waits, formed."""
+    pair = counting_engine(trained_release, workers=2)
+    batcher = DynamicBatcher(pair, max_batch_size=8, max_wait_ms=1000, max_queue_rows=64)
+    pair.gate.clear()
+
+    async def run() -> list[Predictions]:
+        try:
+            first = await send(batcher, rows_of(trained_release, 8, 0))
+            second = await send(batcher, rows_of(trained_release, 8, 100))
+            await until(lambda: pair.calls == [8, 8])  # both held in the engine at once
+            third = await send(batcher, rows_of(trained_release, 8, 200))
+            await until(lambda: batcher.queued_rows == 0)  # formed, waiting for a worker
+            fourth = await send(batcher, rows_of(trained_release, 2, 300))
+            await until(lambda: batcher.queued_rows == 2)  # a backlog: it goes with the next free worker
+            assert pair.calls == [8, 8]
+            opened = time.monotonic()
+            pair.gate.set()
+            answers = await asyncio.gather(first, second, third, fourth)
+            assert max(pair.started[2:]) - opened < 0.5  # not max_wait (1 s) after
+            return list(answers)
+        finally:
+            await batcher.close()
+
+    answers = asyncio.run(run())
+    assert sorted(pair.calls) == [2, 8, 8, 8]
+    assert [len(a.labels) for a in answers] == [8, 8, 8, 2]
+    for answer, (texts, customers) in zip(
+        answers,
+        [rows_of(trained_release, n, start) for n, start in ((8, 0), (8, 100), (8, 200), (2, 300))],
+        strict=True,
+    ):
+        alone = pair.predict(texts, customers)
+        np.testing.assert_allclose(np.stack(answer.probabilities), np.stack(alone.probabilities), atol=1e-6)
 
 
 async def engine_busy_and_queue_full(

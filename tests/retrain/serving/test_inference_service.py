@@ -123,6 +123,8 @@ def test_server_args_are_what_retrain_serve_accepts() -> None:
     assert (args.max_batch_size, args.max_wait_ms, args.adapter_cache_mb) == (8, 2, 64)
     assert args.host == "0.0.0.0"  # retrain serve listens on loopback unless told
     assert args.release is None  # the image's $RETRAIN_RELEASE_DIR names the release
+    default = build_parser().parse_args(server_args(InferenceServiceSpec()))
+    assert default.adapter_cache_mb is None  # room for the whole release
 
 
 @pytest.mark.parametrize(
