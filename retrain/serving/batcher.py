@@ -9,13 +9,14 @@ close together are scored together, customers mixed (the engine applies each row
   without waiting for the event loop. A partial one goes as soon as a worker is free if its
   oldest request arrived while all were busy (a backlog); otherwise that request first waits
   ``max_wait_ms`` for company.
-- The queue is bounded twice: by rows (``max_queue_rows``, a fixed cap) and by time
-  (``max_queue_ms``): while requests are queued and even the youngest request of the last batch
-  scored had waited longer than that for the engine, a standing queue exists and new requests are
-  refused (CoDel's signal: the time requests spend queued, not a guess of the engine's speed).
-  Past either bound a request is refused at once with :class:`UnavailableError` (HTTP 503 with
-  ``Retry-After``, gRPC UNAVAILABLE), so overload turns into prompt refusals, not unbounded
-  latency, however fast the machine is today.
+- The queue is bounded by rows (``max_queue_rows``, a fixed cap) and by time (``max_queue_ms``),
+  measured two ways. Ahead: the rows queued before a new request, at the pace the engine's
+  workers have been scoring rows (a moving average over recent batches), would keep it waiting
+  longer than that. Behind: even the youngest request of the last batch scored had waited longer
+  than that (CoDel's signal, a standing queue). The first refuses before the wait happens, the
+  second catches what the pace misjudged. Past any bound a request is refused at once with
+  :class:`UnavailableError` (HTTP 503 with ``Retry-After``, gRPC UNAVAILABLE), so overload turns
+  into prompt refusals, not unbounded latency, however fast the machine is today.
 - A request whose caller has gone (its task cancelled: a closed connection, a cancelled gRPC call)
   or whose own deadline passed leaves the queue at once and is never scored.
 
@@ -41,14 +42,17 @@ from retrain.errors import ServiceUnreachableError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BATCH_SIZE = 64  # rows: the engine's own batch size, one forward pass
+# Rows the engine's workers score at once, shared among them: the engine's own batch of 64 on a GPU,
+# 32 for each of a CPU's two workers (a single-threaded worker takes about 0.25 s for 32 rows).
+ROWS_IN_FLIGHT = 64
 DEFAULT_MAX_WAIT_MS = 5.0  # how long the first request at an idle engine waits for company
-# Four batches: about 0.3 s of work on 2 CPU cores, so an accepted request is answered well within
-# 0.5 s even when the server refuses the excess of an overload.
+# A cap for memory and for bursts the engine's pace has not shown yet; the time bound usually
+# refuses first.
 DEFAULT_MAX_QUEUE_ROWS = 256
-# The time requests wait for the engine: with a batch being scored on top, an accepted request is
-# answered within about 0.5 s however fast the engine runs (on a busy machine, a GPU or a CPU).
-DEFAULT_MAX_QUEUE_MS = 250.0
+# The time a request may wait for the engine: with its own batch's scoring and HTTP on top, an
+# accepted request is answered within 0.5 s (at 1.5x overload on 2 CPU cores: p99 0.40 s, where
+# 150 ms gave 0.63 s and 250 ms 0.99 s).
+DEFAULT_MAX_QUEUE_MS = 100.0
 
 
 class UnavailableError(ServiceUnreachableError):
@@ -129,7 +133,8 @@ class _Scored:
 
 
 class DynamicBatcher:
-    """Gathers concurrent requests into mixed batches of at most ``max_batch_size`` rows.
+    """Gathers concurrent requests into mixed batches of at most ``max_batch_size`` rows (default
+    :data:`ROWS_IN_FLIGHT` shared among the engine's workers).
 
     A request larger than ``max_batch_size`` is never split: it forms a batch of its own (the
     engine batches internally). Requests are checked before they are queued, so a bad request
@@ -141,12 +146,14 @@ class DynamicBatcher:
         self,
         engine: Engine,
         *,
-        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_batch_size: int | None = None,
         max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
         max_queue_rows: int = DEFAULT_MAX_QUEUE_ROWS,
         max_queue_ms: float = DEFAULT_MAX_QUEUE_MS,
         metrics: BatchMetrics | None = None,
     ) -> None:
+        if max_batch_size is None:
+            max_batch_size = max(1, ROWS_IN_FLIGHT // engine.workers)
         if max_batch_size < 1:
             raise EngineError(f"max batch size must be at least 1 row, got {max_batch_size}")
         if max_wait_ms < 0:
@@ -168,6 +175,7 @@ class DynamicBatcher:
         self._pending_rows = 0
         self._stopping = False
         self._standing_wait = 0.0  # seconds the youngest request of the last batch waited
+        self._row_seconds = 0.0  # a worker's seconds per row, averaged over recent batches (0: none yet)
         self._running = 0  # batches in the engine's workers or waiting for one
         self._changed = asyncio.Event()  # a request arrived, or a batch left the engine
         self._worker: asyncio.Task[None] | None = None
@@ -249,12 +257,16 @@ class DynamicBatcher:
             raise UnavailableError("the model server is stopping: send the request to another replica")
         if not self._pending_rows:  # nothing queued: the engine takes it with the next batch
             return
-        wait = self._standing_wait
+        ahead = self._pending_rows * self._row_seconds / self.engine.workers
+        limit = self.max_queue_wait * 1000
         if self._pending_rows + rows > self.max_queue_rows:
-            reason = f"{self._pending_rows} rows queued, the limit is {self.max_queue_rows}"
-        elif wait > self.max_queue_wait:
-            limit = self.max_queue_wait * 1000
+            reason, wait = f"{self._pending_rows} rows queued, the limit is {self.max_queue_rows}", ahead
+        elif self._standing_wait > self.max_queue_wait:
+            wait = self._standing_wait
             reason = f"requests wait {wait * 1000:.0f} ms for the engine, the limit is {limit:.0f} ms"
+        elif ahead > self.max_queue_wait:
+            wait = ahead
+            reason = f"the rows queued would take {ahead * 1000:.0f} ms, the limit is {limit:.0f} ms"
         else:
             return
         self.metrics.dropped("queue_full")
@@ -371,6 +383,9 @@ class DynamicBatcher:
                 request.future.set_result(outcome)
         if scored.queue_waits:
             self._standing_wait = min(scored.queue_waits)
+            pace = scored.seconds / rows
+            # Recent batches count most: the pace follows the machine's load within a few batches.
+            self._row_seconds = pace if not self._row_seconds else 0.8 * self._row_seconds + 0.2 * pace
         if scored.outcomes:  # not a batch whose callers had all left
             self.metrics.batch(len(scored.outcomes), rows, scored.queue_waits, scored.seconds)
 

@@ -306,6 +306,43 @@ def test_the_queue_is_bounded_in_time_too(counting: CountingEngine, trained_rele
     assert counting.calls == [8, 8, 8, 8, 8]
 
 
+def test_the_queue_refuses_what_the_engines_pace_says_would_wait_too_long(
+    counting: CountingEngine, trained_release: Any
+) -> None:
+    """After a slow batch (held 0.3 s for 8 rows), 8 rows queued would take ~0.3 s: past 100 ms,
+    refused before anyone waited that long (the youngest of the last batch waited ~0 ms)."""
+    batcher = DynamicBatcher(counting, max_batch_size=8, max_wait_ms=0, max_queue_ms=100)
+    counting.reset()
+    counting.gate.clear()
+
+    async def run() -> None:
+        try:
+            slow = await send(batcher, rows_of(trained_release, 8, 0))
+            await until(lambda: counting.calls == [8])
+            await asyncio.sleep(0.3)
+            counting.gate.set()
+            await slow
+            counting.gate.clear()
+            held = [await send(batcher, rows_of(trained_release, 8, 8))]
+            await until(lambda: len(counting.calls) == 2)
+            held.append(await send(batcher, rows_of(trained_release, 8, 16)))
+            await until(lambda: batcher.queued_rows == 0)  # formed, handed to the engine's line
+            held.append(await send(batcher, rows_of(trained_release, 8, 24)))
+            await until(lambda: batcher.queued_rows == 8)
+            with pytest.raises(
+                UnavailableError, match=r"the rows queued would take \d+ ms, the limit is 100 ms"
+            ) as refused:
+                await batcher.predict(*rows_of(trained_release, 1, 99))
+            assert refused.value.retry_after == 1
+            counting.gate.set()
+            assert [len(a.labels) for a in await asyncio.gather(*held)] == [8, 8, 8]
+        finally:
+            await batcher.close()
+
+    asyncio.run(run())
+    assert counting.calls == [8, 8, 8, 8]
+
+
 def test_requests_whose_callers_left_are_not_scored(counting: CountingEngine, trained_release: Any) -> None:
     from retrain.serving.metrics import PrometheusMetrics  # .venv-serve's: collected in the main venv too
 
