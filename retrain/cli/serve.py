@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from retrain.cli import common
 from retrain.errors import InputError
 from retrain.serving.batcher import (
-    DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_QUEUE_MS,
     DEFAULT_MAX_QUEUE_ROWS,
     DEFAULT_MAX_WAIT_MS,
@@ -72,13 +71,6 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _positive(text: str) -> int:
-    """An argparse ``type=``: a whole number of at least 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
-
-
 def _model_name(text: str) -> str:
     try:
         return model_name(text)
@@ -117,7 +109,11 @@ def register(commands: Commands) -> None:
         default=DEFAULT_MAX_BODY_BYTES >> 20,
         help=f"largest REST request body; larger ones get 413 (default {DEFAULT_MAX_BODY_BYTES >> 20})",
     )
-    serve.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="rows per batch")
+    serve.add_argument(
+        "--max-batch-size",
+        type=common.at_least(1),
+        help="rows per batch (default 64 shared among the engine's workers: 32 on a CPU, 64 on a GPU)",
+    )
     serve.add_argument("--max-wait-ms", type=float, default=DEFAULT_MAX_WAIT_MS, help="batch fill wait")
     serve.add_argument(
         "--max-queue-rows",
@@ -133,12 +129,12 @@ def register(commands: Commands) -> None:
     )
     serve.add_argument(
         "--adapter-cache-mb",
-        type=_positive,
+        type=common.at_least(1),
         help="adapter slots' memory, an LRU past it (default: room for every adapter of the release)",
     )
     serve.add_argument(
         "--engine-workers",
-        type=_positive,
+        type=common.at_least(1),
         help="batches scored at once (default 2 on a CPU, sharing its cores; 1 on a GPU)",
     )
     serve.add_argument("--base-model", help="base model folder or package==version (default packaged)")

@@ -105,7 +105,7 @@ class InferenceServiceSpec:
     scale_target_cpu_percent: int = 70  # the HPA's target of average CPU utilisation
     http_port: int = 8080
     grpc_port: int = 8081
-    max_batch_size: int = 64  # rows in one forward pass, across requests
+    max_batch_size: int | None = None  # rows per batch, across requests; default the server's
     max_wait_ms: int = 5  # how long the first request of a batch waits for others
     # Adapters' memory per pod, least recently used out past it; default room for the whole release.
     adapter_cache_mb: int | None = None
@@ -154,13 +154,19 @@ def server_args(spec: InferenceServiceSpec) -> list[str]:
         str(spec.grpc_port),
         "--model-name",
         spec.model_name,
-        "--max-batch-size",
-        str(spec.max_batch_size),
         "--max-wait-ms",
         str(spec.max_wait_ms),
         "--host",
         "0.0.0.0",  # the pod's address: the kubelet's probes and the Service reach it there
-    ] + (["--adapter-cache-mb", str(spec.adapter_cache_mb)] if spec.adapter_cache_mb else [])
+    ] + [
+        argument
+        for flag, value in (
+            ("--max-batch-size", spec.max_batch_size),
+            ("--adapter-cache-mb", spec.adapter_cache_mb),
+        )
+        if value is not None  # else the server's default, which follows the device
+        for argument in (flag, str(value))
+    ]
 
 
 def _probe(path: str, port: int, period: int, failures: int) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from kserve.protocol.infer_type import to_http_parameters
 
 from retrain.engine import AdapterEngine, EngineError, EngineInputError, Predictions
 from retrain.serving.batcher import (
-    DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_QUEUE_MS,
     DEFAULT_MAX_QUEUE_ROWS,
     DEFAULT_MAX_WAIT_MS,
@@ -57,7 +56,7 @@ class ReleaseModel(Model):  # type: ignore[misc]  # kserve is untyped (Any) wher
         release_dir: str | Path,
         *,
         name: str = DEFAULT_MODEL_NAME,
-        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_batch_size: int | None = None,
         max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
         max_queue_rows: int = DEFAULT_MAX_QUEUE_ROWS,
         max_queue_ms: float = DEFAULT_MAX_QUEUE_MS,

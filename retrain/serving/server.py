@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 from retrain.engine import EngineError
 from retrain.serving.batcher import (
-    DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_QUEUE_MS,
     DEFAULT_MAX_QUEUE_ROWS,
     DEFAULT_MAX_WAIT_MS,
@@ -60,7 +59,7 @@ class ServeSettings:
     http_port: int = 8080
     grpc_port: int = 8081
     model_name: str = DEFAULT_MODEL_NAME
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_batch_size: int | None = None  # default: 64 rows shared among the engine's workers
     max_wait_ms: float = DEFAULT_MAX_WAIT_MS
     max_queue_rows: int = DEFAULT_MAX_QUEUE_ROWS
     max_queue_ms: float = DEFAULT_MAX_QUEUE_MS

@@ -125,6 +125,7 @@ def test_server_args_are_what_retrain_serve_accepts() -> None:
     assert args.release is None  # the image's $RETRAIN_RELEASE_DIR names the release
     default = build_parser().parse_args(server_args(InferenceServiceSpec()))
     assert default.adapter_cache_mb is None  # room for the whole release
+    assert default.max_batch_size is None  # 64 rows shared among the engine's workers
 
 
 @pytest.mark.parametrize(
