@@ -33,7 +33,7 @@ dolt_commits = Asset(
                 table=settings.TRAINING_TABLE,
                 key_column=settings.KEY_COLUMN,
                 branch="main",
-                poll_interval=30,
+                poll_interval=settings.COMMIT_POLL_SECONDS,
             ),
         )
     ],

@@ -146,7 +146,14 @@ def test_the_wheel_alone_is_a_complete_provider(tmp_path: Path) -> None:
         text=True,
         check=True,
     ).stdout
-    for option in ("suite_path", "training_backend", "warehouse", "handoff_path", "spark_pool"):
+    for option in (
+        "suite_path",
+        "training_backend",
+        "warehouse",
+        "handoff_path",
+        "spark_pool",
+        "commit_poll_seconds",
+    ):
         assert f"\n{option} = " in listed, listed
     assert "training_backend = local" in listed
     # The templates users apply, written by the installed code: the YAML this repository commits.

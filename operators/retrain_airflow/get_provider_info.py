@@ -103,7 +103,7 @@ CONFIG: dict[str, Any] = {
     "retrain": {
         "description": "Deployment settings of the retrain DAGs, read when DAG files are parsed. "
         "An Airflow Variable named retrain_<option> overrides an option at run time "
-        "(except spark_pool, which Airflow reads at parse time only).",
+        "(except spark_pool and commit_poll_seconds, which are read at parse time only).",
         "options": {
             "suite_path": _option(
                 "Great Expectations suite (JSON) the validation gate runs. Empty: the suite shipped "
@@ -142,6 +142,12 @@ CONFIG: dict[str, Any] = {
                 "ObjectStoragePath: s3:// or gs:// where workers share no disk).",
                 default="file://{AIRFLOW_HOME}/retrain/handoff",
                 example="s3://ml-airflow/retrain/handoff",
+            ),
+            "commit_poll_seconds": _option(
+                "Seconds between the Dolt commit trigger's looks at the training branch's head "
+                "(retrain_on_commit): how soon a commit starts a run, against one query per poll.",
+                default="30",
+                example="10",
             ),
             "spark_pool": _option(
                 "Airflow pool of the Spark tasks; one slot serializes them (needed with an embedded "

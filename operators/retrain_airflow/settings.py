@@ -41,6 +41,22 @@ TRAINING_BACKEND = overridable("training_backend")
 WAREHOUSE = overridable("warehouse")
 SCORING_CACHE = overridable("scoring_cache")
 REPORTS = overridable("reports_dir")
+
+
+def seconds(option: str) -> float:
+    """The ``[retrain]`` value of ``option`` as seconds above 0; a bad value fails the DAG's import, named."""
+    value = configured(option)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ValueError(f"[{SECTION}] {option} must be a number of seconds above 0, got {value!r}")
+    return seconds
+
+
+# Read at parse time: the trigger is serialized with its interval.
+COMMIT_POLL_SECONDS = seconds("commit_poll_seconds")
 # Embedded Derby admits one Spark job at a time: `make up --embedded` sets a pool with one slot.
 # With a thrift metastore (`make up`'s default) Spark tasks stay in default_pool and run side by side.
 SPARK_POOL = configured("spark_pool")

@@ -21,6 +21,7 @@ from retrain.dolt import DoltRepository
 from retrain.dolt.dialects import Statement
 
 DAG_ID = "retrain_on_commit"
+POLL_SECONDS = 5
 
 
 def edit(repo_path: Path, customer: str) -> str:
@@ -37,6 +38,7 @@ def test_each_commit_is_retrained_once_across_a_restart(tmp_path: Path) -> None:
     home.mkdir()
     mlflow_port, airflow_port = free_port(), free_port()
     env = service_env(home, mlflow_port=mlflow_port, airflow_port=airflow_port)
+    env["AIRFLOW__RETRAIN__COMMIT_POLL_SECONDS"] = str(POLL_SECONDS)  # a commit seen sooner than 30 s
     today = dt.datetime.now(dt.UTC).date()
     subprocess.run(
         [
@@ -71,7 +73,7 @@ def test_each_commit_is_retrained_once_across_a_restart(tmp_path: Path) -> None:
         airflow = AirflowApi(airflow_port, home / "airflow")
         third_commit = edit(home / "training.db", "globex_bank")
         runs = airflow.wait_for_runs(DAG_ID, 3)
-        time.sleep(45)  # a duplicate event would have made a 4th run by now (the trigger polls every 30 s)
+        time.sleep(3 * POLL_SECONDS)  # a duplicate event would have made a 4th run by now
         runs = airflow.wait_for_runs(DAG_ID, 3)
         assert len(runs) == 3, [r["dag_run_id"] for r in runs]
         changed = airflow.xcom(DAG_ID, runs[-1]["dag_run_id"], "changed_customers")

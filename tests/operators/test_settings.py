@@ -8,7 +8,7 @@ import jinja2
 import pytest
 from airflow.sdk.execution_time.context import VariableAccessor
 
-from retrain_airflow.settings import SUITE, overridable
+from retrain_airflow.settings import SUITE, overridable, seconds
 
 
 def render(template: str) -> str:
@@ -39,3 +39,14 @@ def test_a_variable_overrides_the_configured_value(monkeypatch: pytest.MonkeyPat
 
 def test_the_suite_is_empty_unless_configured_so_the_worker_finds_the_shipped_one() -> None:
     assert render(SUITE) == ""  # resolved by DoltValidateOperator on the worker, not at parse time
+
+
+def test_the_commit_poll_is_a_number_of_seconds_above_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert seconds("commit_poll_seconds") == 30.0
+    monkeypatch.setenv("AIRFLOW__RETRAIN__COMMIT_POLL_SECONDS", "2.5")
+    assert seconds("commit_poll_seconds") == 2.5
+    for bad in ("0", "soon"):
+        monkeypatch.setenv("AIRFLOW__RETRAIN__COMMIT_POLL_SECONDS", bad)
+        refused = rf"\[retrain\] commit_poll_seconds must be a number of seconds above 0, got '{bad}'"
+        with pytest.raises(ValueError, match=refused):
+            seconds("commit_poll_seconds")
