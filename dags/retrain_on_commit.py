@@ -33,7 +33,7 @@ dolt_commits = Asset(
                 table=settings.TRAINING_TABLE,
                 key_column=settings.KEY_COLUMN,
                 branch="main",
-                poll_interval=settings.COMMIT_POLL_SECONDS,
+                poll_interval=settings.seconds("commit_poll_seconds"),  # serialized with the trigger
             ),
         )
     ],

@@ -3,13 +3,15 @@
 The options, their defaults and descriptions are declared in the provider info
 (:data:`retrain_airflow.get_provider_info.CONFIG`), so ``airflow config list --section retrain``
 documents them and ``AIRFLOW__RETRAIN__<OPTION>`` sets one as for any Airflow option. They are
-read when DAG files are parsed; each (but ``spark_pool``) becomes a Jinja template that an Airflow
-Variable ``retrain_<option>`` overrides from the next task on, without touching the metadata
-database at parse time. Secrets are not here: Dolt comes from the ``dolt_default`` connection,
-MLflow from ``$MLFLOW_TRACKING_URI``.
+read when DAG files are parsed; each (but ``spark_pool`` and ``commit_poll_seconds``, which Airflow
+uses at parse time) becomes a Jinja template that an Airflow Variable ``retrain_<option>`` overrides
+from the next task on, without touching the metadata database at parse time. Secrets are not here:
+Dolt comes from the ``dolt_default`` connection, MLflow from ``$MLFLOW_TRACKING_URI``.
 """
 
 from __future__ import annotations
+
+import math
 
 from airflow.sdk import conf
 
@@ -44,19 +46,18 @@ REPORTS = overridable("reports_dir")
 
 
 def seconds(option: str) -> float:
-    """The ``[retrain]`` value of ``option`` as seconds above 0; a bad value fails the DAG's import, named."""
+    """The ``[retrain]`` value of ``option`` as seconds above 0, for a DAG that reads it at parse time
+    (a bad value fails that DAG's import, named, and no other)."""
     value = configured(option)
     try:
         seconds = float(value)
     except ValueError:
         seconds = 0.0
-    if not seconds > 0:
+    if not (seconds > 0 and math.isfinite(seconds)):
         raise ValueError(f"[{SECTION}] {option} must be a number of seconds above 0, got {value!r}")
     return seconds
 
 
-# Read at parse time: the trigger is serialized with its interval.
-COMMIT_POLL_SECONDS = seconds("commit_poll_seconds")
 # Embedded Derby admits one Spark job at a time: `make up --embedded` sets a pool with one slot.
 # With a thrift metastore (`make up`'s default) Spark tasks stay in default_pool and run side by side.
 SPARK_POOL = configured("spark_pool")

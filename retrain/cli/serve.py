@@ -135,7 +135,7 @@ def register(commands: Commands) -> None:
     serve.add_argument(
         "--engine-workers",
         type=common.at_least(1),
-        help="batches scored at once (default 2 on a CPU, sharing its cores; 1 on a GPU)",
+        help="batches scored at once (default 2 on a CPU of 2 or more threads, sharing them; 1 on a GPU)",
     )
     serve.add_argument("--base-model", help="base model folder or package==version (default packaged)")
     common.add_mlflow_uri(serve)

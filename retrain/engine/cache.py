@@ -89,15 +89,17 @@ class AdapterCache:
     def holding(self, customers: Sequence[str]) -> Iterator[dict[str, Resident]]:
         """The slots of ``customers`` (distinct, at most :attr:`max_slots`), loaded if missing and
         kept in place within the block. When running batches hold the slots it would need, it waits
-        for one of them to finish.
+        for one of them to finish (so a thread must not nest two blocks).
 
         Evicts only adapters outside ``customers`` that no running batch holds.
         """
         if len(customers) > self.max_slots:
             raise EngineError(f"{len(customers)} adapters at once, but the pools hold {self.max_slots}")
         with self._released:
+            loads = self.stats.loads
             while (found := self._residents(customers)) is None:
                 self._released.wait()
+            self.stats.hits += len(found) - (self.stats.loads - loads)
             self._held.update(found.keys())
         try:
             yield found
@@ -113,7 +115,6 @@ class AdapterCache:
         for customer in customers:  # first the resident ones, so that no load evicts them
             if (resident := self._entries.get(customer)) is not None:
                 self._entries.move_to_end(customer)
-                self.stats.hits += 1
                 found[customer] = resident
         for customer in customers:
             if customer in found:

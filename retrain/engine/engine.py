@@ -81,7 +81,8 @@ class EngineTimings:
     rows: int = 0
     batches: int = 0
     tokenize: float = 0.0  # in the preparing thread
-    wait: float = 0.0  # no batch running while the next rows were tokenized
+    # No batch of the call running while its next rows were tokenized; summed over concurrent calls.
+    wait: float = 0.0
     select: float = 0.0  # adapters to slots (loads included) and the slot vector, summed over workers
     forward: float = 0.0  # the model, from token ids to probabilities on the host, summed over workers
     finish: float = 0.0  # each row's labels and probabilities, summed over workers
@@ -120,8 +121,9 @@ class AdapterEngine:
         its slot up, and is copied back in from disk when next needed. Default: room for every
         adapter of the release (the pools still grow only as adapters are used).
     :param device: ``cuda`` (bf16) or ``cpu`` (fp32); default CUDA when present.
-    :param workers: batches scored at once; default :data:`CPU_WORKERS` on a CPU (each with its
-        share of torch's threads), one on a GPU. ``predict`` may be called from several threads.
+    :param workers: batches scored at once; default :data:`CPU_WORKERS` on a CPU (at most one per
+        torch thread, each with its share of them), one on a GPU. ``predict`` may be called from
+        several threads.
     """
 
     def __init__(
@@ -176,7 +178,9 @@ class AdapterEngine:
         self._scorers = ThreadPoolExecutor(
             max_workers=self.workers,
             thread_name_prefix="score",
-            initializer=torch.set_num_threads,  # per thread: the caller's own count is left as it is
+            # Each worker's share. Torch also keeps it as the default of threads that start torch work
+            # later; threads already working (the caller's) keep theirs.
+            initializer=torch.set_num_threads,
             initargs=(threads if on_gpu else max(1, threads // self.workers),),
         )
         log.info(
@@ -337,7 +341,9 @@ class AdapterEngine:
         started = time.perf_counter()
         customers = [request_customers[row] for row in batch.rows]
         distinct = list(dict.fromkeys(customers))
-        limit = max(1, self._cache.max_slots // self.workers)  # every worker's batch fits at once
+        limit = self._cache.max_slots
+        if limit < len(self._adapters):  # a capped budget: every worker's batch must fit at once
+            limit = max(1, limit // self.workers)
         if len(distinct) > limit:  # a budget below one batch's adapters: score it in parts that fit
             for part in (set(distinct[i : i + limit]) for i in range(0, len(distinct), limit)):
                 picked = [i for i, c in enumerate(customers) if c in part]
@@ -356,7 +362,7 @@ class AdapterEngine:
                 output = self._pools.model(
                     input_ids=batch.input_ids.to(self.device, non_blocking=True),
                     attention_mask=mask,
-                    output_hidden_states=scores.features,  # drift: the last one, mean-pooled
+                    output_hidden_states=[-1] if scores.features else False,  # drift: the last, pooled
                 )
                 embeddings = _mean_pooled(output.hidden_states[-1], mask) if scores.features else None
                 # On the host before the slots are let go: a GPU runs behind the host.

@@ -125,7 +125,7 @@ class _Request:
 
 @dataclass
 class _Scored:
-    """What the engine thread made of one batch: per request a result or an error."""
+    """What an engine worker made of one batch: per request a result or an error."""
 
     outcomes: list[tuple[_Request, Predictions | BaseException]]
     queue_waits: list[float]
@@ -277,7 +277,7 @@ class DynamicBatcher:
     def _forget(self, request: _Request, reason: str) -> None:
         """Take a request its caller no longer waits for out of the queue (if a batch has not taken it)."""
         request.future.cancel()
-        with contextlib.suppress(ValueError):  # already in a batch: the engine thread skips it
+        with contextlib.suppress(ValueError):  # already in a batch: the engine worker skips it
             self._pending.remove(request)
             self._pending_rows -= len(request.texts)
             self.metrics.queue(len(self._pending), self._pending_rows)
@@ -331,7 +331,8 @@ class DynamicBatcher:
         return batch
 
     def _score(self, batch: list[_Request]) -> _Scored:
-        """In the engine thread: score the batch's requests whose callers still wait."""
+        """In one of the batcher's threads (one per engine worker): score the batch's requests whose
+        callers still wait."""
         started = time.monotonic()
         # Reading ``cancelled()`` from this thread races at worst with a caller leaving right now:
         # its rows are scored and the answer dropped.
@@ -362,7 +363,7 @@ class DynamicBatcher:
         return _Scored(outcomes, waits, time.monotonic() - started)
 
     def _settle(self, scoring: asyncio.Future[_Scored], batch: list[_Request]) -> None:
-        """On the event loop, once the engine thread is done with a batch: answer its callers."""
+        """On the event loop, once an engine worker is done with a batch: answer its callers."""
         self._running -= 1
         self._changed.set()
         if scoring.cancelled() or scoring.exception() is not None:  # closed, or a bug in _score

@@ -8,7 +8,6 @@ as the ``x-retrain-release-id`` header, so a client can tell which release answe
 
 from __future__ import annotations
 
-import gc
 import logging
 import struct
 import uuid
@@ -48,7 +47,7 @@ class ReleaseModel(Model):  # type: ignore[misc]  # kserve is untyped (Any) wher
     """The release's adapters behind KServe's data plane; ready only once the engine has warmed up.
 
     :param engine_options: passed to :meth:`AdapterEngine.from_release_dir` (``base_model``,
-        ``cache_bytes``, ``batch_size``).
+        ``cache_bytes``, ``batch_size``, ``workers``).
     """
 
     def __init__(
@@ -93,10 +92,6 @@ class ReleaseModel(Model):  # type: ignore[misc]  # kserve is untyped (Any) wher
         if self.adapter_engine is None:
             engine = AdapterEngine.from_release_dir(self.release_dir, **self._engine_options)
             engine.warm_up()
-            # Millions of long-lived objects (torch, transformers, KServe) would otherwise be walked by
-            # every full collection: pauses of about 250 ms that hold the GIL, every request's tail.
-            gc.collect()
-            gc.freeze()
             self._batcher = DynamicBatcher(
                 engine,
                 max_batch_size=self._max_batch_size,

@@ -45,7 +45,7 @@ def test_the_commit_poll_is_a_number_of_seconds_above_zero(monkeypatch: pytest.M
     assert seconds("commit_poll_seconds") == 30.0
     monkeypatch.setenv("AIRFLOW__RETRAIN__COMMIT_POLL_SECONDS", "2.5")
     assert seconds("commit_poll_seconds") == 2.5
-    for bad in ("0", "soon"):
+    for bad in ("0", "soon", "inf"):
         monkeypatch.setenv("AIRFLOW__RETRAIN__COMMIT_POLL_SECONDS", bad)
         refused = rf"\[retrain\] commit_poll_seconds must be a number of seconds above 0, got '{bad}'"
         with pytest.raises(ValueError, match=refused):

@@ -28,11 +28,13 @@ def peft_probabilities(adapter_dir: Path, texts: list[str]) -> np.ndarray:
 
 def test_every_adapter_scores_as_peft_does_in_one_mixed_batch(trained_release: TrainedRelease) -> None:
     release = trained_release
-    engine = AdapterEngine.from_release_dir(release.release_dir, device="cpu")
+    engine = AdapterEngine.from_release_dir(release.release_dir, device="cpu", workers=2)
     assert engine.release_id == release.release_id
     assert engine.customers == sorted(release.customers)
     predictions = engine.predict(release.texts, release.text_customers)
     assert len(set(release.text_customers[: engine.batch_size])) == len(release.customers)  # really mixed
+    # Room for every adapter: a mixed batch is one forward pass, whatever the workers' count.
+    assert engine.timings.batches == -(-len(release.texts) // engine.batch_size)
     for customer in release.customers:
         rows = [i for i, c in enumerate(release.text_customers) if c == customer]
         adapter_dir = release.release_dir / ADAPTER_SUBDIR.format(customer=customer)
