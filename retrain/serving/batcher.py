@@ -176,7 +176,7 @@ class DynamicBatcher:
         self._stopping = False
         self._standing_wait = 0.0  # seconds the youngest request of the last batch waited
         self._row_seconds = 0.0  # a worker's seconds per row, averaged over recent batches (0: none yet)
-        self._running = 0  # batches in the engine's workers or waiting for one
+        self._in_engine: set[asyncio.Future[_Scored]] = set()  # batches scored or formed for a worker
         self._changed = asyncio.Event()  # a request arrived, or a batch left the engine
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -213,7 +213,7 @@ class DynamicBatcher:
         self._admit(len(texts))
         self._ensure_worker()
         loop = asyncio.get_running_loop()
-        backlog = self._running >= self.engine.workers
+        backlog = self._scoring() >= self.engine.workers
         request = _Request(list(texts), list(customers), loop.create_future(), time.monotonic(), backlog)
         self._pending.append(request)
         self._pending_rows += len(texts)
@@ -292,27 +292,29 @@ class DynamicBatcher:
             self._worker = loop.create_task(self._run(), name="retrain-batcher")
 
     async def _run(self) -> None:
-        in_engine: set[asyncio.Future[_Scored]] = set()
         loop = asyncio.get_running_loop()
         while True:
-            in_engine = {scoring for scoring in in_engine if not scoring.done()}
-            if len(in_engine) > self.engine.workers:  # all busy, the next batch formed: wait for one
-                await asyncio.wait(in_engine, return_when=asyncio.FIRST_COMPLETED)
+            if self._scoring() > self.engine.workers:  # all busy, the next batch formed: wait for one
+                await asyncio.wait(self._in_engine, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            batch = await self._collect(in_engine)
+            batch = await self._collect()
             scoring = loop.run_in_executor(self._executor, self._score, batch)
-            self._running += 1
             scoring.add_done_callback(functools.partial(self._settle, batch=batch))
-            in_engine.add(scoring)
+            self._in_engine.add(scoring)
 
-    async def _collect(self, in_engine: set[asyncio.Future[_Scored]]) -> list[_Request]:
+    def _scoring(self) -> int:
+        """Batches in the engine's workers or formed for the next free one."""
+        self._in_engine = {scoring for scoring in self._in_engine if not scoring.done()}
+        return len(self._in_engine)
+
+    async def _collect(self) -> list[_Request]:
         """The next batch: full, or partial once a worker is free: at once for a backlog, else when its
         oldest request has waited ``max_wait`` for company."""
         while True:
             remaining: float | None = None  # until something changes
             if self._pending_rows >= self.max_batch_size:
                 break
-            if self._pending and sum(not s.done() for s in in_engine) < self.engine.workers:
+            if self._pending and self._scoring() < self.engine.workers:
                 oldest = self._pending[0]
                 remaining = 0.0 if oldest.backlog else oldest.arrived + self.max_wait - time.monotonic()
                 if remaining <= 0:
@@ -364,7 +366,6 @@ class DynamicBatcher:
 
     def _settle(self, scoring: asyncio.Future[_Scored], batch: list[_Request]) -> None:
         """On the event loop, once an engine worker is done with a batch: answer its callers."""
-        self._running -= 1
         self._changed.set()
         if scoring.cancelled() or scoring.exception() is not None:  # closed, or a bug in _score
             error = scoring.exception() if not scoring.cancelled() else None
