@@ -127,6 +127,9 @@ def bind_port(host: str, port: int, what: str, option: str) -> socket.socket:
     except OSError as error:
         raise PortUnavailableError(f"--host {host!r} is not an address to listen on ({error})") from None
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restart past TIME_WAIT
+    # Accepted connections inherit it. uvicorn writes an answer's head and body apart, and with Nagle's
+    # algorithm the body waited for the client's delayed ACK of the head: 40 ms on every answer.
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         listener.bind((host, port))
     except OSError as error:

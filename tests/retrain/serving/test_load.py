@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import json
 import socket
+import statistics
 import time
 from typing import Any
 
@@ -210,6 +211,34 @@ def test_batching_metrics_are_on_the_metrics_endpoint(
         assert (name, (("model_name", MODEL_NAME),)) in samples, f"{name} is missing from /metrics"
     assert sample(samples, "retrain_serving_batch_rows_sum") >= 3
     assert sample(samples, "retrain_serving_scoring_seconds_sum") > 0
+
+
+def test_an_answer_leaves_whole_without_waiting_for_an_ack(
+    serving_process: RunningServer, trained_release: Any
+) -> None:
+    """The server writes an answer's head and body apart. With Nagle's algorithm on, the body waited
+    for the client's delayed ACK of the head: about 40 ms per answer on a kept-alive connection."""
+    payload = json.dumps(infer_body(*rows(trained_release, 1))).encode()
+    request = (
+        f"POST {INFER} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
+    head_to_end = []
+    with socket.create_connection(("127.0.0.1", serving_process.http_port), timeout=30) as connection:
+        answers = connection.makefile("rb")
+        for _ in range(20):
+            connection.sendall(request)
+            status = answers.readline()  # returns once the first segment, the head, has arrived
+            first_segment = time.perf_counter()
+            length = 0
+            while (line := answers.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                length = int(value) if name.lower() == "content-length" else length
+            answers.read(length)
+            head_to_end.append(time.perf_counter() - first_segment)
+            assert b" 200 " in status, status
+    assert statistics.median(head_to_end) < 0.02, f"head to end of answer: {sorted(head_to_end)}"
 
 
 def test_a_model_not_loaded_yet_answers_503(tmp_path: Any) -> None:
