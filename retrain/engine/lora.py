@@ -10,6 +10,10 @@ The same modules serve scoring (pools filled from adapter files, no gradients) a
 The slot vector reaches the layers through a context variable set for the length of one
 :meth:`SlotModel.routed` block, not through attributes left on the shared modules: each thread (and
 each asyncio task) sees its own, so several threads can run batches through one model at once.
+
+A layer takes either padded rows ``[rows, tokens, in]`` (the model's own forward) or a batch's
+tokens packed row after row ``[tokens, in]`` (:mod:`retrain.engine.packed`); for the latter the
+route also says where each token sits in a padded ``[rows, width]`` grid.
 """
 
 from __future__ import annotations
@@ -23,8 +27,17 @@ from typing import Any
 import torch
 from torch import nn
 
-# The slot of each row of the batch this thread is running, set by SlotModel.routed.
-_ROUTE: ContextVar[torch.Tensor | None] = ContextVar("retrain_slot_route", default=None)
+
+@dataclass(frozen=True)
+class Route:
+    """Which slot each row of the batch this thread is running takes, set by :meth:`SlotModel.routed`."""
+
+    slots: torch.Tensor  # [rows]
+    spots: torch.Tensor | None  # packed tokens: each one's place in the grid, row * width + position
+    width: int  # the grid's width, for packed tokens
+
+
+_ROUTE: ContextVar[Route | None] = ContextVar("retrain_slot_route", default=None)
 
 
 class SlotLoraLinear(nn.Module):
@@ -57,14 +70,24 @@ class SlotLoraLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.base(x)
-        slots = _ROUTE.get()
-        if slots is None:  # outside routed(): the base layer alone
+        route = _ROUTE.get()
+        if route is None:  # outside routed(): the base layer alone
             return out
-        shape = x.shape  # [rows, tokens, in] for an encoder layer
-        rows = self.dropout(x).reshape(shape[0], -1, shape[-1])
+        if route.spots is None:  # padded rows, [rows, tokens, in]
+            shape = x.shape
+            delta = self._delta(self.dropout(x).reshape(shape[0], -1, shape[-1]), route.slots)
+            return out + delta.reshape(*shape[:-1], -1)
+        # Packed tokens, [tokens, in]: each row's factors apply on the padded grid, then back to tokens.
+        rows = len(route.slots)
+        grid = x.new_zeros(rows * route.width, x.shape[-1]).index_copy_(0, route.spots, self.dropout(x))
+        delta = self._delta(grid.view(rows, route.width, -1), route.slots)
+        return out + delta.view(rows * route.width, -1).index_select(0, route.spots)
+
+    def _delta(self, rows: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """``[rows, tokens, in]`` to each row's low-rank delta ``[rows, tokens, out]``."""
         low = torch.bmm(rows, self.down.index_select(0, slots))
         low = low * self.scale.index_select(0, slots)[:, None, None]
-        return out + torch.bmm(low, self.up.index_select(0, slots)).reshape(*shape[:-1], -1)
+        return torch.bmm(low, self.up.index_select(0, slots))
 
     def load_slot(self, slot: int, down: torch.Tensor, up: torch.Tensor, scale: float) -> None:
         """Copy one adapter's ``down`` [in, r] and ``up`` [r, out] into ``slot``, zero past rank r."""
@@ -110,9 +133,10 @@ class SlotHead(nn.Module):
         self.register_buffer("absent", absent)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        slots = _ROUTE.get()
-        if slots is None:
+        route = _ROUTE.get()
+        if route is None:
             raise RuntimeError("SlotHead scores rows of slots: call the model inside routed()")
+        slots = route.slots
         weight = self.weight.index_select(0, slots)
         bias = self.bias.index_select(0, slots) + self.absent.index_select(0, slots)
         return torch.baddbmm(bias.unsqueeze(2), weight, pooled.unsqueeze(2)).squeeze(2)
@@ -185,10 +209,15 @@ class SlotModel:
         return cls(model, layers, head)
 
     @contextmanager
-    def routed(self, slots: torch.Tensor) -> Iterator[None]:
+    def routed(
+        self, slots: torch.Tensor, *, spots: torch.Tensor | None = None, width: int = 0
+    ) -> Iterator[None]:
         """Within the block, each forward of the model in this thread sends row ``i`` through slot
-        ``slots[i]``; other threads' forwards are not affected."""
-        token = _ROUTE.set(slots)
+        ``slots[i]``; other threads' forwards are not affected.
+
+        :param spots: for packed tokens, each token's place in the ``[rows, width]`` grid.
+        """
+        token = _ROUTE.set(Route(slots, spots, width))
         try:
             yield
         finally:
