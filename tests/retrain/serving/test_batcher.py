@@ -343,6 +343,36 @@ def test_the_queue_refuses_what_the_engines_pace_says_would_wait_too_long(
     assert counting.calls == [8, 8, 8, 8]
 
 
+def test_the_pace_weighs_rows_not_batches(counting: CountingEngine, trained_release: Any) -> None:
+    """A one-row batch held 0.15 s, then 15 rows scored at once: the engine's pace is about
+    0.15 s / 16 rows, so 4 rows queued wait well under 100 ms and the next request is taken. Each
+    batch's own seconds per row, averaged, would have said 4 x 0.12 s, and refused it."""
+    batcher = DynamicBatcher(counting, max_batch_size=16, max_wait_ms=0, max_queue_ms=100)
+    counting.reset()
+
+    async def run() -> None:
+        try:
+            counting.gate.clear()
+            lone = await send(batcher, rows_of(trained_release, 1, 0))
+            await until(lambda: counting.calls == [1])
+            await asyncio.sleep(0.15)
+            counting.gate.set()
+            await lone
+            await batcher.predict(*rows_of(trained_release, 15, 1))
+            counting.gate.clear()
+            held = [await send(batcher, rows_of(trained_release, 1, 16))]
+            await until(lambda: len(counting.calls) == 3)  # the engine busy with it
+            held += [await send(batcher, rows_of(trained_release, 4, 17))]  # queued
+            held += [await send(batcher, rows_of(trained_release, 1, 21))]  # taken: ~4 x 10 ms ahead
+            counting.gate.set()
+            assert [len(a.labels) for a in await asyncio.gather(*held)] == [1, 4, 1]
+        finally:
+            await batcher.close()
+
+    asyncio.run(run())
+    assert counting.calls == [1, 15, 1, 5]
+
+
 def test_requests_whose_callers_left_are_not_scored(counting: CountingEngine, trained_release: Any) -> None:
     from retrain.serving.metrics import PrometheusMetrics  # .venv-serve's: collected in the main venv too
 
