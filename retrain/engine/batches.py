@@ -43,7 +43,7 @@ class Batch:
     def take(self, picked: Sequence[int]) -> Batch:
         """The rows at positions ``picked`` of this batch, as a batch of their own."""
         ids = self.row_token_ids()
-        return packed(self.rows[list(picked)], [ids[i] for i in picked], pin=self.token_ids.is_pinned())
+        return pack_rows(self.rows[list(picked)], [ids[i] for i in picked], pin=self.token_ids.is_pinned())
 
     def to(self, device: str) -> Batch:
         """The tensors on ``device``; copied beside the host's work when they are pinned."""
@@ -52,7 +52,7 @@ class Batch:
         return dataclasses.replace(self, **moved)
 
 
-def packed(rows: np.ndarray, ids: Sequence[Sequence[int]] | Sequence[np.ndarray], *, pin: bool) -> Batch:
+def pack_rows(rows: np.ndarray, ids: Sequence[Sequence[int]] | Sequence[np.ndarray], *, pin: bool) -> Batch:
     """Rows ``rows`` whose token ids are ``ids`` as one batch.
 
     :param pin: page-lock the tensors, so their copy to a GPU runs beside the host's work.
@@ -97,6 +97,6 @@ def tokenized_batches(
     )["input_ids"]
     order = np.argsort([len(row) for row in ids], kind="stable")
     return [
-        packed(rows + first_row, [ids[row] for row in rows], pin=pin)
+        pack_rows(rows + first_row, [ids[row] for row in rows], pin=pin)
         for rows in (order[start : start + batch_size] for start in range(0, len(order), batch_size))
     ]

@@ -4,7 +4,7 @@ Every adapter of the release that fits the base model is planned for at start: t
 of all of them are swapped for slot pools (:mod:`retrain.engine.lora`) and a batch carries one slot
 number per row. A thread tokenizes the next rows while batches run. The model runs over each
 batch's real tokens only (:mod:`retrain.engine.packed`): rows of a server's batch differ in length,
-and padding them to the longest cost 10-20% more work.
+and padding them to the longest row cost 10-20% more work.
 
 On a CPU, batches run on two scoring workers at once, each on its share of the cores: small
 matrix products scale poorly across threads, and one op's threads all wait for the slowest, so a
@@ -356,8 +356,8 @@ class AdapterEngine:
             slots = slots.to(self.device, non_blocking=True)  # the batch's one copy of its slot vector
             selected = time.perf_counter()
             inputs = batch.to(self.device)
-            with torch.inference_mode(), self._pools.routed(slots, spots=inputs.spots, width=inputs.width):
-                logits, hidden = packed_forward(self._pools.model, inputs)
+            with torch.inference_mode():
+                logits, hidden = packed_forward(self._pools, inputs, slots)
                 embeddings = _mean_pooled(hidden, inputs) if scores.features else None
                 # On the host before the slots are let go: a GPU runs behind the host.
                 probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
@@ -387,10 +387,13 @@ def _finished(request: _Pending, adapters: dict[str, tuple[Path, str]]) -> Predi
 
 def _mean_pooled(hidden: Any, batch: Batch) -> np.ndarray:
     """The mean of each row's last hidden states over its tokens (the base model's sentence embedding)."""
+    import torch
+
     rows = batch.spots.div(batch.width, rounding_mode="floor")  # each token's row
-    sums = hidden.new_zeros(len(batch.rows), hidden.shape[-1]).index_add_(0, rows, hidden)
-    pooled = sums / batch.key_mask.sum(dim=1, keepdim=True).to(hidden.dtype)
-    return np.asarray(pooled.float().cpu().numpy(), dtype=np.float32)
+    # Summed in fp32: bf16 sums of up to 64 tokens would round at every step.
+    sums = hidden.new_zeros(len(batch.rows), hidden.shape[-1], dtype=torch.float32)
+    sums.index_add_(0, rows, hidden.float())
+    return np.asarray((sums / batch.key_mask.sum(dim=1, keepdim=True)).cpu().numpy(), dtype=np.float32)
 
 
 class _Scores:

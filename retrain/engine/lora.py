@@ -11,9 +11,9 @@ The slot vector reaches the layers through a context variable set for the length
 :meth:`SlotModel.routed` block, not through attributes left on the shared modules: each thread (and
 each asyncio task) sees its own, so several threads can run batches through one model at once.
 
-A layer takes either padded rows ``[rows, tokens, in]`` (the model's own forward) or a batch's
-tokens packed row after row ``[tokens, in]`` (:mod:`retrain.engine.packed`); for the latter the
-route also says where each token sits in a padded ``[rows, width]`` grid.
+A layer takes either padded rows ``[rows, tokens, in]`` (the model's own forward, training) or a
+batch's tokens packed row after row ``[tokens, in]`` (:mod:`retrain.engine.packed`); for the latter
+the route carries the :class:`Grid` that says where each token sits in a padded ``[rows, width]``.
 """
 
 from __future__ import annotations
@@ -29,12 +29,19 @@ from torch import nn
 
 
 @dataclass(frozen=True)
+class Grid:
+    """Where a batch's packed tokens sit on a padded ``[rows, width]`` grid."""
+
+    spots: torch.Tensor  # [tokens]: row * width + position
+    width: int
+
+
+@dataclass(frozen=True)
 class Route:
     """Which slot each row of the batch this thread is running takes, set by :meth:`SlotModel.routed`."""
 
     slots: torch.Tensor  # [rows]
-    spots: torch.Tensor | None  # packed tokens: each one's place in the grid, row * width + position
-    width: int  # the grid's width, for packed tokens
+    grid: Grid | None  # while the layers see packed tokens, [tokens, in]
 
 
 _ROUTE: ContextVar[Route | None] = ContextVar("retrain_slot_route", default=None)
@@ -73,15 +80,15 @@ class SlotLoraLinear(nn.Module):
         route = _ROUTE.get()
         if route is None:  # outside routed(): the base layer alone
             return out
-        if route.spots is None:  # padded rows, [rows, tokens, in]
+        if route.grid is None:  # padded rows, [rows, tokens, in] (or [rows, in])
             shape = x.shape
             delta = self._delta(self.dropout(x).reshape(shape[0], -1, shape[-1]), route.slots)
             return out + delta.reshape(*shape[:-1], -1)
         # Packed tokens, [tokens, in]: each row's factors apply on the padded grid, then back to tokens.
-        rows = len(route.slots)
-        grid = x.new_zeros(rows * route.width, x.shape[-1]).index_copy_(0, route.spots, self.dropout(x))
-        delta = self._delta(grid.view(rows, route.width, -1), route.slots)
-        return out + delta.view(rows * route.width, -1).index_select(0, route.spots)
+        rows, spots, width = len(route.slots), route.grid.spots, route.grid.width
+        grid = x.new_zeros(rows * width, x.shape[-1]).index_copy_(0, spots, self.dropout(x))
+        delta = self._delta(grid.view(rows, width, -1), route.slots)
+        return out + delta.view(rows * width, -1).index_select(0, spots)
 
     def _delta(self, rows: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         """``[rows, tokens, in]`` to each row's low-rank delta ``[rows, tokens, out]``."""
@@ -209,15 +216,13 @@ class SlotModel:
         return cls(model, layers, head)
 
     @contextmanager
-    def routed(
-        self, slots: torch.Tensor, *, spots: torch.Tensor | None = None, width: int = 0
-    ) -> Iterator[None]:
+    def routed(self, slots: torch.Tensor, grid: Grid | None = None) -> Iterator[None]:
         """Within the block, each forward of the model in this thread sends row ``i`` through slot
         ``slots[i]``; other threads' forwards are not affected.
 
-        :param spots: for packed tokens, each token's place in the ``[rows, width]`` grid.
+        :param grid: the layers see a batch's packed tokens, laid out so.
         """
-        token = _ROUTE.set(Route(slots, spots, width))
+        token = _ROUTE.set(Route(slots, grid))
         try:
             yield
         finally:

@@ -16,53 +16,55 @@ import torch
 import torch.nn.functional as F
 
 from retrain.engine.errors import EngineError
+from retrain.engine.lora import Grid
 
 if TYPE_CHECKING:
     from retrain.engine.batches import Batch
+    from retrain.engine.lora import SlotModel
 
 
 def check_packable(model: Any, name: str) -> None:
     """Raise :class:`EngineError` unless ``model`` is a BERT sequence classifier (what this forward runs)."""
     from transformers import BertModel
 
-    if not isinstance(model.base_model, BertModel) or not isinstance(
-        getattr(model, "classifier", None), torch.nn.Linear
+    if (
+        not isinstance(model.base_model, BertModel)
+        or model.config.is_decoder
+        or not isinstance(getattr(model, "classifier", None), torch.nn.Linear)
     ):
         raise EngineError(
-            f"base model {name}: {type(model).__name__} is not a BERT encoder with a linear `classifier` "
-            "head; the engine serves BERT-style sequence classifiers"
+            f"base model {name}: {type(model).__name__} is not a BERT encoder (BertModel) with a linear "
+            "`classifier` head; the engine serves BERT-style sequence classifiers"
         )
 
 
-def packed_forward(model: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's logits ``[rows, labels]`` and the last hidden states of its tokens ``[tokens, hidden]``.
-
-    ``batch``'s tensors on the model's device; call inside the model's ``routed(..., spots=...)``.
-    """
+def packed_forward(pools: SlotModel, batch: Batch, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's logits ``[rows, labels]`` and the last hidden states of its tokens ``[tokens, hidden]``,
+    row ``i`` through slot ``slots[i]``; ``batch``'s tensors on the model's device."""
+    model: Any = pools.model  # a BertForSequenceClassification (check_packable)
     bert = model.base_model
-    hidden = bert.embeddings(
-        input_ids=batch.token_ids[None],
-        position_ids=batch.positions[None],
-        token_type_ids=torch.zeros_like(batch.token_ids)[None],
-    )[0]
     key_mask = batch.key_mask[:, None, None, :]  # [rows, 1, 1, width]: a row's queries see its tokens
-    for layer in bert.encoder.layer:
-        hidden = _layer(layer, hidden, batch, key_mask)
-    pooled = bert.pooler(hidden.index_select(0, batch.starts)[:, None])  # each row's [CLS]
-    return model.classifier(model.dropout(pooled)), hidden
+    with pools.routed(slots, Grid(batch.spots, batch.width)):  # the encoder sees packed tokens
+        hidden = bert.embeddings(
+            input_ids=batch.token_ids[None],
+            position_ids=batch.positions[None],
+            token_type_ids=torch.zeros_like(batch.token_ids)[None],
+        )[0]
+        for layer in bert.encoder.layer:
+            hidden = _layer(layer, hidden, batch, key_mask)
+    with pools.routed(slots):  # the pooler and the head see one vector per row
+        pooled = bert.pooler(hidden.index_select(0, batch.starts)[:, None])  # each row's [CLS]
+        return model.classifier(model.dropout(pooled)), hidden
 
 
 def _layer(layer: Any, hidden: torch.Tensor, batch: Batch, key_mask: torch.Tensor) -> torch.Tensor:
+    """One BertLayer over packed tokens ``[tokens, hidden]``."""
     attention = layer.attention.self
-    rows, width = batch.key_mask.shape
-
-    def on_grid(tokens: torch.Tensor) -> torch.Tensor:  # [tokens, heads * size] -> [rows, heads, width, size]
-        grid = tokens.new_zeros(rows * width, tokens.shape[-1]).index_copy_(0, batch.spots, tokens)
-        return grid.view(rows, width, attention.num_attention_heads, -1).transpose(1, 2)
-
-    query, key, value = (
-        on_grid(projection(hidden)) for projection in (attention.query, attention.key, attention.value)
-    )
+    rows, width = len(batch.rows), batch.width
+    # Query, key and value onto the grid in one copy: [rows * width, 3 * heads * size].
+    projected = torch.cat([attention.query(hidden), attention.key(hidden), attention.value(hidden)], dim=-1)
+    grid = projected.new_zeros(rows * width, projected.shape[-1]).index_copy_(0, batch.spots, projected)
+    query, key, value = grid.view(rows, width, 3, attention.num_attention_heads, -1).permute(2, 0, 3, 1, 4)
     context = F.scaled_dot_product_attention(query, key, value, attn_mask=key_mask, scale=attention.scaling)
     context = context.transpose(1, 2).reshape(rows * width, -1).index_select(0, batch.spots)
     hidden = layer.attention.output(context, hidden)

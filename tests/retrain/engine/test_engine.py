@@ -181,7 +181,9 @@ def test_a_stream_of_requests_scores_each_as_predict_does(trained_release: Train
     for (texts, customers), got in zip(requests, streamed, strict=True):
         alone = engine.predict(texts, customers)
         assert got.labels == alone.labels
-        assert np.abs(got.scores - alone.scores).max(initial=0.0) < EXACT  # batches may pad differently
+        assert (
+            np.abs(got.scores - alone.scores).max(initial=0.0) < EXACT
+        )  # rows may share batches differently
     assert engine.timings.rows == 2 * len(release.texts)
     assert engine.timings.tokenize > 0
     assert engine.timings.forward > 0

@@ -8,8 +8,8 @@ import torch
 
 from retrain.adapters.model import default_base_model, load_base
 from retrain.engine import EngineError
-from retrain.engine.batches import packed, tokenized_batches
-from retrain.engine.lora import SlotLoraLinear, SlotModel
+from retrain.engine.batches import pack_rows, tokenized_batches
+from retrain.engine.lora import SlotModel
 from retrain.engine.packed import check_packable, packed_forward
 
 TEXTS = [
@@ -22,7 +22,7 @@ TEXTS = [
 
 
 def test_a_batch_lays_its_rows_out_packed_and_on_a_grid() -> None:
-    batch = packed(np.array([7, 9]), [[101, 5, 6, 102], [101, 102]], pin=False)
+    batch = pack_rows(np.array([7, 9]), [[101, 5, 6, 102], [101, 102]], pin=False)
     assert batch.token_ids.tolist() == [101, 5, 6, 102, 101, 102]
     assert batch.positions.tolist() == [0, 1, 2, 3, 0, 1]
     assert batch.spots.tolist() == [0, 1, 2, 3, 4, 5]  # row 1 starts at 1 * width
@@ -35,37 +35,33 @@ def test_a_batch_lays_its_rows_out_packed_and_on_a_grid() -> None:
     assert (alone.token_ids.tolist(), alone.width, alone.spots.tolist()) == ([101, 102], 2, [0, 1])
 
 
-def test_the_packed_forward_gives_the_models_own_logits_and_hidden_states() -> None:
-    tokenizer, model, _ = load_base(default_base_model(), num_labels=3)
-    model = model.eval()
+# Slot layers in the first layer's attention and in the pooler, which sees one vector per row.
+TARGETS = ["bert.encoder.layer.0.attention.self.query", "bert.encoder.layer.0.attention.self.value"]
+TARGETS += ["bert.pooler.dense"]
+
+
+def test_the_packed_forward_gives_the_padded_forwards_logits_and_hidden_states() -> None:
+    tokenizer, model, _ = load_base(default_base_model(), num_labels=2)
+    pools = SlotModel.build(model.eval(), TARGETS, slots=3, rank=2, labels=3)
     torch.manual_seed(0)
-    torch.nn.init.normal_(model.classifier.weight)  # a head that tells rows apart
+    for slot in range(3):
+        for layer in pools.layers.values():
+            down = torch.randn(layer.base.in_features, 2) / 10
+            layer.load_slot(slot, down, torch.randn(2, layer.base.out_features) / 10, scale=1.0 + slot)
+        pools.head.load_slot(
+            slot, torch.randn(3 - slot % 2, pools.head.weight.shape[2]), torch.randn(3 - slot % 2)
+        )
     (batch,) = tokenized_batches(tokenizer, TEXTS, first_row=0, batch_size=8, pin=False)
     assert len(set(batch.lengths.tolist())) > 2  # rows of different lengths: padding to skip
+    slots = torch.tensor([2, 0, 1, 1, 0])
     padded = tokenizer([TEXTS[row] for row in batch.rows], padding=True, return_tensors="pt")
     with torch.inference_mode():
-        expected = model(**padded, output_hidden_states=True)
-        logits, hidden = packed_forward(model, batch)
+        with pools.routed(slots):
+            expected = model(**padded, output_hidden_states=True)
+        logits, hidden = packed_forward(pools, batch, slots)
     assert torch.allclose(logits, expected.logits, atol=1e-5)
     last = expected.hidden_states[-1][padded["attention_mask"].bool()]  # real tokens, row after row
     assert torch.allclose(hidden, last, atol=1e-4)
-
-
-def test_a_slot_layer_gives_packed_tokens_their_rows_delta() -> None:
-    torch.manual_seed(1)
-    layer = SlotLoraLinear(torch.nn.Linear(6, 5), slots=3, rank=2)
-    for slot in range(3):
-        layer.load_slot(slot, torch.randn(6, 2), torch.randn(2, 5), scale=0.5 + slot)
-    slots = torch.tensor([2, 0])
-    grid = torch.randn(2, 3, 6)  # row 0 has 3 tokens, row 1 has 2
-    batch = packed(np.array([0, 1]), [[1, 2, 3], [4, 5]], pin=False)
-    tokens = grid.view(6, 6).index_select(0, batch.spots)
-    model = SlotModel(torch.nn.Module(), {"layer": layer}, head=None)  # type: ignore[arg-type]
-    with torch.no_grad():
-        with model.routed(slots):
-            expected = layer(grid).view(6, 5).index_select(0, batch.spots)
-        with model.routed(slots, spots=batch.spots, width=batch.width):
-            assert torch.allclose(layer(tokens), expected, atol=1e-6)
 
 
 def test_a_model_that_is_not_bert_is_refused_naming_it() -> None:
