@@ -24,6 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from multiprocessing.connection import wait as exits
 from typing import Any
 
 from retrain.adapters.registry import (
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 METRICS = ("accuracy", "f1", "roc_auc")
 # Customers per worker task at most: what a dead worker can cost, and how evenly work spreads.
 MAX_CHUNK = 512
+CLOSE_GRACE_SECONDS = 30  # for idle workers to leave once the pool shuts down (they unload torch)
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,7 @@ def train_customers(
             except BrokenProcessPool:
                 lost = sorted([*chunk, *(c for held in pending.values() for c in held)])
                 pending.clear()
-                pool.shutdown(wait=True)
+                _close(pool)
                 _end_runs_of_dead_workers(uri, parent_run_id, lost)
                 retry = [c for c in lost if attempts[c] <= retries]
                 log.warning(
@@ -249,10 +251,32 @@ def train_customers(
                 else:
                     finished(customer, f"{type(problem).__name__}: {problem}")
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        _close(pool)
     result = FanoutResult(parent_run_id, commit_hash, succeeded, failed, time.perf_counter() - started)
     end_parent_run(uri, parent_run_id, failed=bool(failed))
     return result
+
+
+def _close(pool: Executor) -> None:
+    """Shut ``pool`` down once its tasks are done or cancelled, even if a worker died while idle.
+
+    A worker killed while it waits for a task (the OOM killer, an operator) dies holding the task
+    queue's lock, and the other workers then wait on that lock forever: ``shutdown(wait=True)``
+    would never return. Workers not gone within :data:`CLOSE_GRACE_SECONDS` are terminated.
+    """
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # 3.14 has terminate_workers()
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + CLOSE_GRACE_SECONDS
+    alive = {worker.sentinel: worker for worker in workers}
+    while alive and (left := deadline - time.monotonic()) > 0:
+        for sentinel in exits(list(alive), timeout=left):
+            del alive[sentinel]
+    for worker in alive.values():
+        log.warning(
+            "worker process %d did not stop within %ds; terminating it", worker.pid, CLOSE_GRACE_SECONDS
+        )
+        worker.terminate()
+    pool.shutdown(wait=True)  # its workers gone, the pool's own thread and queues end too
 
 
 def chunk_size_for(customers: int, workers: int, pack_size: int | None) -> int:

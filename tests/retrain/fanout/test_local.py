@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -127,6 +128,9 @@ def test_a_killed_worker_s_customers_are_retried_on_a_fresh_pool_and_registered_
             commit="main",
             customers=seeded.customers,
             parallelism=2,
+            # One customer per task: when the first is done, tasks are still queued and in flight,
+            # so the kill always breaks a pool at work (with two tasks they could end together).
+            pack_size=1,
             retries=1,
             params=TrainingParams(epochs=1, min_examples=10),
             mlflow_uri=uri,
@@ -151,6 +155,46 @@ def test_a_killed_worker_s_customers_are_retried_on_a_fresh_pool_and_registered_
     )
     assert "RUNNING" not in {r.info.status for r in children}  # the dead workers' runs are ended
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"
+
+
+CLOSE_A_POOL_WITH_A_WORKER_THAT_STAYS = """
+import logging, os, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from retrain.fanout import local
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    local.CLOSE_GRACE_SECONDS = 1
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+    worker = pool.submit(os.getpid).result(timeout=60)  # started, whatever the load
+    sleeping = pool.submit(time.sleep, 3600)
+    while not sleeping.running():  # in the worker's queue: it takes this before any shutdown sentinel
+        time.sleep(0.01)
+    started = time.monotonic()
+    local._close(pool)
+    closed = time.monotonic()
+    while os.path.exists(f"/proc/{worker}") and time.monotonic() - closed < 10:  # ended, and reaped
+        time.sleep(0.05)
+    gone = not os.path.exists(f"/proc/{worker}")
+    print(f"closed in {closed - started:.1f}s; worker gone: {gone}")
+"""
+
+
+def test_a_pool_whose_worker_cannot_leave_is_closed_anyway(tmp_path: Path) -> None:
+    """A worker that never takes the shutdown sentinel (here: busy for an hour; in life: waiting on
+    the task queue's lock that a killed worker died holding) is terminated after the grace time.
+    In a process of its own: the pool's resource tracker ends with it."""
+    script = tmp_path / "close.py"
+    script.write_text(CLOSE_A_POOL_WITH_A_WORKER_THAT_STAYS)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"worker process (\d+) did not stop within 1s; terminating it", done.stderr), done.stderr
+    closed = re.search(r"closed in ([\d.]+)s; worker gone: True", done.stdout)
+    assert closed is not None, done.stdout
+    assert float(closed.group(1)) < 10
 
 
 def test_an_unexpected_error_is_logged_once_with_its_traceback_naming_the_customer(
