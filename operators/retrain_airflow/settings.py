@@ -50,12 +50,12 @@ def seconds(option: str) -> float:
     (a bad value fails that DAG's import, named, and no other)."""
     value = configured(option)
     try:
-        seconds = float(value)
+        number = float(value)
     except ValueError:
-        seconds = 0.0
-    if not (seconds > 0 and math.isfinite(seconds)):
+        number = 0.0
+    if not (number > 0 and math.isfinite(number)):
         raise ValueError(f"[{SECTION}] {option} must be a number of seconds above 0, got {value!r}")
-    return seconds
+    return number
 
 
 # Embedded Derby admits one Spark job at a time: `make up --embedded` sets a pool with one slot.

@@ -11,9 +11,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch comes with the first batch, not with this module
+    from retrain.engine.lora import Grid
 
 MAX_LENGTH = 64  # tokens, as in training and AdapterClassifier.encode
 
@@ -35,6 +38,12 @@ class Batch:
     def width(self) -> int:
         """The longest row's token count: the grid's width."""
         return int(self.key_mask.shape[1])
+
+    def grid(self) -> Grid:
+        """Where the tokens sit on the padded ``[rows, width]`` grid (on the tensors' device)."""
+        from retrain.engine.lora import Grid
+
+        return Grid(self.spots, len(self.rows), self.width)
 
     def row_token_ids(self) -> list[np.ndarray]:
         """Each row's token ids (on the host)."""

@@ -387,12 +387,8 @@ def _finished(request: _Pending, adapters: dict[str, tuple[Path, str]]) -> Predi
 
 def _mean_pooled(hidden: Any, batch: Batch) -> np.ndarray:
     """The mean of each row's last hidden states over its tokens (the base model's sentence embedding)."""
-    import torch
-
-    rows = batch.spots.div(batch.width, rounding_mode="floor")  # each token's row
-    # Summed in fp32: bf16 sums of up to 64 tokens would round at every step.
-    sums = hidden.new_zeros(len(batch.rows), hidden.shape[-1], dtype=torch.float32)
-    sums.index_add_(0, rows, hidden.float())
+    # In fp32: bf16 sums of up to 64 tokens would round at every step. The grid is zero past a row.
+    sums = batch.grid().place(hidden.float()).sum(dim=1)
     return np.asarray((sums / batch.key_mask.sum(dim=1, keepdim=True)).cpu().numpy(), dtype=np.float32)
 
 

@@ -33,7 +33,17 @@ class Grid:
     """Where a batch's packed tokens sit on a padded ``[rows, width]`` grid."""
 
     spots: torch.Tensor  # [tokens]: row * width + position
+    rows: int
     width: int
+
+    def place(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[tokens, n]`` onto the grid, ``[rows, width, n]``; zero where a row has no token."""
+        grid = tokens.new_zeros(self.rows * self.width, tokens.shape[-1])
+        return grid.index_copy_(0, self.spots, tokens).view(self.rows, self.width, -1)
+
+    def tokens(self, grid: torch.Tensor) -> torch.Tensor:
+        """``[rows, width, n]`` back to the tokens, ``[tokens, n]``."""
+        return grid.reshape(self.rows * self.width, -1).index_select(0, self.spots)
 
 
 @dataclass(frozen=True)
@@ -85,10 +95,7 @@ class SlotLoraLinear(nn.Module):
             delta = self._delta(self.dropout(x).reshape(shape[0], -1, shape[-1]), route.slots)
             return out + delta.reshape(*shape[:-1], -1)
         # Packed tokens, [tokens, in]: each row's factors apply on the padded grid, then back to tokens.
-        rows, spots, width = len(route.slots), route.grid.spots, route.grid.width
-        grid = x.new_zeros(rows * width, x.shape[-1]).index_copy_(0, spots, self.dropout(x))
-        delta = self._delta(grid.view(rows, width, -1), route.slots)
-        return out + delta.view(rows * width, -1).index_select(0, spots)
+        return out + route.grid.tokens(self._delta(route.grid.place(self.dropout(x)), route.slots))
 
     def _delta(self, rows: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         """``[rows, tokens, in]`` to each row's low-rank delta ``[rows, tokens, out]``."""

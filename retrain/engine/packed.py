@@ -44,28 +44,27 @@ def packed_forward(pools: SlotModel, batch: Batch, slots: torch.Tensor) -> tuple
     model: Any = pools.model  # a BertForSequenceClassification (check_packable)
     bert = model.base_model
     key_mask = batch.key_mask[:, None, None, :]  # [rows, 1, 1, width]: a row's queries see its tokens
-    with pools.routed(slots, Grid(batch.spots, batch.width)):  # the encoder sees packed tokens
+    grid = batch.grid()
+    with pools.routed(slots, grid):  # the encoder sees packed tokens
         hidden = bert.embeddings(
             input_ids=batch.token_ids[None],
             position_ids=batch.positions[None],
             token_type_ids=torch.zeros_like(batch.token_ids)[None],
         )[0]
         for layer in bert.encoder.layer:
-            hidden = _layer(layer, hidden, batch, key_mask)
+            hidden = _layer(layer, hidden, grid, key_mask)
     with pools.routed(slots):  # the pooler and the head see one vector per row
         pooled = bert.pooler(hidden.index_select(0, batch.starts)[:, None])  # each row's [CLS]
         return model.classifier(model.dropout(pooled)), hidden
 
 
-def _layer(layer: Any, hidden: torch.Tensor, batch: Batch, key_mask: torch.Tensor) -> torch.Tensor:
+def _layer(layer: Any, hidden: torch.Tensor, grid: Grid, key_mask: torch.Tensor) -> torch.Tensor:
     """One BertLayer over packed tokens ``[tokens, hidden]``."""
     attention = layer.attention.self
-    rows, width = len(batch.rows), batch.width
-    # Query, key and value onto the grid in one copy: [rows * width, 3 * heads * size].
+    # Query, key and value onto the grid in one copy: [rows, width, 3 * heads * size].
     projected = torch.cat([attention.query(hidden), attention.key(hidden), attention.value(hidden)], dim=-1)
-    grid = projected.new_zeros(rows * width, projected.shape[-1]).index_copy_(0, batch.spots, projected)
-    query, key, value = grid.view(rows, width, 3, attention.num_attention_heads, -1).permute(2, 0, 3, 1, 4)
+    on_grid = grid.place(projected).view(grid.rows, grid.width, 3, attention.num_attention_heads, -1)
+    query, key, value = on_grid.permute(2, 0, 3, 1, 4)  # each [rows, heads, width, size]
     context = F.scaled_dot_product_attention(query, key, value, attn_mask=key_mask, scale=attention.scaling)
-    context = context.transpose(1, 2).reshape(rows * width, -1).index_select(0, batch.spots)
-    hidden = layer.attention.output(context, hidden)
+    hidden = layer.attention.output(grid.tokens(context.transpose(1, 2)), hidden)
     return layer.output(layer.intermediate(hidden), hidden)  # type: ignore[no-any-return]
