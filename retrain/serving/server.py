@@ -9,7 +9,9 @@ each hold a copy and split the batches.
 shares the port, the event loop, KServe's error handlers and the model's batcher. Every REST request
 passes :class:`~retrain.serving.guard.RestGuard` first (body-size limit, V2 envelope, versions), and
 the server itself is :class:`~retrain.serving.kserve_server.ReleaseServer` (``--host``, ports bound
-before it says it serves, no model unloading).
+before it says it serves, no model unloading). The served model's V2 inference requests are answered
+by :class:`~retrain.serving.rest_infer.RestInfer` with KServe's data plane, in front of FastAPI's
+routing, which cost the event loop (and the GIL the engine needs) more than the rest of a request.
 
 Under load the app refuses what the batcher cannot take (503 with ``Retry-After``) and cancels
 the handlers of clients that disconnected, so their rows are never scored.
@@ -111,6 +113,7 @@ def serve(settings: ServeSettings) -> int:
     from retrain.serving.kserve_server import ReleaseServer
     from retrain.serving.model import ReleaseModel
     from retrain.serving.release_files import check_release_files
+    from retrain.serving.rest_infer import RestInfer
 
     logging.getLogger("retrain.serving").setLevel(logging.INFO)
     logging.getLogger("kserve").addFilter(_DropClientErrors())
@@ -153,6 +156,12 @@ def serve(settings: ServeSettings) -> int:
     )
     app = kserve.model_server.app
     mount_invocations(app, model)
+    app.add_middleware(
+        RestInfer,
+        model_name=settings.model_name,
+        dataplane=server.dataplane,
+        exception_handlers=app.exception_handlers,
+    )
     handle_load(app)
     app.add_middleware(RestGuard, release_id=engine.release_id, max_body_bytes=settings.max_body_bytes)
 
