@@ -5,10 +5,15 @@ close together are scored together, customers mixed (the engine applies each row
 
 - The engine scores as many batches at once as it has workers (two on a CPU, one on a GPU), each
   in its own thread. While they run, the event loop keeps accepting requests and forms the next
-  batch; a full one waits in the engine's line, so a worker starts it the moment it is free,
-  without waiting for the event loop. A partial one goes as soon as a worker is free if its
-  oldest request arrived while all were busy (a backlog); otherwise that request first waits
-  ``max_wait_ms`` for company.
+  batch. A batch takes at most its worker's fair share of the rows in the server (queued and being
+  scored, divided among the workers), and at most ``max_batch_size``. It is handed over as soon as
+  it holds that share: if no worker is free it waits in the engine's line, so a worker starts it
+  the moment it is free, without waiting for the event loop. A smaller one goes as soon as a worker
+  is free if its oldest request arrived while all were busy (a backlog); otherwise that request
+  first waits ``max_wait_ms`` for company. So a request at an idle engine goes at once, and the
+  clients of a batch just answered, returning one by one, share the next batch rather than leave
+  one worker with most of the rows (closed-loop clients otherwise settle into one large batch and
+  one small one, and a worker idles while the large one is scored).
 - The queue is bounded by rows (``max_queue_rows``, a fixed cap) and by time (``max_queue_ms``),
   measured two ways. Ahead: the rows queued before a new request, at the pace the engine's
   workers have been scoring rows (a moving average over recent batches' rows), would keep it waiting
@@ -177,7 +182,7 @@ class DynamicBatcher:
         self._standing_wait = 0.0  # seconds the youngest request of the last batch waited
         # A worker's pace: seconds and rows of recent batches, each a moving sum (0 rows: none yet).
         self._recent_seconds = self._recent_rows = 0.0
-        self._in_engine: set[asyncio.Future[_Scored]] = set()  # batches scored or formed for a worker
+        self._in_engine: dict[asyncio.Future[_Scored], int] = {}  # batches scored or formed: their rows
         self._changed = asyncio.Event()  # a request arrived, or a batch left the engine
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -302,19 +307,25 @@ class DynamicBatcher:
             batch = await self._collect()
             scoring = loop.run_in_executor(self._executor, self._score, batch)
             scoring.add_done_callback(functools.partial(self._settle, batch=batch))
-            self._in_engine.add(scoring)
+            self._in_engine[scoring] = sum(len(request.texts) for request in batch)
 
     def _scoring(self) -> int:
         """Batches in the engine's workers or formed for the next free one."""
-        self._in_engine = {scoring for scoring in self._in_engine if not scoring.done()}
+        self._in_engine = {scoring: rows for scoring, rows in self._in_engine.items() if not scoring.done()}
         return len(self._in_engine)
 
+    def _share(self) -> int:
+        """Rows the next batch takes at most: a worker's share of the rows queued and in the engine."""
+        rows = self._pending_rows + sum(n for scoring, n in self._in_engine.items() if not scoring.done())
+        return max(1, min(self.max_batch_size, math.ceil(rows / self.engine.workers)))
+
     async def _collect(self) -> list[_Request]:
-        """The next batch: full, or partial once a worker is free: at once for a backlog, else when its
-        oldest request has waited ``max_wait`` for company."""
+        """The next batch: a worker's share of the rows, or less once a worker is free: at once for a
+        backlog, else when its oldest request has waited ``max_wait`` for company."""
         while True:
             remaining: float | None = None  # until something changes
-            if self._pending_rows >= self.max_batch_size:
+            share = self._share()
+            if self._pending_rows >= share:
                 break
             if self._pending and self._scoring() < self.engine.workers:
                 oldest = self._pending[0]
@@ -326,11 +337,13 @@ class DynamicBatcher:
                 await asyncio.wait_for(self._changed.wait(), remaining)
         batch: list[_Request] = []
         rows = 0
-        while self._pending and (not batch or rows + len(self._pending[0].texts) <= self.max_batch_size):
+        while self._pending and (not batch or rows + len(self._pending[0].texts) <= share):
             request = self._pending.popleft()
             self._pending_rows -= len(request.texts)
             batch.append(request)
             rows += len(request.texts)
+        for request in self._pending:  # left behind by this batch: they go with the next free worker
+            request.backlog = True
         self.metrics.queue(len(self._pending), self._pending_rows)
         return batch
 

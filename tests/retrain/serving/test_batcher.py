@@ -236,6 +236,41 @@ def test_two_workers_score_two_batches_at_once(trained_release: Any) -> None:
         np.testing.assert_allclose(np.stack(answer.probabilities), np.stack(alone.probabilities), atol=1e-6)
 
 
+def test_a_batch_takes_its_workers_share_at_once(trained_release: Any) -> None:
+    """Two workers, one holding 4 rows: 20 single-row requests arriving together form a batch of 12
+    (half the 24 rows in the server) at once, not one of 20 after max_wait; the 8 it left behind go
+    with the next free worker, without waiting for company either."""
+    pair = counting_engine(trained_release, workers=2)
+    batcher = DynamicBatcher(pair, max_batch_size=32, max_wait_ms=1000, max_queue_ms=60000)
+    pair.gate.clear()
+
+    async def run() -> list[Predictions]:
+        try:
+            held = [await send(batcher, rows_of(trained_release, 4, 0))]
+            await until(lambda: pair.calls == [4])
+            arrived = time.monotonic()
+            singles = [
+                asyncio.ensure_future(batcher.predict(*rows_of(trained_release, 1, 10 + i)))
+                for i in range(20)
+            ]
+            await until(lambda: pair.calls == [4, 12])
+            assert time.monotonic() - arrived < 0.5  # not max_wait (1 s) after
+            assert batcher.queued_rows == 8
+            opened = time.monotonic()
+            pair.gate.set()
+            answers = await asyncio.gather(*held, *singles)
+            assert pair.started[2] - opened < 0.5, pair.started[2] - opened
+            return list(answers)
+        finally:
+            await batcher.close()
+
+    answers = asyncio.run(run())
+    assert pair.calls == [4, 12, 8]
+    assert [len(a.labels) for a in answers] == [4] + [1] * 20
+    alone = pair.predict(*rows_of(trained_release, 1, 15))
+    np.testing.assert_allclose(answers[6].probabilities[0], alone.probabilities[0], atol=1e-6)
+
+
 async def engine_busy_and_queue_full(
     batcher: DynamicBatcher, counting: CountingEngine, trained_release: Any, seen: int = 0
 ) -> list[asyncio.Task[Predictions]]:
