@@ -16,8 +16,11 @@ close together are scored together, customers mixed (the engine applies each row
   one small one, and a worker idles while the large one is scored).
 - The queue is bounded by rows (``max_queue_rows``, a fixed cap) and by time (``max_queue_ms``),
   measured two ways. Ahead: the rows queued before a new request, at the pace the engine's
-  workers have been scoring rows (a moving average over recent batches' rows), would keep it waiting
-  longer than that. Behind: even the youngest request of the last batch scored had waited longer
+  workers have been scoring rows, would keep it waiting longer than that. The pace is the moving
+  sums of recent batches' seconds and rows, counting only batches of at least half
+  ``max_batch_size``: the batches a queue becomes (a lone row costs several times more per row, and
+  a pace learned from them refused the first burst after a quiet spell); until one has been scored
+  the pace refuses nothing. Behind: even the youngest request of the last batch scored had waited longer
   than that (CoDel's signal, a standing queue). The first refuses before the wait happens, the
   second catches what the pace misjudged. Past any bound a request is refused at once with
   :class:`UnavailableError` (HTTP 503 with ``Retry-After``, gRPC UNAVAILABLE), so overload turns
@@ -400,9 +403,10 @@ class DynamicBatcher:
                 request.future.set_result(outcome)
         if scored.queue_waits:
             self._standing_wait = min(scored.queue_waits)
+        if scored.queue_waits and 2 * rows >= self.max_batch_size:  # a batch such as a queue forms
             # Recent batches count most: the pace follows the machine's load within a few batches. Rows
-            # weigh, not batches: a one-row batch costs more per row than the batch a queue becomes
-            # (averaging each batch's seconds per row refused about 1 in 60 requests of 32 clients).
+            # weigh, not batches (averaging each batch's seconds per row refused about 1 in 60 requests
+            # of 32 clients).
             keep = 0.8 if self._recent_rows else 0.0
             self._recent_seconds = keep * self._recent_seconds + scored.seconds
             self._recent_rows = keep * self._recent_rows + rows

@@ -378,10 +378,10 @@ def test_the_queue_refuses_what_the_engines_pace_says_would_wait_too_long(
     assert counting.calls == [8, 8, 8, 8]
 
 
-def test_the_pace_weighs_rows_not_batches(counting: CountingEngine, trained_release: Any) -> None:
-    """A one-row batch held 0.15 s, then 15 rows scored at once: the engine's pace is about
-    0.15 s / 16 rows, so 4 rows queued wait well under 100 ms and the next request is taken. Each
-    batch's own seconds per row, averaged, would have said 4 x 0.12 s, and refused it."""
+def test_the_pace_counts_the_batches_a_queue_forms(counting: CountingEngine, trained_release: Any) -> None:
+    """A one-row batch held 0.6 s, then 15 rows scored at once: the pace comes from the 15-row batch
+    only, so 4 rows queued wait well under 100 ms and the next request is taken. Counting the lone
+    row too (moving sums of both) would have said about 4 x 33 ms, and refused it."""
     batcher = DynamicBatcher(counting, max_batch_size=16, max_wait_ms=0, max_queue_ms=100)
     counting.reset()
 
@@ -390,7 +390,7 @@ def test_the_pace_weighs_rows_not_batches(counting: CountingEngine, trained_rele
             counting.gate.clear()
             lone = await send(batcher, rows_of(trained_release, 1, 0))
             await until(lambda: counting.calls == [1])
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(0.6)
             counting.gate.set()
             await lone
             await batcher.predict(*rows_of(trained_release, 15, 1))
