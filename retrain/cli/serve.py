@@ -114,7 +114,13 @@ def register(commands: Commands) -> None:
         type=common.at_least(1),
         help="rows per batch (default 64 shared among the engine's workers: 32 on a CPU, 64 on a GPU)",
     )
-    serve.add_argument("--max-wait-ms", type=float, default=DEFAULT_MAX_WAIT_MS, help="batch fill wait")
+    serve.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=DEFAULT_MAX_WAIT_MS,
+        help="how long the first request at a free worker waits for company, unless every worker was busy "
+        f"when it came or a worker's share of the rows is queued (default {DEFAULT_MAX_WAIT_MS:g})",
+    )
     serve.add_argument(
         "--max-queue-rows",
         type=int,

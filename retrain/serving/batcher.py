@@ -5,26 +5,28 @@ close together are scored together, customers mixed (the engine applies each row
 
 - The engine scores as many batches at once as it has workers (two on a CPU, one on a GPU), each
   in its own thread. While they run, the event loop keeps accepting requests and forms the next
-  batch. A batch takes at most its worker's fair share of the rows in the server (queued and being
-  scored, divided among the workers), and at most ``max_batch_size``. It is handed over as soon as
-  it holds that share: if no worker is free it waits in the engine's line, so a worker starts it
-  the moment it is free, without waiting for the event loop. A smaller one goes as soon as a worker
-  is free if its oldest request arrived while all were busy (a backlog); otherwise that request
-  first waits ``max_wait_ms`` for company. So a request at an idle engine goes at once, and the
-  clients of a batch just answered, returning one by one, share the next batch rather than leave
-  one worker with most of the rows (closed-loop clients otherwise settle into one large batch and
-  one small one, and a worker idles while the large one is scored).
+  batch. A batch takes at most ``max_batch_size`` rows and its worker's fair share of the rows in
+  the server (queued and being scored, divided among the workers; a request larger than that is
+  taken whole). A full batch, or one that holds its share while others are scored, is handed over
+  at once: if no worker is free it waits in the engine's line, so a worker starts it the moment it
+  is free, without waiting for the event loop. A smaller one goes as soon as a worker is free if its
+  oldest request arrived while all were busy or was left behind by a batch (a backlog); otherwise
+  that request first waits ``max_wait_ms`` for company (the first request at an idle engine, say).
+  So the clients of a batch just answered, returning one by one, share the next batch rather than
+  leave one worker with most of the rows (closed-loop clients otherwise settle into one large batch
+  and one small one, and a worker idles while the large one is scored).
 - The queue is bounded by rows (``max_queue_rows``, a fixed cap) and by time (``max_queue_ms``),
-  measured two ways. Ahead: the rows queued before a new request, at the pace the engine's
-  workers have been scoring rows, would keep it waiting longer than that. The pace is the moving
-  sums of recent batches' seconds and rows, counting only batches of at least half
-  ``max_batch_size``: the batches a queue becomes (a lone row costs several times more per row, and
-  a pace learned from them refused the first burst after a quiet spell); until one has been scored
-  the pace refuses nothing. Behind: even the youngest request of the last batch scored had waited longer
-  than that (CoDel's signal, a standing queue). The first refuses before the wait happens, the
-  second catches what the pace misjudged. Past any bound a request is refused at once with
-  :class:`UnavailableError` (HTTP 503 with ``Retry-After``, gRPC UNAVAILABLE), so overload turns
-  into prompt refusals, not unbounded latency, however fast the machine is today.
+  measured two ways. Ahead: the rows queued before a new request, at the pace the engine's workers
+  have been scoring rows, would keep it waiting longer than that. The pace is the moving sums of
+  recent batches' seconds and rows, counting only batches of at least half ``max_batch_size``: the
+  batches a queue becomes (a lone row costs several times more per row, and a pace learned from
+  them refused the first burst after a quiet spell), and smaller batches that beat it per row;
+  until one has been scored the pace refuses nothing. Behind: even the youngest request of the
+  last batch scored had waited longer than that (CoDel's signal, a standing queue). The first
+  refuses before the wait happens, the second catches what the pace misjudged. Past any bound a
+  request is refused at once with :class:`UnavailableError` (HTTP 503 with ``Retry-After``, gRPC
+  UNAVAILABLE), so overload turns into prompt refusals, not unbounded latency, however fast the
+  machine is today.
 - A request whose caller has gone (its task cancelled: a closed connection, a cancelled gRPC call)
   or whose own deadline passed leaves the queue at once and is never scored.
 
@@ -53,7 +55,7 @@ log = logging.getLogger(__name__)
 # Rows the engine's workers score at once, shared among them: the engine's own batch of 64 on a GPU,
 # 32 for each of a CPU's two workers (a single-threaded worker takes about 0.25 s for 32 rows).
 ROWS_IN_FLIGHT = 64
-DEFAULT_MAX_WAIT_MS = 5.0  # how long the first request at an idle engine waits for company
+DEFAULT_MAX_WAIT_MS = 5.0  # how long a request at a free worker waits for company (see _collect)
 # A cap for memory and for bursts the engine's pace has not shown yet; the time bound usually
 # refuses first.
 DEFAULT_MAX_QUEUE_ROWS = 256
@@ -128,7 +130,7 @@ class _Request:
     customers: list[str]
     future: asyncio.Future[Predictions] = field(repr=False)
     arrived: float  # time.monotonic()
-    backlog: bool  # every worker was busy when it arrived: it goes with the next free one
+    backlog: bool  # every worker was busy when it arrived, or a batch left it: it goes with the next free one
 
 
 @dataclass
@@ -183,7 +185,8 @@ class DynamicBatcher:
         self._pending_rows = 0
         self._stopping = False
         self._standing_wait = 0.0  # seconds the youngest request of the last batch waited
-        # A worker's pace: seconds and rows of recent batches, each a moving sum (0 rows: none yet).
+        # A worker's pace: seconds and rows of recent batches such as a queue forms (see _settle), each a
+        # moving sum (0 rows: none yet).
         self._recent_seconds = self._recent_rows = 0.0
         self._in_engine: dict[asyncio.Future[_Scored], int] = {}  # batches scored or formed: their rows
         self._changed = asyncio.Event()  # a request arrived, or a batch left the engine
@@ -317,18 +320,17 @@ class DynamicBatcher:
         self._in_engine = {scoring: rows for scoring, rows in self._in_engine.items() if not scoring.done()}
         return len(self._in_engine)
 
-    def _share(self) -> int:
-        """Rows the next batch takes at most: a worker's share of the rows queued and in the engine."""
-        rows = self._pending_rows + sum(n for scoring, n in self._in_engine.items() if not scoring.done())
-        return max(1, min(self.max_batch_size, math.ceil(rows / self.engine.workers)))
-
     async def _collect(self) -> list[_Request]:
-        """The next batch: a worker's share of the rows, or less once a worker is free: at once for a
-        backlog, else when its oldest request has waited ``max_wait`` for company."""
+        """The next batch: full, or a worker's share of the rows while others are scored, or less once a
+        worker is free: at once for a backlog, else when its oldest request has waited ``max_wait`` for
+        company (so at an idle engine the first request waits for company)."""
         while True:
             remaining: float | None = None  # until something changes
-            share = self._share()
-            if self._pending_rows >= share:
+            in_engine = sum(rows for scoring, rows in self._in_engine.items() if not scoring.done())
+            share = max(
+                1, min(self.max_batch_size, math.ceil((self._pending_rows + in_engine) / self.engine.workers))
+            )
+            if self._pending_rows >= self.max_batch_size or (in_engine and self._pending_rows >= share):
                 break
             if self._pending and self._scoring() < self.engine.workers:
                 oldest = self._pending[0]
@@ -401,15 +403,20 @@ class DynamicBatcher:
                 request.future.set_exception(outcome)
             else:
                 request.future.set_result(outcome)
-        if scored.queue_waits:
-            self._standing_wait = min(scored.queue_waits)
-        if scored.queue_waits and 2 * rows >= self.max_batch_size:  # a batch such as a queue forms
+        pace = self._recent_seconds / self._recent_rows if self._recent_rows else 0.0
+        # The pace learns from batches such as a queue forms, of at least half max_batch_size: a lone row
+        # costs several times more per row. A smaller batch counts only when it beat the pace per row,
+        # which it shows too slow (else one slow batch could set a pace that refused every queue long
+        # enough to form a large batch again).
+        if scored.queue_waits and (2 * rows >= self.max_batch_size or scored.seconds < pace * rows):
             # Recent batches count most: the pace follows the machine's load within a few batches. Rows
             # weigh, not batches (averaging each batch's seconds per row refused about 1 in 60 requests
             # of 32 clients).
             keep = 0.8 if self._recent_rows else 0.0
             self._recent_seconds = keep * self._recent_seconds + scored.seconds
             self._recent_rows = keep * self._recent_rows + rows
+        if scored.queue_waits:
+            self._standing_wait = min(scored.queue_waits)
         if scored.outcomes:  # not a batch whose callers had all left
             self.metrics.batch(len(scored.outcomes), rows, scored.queue_waits, scored.seconds)
 

@@ -408,6 +408,39 @@ def test_the_pace_counts_the_batches_a_queue_forms(counting: CountingEngine, tra
     assert counting.calls == [1, 15, 1, 5]
 
 
+def test_a_pace_too_slow_is_corrected_by_small_batches(
+    counting: CountingEngine, trained_release: Any
+) -> None:
+    """An 8-row batch held 1 s sets a pace of 125 ms a row. Single rows scored fast then bring it down,
+    though no batch as large comes again: 2 rows queued are soon judged well under 100 ms, and the
+    next request is taken (at 125 ms a row it would have been refused for good)."""
+    batcher = DynamicBatcher(counting, max_batch_size=16, max_wait_ms=0, max_queue_ms=100)
+    counting.reset()
+
+    async def run() -> None:
+        try:
+            counting.gate.clear()
+            slow = await send(batcher, rows_of(trained_release, 8, 0))
+            await until(lambda: counting.calls == [8])
+            await asyncio.sleep(1.0)
+            counting.gate.set()
+            await slow
+            for row in range(40):
+                await batcher.predict(*rows_of(trained_release, 1, 8 + row))
+            counting.gate.clear()
+            held = [await send(batcher, rows_of(trained_release, 1, 48))]
+            await until(lambda: len(counting.calls) == 42)  # the engine busy with it
+            held += [await send(batcher, rows_of(trained_release, 2, 49))]  # queued
+            held += [await send(batcher, rows_of(trained_release, 1, 51))]  # taken
+            counting.gate.set()
+            assert [len(a.labels) for a in await asyncio.gather(*held)] == [1, 2, 1]
+        finally:
+            await batcher.close()
+
+    asyncio.run(run())
+    assert counting.calls == [8] + [1] * 41 + [3]
+
+
 def test_requests_whose_callers_left_are_not_scored(counting: CountingEngine, trained_release: Any) -> None:
     from retrain.serving.metrics import PrometheusMetrics  # .venv-serve's: collected in the main venv too
 
