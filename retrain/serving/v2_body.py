@@ -51,6 +51,9 @@ def check_infer_body(body: bytes, headers: Mapping[str, str]) -> None:
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
         raise InputError('the inference request needs "inputs": a list of objects')
+    if not isinstance(request.get("parameters") or {}, dict):
+        raise InputError('the request\'s "parameters" must be an object')
+    _check_outputs(request.get("outputs"))
     offset = 0
     for position, tensor in enumerate(inputs):
         offset += _check_input(position, tensor, binary, offset)
@@ -92,6 +95,20 @@ def _json_length(value: str, body_length: int) -> int:
             "it must be the length of the JSON part, which comes first"
         )
     return length
+
+
+def _check_outputs(outputs: Any) -> None:
+    """The optional ``outputs`` the client asks for: objects with a string name (KServe's binary path
+    reads them unchecked, and answered a 500)."""
+    if outputs is None:
+        return
+    if not isinstance(outputs, list):
+        raise InputError(f'"outputs" must be a list of objects with a name, got {_short(outputs)}')
+    for position, output in enumerate(outputs):
+        if not isinstance(output, dict) or not isinstance(output.get("name"), str):
+            raise InputError(f"outputs[{position}] needs a string name, got {_short(output)}")
+        if not isinstance(output.get("parameters") or {}, dict):
+            raise InputError(f"outputs[{position}]: parameters must be an object")
 
 
 def _check_input(position: int, tensor: dict[str, Any], binary: bytes, offset: int) -> int:

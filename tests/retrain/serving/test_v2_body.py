@@ -121,6 +121,22 @@ def _json(inputs: list[dict[str, Any]]) -> bytes:
         (b'{"inputs": "\xff"}', JSON, r"not UTF-8 \(byte 12"),
         (b'{"id": "\\ud800", "inputs": []}', JSON, r"id must be a string of valid Unicode"),
         (_json([{"name": "text", "datatype": "BYTES", "shape": [1]}]), JSON, r"neither data nor parameters"),
+        (
+            json.dumps({"inputs": [json_input("text")], "outputs": "all"}).encode(),
+            JSON,
+            r'"outputs" must be a list of objects with a name, got "all"',
+        ),
+        (
+            json.dumps({"inputs": [], "outputs": [{}]}).encode(),
+            JSON,
+            r"outputs\[0\] needs a string name, got \{\}",
+        ),
+        (
+            json.dumps({"inputs": [], "outputs": [{"name": "label", "parameters": [1]}]}).encode(),
+            JSON,
+            r"outputs\[0\]: parameters must be an object",
+        ),
+        (json.dumps({"inputs": [], "parameters": [1]}).encode(), JSON, r'"parameters" must be an object'),
     ],
     ids=[
         "shape-1e400",
@@ -134,6 +150,10 @@ def _json(inputs: list[dict[str, Any]]) -> bytes:
         "not-utf8",
         "lone-surrogate-id",
         "no-data",
+        "outputs-not-a-list",
+        "output-without-name",
+        "output-parameters-not-an-object",
+        "parameters-not-an-object",
     ],
 )
 def test_json_bodies_name_the_problem(body: bytes, headers: dict[str, str], message: str) -> None:
