@@ -14,21 +14,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from retrain.errors import InputError
+from retrain.serving.asgi import App, Message, Receive, Scope, Send
+from retrain.serving.protocol import INFER_PATH
 from retrain.serving.v2_body import check_infer_body
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # ~50,000 rows of 300-character texts
 _VERSIONED = re.compile(r"/v2/models/(?P<name>[^/]+)/versions/(?P<version>[^/]*)(?P<rest>/ready|/infer)?")
-_INFER = re.compile(r"/v2/models/[^/]+/infer")
 
 
 class _TooLarge(Exception):
@@ -80,7 +73,7 @@ class RestGuard:
             return
         except _Disconnected:
             return
-        if _INFER.fullmatch(scope["path"]):
+        if INFER_PATH.fullmatch(scope["path"]):
             try:
                 check_infer_body(body, headers)
             except InputError as error:

@@ -10,6 +10,7 @@ DEFAULT_MODEL_NAME = "retrain"
 RELEASE_HEADER = "x-retrain-release-id"  # every REST answer names the release (the manifest's MD5)
 INPUTS = ("text", "customer_id")  # both BYTES, shape [N]
 OUTPUTS = (("score", "FP64"), ("label", "BYTES"), ("adapter_version", "BYTES"))
+INFER_PATH = re.compile(r"/v2/models/(?P<name>[^/]+)/infer")  # REST inference, once versions are mapped
 # Texts are truncated to 64 tokens; a text is cut to its first characters before it is tokenized,
 # so one huge text cannot hold the engine (and every request batched behind it) for seconds.
 # 64 tokens of ordinary text take a few hundred characters: the cut never reaches them.

@@ -23,18 +23,19 @@ protocol's request schema gets a 400 naming the field, not FastAPI's 422.
 from __future__ import annotations
 
 import inspect
-import re
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
+import orjson
+from kserve.errors import InvalidInput, ModelNotReady
+from kserve.protocol.rest.v2_datamodels import InferenceRequest, InferenceResponse
+from pydantic import ValidationError
+from starlette.requests import Request
 
-_INFER = re.compile(r"/v2/models/(?P<name>[^/]+)/infer")
-JSON_LENGTH_HEADER = "inference-header-content-length"
+from retrain.errors import InputError
+from retrain.serving.asgi import App, Receive, Scope, Send
+from retrain.serving.protocol import INFER_PATH
+from retrain.serving.v2_body import JSON_LENGTH_HEADER, parse_json
 
 
 class RestInfer:
@@ -59,7 +60,7 @@ class RestInfer:
         self.exception_handlers = exception_handlers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        found = _INFER.fullmatch(scope["path"]) if scope["type"] == "http" else None
+        found = INFER_PATH.fullmatch(scope["path"]) if scope["type"] == "http" else None
         if found is None or scope["method"] != "POST" or found["name"] != self.model_name:
             await self.app(scope, receive, send)
             return
@@ -74,9 +75,6 @@ class RestInfer:
 
     async def _infer(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """What KServe's ``V2Endpoints.infer`` does, without FastAPI around it."""
-        from kserve.errors import ModelNotReady
-        from kserve.protocol.rest.v2_datamodels import InferenceResponse
-
         request_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         body = await _read(receive)
         if not await self.dataplane.model_ready(self.model_name, True):
@@ -93,8 +91,6 @@ class RestInfer:
         if isinstance(encoded, bytes):  # binary outputs: the JSON part's length is in a header
             answer = encoded
         else:  # as FastAPI renders KServe's InferenceResponse with its ORJSONResponse
-            import orjson
-
             answer = orjson.dumps(InferenceResponse.model_validate(encoded).model_dump(mode="json"))
             answer_headers["content-type"] = "application/json"
         answer_headers["content-length"] = str(len(answer))
@@ -102,8 +98,6 @@ class RestInfer:
 
     async def _handled(self, scope: Scope, error: Exception) -> Any:
         """The response the app's handler for ``error`` (or its nearest base class) gives."""
-        from starlette.requests import Request
-
         for kind in type(error).__mro__:
             handler = self.exception_handlers.get(kind)
             if handler is not None:
@@ -114,13 +108,6 @@ class RestInfer:
 
 def _inference_request(body: bytes) -> Any:
     """The JSON body as KServe's ``InferenceRequest``, or ``InvalidInput`` naming what does not fit."""
-    from kserve.errors import InvalidInput
-    from kserve.protocol.rest.v2_datamodels import InferenceRequest
-    from pydantic import ValidationError
-
-    from retrain.errors import InputError
-    from retrain.serving.v2_body import parse_json
-
     try:
         return InferenceRequest.model_validate(parse_json(body, "the inference request"))
     except InputError as error:

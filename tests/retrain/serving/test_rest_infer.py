@@ -51,6 +51,7 @@ def apps(trained_release: Any) -> Iterator[tuple[Any, Any, Any]]:
     fronted = RestInfer(app, model_name=MODEL, dataplane=dataplane, exception_handlers=app.exception_handlers)
     yield app, fronted, model
     LOOP.run_until_complete(model.batcher.close())
+    LOOP.close()
 
 
 def ask(app: Any, body: bytes, headers: dict[str, str], path: str = f"/v2/models/{MODEL}/infer") -> Any:

@@ -1,8 +1,8 @@
 """Property-based test of the V2 request parser, through the real model server.
 
 Whatever JSON a client sends to ``/v2/models/<name>/infer``, the server answers 200 with one score
-per text, 400 with a V2 error body naming the problem, or (a body that is not an inference request
-object at all) KServe's FastAPI 422 with its ``detail``; never a 500, and never a hang.
+per text or 400 with a V2 error body naming the problem (a body outside the protocol's request
+schema too, where FastAPI would answer 422); never a 500, and never a hang.
 """
 
 from __future__ import annotations
@@ -62,11 +62,8 @@ def test_any_request_body_gets_a_score_per_text_or_a_400(
     @given(bodies(list(trained_release.customers)))
     def answers(body: Any) -> None:
         response = requests.post(url, json=body, timeout=30)
-        assert response.status_code in (200, 400, 422), (body, response.status_code, response.text)
+        assert response.status_code in (200, 400), (body, response.status_code, response.text)
         answer = response.json()
-        if response.status_code == 422:  # refused by KServe's request model, before ours
-            assert answer["detail"], answer
-            return
         if response.status_code == 400:
             assert answer["error"], answer
             return
