@@ -24,9 +24,10 @@ from retrain.fanout.argo_client import ArgoError
 KINDS: tuple[type[RetrainError], ...] = (InputError, NotFoundError, ConflictError, ServiceUnreachableError)
 # Modules that import KServe or its Prometheus client, which only .venv-serve has.
 NEEDS_SERVE_EXTRA = {
-    "retrain.serving.model": "kserve",
-    "retrain.serving.kserve_server": "kserve",
-    "retrain.serving.metrics": "prometheus_client",
+    "retrain.serving.model": ("kserve",),
+    "retrain.serving.kserve_server": ("kserve",),
+    "retrain.serving.metrics": ("prometheus_client",),
+    "retrain.serving.rest_infer": ("orjson", "kserve"),
 }
 # Process entry points: the first runs the command line, the second installs doltlite's engine,
 # which after sqlite3 re-executes the interpreter. Neither defines an error.
@@ -42,7 +43,7 @@ def every_error() -> list[type[RetrainError]]:
             try:
                 importlib.import_module(module.name)
             except ModuleNotFoundError as error:
-                if NEEDS_SERVE_EXTRA.get(module.name) != error.name:
+                if error.name not in NEEDS_SERVE_EXTRA.get(module.name, ()):
                     raise
 
     def below(cls: type[RetrainError]) -> Iterator[type[RetrainError]]:
