@@ -378,6 +378,34 @@ def test_the_queue_refuses_what_the_engines_pace_says_would_wait_too_long(
     assert counting.calls == [8, 8, 8, 8]
 
 
+async def held_for(
+    batcher: DynamicBatcher, counting: CountingEngine, rows: tuple[list[str], list[str]], seconds: float
+) -> None:
+    """One request's batch, held in the engine for ``seconds``: the pace learns a slow batch."""
+    seen = len(counting.calls)
+    counting.gate.clear()
+    slow = await send(batcher, rows)
+    await until(lambda: len(counting.calls) == seen + 1)
+    await asyncio.sleep(seconds)
+    counting.gate.set()
+    await slow
+
+
+async def queued_rows_then_taken(
+    batcher: DynamicBatcher, counting: CountingEngine, trained_release: Any, start: int, queued: int
+) -> None:
+    """With the engine busy with one row and ``queued`` rows waiting, one more request is taken, not
+    refused: the pace judges the queue short enough."""
+    seen = len(counting.calls)
+    counting.gate.clear()
+    held = [await send(batcher, rows_of(trained_release, 1, start))]
+    await until(lambda: len(counting.calls) == seen + 1)  # the engine busy with it
+    held += [await send(batcher, rows_of(trained_release, queued, start + 1))]  # queued
+    held += [await send(batcher, rows_of(trained_release, 1, start + 1 + queued))]  # taken
+    counting.gate.set()
+    assert [len(a.labels) for a in await asyncio.gather(*held)] == [1, queued, 1]
+
+
 def test_the_pace_counts_the_batches_a_queue_forms(counting: CountingEngine, trained_release: Any) -> None:
     """A one-row batch held 0.6 s, then 15 rows scored at once: the pace comes from the 15-row batch
     only, so 4 rows queued wait well under 100 ms and the next request is taken. Counting the lone
@@ -387,20 +415,9 @@ def test_the_pace_counts_the_batches_a_queue_forms(counting: CountingEngine, tra
 
     async def run() -> None:
         try:
-            counting.gate.clear()
-            lone = await send(batcher, rows_of(trained_release, 1, 0))
-            await until(lambda: counting.calls == [1])
-            await asyncio.sleep(0.6)
-            counting.gate.set()
-            await lone
+            await held_for(batcher, counting, rows_of(trained_release, 1, 0), 0.6)
             await batcher.predict(*rows_of(trained_release, 15, 1))
-            counting.gate.clear()
-            held = [await send(batcher, rows_of(trained_release, 1, 16))]
-            await until(lambda: len(counting.calls) == 3)  # the engine busy with it
-            held += [await send(batcher, rows_of(trained_release, 4, 17))]  # queued
-            held += [await send(batcher, rows_of(trained_release, 1, 21))]  # taken: ~4 x 10 ms ahead
-            counting.gate.set()
-            assert [len(a.labels) for a in await asyncio.gather(*held)] == [1, 4, 1]
+            await queued_rows_then_taken(batcher, counting, trained_release, start=16, queued=4)
         finally:
             await batcher.close()
 
@@ -419,21 +436,10 @@ def test_a_pace_too_slow_is_corrected_by_small_batches(
 
     async def run() -> None:
         try:
-            counting.gate.clear()
-            slow = await send(batcher, rows_of(trained_release, 8, 0))
-            await until(lambda: counting.calls == [8])
-            await asyncio.sleep(1.0)
-            counting.gate.set()
-            await slow
+            await held_for(batcher, counting, rows_of(trained_release, 8, 0), 1.0)
             for row in range(40):
                 await batcher.predict(*rows_of(trained_release, 1, 8 + row))
-            counting.gate.clear()
-            held = [await send(batcher, rows_of(trained_release, 1, 48))]
-            await until(lambda: len(counting.calls) == 42)  # the engine busy with it
-            held += [await send(batcher, rows_of(trained_release, 2, 49))]  # queued
-            held += [await send(batcher, rows_of(trained_release, 1, 51))]  # taken
-            counting.gate.set()
-            assert [len(a.labels) for a in await asyncio.gather(*held)] == [1, 2, 1]
+            await queued_rows_then_taken(batcher, counting, trained_release, start=48, queued=2)
         finally:
             await batcher.close()
 
